@@ -1,0 +1,24 @@
+GO ?= go
+
+.PHONY: test verify bench build generate
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# The whole test suite: Go tests (unit, integration, fuzz seeds, namespace tests)
+# and the small real-client suites under test/clients.
+test:
+	$(GO) test -count=1 -timeout 30m ./...
+	bash test/clients/run.sh
+
+generate:
+	$(GO) generate ./...
+
+verify:
+	test -z "$$(gofmt -l cmd internal)"
+	$(GO) vet ./...
+	$(GO) generate ./... && git diff --exit-code -- internal/amqp
+	$(GO) mod tidy -diff
+
+bench:
+	bash bench/run.sh
