@@ -1,0 +1,496 @@
+// Package metadata keeps a node's definitions (users, vhosts, permissions,
+// exchanges, queues, bindings, policies) as a deterministic state machine of
+// commands. Every change is a Command proposed through a Log; the Log decides
+// when it is committed (at once on a standalone node, after consensus in a
+// cluster) and then Apply runs it on the State and notifies observers, on
+// every node in the same order. Callers only ever call Store.Propose, so
+// swapping the log changes no caller.
+//
+//	s := metadata.NewStore(metadata.NewLocalLog())
+//	s.Observe(func(c metadata.Command) { ... update runtime ... })
+//	err := s.Propose(metadata.Command{Op: metadata.OpAddVHost, VHost: "/"})
+//
+// The definitions' JSON shape is RabbitMQ's definitions export format, so a
+// file exported from RabbitMQ imports here and the reverse.
+package metadata
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Op names a command.
+type Op string
+
+// The commands.
+const (
+	OpAddVHost         Op = "add_vhost"
+	OpDeleteVHost      Op = "delete_vhost"
+	OpPutUser          Op = "put_user"
+	OpDeleteUser       Op = "delete_user"
+	OpSetPermissions   Op = "set_permissions"
+	OpClearPermissions Op = "clear_permissions"
+	OpDeclareExchange  Op = "declare_exchange"
+	OpDeleteExchange   Op = "delete_exchange"
+	OpDeclareQueue     Op = "declare_queue"
+	OpDeleteQueue      Op = "delete_queue"
+	OpBind             Op = "bind"
+	OpUnbind           Op = "unbind"
+	OpSetPolicy        Op = "set_policy"
+	OpClearPolicy      Op = "clear_policy"
+)
+
+// User is a RabbitMQ-style user definition.
+type User struct {
+	Name             string   `json:"name"`
+	PasswordHash     string   `json:"password_hash"`
+	HashingAlgorithm string   `json:"hashing_algorithm"`
+	Tags             []string `json:"tags"`
+}
+
+// VHost is a virtual host definition.
+type VHost struct {
+	Name string `json:"name"`
+}
+
+// Permission grants a user configure/write/read patterns on a vhost.
+type Permission struct {
+	User      string `json:"user"`
+	VHost     string `json:"vhost"`
+	Configure string `json:"configure"`
+	Write     string `json:"write"`
+	Read      string `json:"read"`
+}
+
+// Exchange is an exchange definition.
+type Exchange struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// Queue is a queue definition. Owner is the exclusive owner's connection
+// id (not exported in definitions).
+type Queue struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Exclusive  bool           `json:"-"`
+	Owner      uint64         `json:"-"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// Binding binds a destination queue or exchange to a source exchange.
+type Binding struct {
+	Source          string         `json:"source"`
+	VHost           string         `json:"vhost"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"` // "queue" or "exchange"
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+}
+
+// Policy is a named pattern applying a definition to queues or exchanges.
+type Policy struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Definition map[string]any `json:"definition"`
+	Priority   int            `json:"priority"`
+}
+
+// Command is one change to the definitions.
+type Command struct {
+	Op         Op          `json:"op"`
+	VHost      string      `json:"vhost,omitempty"`
+	Name       string      `json:"name,omitempty"`
+	User       *User       `json:"user,omitempty"`
+	Permission *Permission `json:"permission,omitempty"`
+	Exchange   *Exchange   `json:"exchange,omitempty"`
+	Queue      *Queue      `json:"queue,omitempty"`
+	Binding    *Binding    `json:"binding,omitempty"`
+	Policy     *Policy     `json:"policy,omitempty"`
+}
+
+// Errors from Apply.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInvalid  = errors.New("invalid command")
+)
+
+// State is the whole set of definitions. It is a value that only Apply
+// changes, deterministically.
+type State struct {
+	VHosts      map[string]VHost
+	Users       map[string]User
+	Permissions map[[2]string]Permission // user, vhost
+	Exchanges   map[[2]string]Exchange   // vhost, name
+	Queues      map[[2]string]Queue
+	Bindings    map[string]Binding // key: bindingKey
+	Policies    map[[2]string]Policy
+}
+
+// NewState returns empty definitions.
+func NewState() *State {
+	return &State{
+		VHosts:      map[string]VHost{},
+		Users:       map[string]User{},
+		Permissions: map[[2]string]Permission{},
+		Exchanges:   map[[2]string]Exchange{},
+		Queues:      map[[2]string]Queue{},
+		Bindings:    map[string]Binding{},
+		Policies:    map[[2]string]Policy{},
+	}
+}
+
+// BindingKey identifies a binding uniquely.
+func BindingKey(b Binding) string {
+	args, _ := json.Marshal(b.Arguments) // map keys are sorted by encoding/json
+	return fmt.Sprintf("%q %q %q %q %q %s", b.VHost, b.Source, b.DestinationType, b.Destination, b.RoutingKey, args)
+}
+
+// Apply runs one command. It is deterministic: the same commands in the
+// same order give the same State on every node.
+func (s *State) Apply(c Command) error {
+	switch c.Op {
+	case OpAddVHost:
+		s.VHosts[c.VHost] = VHost{Name: c.VHost}
+	case OpDeleteVHost:
+		if _, ok := s.VHosts[c.VHost]; !ok {
+			return fmt.Errorf("vhost %q: %w", c.VHost, ErrNotFound)
+		}
+		delete(s.VHosts, c.VHost)
+		for k := range s.Permissions {
+			if k[1] == c.VHost {
+				delete(s.Permissions, k)
+			}
+		}
+		for k := range s.Exchanges {
+			if k[0] == c.VHost {
+				delete(s.Exchanges, k)
+			}
+		}
+		for k := range s.Queues {
+			if k[0] == c.VHost {
+				delete(s.Queues, k)
+			}
+		}
+		for k, b := range s.Bindings {
+			if b.VHost == c.VHost {
+				delete(s.Bindings, k)
+			}
+		}
+		for k := range s.Policies {
+			if k[0] == c.VHost {
+				delete(s.Policies, k)
+			}
+		}
+	case OpPutUser:
+		if c.User == nil {
+			return ErrInvalid
+		}
+		s.Users[c.User.Name] = *c.User
+	case OpDeleteUser:
+		if _, ok := s.Users[c.Name]; !ok {
+			return fmt.Errorf("user %q: %w", c.Name, ErrNotFound)
+		}
+		delete(s.Users, c.Name)
+		for k := range s.Permissions {
+			if k[0] == c.Name {
+				delete(s.Permissions, k)
+			}
+		}
+	case OpSetPermissions:
+		p := c.Permission
+		if p == nil {
+			return ErrInvalid
+		}
+		if _, ok := s.Users[p.User]; !ok {
+			return fmt.Errorf("user %q: %w", p.User, ErrNotFound)
+		}
+		if _, ok := s.VHosts[p.VHost]; !ok {
+			return fmt.Errorf("vhost %q: %w", p.VHost, ErrNotFound)
+		}
+		s.Permissions[[2]string{p.User, p.VHost}] = *p
+	case OpClearPermissions:
+		delete(s.Permissions, [2]string{c.Name, c.VHost})
+	case OpDeclareExchange:
+		if c.Exchange == nil {
+			return ErrInvalid
+		}
+		s.Exchanges[[2]string{c.Exchange.VHost, c.Exchange.Name}] = *c.Exchange
+	case OpDeleteExchange:
+		delete(s.Exchanges, [2]string{c.VHost, c.Name})
+		for k, b := range s.Bindings {
+			if b.VHost == c.VHost && (b.Source == c.Name || (b.DestinationType == "exchange" && b.Destination == c.Name)) {
+				delete(s.Bindings, k)
+			}
+		}
+	case OpDeclareQueue:
+		if c.Queue == nil {
+			return ErrInvalid
+		}
+		s.Queues[[2]string{c.Queue.VHost, c.Queue.Name}] = *c.Queue
+	case OpDeleteQueue:
+		delete(s.Queues, [2]string{c.VHost, c.Name})
+		for k, b := range s.Bindings {
+			if b.VHost == c.VHost && b.DestinationType == "queue" && b.Destination == c.Name {
+				delete(s.Bindings, k)
+			}
+		}
+	case OpBind:
+		if c.Binding == nil {
+			return ErrInvalid
+		}
+		s.Bindings[BindingKey(*c.Binding)] = *c.Binding
+	case OpUnbind:
+		if c.Binding == nil {
+			return ErrInvalid
+		}
+		delete(s.Bindings, BindingKey(*c.Binding))
+	case OpSetPolicy:
+		if c.Policy == nil {
+			return ErrInvalid
+		}
+		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+	case OpClearPolicy:
+		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
+			return fmt.Errorf("policy %q in vhost %q: %w", c.Name, c.VHost, ErrNotFound)
+		}
+		delete(s.Policies, [2]string{c.VHost, c.Name})
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrInvalid, c.Op)
+	}
+	return nil
+}
+
+// Log orders commands. Append returns once cmd is committed and apply has
+// run for it (apply is called in commit order, exactly once per command).
+type Log interface {
+	Append(cmd Command, apply func(Command) error) error
+}
+
+// LocalLog is the standalone node's log: a command commits at once. The
+// durability work backs it with the WAL; clustering replaces it with a
+// consensus group.
+type LocalLog struct{ mu sync.Mutex }
+
+// NewLocalLog returns a log that commits immediately.
+func NewLocalLog() *LocalLog { return &LocalLog{} }
+
+// Append applies cmd at once, serialised with other appends.
+func (l *LocalLog) Append(cmd Command, apply func(Command) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return apply(cmd)
+}
+
+// Store couples a State with a Log and the observers of applied commands.
+type Store struct {
+	log       Log
+	mu        sync.RWMutex
+	state     *State
+	observers []func(Command)
+}
+
+// NewStore returns a store with empty definitions.
+func NewStore(log Log) *Store {
+	return &Store{log: log, state: NewState()}
+}
+
+// Observe registers fn to run after every applied command (in order, with
+// no Store lock held).
+func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn) }
+
+// Propose submits cmd and waits until it is applied.
+func (s *Store) Propose(cmd Command) error {
+	return s.log.Append(cmd, s.apply)
+}
+
+func (s *Store) apply(cmd Command) error {
+	s.mu.Lock()
+	err := s.state.Apply(cmd)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, fn := range s.observers {
+		fn(cmd)
+	}
+	return nil
+}
+
+// Read runs fn with the state read-locked.
+func (s *Store) Read(fn func(st *State)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(s.state)
+}
+
+// Definitions is RabbitMQ's definitions export format.
+type Definitions struct {
+	RabbitVersion string       `json:"rabbit_version,omitempty"`
+	RabbitMQVer   string       `json:"rabbitmq_version,omitempty"`
+	ProductName   string       `json:"product_name,omitempty"`
+	ProductVer    string       `json:"product_version,omitempty"`
+	Users         []User       `json:"users"`
+	VHosts        []VHost      `json:"vhosts"`
+	Permissions   []Permission `json:"permissions"`
+	TopicPerms    []any        `json:"topic_permissions"`
+	Parameters    []any        `json:"parameters"`
+	GlobalParams  []any        `json:"global_parameters"`
+	Policies      []Policy     `json:"policies"`
+	Queues        []Queue      `json:"queues"`
+	Exchanges     []Exchange   `json:"exchanges"`
+	Bindings      []Binding    `json:"bindings"`
+}
+
+// Export returns the durable definitions in a deterministic order.
+func (s *Store) Export() Definitions {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := s.state
+	d := Definitions{TopicPerms: []any{}, Parameters: []any{}, GlobalParams: []any{}}
+	for _, u := range st.Users {
+		if u.Tags == nil {
+			u.Tags = []string{}
+		}
+		d.Users = append(d.Users, u)
+	}
+	sort.Slice(d.Users, func(i, j int) bool { return d.Users[i].Name < d.Users[j].Name })
+	for _, v := range st.VHosts {
+		d.VHosts = append(d.VHosts, v)
+	}
+	sort.Slice(d.VHosts, func(i, j int) bool { return d.VHosts[i].Name < d.VHosts[j].Name })
+	for _, p := range st.Permissions {
+		d.Permissions = append(d.Permissions, p)
+	}
+	sort.Slice(d.Permissions, func(i, j int) bool {
+		return d.Permissions[i].User+"\x00"+d.Permissions[i].VHost < d.Permissions[j].User+"\x00"+d.Permissions[j].VHost
+	})
+	for _, p := range st.Policies {
+		d.Policies = append(d.Policies, p)
+	}
+	sort.Slice(d.Policies, func(i, j int) bool {
+		return d.Policies[i].VHost+"\x00"+d.Policies[i].Name < d.Policies[j].VHost+"\x00"+d.Policies[j].Name
+	})
+	durableQ := map[[2]string]bool{}
+	for k, q := range st.Queues {
+		if q.Durable && !q.Exclusive {
+			durableQ[k] = true
+			if q.Arguments == nil {
+				q.Arguments = map[string]any{}
+			}
+			d.Queues = append(d.Queues, q)
+		}
+	}
+	sort.Slice(d.Queues, func(i, j int) bool {
+		return d.Queues[i].VHost+"\x00"+d.Queues[i].Name < d.Queues[j].VHost+"\x00"+d.Queues[j].Name
+	})
+	durableX := map[[2]string]bool{}
+	for k, x := range st.Exchanges {
+		if x.Durable && x.Name != "" && !isBuiltin(x.Name) {
+			durableX[k] = true
+			if x.Arguments == nil {
+				x.Arguments = map[string]any{}
+			}
+			d.Exchanges = append(d.Exchanges, x)
+		}
+	}
+	sort.Slice(d.Exchanges, func(i, j int) bool {
+		return d.Exchanges[i].VHost+"\x00"+d.Exchanges[i].Name < d.Exchanges[j].VHost+"\x00"+d.Exchanges[j].Name
+	})
+	for _, b := range st.Bindings {
+		srcOK := durableX[[2]string{b.VHost, b.Source}] || isBuiltin(b.Source)
+		dst := [2]string{b.VHost, b.Destination}
+		dstOK := (b.DestinationType == "queue" && durableQ[dst]) || (b.DestinationType == "exchange" && (durableX[dst] || isBuiltin(b.Destination)))
+		if srcOK && dstOK && b.Source != "" {
+			if b.Arguments == nil {
+				b.Arguments = map[string]any{}
+			}
+			d.Bindings = append(d.Bindings, b)
+		}
+	}
+	sort.Slice(d.Bindings, func(i, j int) bool { return BindingKey(d.Bindings[i]) < BindingKey(d.Bindings[j]) })
+	for _, p := range []*[]User{&d.Users} {
+		if *p == nil {
+			*p = []User{}
+		}
+	}
+	if d.VHosts == nil {
+		d.VHosts = []VHost{}
+	}
+	if d.Permissions == nil {
+		d.Permissions = []Permission{}
+	}
+	if d.Policies == nil {
+		d.Policies = []Policy{}
+	}
+	if d.Queues == nil {
+		d.Queues = []Queue{}
+	}
+	if d.Exchanges == nil {
+		d.Exchanges = []Exchange{}
+	}
+	if d.Bindings == nil {
+		d.Bindings = []Binding{}
+	}
+	return d
+}
+
+func isBuiltin(name string) bool {
+	switch name {
+	case "", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.rabbitmq.trace":
+		return true
+	}
+	return false
+}
+
+// Import proposes the commands that create everything in d, in dependency
+// order: vhosts, users, permissions, policies, exchanges, queues, bindings.
+func (s *Store) Import(d Definitions) error {
+	var cmds []Command
+	for _, v := range d.VHosts {
+		cmds = append(cmds, Command{Op: OpAddVHost, VHost: v.Name})
+	}
+	for _, u := range d.Users {
+		u := u
+		cmds = append(cmds, Command{Op: OpPutUser, User: &u})
+	}
+	for _, p := range d.Permissions {
+		p := p
+		cmds = append(cmds, Command{Op: OpSetPermissions, Permission: &p})
+	}
+	for _, p := range d.Policies {
+		p := p
+		cmds = append(cmds, Command{Op: OpSetPolicy, Policy: &p})
+	}
+	for _, x := range d.Exchanges {
+		x := x
+		cmds = append(cmds, Command{Op: OpDeclareExchange, Exchange: &x})
+	}
+	for _, q := range d.Queues {
+		q := q
+		cmds = append(cmds, Command{Op: OpDeclareQueue, Queue: &q})
+	}
+	for _, b := range d.Bindings {
+		b := b
+		cmds = append(cmds, Command{Op: OpBind, Binding: &b})
+	}
+	for _, c := range cmds {
+		if err := s.Propose(c); err != nil {
+			return fmt.Errorf("import %s: %w", c.Op, err)
+		}
+	}
+	return nil
+}
