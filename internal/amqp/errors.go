@@ -1,0 +1,44 @@
+package amqp
+
+import "fmt"
+
+// Error is an AMQP exception: a reply code, RabbitMQ-style text and the
+// method that caused it. Hard() tells its scope: connection (hard) or
+// channel (soft), from the spec's classes of reply codes.
+type Error struct {
+	Code     uint16
+	Text     string
+	ClassID  uint16
+	MethodID uint16
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("AMQP %d %s (class %d, method %d)", e.Code, e.Text, e.ClassID, e.MethodID)
+}
+
+// Hard reports whether the error closes the connection.
+func (e *Error) Hard() bool { return IsHardError(e.Code) }
+
+// Is makes errors.Is match another *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && t.Text == ""
+}
+
+// ReplyName returns the spec's name for a reply code ("NOT_FOUND").
+func ReplyName(code uint16) string {
+	if n, ok := replyNames[code]; ok {
+		return n
+	}
+	return fmt.Sprintf("REPLY_%d", code)
+}
+
+// NewError builds an *Error whose text starts with the reply name, as
+// RabbitMQ writes it: "NOT_FOUND - no queue 'q' in vhost '/'".
+func NewError(code uint16, classID, methodID uint16, format string, args ...any) *Error {
+	text := ReplyName(code) + " - " + fmt.Sprintf(format, args...)
+	if len(text) > 255 {
+		text = text[:255] // reply-text is a short string
+	}
+	return &Error{Code: code, Text: text, ClassID: classID, MethodID: methodID}
+}
