@@ -1,0 +1,90 @@
+// Command warren-server runs a Warren node: an AMQP 0-9-1 broker that
+// RabbitMQ clients use unchanged. With no flags it listens on 5672 with
+// vhost "/" and user guest/guest (loopback only), like a fresh RabbitMQ.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/config"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "warren-server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("warren-server", flag.ContinueOnError)
+	cfgFile := fs.String("config", os.Getenv("WARREN_CONFIG_FILE"), "rabbitmq.conf-style configuration file (env WARREN_CONFIG_FILE)")
+	port := fs.Int("port", 0, "AMQP port (env WARREN_NODE_PORT; overrides listeners.tcp.default)")
+	mport := fs.Int("management-port", -1, "management HTTP port (0 disables)")
+	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
+	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if *cfgFile != "" {
+		if err := config.ParseFile(*cfgFile, &cfg); err != nil {
+			return err
+		}
+	}
+	if err := config.ApplyEnv(&cfg, os.Getenv); err != nil {
+		return err
+	}
+	if *port != 0 {
+		cfg.AMQPListeners = []string{":" + strconv.Itoa(*port)}
+	}
+	if *mport >= 0 {
+		cfg.ManagementPort = *mport
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *logLevel != "" {
+		cfg.LogLevel = *logLevel
+	}
+	level := slog.LevelInfo
+	switch cfg.LogLevel {
+	case "debug":
+		level = slog.LevelDebug
+	case "warning", "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("cannot create data directory %s: %w (set --data-dir or WARREN_DATA_DIR)", cfg.DataDir, err)
+	}
+	b, err := broker.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		return err
+	}
+	log.Info("Warren node started", "node", cfg.NodeName, "version", broker.Version, "data_dir", cfg.DataDir)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Info("stopping node", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return b.Stop(ctx)
+}

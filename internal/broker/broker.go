@@ -1,0 +1,367 @@
+// Package broker is the composition root of a Warren node: it wires the
+// metadata store, the vhosts, authentication and the AMQP listeners, starts
+// every goroutine through a tracked helper, and shuts them down in order.
+//
+//	b, err := broker.New(config.Default(), logger)
+//	err = b.Start()   // listens on cfg.AMQPListeners
+//	defer b.Stop()
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenmq/warren/internal/amqp"
+	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/conn"
+	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/vhost"
+)
+
+// Version is the node's version string.
+const Version = "0.1.0"
+
+// Broker is one node.
+type Broker struct {
+	cfg  config.Config
+	log  *slog.Logger
+	meta *metadata.Store
+
+	mu        sync.RWMutex
+	vhosts    map[string]*vhost.VHost
+	matchers  map[[2]string]*auth.Matcher
+	listeners []net.Listener
+	conns     map[*conn.Conn]struct{}
+	stopping  bool
+
+	wg sync.WaitGroup
+}
+
+// New builds a node from cfg. Nothing listens until Start.
+func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Broker{
+		cfg:      cfg,
+		log:      log,
+		meta:     metadata.NewStore(metadata.NewLocalLog()),
+		vhosts:   map[string]*vhost.VHost{},
+		matchers: map[[2]string]*auth.Matcher{},
+		conns:    map[*conn.Conn]struct{}{},
+	}
+	b.meta.Observe(b.apply)
+	if err := b.boot(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Metadata returns the definitions store.
+func (b *Broker) Metadata() *metadata.Store { return b.meta }
+
+// Config returns the node's configuration.
+func (b *Broker) Config() config.Config { return b.cfg }
+
+// boot creates the default vhost and user on an empty node, as RabbitMQ does.
+func (b *Broker) boot() error {
+	empty := true
+	b.meta.Read(func(st *metadata.State) { empty = len(st.VHosts) == 0 && len(st.Users) == 0 })
+	if !empty {
+		return nil
+	}
+	c := b.cfg
+	cmds := []metadata.Command{
+		{Op: metadata.OpAddVHost, VHost: c.DefaultVHost},
+		{Op: metadata.OpPutUser, User: &metadata.User{Name: c.DefaultUser, PasswordHash: auth.HashPassword(c.DefaultPass), HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: c.DefaultUserTags}},
+		{Op: metadata.OpSetPermissions, Permission: &metadata.Permission{User: c.DefaultUser, VHost: c.DefaultVHost, Configure: c.DefaultPermissions[0], Write: c.DefaultPermissions[2], Read: c.DefaultPermissions[1]}},
+	}
+	for _, cmd := range cmds {
+		if err := b.meta.Propose(cmd); err != nil {
+			return fmt.Errorf("creating the default definitions: %w", err)
+		}
+	}
+	return nil
+}
+
+// apply keeps the runtime in step with committed metadata commands.
+func (b *Broker) apply(c metadata.Command) {
+	switch c.Op {
+	case metadata.OpAddVHost:
+		b.mu.Lock()
+		_, exists := b.vhosts[c.VHost]
+		var v *vhost.VHost
+		if !exists {
+			v = vhost.New(c.VHost, b.meta, b.log)
+			b.vhosts[c.VHost] = v
+		}
+		b.mu.Unlock()
+		if v != nil {
+			for _, x := range vhost.DefaultExchanges {
+				x := x
+				x.VHost = c.VHost
+				v.Apply(metadata.Command{Op: metadata.OpDeclareExchange, Exchange: &x})
+			}
+		}
+		return
+	case metadata.OpDeleteVHost:
+		b.mu.Lock()
+		v := b.vhosts[c.VHost]
+		delete(b.vhosts, c.VHost)
+		b.mu.Unlock()
+		if v != nil {
+			v.Apply(c)
+		}
+		return
+	case metadata.OpSetPermissions, metadata.OpClearPermissions, metadata.OpDeleteUser, metadata.OpPutUser:
+		b.mu.Lock()
+		clear(b.matchers)
+		b.mu.Unlock()
+		return
+	}
+	vh := c.VHost
+	switch {
+	case c.Exchange != nil:
+		vh = c.Exchange.VHost
+	case c.Queue != nil:
+		vh = c.Queue.VHost
+	case c.Binding != nil:
+		vh = c.Binding.VHost
+	}
+	if v := b.VHost(vh); v != nil {
+		v.Apply(c)
+	}
+}
+
+// VHost returns the named vhost or nil.
+func (b *Broker) VHost(name string) *vhost.VHost {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.vhosts[name]
+}
+
+// Authenticate implements conn.Server.
+func (b *Broker) Authenticate(mechanism string, response []byte, remote net.Addr) (string, error) {
+	var cred auth.Credentials
+	var err error
+	switch mechanism {
+	case "PLAIN":
+		cred, err = auth.ParsePlain(response)
+	case "AMQPLAIN":
+		cred, err = auth.ParseAMQPlain(response)
+	default:
+		return "", amqp.NewError(amqp.CommandInvalid, 10, 11, "unknown authentication mechanism '%s'", mechanism)
+	}
+	if err != nil {
+		b.log.Warn("malformed SASL response", "mechanism", mechanism, "remote", remote.String(), "err", err)
+		return "", conn.ErrAuthFailed
+	}
+	var user metadata.User
+	var ok bool
+	b.meta.Read(func(st *metadata.State) { user, ok = st.Users[cred.Username] })
+	if !ok || user.PasswordHash == "" || !auth.CheckPasswordWith(user.HashingAlgorithm, user.PasswordHash, cred.Password) {
+		b.log.Warn("login refused: invalid credentials", "user", cred.Username, "remote", remote.String(), "mechanism", mechanism)
+		return "", amqp.NewError(amqp.AccessRefused, 10, 11, "Login was refused using authentication mechanism %s. For details see the broker logfile.", mechanism)
+	}
+	for _, lu := range b.cfg.LoopbackUsers {
+		if lu == cred.Username && !auth.IsLoopback(remote) {
+			b.log.Warn("login refused: user can only connect via localhost", "user", cred.Username, "remote", remote.String())
+			return "", amqp.NewError(amqp.AccessRefused, 10, 11, "Login was refused using authentication mechanism %s. For details see the broker logfile.", mechanism)
+		}
+	}
+	return cred.Username, nil
+}
+
+// OpenVHost implements conn.Server.
+func (b *Broker) OpenVHost(user, name string) (conn.VHost, error) {
+	v := b.VHost(name)
+	if v == nil {
+		return nil, amqp.NewError(amqp.NotAllowed, 10, 40, "vhost %s not found", name)
+	}
+	m, err := b.Matcher(user, name)
+	if err != nil || m == nil {
+		return nil, amqp.NewError(amqp.NotAllowed, 10, 40, "access to vhost '%s' refused for user '%s'", name, user)
+	}
+	return v.Session(user, m), nil
+}
+
+// Matcher returns the compiled permissions of user in vhost (nil if none).
+func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
+	key := [2]string{user, vh}
+	b.mu.RLock()
+	m := b.matchers[key]
+	b.mu.RUnlock()
+	if m != nil {
+		return m, nil
+	}
+	var p metadata.Permission
+	var ok bool
+	b.meta.Read(func(st *metadata.State) { p, ok = st.Permissions[key] })
+	if !ok {
+		return nil, nil
+	}
+	m, err := auth.CompilePermission(auth.Permission{Configure: p.Configure, Write: p.Write, Read: p.Read})
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.matchers[key] = m
+	b.mu.Unlock()
+	return m, nil
+}
+
+// Start opens the AMQP listeners and serves connections.
+func (b *Broker) Start() error {
+	for _, addr := range b.cfg.AMQPListeners {
+		addr = normaliseListen(addr)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			b.closeListeners()
+			return fmt.Errorf("cannot listen for AMQP on %s: %w (is another broker running? set listeners.tcp.default or --port)", addr, err)
+		}
+		b.mu.Lock()
+		b.listeners = append(b.listeners, ln)
+		b.mu.Unlock()
+		b.log.Info("started TCP listener", "addr", ln.Addr().String())
+		b.goTracked(func() { b.accept(ln) })
+	}
+	return nil
+}
+
+// normaliseListen turns rabbitmq.conf's "5672" into ":5672".
+func normaliseListen(addr string) string {
+	if !strings.Contains(addr, ":") {
+		return ":" + addr
+	}
+	return addr
+}
+
+// Addrs returns the bound AMQP listener addresses.
+func (b *Broker) Addrs() []net.Addr {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]net.Addr, 0, len(b.listeners))
+	for _, l := range b.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+func (b *Broker) goTracked(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
+}
+
+func (b *Broker) accept(ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (EMFILE...): back off and retry.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			b.log.Error("accept failed; retrying", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		c := conn.New(nc, b, conn.Config{
+			ChannelMax:     b.cfg.ChannelMax,
+			FrameMax:       b.cfg.FrameMax,
+			Heartbeat:      b.cfg.Heartbeat,
+			MaxMessageSize: b.cfg.MaxMessageSize,
+			Product:        "Warren",
+			Version:        Version,
+			ClusterName:    b.cfg.ClusterName,
+			Logger:         b.log,
+		})
+		b.mu.Lock()
+		if b.stopping {
+			b.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
+		b.conns[c] = struct{}{}
+		b.mu.Unlock()
+		b.goTracked(func() {
+			c.Serve()
+			b.mu.Lock()
+			delete(b.conns, c)
+			b.mu.Unlock()
+		})
+	}
+}
+
+// Connections returns the open connections.
+func (b *Broker) Connections() []*conn.Conn {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]*conn.Conn, 0, len(b.conns))
+	for c := range b.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (b *Broker) closeListeners() {
+	b.mu.Lock()
+	lns := b.listeners
+	b.listeners = nil
+	b.mu.Unlock()
+	for _, l := range lns {
+		_ = l.Close()
+	}
+}
+
+// Stop closes listeners, closes every connection with 320
+// CONNECTION_FORCED and waits (bounded by ctx) for all goroutines.
+func (b *Broker) Stop(ctx context.Context) error {
+	b.mu.Lock()
+	b.stopping = true
+	b.mu.Unlock()
+	b.closeListeners()
+	for _, c := range b.Connections() {
+		c.Close(amqp.ConnectionForced, "broker forced connection closure with reason 'shutdown'")
+	}
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		b.log.Info("node stopped")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+}
+
+// Hostname returns the short host name used in node names.
+func Hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	if i := strings.IndexByte(h, '.'); i > 0 {
+		h = h[:i]
+	}
+	return h
+}

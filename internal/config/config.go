@@ -1,0 +1,346 @@
+// Package config reads a node's settings: defaults that work with no file,
+// an optional rabbitmq.conf-style file (`key = value`, RabbitMQ's key names
+// where they exist), then environment variables, then flags (applied by the
+// caller).
+//
+//	c := config.Default()
+//	err := config.ParseFile("warren.conf", &c)
+//	err = config.ApplyEnv(&c, os.Getenv)
+package config
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config is a node's configuration.
+type Config struct {
+	NodeName                      string
+	AMQPListeners                 []string
+	ManagementPort                int
+	ManagementIP                  string
+	PrometheusPort                int
+	DataDir                       string
+	DefaultUser                   string
+	DefaultPass                   string
+	DefaultVHost                  string
+	DefaultUserTags               []string
+	DefaultPermissions            [3]string // configure, read, write
+	LoopbackUsers                 []string
+	ChannelMax                    uint16
+	FrameMax                      uint32
+	Heartbeat                     uint16
+	MaxMessageSize                int
+	VMMemoryHighWatermark         float64
+	VMMemoryHighWatermarkAbsolute int64
+	DiskFreeLimit                 int64
+	LogLevel                      string
+	ClusterName                   string
+	LoadDefinitions               string
+	ConfigFile                    string
+	Warnings                      []string
+}
+
+// Default returns a fresh RabbitMQ node's settings.
+func Default() Config {
+	host, _ := os.Hostname()
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		host = host[:i]
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return Config{
+		NodeName:              "warren@" + host,
+		AMQPListeners:         []string{":5672"},
+		ManagementPort:        15672,
+		PrometheusPort:        15692,
+		DataDir:               "./warren-data",
+		DefaultUser:           "guest",
+		DefaultPass:           "guest",
+		DefaultVHost:          "/",
+		DefaultUserTags:       []string{"administrator"},
+		DefaultPermissions:    [3]string{".*", ".*", ".*"},
+		LoopbackUsers:         []string{"guest"},
+		ChannelMax:            2047,
+		FrameMax:              131072,
+		Heartbeat:             60,
+		MaxMessageSize:        128 << 20,
+		VMMemoryHighWatermark: 0.4,
+		DiskFreeLimit:         50_000_000,
+		LogLevel:              "info",
+		ClusterName:           "warren@" + host,
+	}
+}
+
+// ParseFile reads a rabbitmq.conf-style file into c.
+func ParseFile(path string, c *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read config file: %w", err)
+	}
+	defer f.Close()
+	c.ConfigFile = path
+	return Parse(f, path, c)
+}
+
+// ignoredPrefixes are RabbitMQ keys accepted with a warning: Warren does
+// not apply them (yet), but a real rabbitmq.conf must still load.
+var ignoredPrefixes = []string{
+	"log.file", "log.dir", "log.console", "log.exchange", "cluster_formation.", "ssl_options.", "listeners.ssl.",
+	"collect_statistics_interval", "management.ssl.", "management.rates_mode", "auth_mechanisms.",
+	"auth_backends.", "cluster_partition_handling", "queue_master_locator", "mnesia_table_loading_",
+	"vm_memory_calculation_strategy", "total_memory_available_override_value", "tcp_listen_options.",
+	"num_acceptors.", "handshake_timeout", "reverse_dns_lookups", "proxy_protocol", "cluster_keepalive_interval",
+	"management.http_log_dir", "management.cors.", "management.csp.", "background_gc_enabled",
+}
+
+// Parse reads `key = value` lines; name is used in error messages.
+func Parse(r io.Reader, name string, c *Config) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(text, "=")
+		if !ok {
+			return fmt.Errorf("%s:%d: expected `key = value`, got %q", name, line, text)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if i := strings.Index(v, " #"); i >= 0 {
+			v = strings.TrimSpace(v[:i])
+		}
+		if err := set(c, k, v); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", name, line, k, err)
+		}
+	}
+	return sc.Err()
+}
+
+func set(c *Config, k, v string) error {
+	switch {
+	case k == "listeners.tcp.default" || strings.HasPrefix(k, "listeners.tcp."):
+		if v == "none" {
+			c.AMQPListeners = nil
+			return nil
+		}
+		if k == "listeners.tcp.default" {
+			c.AMQPListeners = []string{listenAddr(v)}
+		} else {
+			c.AMQPListeners = appendUnique(c.AMQPListeners, listenAddr(v))
+		}
+		return nil
+	case k == "management.tcp.port":
+		return setInt(&c.ManagementPort, v, 0, 65535)
+	case k == "management.tcp.ip":
+		c.ManagementIP = v
+	case k == "prometheus.tcp.port":
+		return setInt(&c.PrometheusPort, v, 0, 65535)
+	case k == "default_user":
+		c.DefaultUser = v
+	case k == "default_pass":
+		c.DefaultPass = v
+	case k == "default_vhost":
+		c.DefaultVHost = v
+	case strings.HasPrefix(k, "default_user_tags."):
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		tag := strings.TrimPrefix(k, "default_user_tags.")
+		if b {
+			c.DefaultUserTags = appendUnique(c.DefaultUserTags, tag)
+		} else {
+			c.DefaultUserTags = remove(c.DefaultUserTags, tag)
+		}
+	case k == "default_permissions.configure":
+		c.DefaultPermissions[0] = v
+	case k == "default_permissions.read":
+		c.DefaultPermissions[1] = v
+	case k == "default_permissions.write":
+		c.DefaultPermissions[2] = v
+	case k == "loopback_users":
+		if v != "none" {
+			return fmt.Errorf("expected `none` or loopback_users.NAME = true|false")
+		}
+		c.LoopbackUsers = nil
+	case strings.HasPrefix(k, "loopback_users."):
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		u := strings.TrimPrefix(k, "loopback_users.")
+		if b {
+			c.LoopbackUsers = appendUnique(c.LoopbackUsers, u)
+		} else {
+			c.LoopbackUsers = remove(c.LoopbackUsers, u)
+		}
+	case k == "channel_max":
+		var n int
+		if err := setInt(&n, v, 0, 65535); err != nil {
+			return err
+		}
+		c.ChannelMax = uint16(n)
+	case k == "frame_max":
+		var n int
+		if err := setInt(&n, v, 4096, 1<<31-1); err != nil {
+			return err
+		}
+		c.FrameMax = uint32(n)
+	case k == "heartbeat":
+		var n int
+		if err := setInt(&n, v, 0, 65535); err != nil {
+			return err
+		}
+		c.Heartbeat = uint16(n)
+	case k == "max_message_size":
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n <= 0 || n > 512<<20 {
+			return fmt.Errorf("must be between 1 and 536870912 bytes")
+		}
+		c.MaxMessageSize = int(n)
+	case k == "vm_memory_high_watermark.relative":
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1 {
+			return fmt.Errorf("expected a fraction between 0 and 1, got %q", v)
+		}
+		c.VMMemoryHighWatermark = f
+	case k == "vm_memory_high_watermark.absolute":
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		c.VMMemoryHighWatermarkAbsolute = n
+	case k == "disk_free_limit.absolute":
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		c.DiskFreeLimit = n
+	case k == "disk_free_limit.relative":
+		c.Warnings = append(c.Warnings, "disk_free_limit.relative is not applied; use disk_free_limit.absolute")
+	case k == "log.console.level" || k == "log.level":
+		switch v {
+		case "debug", "info", "warning", "error", "critical", "none":
+			c.LogLevel = v
+		default:
+			return fmt.Errorf("expected debug, info, warning or error, got %q", v)
+		}
+	case k == "cluster_name":
+		c.ClusterName = v
+	case k == "load_definitions" || k == "management.load_definitions":
+		c.LoadDefinitions = v
+	default:
+		for _, p := range ignoredPrefixes {
+			if strings.HasPrefix(k, p) {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("config key %q is accepted but not applied by Warren", k))
+				return nil
+			}
+		}
+		return fmt.Errorf("unknown key (see README for the supported rabbitmq.conf keys)")
+	}
+	return nil
+}
+
+func listenAddr(v string) string {
+	if _, err := strconv.Atoi(v); err == nil {
+		return ":" + v
+	}
+	return v
+}
+
+func appendUnique(s []string, v string) []string {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+func remove(s []string, v string) []string {
+	out := s[:0]
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func parseBool(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("expected true or false, got %q", v)
+}
+
+func setInt(dst *int, v string, lo, hi int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("expected an integer between %d and %d, got %q", lo, hi, v)
+	}
+	*dst = n
+	return nil
+}
+
+// ParseSize reads RabbitMQ's information units: 1000000, 50MB, 1GB, 512MiB,
+// 2GiB, 100kB.
+func ParseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}}
+	for _, u := range units {
+		if strings.HasSuffix(v, u.suffix) {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), 10, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("expected a size like 50MB or 1GiB, got %q", v)
+			}
+			return n * u.mult, nil
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("expected a size like 50000000, 50MB or 1GiB, got %q", v)
+	}
+	return n, nil
+}
+
+// ApplyEnv applies WARREN_* environment variables.
+func ApplyEnv(c *Config, getenv func(string) string) error {
+	if v := getenv("WARREN_NODE_PORT"); v != "" {
+		var p int
+		if err := setInt(&p, v, 0, 65535); err != nil {
+			return fmt.Errorf("WARREN_NODE_PORT: %w", err)
+		}
+		c.AMQPListeners = []string{":" + v}
+	}
+	if v := getenv("WARREN_MANAGEMENT_PORT"); v != "" {
+		if err := setInt(&c.ManagementPort, v, 0, 65535); err != nil {
+			return fmt.Errorf("WARREN_MANAGEMENT_PORT: %w", err)
+		}
+	}
+	if v := getenv("WARREN_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v := getenv("WARREN_NODENAME"); v != "" {
+		c.NodeName = v
+	}
+	return nil
+}

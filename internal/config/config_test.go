@@ -1,0 +1,81 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `
+# a realistic rabbitmq.conf
+listeners.tcp.default = 5673
+management.tcp.port = 15673
+default_user = prim
+default_pass = 123456
+default_user_tags.administrator = true
+default_permissions.configure = ^prim-.*
+loopback_users.guest = false
+vm_memory_high_watermark.relative = 0.6
+disk_free_limit.absolute = 1GB
+max_message_size = 64MiB
+heartbeat = 30
+log.file.level = info
+cluster_formation.peer_discovery_backend = classic_config
+`
+
+func TestParseRealisticFile(t *testing.T) {
+	c := Default()
+	if err := Parse(strings.NewReader(sample), "rabbitmq.conf", &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.AMQPListeners[0] != ":5673" || c.ManagementPort != 15673 || c.DefaultUser != "prim" || c.DefaultPass != "123456" {
+		t.Fatalf("%+v", c)
+	}
+	if len(c.LoopbackUsers) != 0 || c.VMMemoryHighWatermark != 0.6 || c.DiskFreeLimit != 1e9 || c.MaxMessageSize != 64<<20 || c.Heartbeat != 30 {
+		t.Fatalf("%+v", c)
+	}
+	if c.DefaultPermissions[0] != "^prim-.*" || c.DefaultPermissions[1] != ".*" {
+		t.Fatalf("permissions %v", c.DefaultPermissions)
+	}
+	if len(c.Warnings) != 2 {
+		t.Fatalf("warnings %v", c.Warnings)
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"heartbeat = 10\nfoo.bar = 1\n", "x.conf:2: foo.bar: unknown key"},
+		{"\nheartbeat = abc\n", "x.conf:2: heartbeat: expected an integer"},
+		{"listeners.tcp.default\n", "x.conf:1: expected `key = value`"},
+		{"disk_free_limit.absolute = lots\n", "x.conf:1: disk_free_limit.absolute: expected a size"},
+		{"vm_memory_high_watermark.relative = 2\n", "x.conf:1: vm_memory_high_watermark.relative"},
+	} {
+		c := Default()
+		err := Parse(strings.NewReader(tc.in), "x.conf", &c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	c := Default()
+	env := map[string]string{"WARREN_NODE_PORT": "6000", "WARREN_DATA_DIR": "/tmp/x"}
+	if err := ApplyEnv(&c, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.AMQPListeners[0] != ":6000" || c.DataDir != "/tmp/x" {
+		t.Fatalf("%+v", c)
+	}
+	env["WARREN_NODE_PORT"] = "x"
+	if err := ApplyEnv(&c, func(k string) string { return env[k] }); err == nil {
+		t.Fatal("bad port accepted")
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"50000000": 50e6, "50MB": 50e6, "1GiB": 1 << 30, "512MiB": 512 << 20, "100kB": 1e5} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("%s: %d %v", in, got, err)
+		}
+	}
+}

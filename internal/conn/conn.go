@@ -1,0 +1,365 @@
+// Package conn runs one AMQP 0-9-1 connection: the protocol handshake,
+// tuning, heartbeats, channels, content assembly, QoS, publisher confirms
+// and deliveries. It needs only the small VHost and Server interfaces it
+// declares, so a queue may be local or (later) on another node.
+//
+// One reader goroutine parses frames and drives the channels; one writer
+// goroutine flushes a buffer that every producer of frames appends to, so
+// frames coalesce into few large writes.
+//
+// Lock order (outermost first): queue.Queue.mu → channel.mu → Conn.wmu.
+// Code holding channel.mu or Conn.wmu never calls into a queue.
+package conn
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenmq/warren/internal/amqp"
+)
+
+// writeHighWater is the buffered output size above which deliveries to this
+// connection pause until the writer drains it.
+const writeHighWater = 1 << 20
+
+var connIDs atomic.Uint64
+
+// Conn is one client connection.
+type Conn struct {
+	id  uint64
+	nc  net.Conn
+	srv Server
+	cfg Config
+	log *slog.Logger
+
+	br *bufio.Reader
+	fr *amqp.FrameReader
+
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  uint16
+	user       string
+	vhost      VHost
+	clientProps amqp.Table
+
+	chmu     sync.Mutex
+	channels map[uint16]*channel
+
+	// writer state
+	wmu      sync.Mutex
+	wbuf     []byte
+	wspare   []byte
+	wsignal  chan struct{}
+	wdone    chan struct{}
+	werr     error
+	wclosed  bool
+	starved  atomic.Bool
+	lastSent atomic.Int64
+
+	lastRead atomic.Int64
+	closing  bool // connection.close sent, waiting for close-ok (reader only)
+	closed   chan struct{}
+	closeOnce sync.Once
+	blocked  atomic.Bool
+
+	// Stats for management.
+	Opened     time.Time
+	recvOct    atomic.Uint64
+	sendOct    atomic.Uint64
+}
+
+// New wraps an accepted socket. Call Serve to run it.
+func New(nc net.Conn, srv Server, cfg Config) *Conn {
+	cfg.fill()
+	c := &Conn{
+		id:       connIDs.Add(1),
+		nc:       nc,
+		srv:      srv,
+		cfg:      cfg,
+		log:      cfg.Logger.With("conn", nc.RemoteAddr().String()),
+		channels: make(map[uint16]*channel),
+		wsignal:  make(chan struct{}, 1),
+		wdone:    make(chan struct{}),
+		closed:   make(chan struct{}),
+		frameMax: cfg.FrameMax,
+		Opened:   time.Now(),
+	}
+	c.br = bufio.NewReaderSize(nc, 64<<10)
+	c.fr = amqp.NewFrameReader(c.br, cfg.FrameMax)
+	return c
+}
+
+// ID returns the connection's process-unique id.
+func (c *Conn) ID() uint64 { return c.id }
+
+// User returns the authenticated user name ("" before start-ok).
+func (c *Conn) User() string { return c.user }
+
+// RemoteAddr returns the peer address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Serve runs the connection until it ends; it closes the socket.
+func (c *Conn) Serve() {
+	go c.writer()
+	err := c.serve()
+	c.teardown(err)
+}
+
+func (c *Conn) serve() error {
+	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := c.fr.ReadProtocolHeader(); err != nil {
+		if errors.Is(err, amqp.ErrBadProtocolHeader) {
+			c.log.Warn("bad AMQP protocol header; replied with ours and closed", "err", err)
+			_, _ = c.nc.Write(amqp.ProtocolHeader)
+			return errQuiet
+		}
+		return err
+	}
+	if err := c.handshake(); err != nil {
+		return err
+	}
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if c.heartbeat > 0 {
+		go c.heartbeater()
+	}
+	c.log.Info("connection opened", "user", c.user, "vhost", c.vhost.Name())
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return c.readError(err)
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		c.recvOct.Add(uint64(len(f.Payload) + 8))
+		if err := c.frame(f); err != nil {
+			if errors.Is(err, errClosed) {
+				return nil
+			}
+			var ae *amqp.Error
+			if errors.As(err, &ae) {
+				if c.closing {
+					continue
+				}
+				if ae.Hard() {
+					c.connectionError(ae)
+					continue
+				}
+				// soft errors surface from channel handlers only
+				c.connectionError(amqp.NewError(amqp.InternalError, ae.ClassID, ae.MethodID, "%s", ae.Text))
+				continue
+			}
+			return err
+		}
+		if c.br.Buffered() == 0 {
+			// About to block on the socket: confirm everything so far in one
+			// frame per channel.
+			c.flushConfirms()
+		}
+	}
+}
+
+var (
+	errClosed = errors.New("connection closed")
+	errQuiet  = errors.New("closed without a handshake")
+)
+
+func (c *Conn) readError(err error) error {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		if c.closing {
+			return nil
+		}
+		return fmt.Errorf("client unexpectedly closed TCP connection")
+	case errors.Is(err, amqp.ErrFrameTooLarge), errors.Is(err, amqp.ErrBadFrameEnd):
+		c.connectionError(amqp.NewError(amqp.FrameError, 0, 0, "%v", err))
+		return err
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		c.connectionError(ae)
+	}
+	return err
+}
+
+// frame handles one frame after the handshake.
+func (c *Conn) frame(f amqp.Frame) error {
+	if f.Type == amqp.FrameHeartbeat {
+		if f.Channel != 0 {
+			return amqp.NewError(amqp.FrameError, 0, 0, "heartbeat frame on channel %d", f.Channel)
+		}
+		return nil
+	}
+	if f.Channel == 0 {
+		if f.Type != amqp.FrameMethod {
+			return amqp.NewError(amqp.UnexpectedFrame, 0, 0, "content frame on channel 0")
+		}
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			return err
+		}
+		return c.connectionMethod(m)
+	}
+	if c.closing {
+		return nil // only close-ok matters now
+	}
+	if f.Channel > c.channelMax {
+		return amqp.NewError(amqp.ChannelError, 0, 0, "channel %d is above the negotiated channel_max %d", f.Channel, c.channelMax)
+	}
+	c.chmu.Lock()
+	ch := c.channels[f.Channel]
+	c.chmu.Unlock()
+	if ch == nil {
+		if f.Type != amqp.FrameMethod {
+			return amqp.NewError(amqp.ChannelError, 0, 0, "content frame on channel %d, which is not open", f.Channel)
+		}
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			return err
+		}
+		open, ok := m.(*amqp.ChannelOpen)
+		if !ok {
+			return amqp.NewError(amqp.ChannelError, m.ClassID(), m.MethodID(), "expected 'channel.open' on channel %d, got '%s'", f.Channel, m.Name())
+		}
+		_ = open
+		ch = newChannel(c, f.Channel)
+		c.chmu.Lock()
+		c.channels[f.Channel] = ch
+		c.chmu.Unlock()
+		c.writeMethod(f.Channel, &amqp.ChannelOpenOk{})
+		return nil
+	}
+	return ch.frame(f)
+}
+
+func (c *Conn) connectionMethod(m amqp.Method) error {
+	switch m := m.(type) {
+	case *amqp.ConnectionClose:
+		c.writeMethod(0, &amqp.ConnectionCloseOk{})
+		c.flushAndWait()
+		if !c.closing {
+			c.log.Info("client closed connection", "code", m.ReplyCode, "text", m.ReplyText)
+		}
+		return errClosed
+	case *amqp.ConnectionCloseOk:
+		if c.closing {
+			return errClosed
+		}
+		return amqp.NewError(amqp.CommandInvalid, m.ClassID(), m.MethodID(), "unexpected connection.close-ok")
+	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
+		return nil
+	case *amqp.ConnectionUpdateSecret:
+		c.writeMethod(0, &amqp.ConnectionUpdateSecretOk{})
+		return nil
+	}
+	if c.closing {
+		return nil
+	}
+	return amqp.NewError(amqp.CommandInvalid, m.ClassID(), m.MethodID(), "unexpected method '%s' on channel 0", m.Name())
+}
+
+// connectionError sends connection.close and waits (bounded) for close-ok.
+func (c *Conn) connectionError(e *amqp.Error) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.log.Warn("closing connection on error", "code", e.Code, "text", e.Text, "class", e.ClassID, "method", e.MethodID)
+	c.writeMethod(0, &amqp.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text, ClassId: e.ClassID, MethodId: e.MethodID})
+	c.releaseChannels()
+	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+}
+
+// Close closes the connection from the server side with a reason (e.g. 320
+// CONNECTION_FORCED on shutdown or a management request).
+func (c *Conn) Close(code uint16, text string) {
+	e := amqp.NewError(code, 0, 0, "%s", text)
+	c.wmu.Lock()
+	closed := c.wclosed
+	c.wmu.Unlock()
+	if closed {
+		return
+	}
+	c.writeMethod(0, &amqp.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text})
+	c.flushAndWait()
+	_ = c.nc.SetReadDeadline(time.Now().Add(1 * time.Second))
+}
+
+func (c *Conn) releaseChannels() {
+	c.chmu.Lock()
+	chs := make([]*channel, 0, len(c.channels))
+	for _, ch := range c.channels {
+		chs = append(chs, ch)
+	}
+	c.chmu.Unlock()
+	for _, ch := range chs {
+		ch.release()
+	}
+}
+
+func (c *Conn) teardown(err error) {
+	if err != nil && !errors.Is(err, errQuiet) {
+		c.log.Info("connection closed", "err", err)
+	}
+	c.releaseChannels()
+	if c.vhost != nil {
+		c.vhost.ConnectionClosed(c.id)
+	}
+	c.flushAndWait()
+	c.wmu.Lock()
+	c.wclosed = true
+	c.wmu.Unlock()
+	c.signal()
+	<-c.wdone
+	_ = c.nc.Close()
+	c.closeOnce.Do(func() { close(c.closed) })
+}
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.closed }
+
+func (c *Conn) heartbeater() {
+	iv := time.Duration(c.heartbeat) * time.Second
+	t := time.NewTicker(iv / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		if now-c.lastSent.Load() >= int64(iv/2) {
+			c.wmu.Lock()
+			c.wbuf = amqp.AppendHeartbeat(c.wbuf)
+			c.wmu.Unlock()
+			c.signal()
+		}
+		if now-c.lastRead.Load() > int64(2*iv) {
+			c.log.Warn("missed heartbeats from client, timeout: " + iv.String())
+			_ = c.nc.Close()
+			return
+		}
+	}
+}
+
+// SetBlocked sends connection.blocked / unblocked (resource alarms).
+func (c *Conn) SetBlocked(blocked bool, reason string) {
+	if c.blocked.Swap(blocked) == blocked {
+		return
+	}
+	caps, _ := c.clientProps["capabilities"].(amqp.Table)
+	if ok, _ := caps["connection.blocked"].(bool); !ok {
+		return
+	}
+	if blocked {
+		c.writeMethod(0, &amqp.ConnectionBlocked{Reason: reason})
+	} else {
+		c.writeMethod(0, &amqp.ConnectionUnblocked{})
+	}
+}

@@ -1,0 +1,126 @@
+package vhost
+
+import (
+	"fmt"
+
+	"github.com/warrenmq/warren/internal/amqp"
+)
+
+// equivalenceArgs are the queue arguments RabbitMQ compares when a queue is
+// redeclared (rabbit_amqqueue:declare_args/0 and consume args).
+var equivalenceArgs = map[string]bool{
+	"x-expires": true, "x-message-ttl": true, "x-dead-letter-exchange": true,
+	"x-dead-letter-routing-key": true, "x-max-length": true, "x-max-length-bytes": true,
+	"x-max-priority": true, "x-overflow": true, "x-queue-mode": true,
+	"x-single-active-consumer": true, "x-queue-type": true, "x-queue-master-locator": true,
+}
+
+func toInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	}
+	return 0, false
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string, []byte:
+		return "longstr"
+	case bool:
+		return "bool"
+	case float32, float64:
+		return "double"
+	case amqp.Table, map[string]any:
+		return "table"
+	case []any:
+		return "array"
+	case nil:
+		return "void"
+	}
+	if _, ok := toInt(v); ok {
+		return "long"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// validateQueueArgs checks x-arguments as RabbitMQ 3.10 does for classic
+// queues; a bad type or value is 406 PRECONDITION_FAILED.
+func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
+	bad := func(k, why string) error {
+		return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q, vh, why)
+	}
+	for k, v := range args {
+		switch k {
+		case "x-message-ttl", "x-max-length", "x-max-length-bytes":
+			n, ok := toInt(v)
+			if !ok {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+			if n < 0 {
+				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
+			}
+		case "x-expires":
+			n, ok := toInt(v)
+			if !ok {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+			if n <= 0 {
+				return bad(k, fmt.Sprintf("{value_zero_or_less,%d}", n))
+			}
+		case "x-max-priority":
+			n, ok := toInt(v)
+			if !ok {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+			if n < 0 || n > 255 {
+				return bad(k, fmt.Sprintf("{value_out_of_range,%d}", n))
+			}
+		case "x-dead-letter-exchange", "x-dead-letter-routing-key":
+			if _, ok := v.(string); !ok {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+		case "x-overflow":
+			s, _ := v.(string)
+			switch s {
+			case "drop-head", "reject-publish", "reject-publish-dlx":
+			default:
+				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+			}
+		case "x-single-active-consumer":
+			if _, ok := v.(bool); !ok {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+		case "x-queue-mode":
+			s, _ := v.(string)
+			if s != "default" && s != "lazy" {
+				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+			}
+		case "x-queue-type":
+			s, _ := v.(string)
+			if s != "classic" {
+				return bad(k, fmt.Sprintf("queue type '%v' is not supported by this node yet (only 'classic')", fmtArg(v)))
+			}
+		}
+	}
+	if _, ok := args["x-dead-letter-routing-key"]; ok {
+		if _, ok := args["x-dead-letter-exchange"]; !ok {
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': Key x-dead-letter-exchange must be set", q, vh)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,594 @@
+package vhost
+
+import (
+	"reflect"
+	"strings"
+
+	"github.com/warrenmq/warren/internal/amqp"
+	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/exchange"
+	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
+)
+
+// Session is one connection's view of a vhost: every operation is checked
+// against the user's permissions. A Session is used by one goroutine (the
+// connection's reader).
+type Session struct {
+	v     *VHost
+	user  string
+	perm  *auth.Matcher
+	wcache map[string]bool // write permission per exchange
+	dests  []exchange.Destination
+	qbuf   []*queue.Queue
+}
+
+// Session returns a view for user with the compiled permission perm.
+func (v *VHost) Session(user string, perm *auth.Matcher) *Session {
+	return &Session{v: v, user: user, perm: perm, wcache: map[string]bool{}}
+}
+
+// Name returns the vhost's name.
+func (s *Session) Name() string { return s.v.name }
+
+type permKind int
+
+const (
+	permConfigure permKind = iota
+	permWrite
+	permRead
+)
+
+func resourceName(name string) string {
+	if name == "" {
+		return "amq.default"
+	}
+	return name
+}
+
+func (s *Session) check(k permKind, kind, name string, m amqp.Method) error {
+	res := resourceName(name)
+	var ok bool
+	switch k {
+	case permConfigure:
+		ok = s.perm.CanConfigure(res)
+	case permWrite:
+		ok = s.perm.CanWrite(res)
+	case permRead:
+		ok = s.perm.CanRead(res)
+	}
+	if ok {
+		return nil
+	}
+	return s.v.errf(amqp.AccessRefused, m, "access to %s '%s' in vhost '%s' refused for user '%s'", kind, res, s.v.name, s.user)
+}
+
+// ---- exchanges ----
+
+// DeclareExchange implements exchange.declare.
+func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
+	v := s.v
+	if m.Exchange == "" {
+		return v.errf(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	v.mu.RLock()
+	cur := v.exchanges[m.Exchange]
+	v.mu.RUnlock()
+	if m.Passive {
+		if cur == nil {
+			return v.notFound(m, "exchange", m.Exchange)
+		}
+		return nil
+	}
+	kind, ok := exchange.ParseKind(m.Type)
+	if !ok {
+		return v.errf(amqp.CommandInvalid, m, "invalid exchange type '%s'", m.Type)
+	}
+	if err := s.check(permConfigure, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	if cur != nil {
+		d := cur.Def
+		switch {
+		case string(kind) != d.Type:
+			return s.inequivalent(m, "exchange", m.Exchange, "type", m.Type, d.Type)
+		case m.Durable != d.Durable:
+			return s.inequivalent(m, "exchange", m.Exchange, "durable", m.Durable, d.Durable)
+		case m.AutoDelete != d.AutoDelete:
+			return s.inequivalent(m, "exchange", m.Exchange, "auto_delete", m.AutoDelete, d.AutoDelete)
+		case m.Internal != d.Internal:
+			return s.inequivalent(m, "exchange", m.Exchange, "internal", m.Internal, d.Internal)
+		}
+		if k, a, b, diff := argsDiff(m.Arguments, d.Arguments, nil); diff {
+			return s.inequivalent(m, "exchange", m.Exchange, k, a, b)
+		}
+		return nil
+	}
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return v.errf(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	}
+	if alt, ok := m.Arguments["alternate-exchange"]; ok {
+		if _, isStr := alt.(string); !isStr {
+			return v.errf(amqp.PreconditionFailed, m, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s': expected a string", m.Exchange, v.name)
+		}
+	}
+	return v.meta.Propose(metadata.Command{Op: metadata.OpDeclareExchange, Exchange: &metadata.Exchange{
+		Name: m.Exchange, VHost: v.name, Type: string(kind), Durable: m.Durable, AutoDelete: m.AutoDelete, Internal: m.Internal, Arguments: plainTable(m.Arguments),
+	}})
+}
+
+func (s *Session) inequivalent(m amqp.Method, kind, name, arg string, got, cur any) error {
+	return s.v.errf(amqp.PreconditionFailed, m, "inequivalent arg '%s' for %s '%s' in vhost '%s': received %s but current is %s", arg, kind, name, s.v.name, quoteArg(got), quoteArg(cur))
+}
+
+func quoteArg(x any) string {
+	switch y := x.(type) {
+	case bool:
+		if y {
+			return "'true'"
+		}
+		return "'false'"
+	case string:
+		return "'" + y + "'"
+	case nil:
+		return "none"
+	}
+	return "the value '" + fmtArg(x) + "'"
+}
+
+// DeleteExchange implements exchange.delete.
+func (s *Session) DeleteExchange(m *amqp.ExchangeDelete) error {
+	v := s.v
+	if m.Exchange == "" || strings.HasPrefix(m.Exchange, "amq.") {
+		return v.errf(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if err := s.check(permConfigure, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	v.mu.RLock()
+	x := v.exchanges[m.Exchange]
+	inUse := x != nil && x.Router.Len() > 0
+	if x != nil && !inUse {
+		// also a destination of an exchange-to-exchange binding counts
+		for _, o := range v.exchanges {
+			for _, b := range o.Router.Bindings() {
+				if b.DestIsExchange && b.Destination == m.Exchange {
+					inUse = true
+				}
+			}
+		}
+	}
+	v.mu.RUnlock()
+	if x == nil {
+		return v.notFound(m, "exchange", m.Exchange)
+	}
+	if m.IfUnused && inUse {
+		return v.errf(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
+	}
+	return v.meta.Propose(metadata.Command{Op: metadata.OpDeleteExchange, VHost: v.name, Name: m.Exchange})
+}
+
+func (s *Session) bind(m amqp.Method, src, dst string, dstIsX bool, key string, args amqp.Table, unbind bool, owner uint64) error {
+	v := s.v
+	dkind := "queue"
+	if dstIsX {
+		dkind = "exchange"
+	}
+	if err := s.check(permWrite, dkind, dst, m); err != nil {
+		return err
+	}
+	if err := s.check(permRead, "exchange", src, m); err != nil {
+		return err
+	}
+	if src == "" {
+		return v.errf(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	v.mu.RLock()
+	x := v.exchanges[src]
+	var dstOK bool
+	var q *queue.Queue
+	if dstIsX {
+		dstOK = v.exchanges[dst] != nil
+	} else {
+		q = v.queues[dst]
+		dstOK = q != nil
+	}
+	v.mu.RUnlock()
+	if x == nil {
+		return v.notFound(m, "exchange", src)
+	}
+	if !dstOK {
+		return v.notFound(m, dkind, dst)
+	}
+	if q != nil {
+		if err := s.exclusiveCheck(q, owner, m); err != nil {
+			return err
+		}
+	}
+	dt := "queue"
+	if dstIsX {
+		dt = "exchange"
+	}
+	op := metadata.OpBind
+	if unbind {
+		op = metadata.OpUnbind
+	}
+	return v.meta.Propose(metadata.Command{Op: op, Binding: &metadata.Binding{
+		Source: src, VHost: v.name, Destination: dst, DestinationType: dt, RoutingKey: key, Arguments: plainTable(args),
+	}})
+}
+
+// BindExchange implements exchange.bind.
+func (s *Session) BindExchange(m *amqp.ExchangeBind) error {
+	return s.bind(m, m.Source, m.Destination, true, m.RoutingKey, m.Arguments, false, 0)
+}
+
+// UnbindExchange implements exchange.unbind.
+func (s *Session) UnbindExchange(m *amqp.ExchangeUnbind) error {
+	return s.bind(m, m.Source, m.Destination, true, m.RoutingKey, m.Arguments, true, 0)
+}
+
+// BindQueue implements queue.bind.
+func (s *Session) BindQueue(m *amqp.QueueBind, owner uint64) error {
+	return s.bind(m, m.Exchange, m.Queue, false, m.RoutingKey, m.Arguments, false, owner)
+}
+
+// UnbindQueue implements queue.unbind.
+func (s *Session) UnbindQueue(m *amqp.QueueUnbind, owner uint64) error {
+	return s.bind(m, m.Exchange, m.Queue, false, m.RoutingKey, m.Arguments, true, owner)
+}
+
+// ---- queues ----
+
+func (s *Session) exclusiveCheck(q *queue.Queue, owner uint64, m amqp.Method) error {
+	c := q.Config()
+	if c.Exclusive && c.Owner != owner {
+		return s.v.errf(amqp.ResourceLocked, m, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", c.Name, s.v.name)
+	}
+	return nil
+}
+
+// DeclareQueue implements queue.declare.
+func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint32, uint32, error) {
+	v := s.v
+	name := m.Queue
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	if name == "" {
+		if m.Passive {
+			return "", 0, 0, v.notFound(m, "queue", name)
+		}
+		name = genQueueName()
+	}
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	if m.Passive {
+		if q == nil {
+			return "", 0, 0, v.notFound(m, "queue", name)
+		}
+		if err := s.exclusiveCheck(q, owner, m); err != nil {
+			return "", 0, 0, err
+		}
+		r, _, c := q.Counts()
+		return name, uint32(r), uint32(c), nil
+	}
+	if err := s.check(permConfigure, "queue", name, m); err != nil {
+		return "", 0, 0, err
+	}
+	if q != nil {
+		if err := s.exclusiveCheck(q, owner, m); err != nil {
+			return "", 0, 0, err
+		}
+		c := q.Config()
+		switch {
+		case m.Durable != c.Durable:
+			return "", 0, 0, s.inequivalent(m, "queue", name, "durable", m.Durable, c.Durable)
+		case m.AutoDelete != c.AutoDelete:
+			return "", 0, 0, s.inequivalent(m, "queue", name, "auto_delete", m.AutoDelete, c.AutoDelete)
+		case m.Exclusive != c.Exclusive:
+			return "", 0, 0, s.v.errf(amqp.ResourceLocked, m, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
+		}
+		if k, a, b, diff := argsDiff(m.Arguments, c.Args, equivalenceArgs); diff {
+			return "", 0, 0, s.inequivalent(m, "queue", name, k, a, b)
+		}
+		r, _, cons := q.Counts()
+		return name, uint32(r), uint32(cons), nil
+	}
+	if strings.HasPrefix(name, "amq.") && m.Queue != "" {
+		return "", 0, 0, v.errf(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	if err := validateQueueArgs(m.Arguments, name, v.name, m); err != nil {
+		return "", 0, 0, err
+	}
+	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments)}
+	if m.Exclusive {
+		def.Owner = owner
+	}
+	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: def}); err != nil {
+		return "", 0, 0, v.errf(amqp.InternalError, m, "declare failed: %v", err)
+	}
+	// Every queue is bound to the default exchange by its name; that
+	// binding is implicit (the default exchange looks queues up directly).
+	return name, 0, 0, nil
+}
+
+func (s *Session) lookupQueue(name string, owner uint64, m amqp.Method) (*queue.Queue, error) {
+	s.v.mu.RLock()
+	q := s.v.queues[name]
+	s.v.mu.RUnlock()
+	if q == nil {
+		return nil, s.v.notFound(m, "queue", name)
+	}
+	if err := s.exclusiveCheck(q, owner, m); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// DeleteQueue implements queue.delete.
+func (s *Session) DeleteQueue(m *amqp.QueueDelete, owner uint64) (uint32, error) {
+	v := s.v
+	if err := s.check(permConfigure, "queue", m.Queue, m); err != nil {
+		return 0, err
+	}
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	q, err := s.lookupQueue(m.Queue, owner, m)
+	if err != nil {
+		return 0, err
+	}
+	r, _, c := q.Counts()
+	if m.IfUnused && c > 0 {
+		return 0, v.errf(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", m.Queue, v.name)
+	}
+	if m.IfEmpty && r > 0 {
+		return 0, v.errf(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", m.Queue, v.name)
+	}
+	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: m.Queue}); err != nil {
+		return 0, v.errf(amqp.InternalError, m, "delete failed: %v", err)
+	}
+	return uint32(r), nil
+}
+
+// PurgeQueue implements queue.purge.
+func (s *Session) PurgeQueue(m *amqp.QueuePurge, owner uint64) (uint32, error) {
+	if err := s.check(permRead, "queue", m.Queue, m); err != nil {
+		return 0, err
+	}
+	q, err := s.lookupQueue(m.Queue, owner, m)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(q.Purge()), nil
+}
+
+// Queue returns a queue for consume or get, after the read check.
+func (s *Session) Queue(name string, owner uint64) (*queue.Queue, error) {
+	m := &amqp.BasicConsume{}
+	if err := s.check(permRead, "queue", name, m); err != nil {
+		return nil, err
+	}
+	return s.lookupQueue(name, owner, m)
+}
+
+// ConnectionClosed deletes the exclusive queues owner declared.
+func (s *Session) ConnectionClosed(owner uint64) {
+	v := s.v
+	v.mu.RLock()
+	var names []string
+	for n, q := range v.queues {
+		if c := q.Config(); c.Exclusive && c.Owner == owner {
+			names = append(names, n)
+		}
+	}
+	v.mu.RUnlock()
+	if len(names) == 0 {
+		return
+	}
+	v.declMu.Lock()
+	defer v.declMu.Unlock()
+	for _, n := range names {
+		if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: n}); err != nil {
+			v.log.Error("deleting exclusive queue failed", "queue", n, "err", err)
+		}
+	}
+}
+
+// ---- publishing ----
+
+var publishMethod = &amqp.BasicPublish{}
+
+// CanPublish checks that the exchange exists and the user may write to it.
+func (s *Session) CanPublish(name string) error {
+	s.v.mu.RLock()
+	x := s.v.exchanges[name]
+	s.v.mu.RUnlock()
+	return s.canPublish(name, x)
+}
+
+func (s *Session) canPublish(name string, x *Exchange) error {
+	if x == nil {
+		return s.v.notFound(publishMethod, "exchange", name)
+	}
+	ok, cached := s.wcache[name]
+	if !cached {
+		ok = s.check(permWrite, "exchange", name, publishMethod) == nil
+		if len(s.wcache) > 1024 {
+			clear(s.wcache)
+		}
+		s.wcache[name] = ok
+	}
+	if !ok {
+		return s.check(permWrite, "exchange", name, publishMethod)
+	}
+	if x.Def.Internal {
+		return s.v.errf(amqp.AccessRefused, publishMethod, "cannot publish to internal exchange '%s' in vhost '%s'", name, s.v.name)
+	}
+	return nil
+}
+
+// Publish routes msg and enqueues it on every matching queue.
+func (s *Session) Publish(exName, key string, msg *queue.Message) (int, error) {
+	v := s.v
+	v.mu.RLock()
+	x := v.exchanges[exName]
+	if err := s.canPublish(exName, x); err != nil {
+		v.mu.RUnlock()
+		return 0, err
+	}
+	qs := s.qbuf[:0]
+	if exName == "" {
+		if q := v.queues[key]; q != nil {
+			qs = append(qs, q)
+		}
+	} else {
+		var headers map[string]any
+		qs = s.route(x, key, msg, &headers, qs, 0)
+		if len(qs) == 0 && x.Alternate != "" {
+			if ax := v.exchanges[x.Alternate]; ax != nil {
+				qs = s.route(ax, key, msg, &headers, qs, 0)
+			}
+		}
+	}
+	v.mu.RUnlock()
+	n := 0
+	for i, q := range qs {
+		if q.Publish(msg) {
+			n++
+		}
+		qs[i] = nil
+	}
+	s.qbuf = qs[:0]
+	return n, nil
+}
+
+// route appends the queues x routes key to, following exchange-to-exchange
+// bindings (each exchange visited once) and alternate exchanges of
+// exchanges reached that way.
+func (s *Session) route(x *Exchange, key string, msg *queue.Message, headers *map[string]any, out []*queue.Queue, depth int) []*queue.Queue {
+	v := s.v
+	if x.Kind == exchange.Headers && *headers == nil {
+		*headers = map[string]any{}
+		if msg != nil {
+			if p, err := amqp.DecodeProperties(msg.Props); err == nil && p.Headers != nil {
+				*headers = plainTable(p.Headers)
+			}
+		}
+	}
+	dests := x.Router.Route(key, *headers, s.dests[:0])
+	s.dests = dests[:0]
+	for _, d := range dests {
+		if d.IsExchange {
+			// the nested route calls reuse s.dests: keep a private copy
+			dests = append([]exchange.Destination(nil), dests...)
+			break
+		}
+	}
+	var visited map[string]bool
+	for _, d := range dests {
+		if !d.IsExchange {
+			if q := v.queues[d.Name]; q != nil && !containsQueue(out, q) {
+				out = append(out, q)
+			}
+			continue
+		}
+		if depth > 32 {
+			continue
+		}
+		if visited == nil {
+			visited = map[string]bool{x.Def.Name: true}
+		}
+		if visited[d.Name] {
+			continue
+		}
+		visited[d.Name] = true
+		if nx := v.exchanges[d.Name]; nx != nil {
+			before := len(out)
+			out = s.route(nx, key, msg, headers, out, depth+1)
+			if len(out) == before && nx.Alternate != "" {
+				if ax := v.exchanges[nx.Alternate]; ax != nil && !visited[ax.Def.Name] {
+					out = s.route(ax, key, msg, headers, out, depth+1)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func containsQueue(qs []*queue.Queue, q *queue.Queue) bool {
+	for _, x := range qs {
+		if x == q {
+			return true
+		}
+	}
+	return false
+}
+
+// plainTable converts an AMQP table to map[string]any (nested tables too).
+func plainTable(t amqp.Table) map[string]any {
+	if t == nil {
+		return nil
+	}
+	out := make(map[string]any, len(t))
+	for k, v := range t {
+		out[k] = plainValue(v)
+	}
+	return out
+}
+
+func plainValue(v any) any {
+	switch x := v.(type) {
+	case amqp.Table:
+		return plainTable(x)
+	case []any:
+		o := make([]any, len(x))
+		for i := range x {
+			o[i] = plainValue(x[i])
+		}
+		return o
+	}
+	return v
+}
+
+// argsDiff compares declared arguments with the current ones. With only
+// non-nil, just those keys are compared (RabbitMQ compares a fixed set for
+// queues). It returns the first differing key and both values.
+func argsDiff(got amqp.Table, cur map[string]any, only map[string]bool) (string, any, any, bool) {
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range cur {
+		keys[k] = true
+	}
+	for k := range keys {
+		if only != nil && !only[k] {
+			continue
+		}
+		a, b := normalise(got[k]), normalise(cur[k])
+		if !reflect.DeepEqual(a, b) {
+			return k, got[k], cur[k], true
+		}
+	}
+	return "", nil, nil, false
+}
+
+func normalise(v any) any {
+	if n, ok := toInt(v); ok {
+		return n
+	}
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case amqp.Table:
+		return plainTable(x)
+	}
+	return v
+}
