@@ -359,16 +359,15 @@ func TestQueueErrorsAndExclusive(t *testing.T) {
 
 	// exclusive queue goes away with its connection
 	c1.Close()
-	ch2 = channel(t, c2)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
+		ch2 = channel(t, c2)
 		_, err = ch2.QueueDeclarePassive("ex", false, false, true, false, nil)
-		if err != nil {
-			amqpErr(t, err, 404, true)
+		if e, ok := err.(*amqp091.Error); ok && e.Code == 404 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("exclusive queue survived its connection")
+			t.Fatalf("exclusive queue survived its connection: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

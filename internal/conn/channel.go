@@ -518,11 +518,13 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		}
 		prio = int(p)
 	}
-	// consume-ok must precede the first delivery.
+	// consume-ok must precede the first delivery: it is written once the
+	// queue admits the consumer, before the queue dispatches to it.
+	var ok func()
 	if !m.NoWait {
-		ch.c.writeMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
+		ok = func() { ch.c.writeMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
-	if err := q.AddConsumer(tag, cs, m.NoAck, m.Exclusive, prio); err != nil {
+	if err := q.AddConsumer(tag, cs, m.NoAck, m.Exclusive, prio, ok); err != nil {
 		ch.dropConsumer(cs)
 		if errors.Is(err, queue.ErrExclusiveConsumer) {
 			return amqp.NewError(amqp.AccessRefused, m.ClassID(), m.MethodID(), "queue '%s' in vhost '%s' in exclusive use", q.Name(), ch.vh().Name())

@@ -240,8 +240,10 @@ func (q *Queue) Kick() {
 	q.mu.Unlock()
 }
 
-// AddConsumer registers c under tag.
-func (q *Queue) AddConsumer(tag string, c Consumer, noAck, exclusive bool, priority int) error {
+// AddConsumer registers c under tag. accepted, if not nil, runs under the
+// queue's lock once the consumer is admitted and before anything is
+// dispatched to it (the channel sends basic.consume-ok there).
+func (q *Queue) AddConsumer(tag string, c Consumer, noAck, exclusive bool, priority int, accepted func()) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
@@ -256,6 +258,9 @@ func (q *Queue) AddConsumer(tag string, c Consumer, noAck, exclusive bool, prior
 	copy(q.consumers[i+1:], q.consumers[i:])
 	q.consumers[i] = nc
 	q.hadConsumer = true
+	if accepted != nil {
+		accepted()
+	}
 	q.dispatch()
 	return nil
 }

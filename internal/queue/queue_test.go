@@ -39,13 +39,13 @@ func TestFIFOAndRoundRobin(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		q.Publish(msg(fmt.Sprint(i)))
 	}
-	if err := q.AddConsumer("a", a, false, false, 0); err != nil {
+	if err := q.AddConsumer("a", a, false, false, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if bodies(a.got) != "0123" {
 		t.Fatalf("backlog to first consumer: %q", bodies(a.got))
 	}
-	q.AddConsumer("b", b, false, false, 0)
+	q.AddConsumer("b", b, false, false, 0, nil)
 	for i := 4; i < 8; i++ {
 		q.Publish(msg(fmt.Sprint(i)))
 	}
@@ -60,7 +60,7 @@ func TestFIFOAndRoundRobin(t *testing.T) {
 func TestBlockedConsumerAndKick(t *testing.T) {
 	q := New(Config{Name: "q"})
 	c := &rec{room: 1}
-	q.AddConsumer("c", c, false, false, 0)
+	q.AddConsumer("c", c, false, false, 0, nil)
 	q.Publish(msg("a"))
 	q.Publish(msg("b"))
 	if len(c.got) != 1 {
@@ -103,8 +103,8 @@ func TestRequeueKeepsOrderAndMarksRedelivered(t *testing.T) {
 func TestPriorityConsumers(t *testing.T) {
 	q := New(Config{Name: "q"})
 	lo, hi := &rec{room: 10}, &rec{room: 1}
-	q.AddConsumer("lo", lo, false, false, 0)
-	q.AddConsumer("hi", hi, false, false, 5)
+	q.AddConsumer("lo", lo, false, false, 0, nil)
+	q.AddConsumer("hi", hi, false, false, 5, nil)
 	q.Publish(msg("1"))
 	q.Publish(msg("2"))
 	if bodies(hi.got) != "1" || bodies(lo.got) != "2" {
@@ -114,10 +114,10 @@ func TestPriorityConsumers(t *testing.T) {
 
 func TestExclusiveConsumer(t *testing.T) {
 	q := New(Config{Name: "q"})
-	if err := q.AddConsumer("a", &rec{}, false, true, 0); err != nil {
+	if err := q.AddConsumer("a", &rec{}, false, true, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.AddConsumer("b", &rec{}, false, false, 0); err != ErrExclusiveConsumer {
+	if err := q.AddConsumer("b", &rec{}, false, false, 0, nil); err != ErrExclusiveConsumer {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestExclusiveConsumer(t *testing.T) {
 func TestDeleteCancelsAndConditions(t *testing.T) {
 	q := New(Config{Name: "q"})
 	c := &rec{}
-	q.AddConsumer("c", c, false, false, 0)
+	q.AddConsumer("c", c, false, false, 0, nil)
 	q.Publish(msg("x"))
 	if _, err := q.Delete(true, false); err != ErrInUse {
 		t.Fatalf("if-unused: %v", err)
@@ -147,7 +147,7 @@ func TestAutoDeleteOnLastConsumer(t *testing.T) {
 	called := 0
 	q.OnUnused = func(*Queue) { called++ }
 	c := &rec{}
-	q.AddConsumer("c", c, false, false, 0)
+	q.AddConsumer("c", c, false, false, 0, nil)
 	q.RemoveConsumer("c", c)
 	if called != 1 {
 		t.Fatalf("OnUnused called %d times", called)
@@ -157,7 +157,7 @@ func TestAutoDeleteOnLastConsumer(t *testing.T) {
 func TestNoAckForgetsMessage(t *testing.T) {
 	q := New(Config{Name: "q"})
 	c := &rec{room: 5}
-	q.AddConsumer("c", c, true, false, 0)
+	q.AddConsumer("c", c, true, false, 0, nil)
 	q.Publish(msg("x"))
 	if _, u, _ := q.Counts(); u != 0 {
 		t.Fatalf("no-ack delivery tracked as unacked (%d)", u)
@@ -167,7 +167,7 @@ func TestNoAckForgetsMessage(t *testing.T) {
 func BenchmarkPublishDeliver(b *testing.B) {
 	q := New(Config{Name: "q"})
 	c := &rec{room: -1}
-	q.AddConsumer("c", sink{}, true, false, 0)
+	q.AddConsumer("c", sink{}, true, false, 0, nil)
 	_ = c
 	m := msg("0123456789abcdef")
 	b.ReportAllocs()
