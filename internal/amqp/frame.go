@@ -10,10 +10,10 @@ import (
 
 // Sentinel errors of the frame layer; test with errors.Is.
 var (
-	ErrFrameTooLarge      = errors.New("frame larger than the negotiated frame_max")
-	ErrBadFrameEnd        = errors.New("frame does not end with 0xCE")
-	ErrBadProtocolHeader  = errors.New("not an AMQP 0-9-1 protocol header")
-	ErrUnknownFrameType   = errors.New("unknown frame type")
+	ErrFrameTooLarge     = errors.New("frame larger than the negotiated frame_max")
+	ErrBadFrameEnd       = errors.New("frame does not end with 0xCE")
+	ErrBadProtocolHeader = errors.New("not an AMQP 0-9-1 protocol header")
+	ErrUnknownFrameType  = errors.New("unknown frame type")
 )
 
 // ProtocolHeader is what an AMQP 0-9-1 client sends first (section 4.2.2).

@@ -746,7 +746,7 @@ func TestManyConnectionsOneBadFrame(t *testing.T) {
 	ch := channel(t, good)
 	ch.QueueDeclare("alive", false, false, false, false, nil)
 	hostile := [][]byte{
-		[]byte("AMQP\x00\x00\x09\x01\x01\x00\x00\xff\xff\xff\xff"),                 // absurd frame size
+		[]byte("AMQP\x00\x00\x09\x01\x01\x00\x00\xff\xff\xff\xff"),                     // absurd frame size
 		[]byte("AMQP\x00\x00\x09\x01\x01\x00\x00\x00\x00\x00\x04\x00\x0a\x00\x0b\x00"), // bad frame end
 		[]byte("AMQP\x00\x00\x09\x01garbagegarbagegarbage"),
 	}

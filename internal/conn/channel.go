@@ -80,9 +80,9 @@ type txPublish struct {
 }
 
 type txAck struct {
-	tag              uint64
+	tag               uint64
 	multiple, requeue bool
-	nack             bool
+	nack              bool
 }
 
 func newChannel(c *Conn, id uint16) *channel {
@@ -830,4 +830,3 @@ func (ch *channel) flushConfirm() {
 	}
 	ch.c.writeMethod(ch.id, &amqp.BasicAck{DeliveryTag: ch.confirmedSeq, Multiple: true})
 }
-

@@ -42,11 +42,11 @@ type Conn struct {
 	br *bufio.Reader
 	fr *amqp.FrameReader
 
-	frameMax   uint32
-	channelMax uint16
-	heartbeat  uint16
-	user       string
-	vhost      VHost
+	frameMax    uint32
+	channelMax  uint16
+	heartbeat   uint16
+	user        string
+	vhost       VHost
 	clientProps amqp.Table
 
 	chmu     sync.Mutex
@@ -63,16 +63,16 @@ type Conn struct {
 	starved  atomic.Bool
 	lastSent atomic.Int64
 
-	lastRead atomic.Int64
-	closing  bool // connection.close sent, waiting for close-ok (reader only)
-	closed   chan struct{}
+	lastRead  atomic.Int64
+	closing   bool // connection.close sent, waiting for close-ok (reader only)
+	closed    chan struct{}
 	closeOnce sync.Once
-	blocked  atomic.Bool
+	blocked   atomic.Bool
 
 	// Stats for management.
-	Opened     time.Time
-	recvOct    atomic.Uint64
-	sendOct    atomic.Uint64
+	Opened  time.Time
+	recvOct atomic.Uint64
+	sendOct atomic.Uint64
 }
 
 // New wraps an accepted socket. Call Serve to run it.

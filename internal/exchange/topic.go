@@ -9,8 +9,8 @@ import (
 // zero or more (RabbitMQ's rabbit_exchange_type_topic semantics). Results
 // for recent keys are cached; any bind or unbind clears the cache.
 type topic struct {
-	set   set
-	root  *node
+	set  set
+	root *node
 	// Route runs concurrently under the vhost's read lock, so the cache has
 	// its own lock.
 	mu    sync.Mutex
@@ -25,7 +25,9 @@ type node struct {
 
 func newNode() *node { return &node{children: map[string]*node{}} }
 
-func newTopic() *topic { return &topic{set: newSet(), root: newNode(), cache: map[string][]Destination{}} }
+func newTopic() *topic {
+	return &topic{set: newSet(), root: newNode(), cache: map[string][]Destination{}}
+}
 
 const topicCacheMax = 4096
 

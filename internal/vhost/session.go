@@ -15,9 +15,9 @@ import (
 // against the user's permissions. A Session is used by one goroutine (the
 // connection's reader).
 type Session struct {
-	v     *VHost
-	user  string
-	perm  *auth.Matcher
+	v      *VHost
+	user   string
+	perm   *auth.Matcher
 	wcache map[string]bool // write permission per exchange
 	dests  []exchange.Destination
 	qbuf   []*queue.Queue

@@ -133,7 +133,10 @@ func Generate(raw []byte) ([]byte, error) {
 		p("\tClass%s = %d\n", camel(c.Name), c.Index)
 	}
 	p(")\n\n")
-	type m struct{ typ, class string; cid, mid int }
+	type m struct {
+		typ, class string
+		cid, mid   int
+	}
 	var all []m
 	for _, c := range s.Classes {
 		for _, me := range c.Methods {
