@@ -1,0 +1,137 @@
+package amqp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// chunker splits input into reads of varying small sizes.
+type chunker struct {
+	b []byte
+	i int
+}
+
+func (c *chunker) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	c.i++
+	n := 1 + c.i%7
+	if n > len(p) {
+		n = len(p)
+	}
+	n = copy(p, c.b[:min(n, len(c.b))])
+	c.b = c.b[n:]
+	return n, nil
+}
+
+func seedFrames(f *testing.F) {
+	pub, _ := AppendMethodFrame(nil, 1, &BasicPublish{Exchange: "x", RoutingKey: "k"})
+	p := Properties{Headers: Table{"a": []any{int32(1)}}, DeliveryMode: 2}
+	props, _ := p.Append(nil)
+	pub = AppendHeaderFrame(pub, 1, ClassBasic, 3, props)
+	pub = AppendBodyFrames(pub, 1, []byte("abc"), 0)
+	pub = AppendHeartbeat(pub)
+	f.Add(pub)
+	f.Add([]byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{2, 0, 1, 0, 0, 0, 0, 0xce})
+}
+
+func FuzzFrameReader(f *testing.F) {
+	seedFrames(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := NewFrameReader(&chunker{b: data}, 4096)
+		for i := 0; i < 1000; i++ {
+			fm, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if len(fm.Payload)+8 > 4096 {
+				t.Fatalf("frame of %d bytes passed frame_max", len(fm.Payload)+8)
+			}
+			switch fm.Type {
+			case FrameMethod:
+				if m, err := DecodeMethod(fm.Payload); err == nil {
+					// what decodes must re-encode to the same method
+					buf, err := AppendMethod(nil, m)
+					if err == nil {
+						m2, err := DecodeMethod(buf)
+						if err != nil || m2.Name() != m.Name() {
+							t.Fatalf("re-decode of %s: %v", m.Name(), err)
+						}
+					}
+				} else {
+					var ae *Error
+					if !errors.As(err, &ae) {
+						t.Fatalf("decode error is not an *Error: %v", err)
+					}
+				}
+			case FrameHeader:
+				if _, _, props, err := ParseContentHeader(fm.Payload); err == nil {
+					DecodeProperties(props)
+					PeekDeliveryInfo(props)
+				}
+			}
+		}
+	})
+}
+
+func FuzzReadTable(f *testing.F) {
+	good, _ := AppendTable(nil, Table{"a": "b", "n": Table{"x": []any{int64(1), Decimal{1, 2}}}, "t": true})
+	f.Add(good)
+	f.Add([]byte{0, 0, 0, 3, 1, 'a', 'F'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tb, n, err := ReadTable(data)
+		if err != nil {
+			return
+		}
+		if n > len(data) {
+			t.Fatalf("consumed %d of %d", n, len(data))
+		}
+		enc, err := AppendTable(nil, tb)
+		if err != nil {
+			t.Fatalf("decoded table does not re-encode: %v", err)
+		}
+		tb2, _, err := ReadTable(enc)
+		if err != nil || len(tb2) != len(tb) {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeMethod(f *testing.F) {
+	for _, m := range []Method{&ConnectionStartOk{ClientProperties: Table{"product": "x"}, Mechanism: "PLAIN", Response: "\x00a\x00b"}, &QueueDeclare{Queue: "q", Arguments: Table{"x-max-length": int32(1)}}, &BasicAck{Multiple: true}} {
+		b, _ := AppendMethod(nil, m)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := DecodeMethod(data)
+		if err == nil && m == nil {
+			t.Fatal("nil method without error")
+		}
+	})
+}
+
+func FuzzDecodeProperties(f *testing.F) {
+	p := Properties{ContentType: "a", Headers: Table{"h": int32(1)}, Expiration: "5", Priority: 1}
+	b, _ := p.Append(nil)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := DecodeProperties(data)
+		if err != nil {
+			return
+		}
+		enc, err := p.Append(nil)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeProperties(enc); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if !bytes.Equal(enc[:0], nil) && len(enc) == 0 {
+			t.Fatal("empty encoding")
+		}
+	})
+}
