@@ -36,7 +36,7 @@ func (r *topic) Bind(b Binding) bool {
 		return false
 	}
 	n := r.root
-	for _, w := range strings.Split(b.Key, ".") {
+	for _, w := range splitKey(b.Key) {
 		c := n.children[w]
 		if c == nil {
 			c = newNode()
@@ -62,7 +62,7 @@ func (r *topic) Unbind(b Binding) bool {
 	if !r.set.remove(b) {
 		return false
 	}
-	words := strings.Split(b.Key, ".")
+	words := splitKey(b.Key)
 	path := []*node{r.root}
 	n := r.root
 	for _, w := range words {
@@ -109,7 +109,7 @@ func (r *topic) Route(key string, _ map[string]any, out []Destination) []Destina
 		return append(out, ds...)
 	}
 	start := len(out)
-	words := strings.Split(key, ".")
+	words := splitKey(key)
 	out = match(r.root, words, out, start)
 	res := append([]Destination(nil), out[start:]...)
 	r.mu.Lock()
@@ -159,4 +159,13 @@ func match(n *node, words []string, out []Destination, start int) []Destination 
 		}
 	}
 	return out
+}
+
+// splitKey splits a routing or binding key into words; the empty key has
+// no words (so "*" does not match it, "#" does).
+func splitKey(k string) []string {
+	if k == "" {
+		return nil
+	}
+	return strings.Split(k, ".")
 }
