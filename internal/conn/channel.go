@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -685,7 +686,7 @@ func (ch *channel) commit(m *amqp.TxCommit) error {
 	pubs, acks := ch.txPublishes, ch.txAcks
 	ch.txPublishes, ch.txAcks = nil, nil
 	for _, p := range pubs {
-		if err := ch.route(p.exchange, p.key, p.mandatory, p.msg); err != nil {
+		if _, err := ch.route(p.exchange, p.key, p.mandatory, p.msg); err != nil {
 			return err
 		}
 	}
@@ -779,12 +780,22 @@ func (ch *channel) finishPublish() error {
 		Body:       buf[len(ch.props):],
 	}
 	ch.props, ch.body = nil, nil
-	mode, prio, _, _, err := amqp.PeekDeliveryInfo(msg.Props)
+	mode, prio, exp, _, err := amqp.PeekDeliveryInfo(msg.Props)
 	if err != nil {
 		return amqp.NewError(amqp.SyntaxError, 60, 40, "malformed content header properties: %v", err)
 	}
 	msg.Persistent = mode == 2
 	msg.Priority = prio
+	if exp != "" {
+		ms, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil {
+			return amqp.NewError(amqp.PreconditionFailed, 60, 40, "invalid expiration '%s': {invalid_expiration,<<\"%s\">>}", exp, exp)
+		}
+		if ms < 0 {
+			return amqp.NewError(amqp.PreconditionFailed, 60, 40, "invalid expiration '%s': {value_negative,%d}", exp, ms)
+		}
+		msg.Expiration, msg.HasExpiration = ms, true
+	}
 	if ch.tx {
 		if err := ch.checkExchange(pub); err != nil {
 			return err
@@ -795,10 +806,21 @@ func (ch *channel) finishPublish() error {
 	if ch.confirm {
 		ch.publishSeq++
 	}
-	if err := ch.route(pub.Exchange, pub.RoutingKey, pub.Mandatory, msg); err != nil {
+	rejected, err := ch.route(pub.Exchange, pub.RoutingKey, pub.Mandatory, msg)
+	if err != nil {
 		return err
 	}
 	if ch.confirm {
+		if rejected {
+			// a queue refused it (reject-publish): confirm what came before,
+			// then nack this one
+			if ch.confirmPending {
+				ch.flushConfirm()
+			}
+			ch.c.writeMethod(ch.id, &amqp.BasicNack{DeliveryTag: ch.publishSeq})
+			ch.confirmedSeq = ch.publishSeq
+			return nil
+		}
 		ch.confirmedSeq = ch.publishSeq
 		ch.confirmPending = true
 	}
@@ -811,15 +833,15 @@ func (ch *channel) checkExchange(pub *amqp.BasicPublish) error {
 	return ch.vh().CanPublish(pub.Exchange)
 }
 
-func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Message) error {
-	n, err := ch.vh().Publish(exchange, key, msg)
+func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Message) (bool, error) {
+	n, rejected, err := ch.vh().Publish(exchange, key, msg)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if n == 0 && mandatory {
+	if n == 0 && !rejected && mandatory {
 		ch.c.writeContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: exchange, RoutingKey: key}, msg)
 	}
-	return nil
+	return rejected, nil
 }
 
 // flushConfirm sends one basic.ack covering every publish so far.

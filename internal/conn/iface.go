@@ -29,8 +29,9 @@ type VHost interface {
 	// permission and exclusivity.
 	Queue(name string, owner uint64) (*queue.Queue, error)
 	// Publish routes msg from exchange with routing key and enqueues it.
-	// It returns how many queues received it.
-	Publish(exchange, key string, msg *queue.Message) (int, error)
+	// It returns how many queues took it and whether any refused it
+	// (reject-publish overflow).
+	Publish(exchange, key string, msg *queue.Message) (int, bool, error)
 	// CanPublish checks that exchange exists and may be written to.
 	CanPublish(exchange string) error
 	// ConnectionClosed deletes the exclusive queues owned by owner.

@@ -1,8 +1,9 @@
-// Package queue holds a queue's messages and consumers: the ready list, the
-// messages delivered but not yet acknowledged, and round-robin dispatch to
-// consumers by priority. It knows nothing of connections or sockets: a
-// consumer is anything that implements Consumer, and a queue's storage is a
-// Store (memory now; durable and replicated stores plug in at the same seam).
+// Package queue holds a queue's messages and consumers: the ready list (by
+// priority), the messages delivered but not yet acknowledged, round-robin
+// dispatch by consumer priority, single active consumer, message TTL, queue
+// expiry, length limits and dead lettering. It knows nothing of
+// connections or sockets: a consumer is anything that implements Consumer,
+// and dead-lettered messages are handed to a callback that routes them.
 //
 // A minimal use:
 //
@@ -12,13 +13,15 @@
 //
 // Lock order: a Queue's mutex is taken before any consumer's own lock
 // (Consumer.Deliver and Consumer.Cancelled run with the queue locked and must
-// never call back into a queue).
+// never call back into a queue). Callbacks (OnUnused, OnExpire,
+// OnDeadLetter) run without the lock.
 package queue
 
 import (
 	"errors"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Message is an immutable published message shared by every queue it was
@@ -31,6 +34,11 @@ type Message struct {
 	Body       []byte
 	Persistent bool
 	Priority   uint8
+	// Expiration is the per-message TTL in milliseconds, parsed from the
+	// expiration property by the publisher's channel; only meaningful when
+	// HasExpiration.
+	Expiration    int64
+	HasExpiration bool
 }
 
 // Size is the body size, the figure RabbitMQ counts for length limits.
@@ -73,12 +81,59 @@ type Config struct {
 	AutoDelete bool
 	Owner      uint64 // connection id of an exclusive queue's owner
 	Args       map[string]any
+	// Policy holds the effective policy definition keys (message-ttl,
+	// expires, max-length, ...); queue arguments win over them.
+	Policy map[string]any
+}
+
+// Overflow behaviours of a length-limited queue.
+const (
+	DropHead         = "drop-head"
+	RejectPublish    = "reject-publish"
+	RejectPublishDLX = "reject-publish-dlx"
+)
+
+// Dead-letter reasons, as RabbitMQ writes them in x-death.
+const (
+	ReasonRejected = "rejected"
+	ReasonExpired  = "expired"
+	ReasonMaxLen   = "maxlen"
+)
+
+// DeadLetter is a message leaving the queue for its dead-letter exchange.
+type DeadLetter struct {
+	Msg        *Message
+	Reason     string
+	Exchange   string // the dead-letter exchange
+	RoutingKey string // override (x-dead-letter-routing-key) or ""
+	Queue      string
+}
+
+// Settings are the effective limits computed from arguments and policy.
+type Settings struct {
+	MessageTTL  int64 // ms, -1 none
+	Expires     int64 // ms, 0 none
+	MaxLength   int64 // -1 none
+	MaxBytes    int64 // -1 none
+	Overflow    string
+	DLX         string
+	HasDLX      bool
+	DLRK        string
+	HasDLRK     bool
+	MaxPriority int
+	SAC         bool
 }
 
 type entry struct {
 	id          uint64
 	msg         *Message
 	redelivered bool
+	expiresAt   int64 // unix nanos; 0 = never
+}
+
+type level struct {
+	ready    fifo
+	returned []entry // requeued messages, ascending id, served first
 }
 
 type consumer struct {
@@ -87,6 +142,7 @@ type consumer struct {
 	noAck     bool
 	exclusive bool
 	priority  int
+	seq       uint64
 	blocked   bool
 }
 
@@ -95,66 +151,313 @@ type Queue struct {
 	cfg Config
 
 	mu          sync.Mutex
+	set         Settings
 	nextID      uint64
-	ready       fifo
-	returned    []entry // requeued messages, ascending id, delivered before ready
+	levels      []level // index = priority
+	count       int
+	readyBytes  int
 	unacked     map[uint64]entry
-	consumers   []*consumer // sorted by priority, descending, stable
+	consumers   []*consumer // sorted by priority, descending, then registration
+	consumerSeq uint64
+	active      *consumer // single active consumer
 	rr          int
 	hadConsumer bool
 	deleted     bool
-	readyBytes  int
 
-	// OnUnused is called (without the lock) when an auto-delete queue loses
-	// its last consumer.
+	nextExpiry int64 // earliest expiresAt among ready messages (0 none)
+	ttlTimer   *time.Timer
+	expTimer   *time.Timer
+	lastUsed   time.Time
+	now        func() time.Time
+
+	pendingDL []DeadLetter
+
+	// OnUnused is called when an auto-delete queue loses its last consumer.
 	OnUnused func(q *Queue)
+	// OnExpire is called when an x-expires queue has been unused too long.
+	OnExpire func(q *Queue)
+	// OnDeadLetter routes dead-lettered messages to their exchange.
+	OnDeadLetter func(q *Queue, dls []DeadLetter)
 
 	stats Stats
 }
 
 // Stats are monotonically increasing counters.
 type Stats struct {
-	Published, Delivered, Acked, Redelivered uint64
+	Published, Delivered, Acked, Redelivered, DeadLettered, Expired, Dropped uint64
 }
 
-// New makes an empty queue.
+// New makes an empty queue. Callbacks may be set before the first use.
 func New(cfg Config) *Queue {
-	return &Queue{cfg: cfg, unacked: make(map[uint64]entry)}
+	q := &Queue{cfg: cfg, unacked: make(map[uint64]entry), now: time.Now}
+	q.set = EffectiveSettings(cfg.Args, cfg.Policy)
+	q.levels = make([]level, q.set.MaxPriority+1)
+	q.lastUsed = q.now()
+	return q
+}
+
+// Start arms the queue-expiry timer; call once the callbacks are set.
+func (q *Queue) Start() {
+	q.mu.Lock()
+	q.armExpiry()
+	q.mu.Unlock()
+}
+
+func argInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case float64: // from JSON definitions and policies
+		return int64(x), true
+	}
+	return 0, false
+}
+
+// EffectiveSettings merges queue arguments with a policy definition the way
+// RabbitMQ does: arguments win, except max-length and max-length-bytes
+// where the lower value wins.
+func EffectiveSettings(args, policy map[string]any) Settings {
+	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead}
+	pick := func(argKey, polKey string) (any, bool) {
+		if v, ok := args[argKey]; ok {
+			return v, true
+		}
+		v, ok := policy[polKey]
+		return v, ok
+	}
+	if v, ok := pick("x-message-ttl", "message-ttl"); ok {
+		if n, ok := argInt(v); ok && n >= 0 {
+			s.MessageTTL = n
+		}
+	}
+	if v, ok := pick("x-expires", "expires"); ok {
+		if n, ok := argInt(v); ok && n > 0 {
+			s.Expires = n
+		}
+	}
+	lower := func(argKey, polKey string) int64 {
+		r := int64(-1)
+		for _, v := range []any{args[argKey], policy[polKey]} {
+			if n, ok := argInt(v); ok && n >= 0 && (r < 0 || n < r) {
+				r = n
+			}
+		}
+		return r
+	}
+	s.MaxLength = lower("x-max-length", "max-length")
+	s.MaxBytes = lower("x-max-length-bytes", "max-length-bytes")
+	if v, ok := pick("x-overflow", "overflow"); ok {
+		if o, ok := v.(string); ok && (o == DropHead || o == RejectPublish || o == RejectPublishDLX) {
+			s.Overflow = o
+		}
+	}
+	if v, ok := pick("x-dead-letter-exchange", "dead-letter-exchange"); ok {
+		if x, ok := v.(string); ok {
+			s.DLX, s.HasDLX = x, true
+		}
+	}
+	if v, ok := pick("x-dead-letter-routing-key", "dead-letter-routing-key"); ok {
+		if x, ok := v.(string); ok {
+			s.DLRK, s.HasDLRK = x, true
+		}
+	}
+	if n, ok := argInt(args["x-max-priority"]); ok && n > 0 {
+		s.MaxPriority = int(min(n, 255))
+	}
+	if b, ok := args["x-single-active-consumer"].(bool); ok {
+		s.SAC = b
+	}
+	return s
+}
+
+// SetPolicy applies a new effective policy definition (nil for none).
+// The priority levels are fixed at declaration, as in RabbitMQ.
+func (q *Queue) SetPolicy(def map[string]any) {
+	q.mu.Lock()
+	q.cfg.Policy = def
+	maxPrio := q.set.MaxPriority
+	q.set = EffectiveSettings(q.cfg.Args, def)
+	q.set.MaxPriority = maxPrio
+	q.enforceLimits()
+	q.armExpiry()
+	dls := q.takeDL()
+	q.mu.Unlock()
+	q.deadLetter(dls)
+}
+
+// Settings returns the effective settings.
+func (q *Queue) Settings() Settings {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.set
 }
 
 // Config returns the declaration.
-func (q *Queue) Config() Config { return q.cfg }
+func (q *Queue) Config() Config {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cfg
+}
 
 // Name returns the queue's name.
 func (q *Queue) Name() string { return q.cfg.Name }
 
+// PublishResult tells the publisher what became of a message.
+type PublishResult uint8
+
+// Publish outcomes.
+const (
+	Enqueued PublishResult = iota
+	Rejected               // reject-publish overflow: nack it
+	Dropped                // queue deleted
+)
+
 // Publish enqueues m and dispatches it if a consumer has room.
-func (q *Queue) Publish(m *Message) bool {
+func (q *Queue) Publish(m *Message) PublishResult {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false
+		return Dropped
+	}
+	q.stats.Published++
+	// reject-publish refuses the newcomer when the queue is full.
+	if (q.set.Overflow == RejectPublish || q.set.Overflow == RejectPublishDLX) && q.full(m.Size()) {
+		if q.set.Overflow == RejectPublishDLX {
+			q.queueDL(entry{msg: m}, ReasonMaxLen)
+		}
+		dls := q.takeDL()
+		q.mu.Unlock()
+		q.deadLetter(dls)
+		return Rejected
 	}
 	q.nextID++
 	e := entry{id: q.nextID, msg: m}
-	q.stats.Published++
+	ttl := q.set.MessageTTL
+	if m.HasExpiration && (ttl < 0 || m.Expiration < ttl) {
+		ttl = m.Expiration
+	}
+	if ttl >= 0 {
+		e.expiresAt = q.now().UnixNano() + ttl*int64(time.Millisecond)
+	}
 	// Fast path: nothing waiting, hand straight to a consumer.
-	if q.ready.len() == 0 && len(q.returned) == 0 && len(q.consumers) > 0 {
-		if q.offer(e) {
-			q.mu.Unlock()
-			return true
+	if q.count == 0 && len(q.consumers) > 0 && q.offer(e) {
+		q.mu.Unlock()
+		return Enqueued
+	}
+	if ttl == 0 {
+		// TTL 0: deliver now or never.
+		q.stats.Expired++
+		q.queueDL(e, ReasonExpired)
+	} else {
+		q.push(e)
+		q.enforceLimits()
+		if e.expiresAt != 0 && (q.nextExpiry == 0 || e.expiresAt < q.nextExpiry) {
+			q.nextExpiry = e.expiresAt
+			q.armTTL()
 		}
 	}
-	q.ready.push(e)
-	q.readyBytes += m.Size()
+	dls := q.takeDL()
 	q.mu.Unlock()
-	return true
+	q.deadLetter(dls)
+	return Enqueued
+}
+
+func (q *Queue) full(extra int) bool {
+	return (q.set.MaxLength >= 0 && int64(q.count+1) > q.set.MaxLength) ||
+		(q.set.MaxBytes >= 0 && int64(q.readyBytes+extra) > q.set.MaxBytes)
+}
+
+// enforceLimits drops (or dead-letters) from the head while over a limit.
+func (q *Queue) enforceLimits() {
+	if q.set.Overflow != DropHead {
+		return
+	}
+	for q.count > 0 && ((q.set.MaxLength >= 0 && int64(q.count) > q.set.MaxLength) ||
+		(q.set.MaxBytes >= 0 && int64(q.readyBytes) > q.set.MaxBytes)) {
+		e := q.pop()
+		q.stats.Dropped++
+		q.queueDL(e, ReasonMaxLen)
+	}
+}
+
+func (q *Queue) prio(m *Message) int {
+	if len(q.levels) == 1 {
+		return 0
+	}
+	return min(int(m.Priority), len(q.levels)-1)
+}
+
+func (q *Queue) push(e entry) {
+	q.levels[q.prio(e.msg)].ready.push(e)
+	q.count++
+	q.readyBytes += e.msg.Size()
+}
+
+// queueDL records a message to dead-letter after the lock is released, or
+// drops it when the queue has no dead-letter exchange.
+func (q *Queue) queueDL(e entry, reason string) {
+	if !q.set.HasDLX {
+		return
+	}
+	q.stats.DeadLettered++
+	q.pendingDL = append(q.pendingDL, DeadLetter{
+		Msg: e.msg, Reason: reason, Exchange: q.set.DLX, Queue: q.cfg.Name,
+		RoutingKey: q.set.DLRK,
+	})
+	if !q.set.HasDLRK {
+		q.pendingDL[len(q.pendingDL)-1].RoutingKey = ""
+	}
+}
+
+func (q *Queue) takeDL() []DeadLetter {
+	d := q.pendingDL
+	q.pendingDL = nil
+	return d
+}
+
+func (q *Queue) deadLetter(dls []DeadLetter) {
+	if len(dls) > 0 && q.OnDeadLetter != nil {
+		q.OnDeadLetter(q, dls)
+	}
+}
+
+// eligible returns the consumers that may receive now (the active one
+// under single active consumer).
+func (q *Queue) eligible() []*consumer {
+	if q.set.SAC {
+		if q.active == nil && len(q.consumers) > 0 {
+			q.active = q.consumers[0]
+		}
+		if q.active == nil {
+			return nil
+		}
+		return []*consumer{q.active}
+	}
+	return q.consumers
 }
 
 // offer tries each unblocked consumer in priority then round-robin order.
 func (q *Queue) offer(e entry) bool {
-	n := len(q.consumers)
+	cs := q.eligible()
+	n := len(cs)
 	if n == 0 {
+		return false
+	}
+	if e.expiresAt != 0 && e.expiresAt <= q.now().UnixNano() {
 		return false
 	}
 	// Consumers are sorted by priority; the top group is served round-robin
@@ -162,13 +465,13 @@ func (q *Queue) offer(e entry) bool {
 	start := 0
 	for start < n {
 		end := start + 1
-		for end < n && q.consumers[end].priority == q.consumers[start].priority {
+		for end < n && cs[end].priority == cs[start].priority {
 			end++
 		}
 		size := end - start
 		for i := 0; i < size; i++ {
 			idx := start + (q.rr+i)%size
-			c := q.consumers[idx]
+			c := cs[idx]
 			if c.blocked {
 				continue
 			}
@@ -192,32 +495,66 @@ func (q *Queue) offer(e entry) bool {
 	return false
 }
 
-func (q *Queue) head() (entry, bool) {
-	if len(q.returned) > 0 {
-		return q.returned[0], true
+func (q *Queue) headLevel() *level {
+	for i := len(q.levels) - 1; i >= 0; i-- {
+		l := &q.levels[i]
+		if len(l.returned) > 0 || l.ready.len() > 0 {
+			return l
+		}
 	}
-	return q.ready.peek()
+	return nil
+}
+
+func (q *Queue) head() (entry, bool) {
+	l := q.headLevel()
+	if l == nil {
+		return entry{}, false
+	}
+	if len(l.returned) > 0 {
+		return l.returned[0], true
+	}
+	return l.ready.peek()
 }
 
 func (q *Queue) pop() entry {
-	if len(q.returned) > 0 {
-		e := q.returned[0]
-		q.returned[0] = entry{}
-		q.returned = q.returned[1:]
-		if len(q.returned) == 0 {
-			q.returned = nil
+	l := q.headLevel()
+	var e entry
+	if len(l.returned) > 0 {
+		e = l.returned[0]
+		l.returned[0] = entry{}
+		l.returned = l.returned[1:]
+		if len(l.returned) == 0 {
+			l.returned = nil
 		}
-		q.readyBytes -= e.msg.Size()
-		return e
+	} else {
+		e = l.ready.pop()
 	}
-	e := q.ready.pop()
+	q.count--
 	q.readyBytes -= e.msg.Size()
 	return e
+}
+
+// dropExpiredHead removes expired messages at the head.
+func (q *Queue) dropExpiredHead() {
+	if q.nextExpiry == 0 {
+		return
+	}
+	now := q.now().UnixNano()
+	for {
+		e, ok := q.head()
+		if !ok || e.expiresAt == 0 || e.expiresAt > now {
+			return
+		}
+		q.pop()
+		q.stats.Expired++
+		q.queueDL(e, ReasonExpired)
+	}
 }
 
 // dispatch drains ready messages into consumers with room.
 func (q *Queue) dispatch() {
 	for len(q.consumers) > 0 {
+		q.dropExpiredHead()
 		e, ok := q.head()
 		if !ok {
 			return
@@ -237,7 +574,9 @@ func (q *Queue) Kick() {
 		c.blocked = false
 	}
 	q.dispatch()
+	dls := q.takeDL()
 	q.mu.Unlock()
+	q.deadLetter(dls)
 }
 
 // AddConsumer registers c under tag. accepted, if not nil, runs under the
@@ -245,23 +584,29 @@ func (q *Queue) Kick() {
 // dispatched to it (the channel sends basic.consume-ok there).
 func (q *Queue) AddConsumer(tag string, c Consumer, noAck, exclusive bool, priority int, accepted func()) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.deleted {
+		q.mu.Unlock()
 		return ErrDeleted
 	}
 	if len(q.consumers) > 0 && (exclusive || q.consumers[0].exclusive) {
+		q.mu.Unlock()
 		return ErrExclusiveConsumer
 	}
-	nc := &consumer{tag: tag, c: c, noAck: noAck, exclusive: exclusive, priority: priority}
+	q.consumerSeq++
+	nc := &consumer{tag: tag, c: c, noAck: noAck, exclusive: exclusive, priority: priority, seq: q.consumerSeq}
 	i := sort.Search(len(q.consumers), func(i int) bool { return q.consumers[i].priority < priority })
 	q.consumers = append(q.consumers, nil)
 	copy(q.consumers[i+1:], q.consumers[i:])
 	q.consumers[i] = nc
 	q.hadConsumer = true
+	q.touch()
 	if accepted != nil {
 		accepted()
 	}
 	q.dispatch()
+	dls := q.takeDL()
+	q.mu.Unlock()
+	q.deadLetter(dls)
 	return nil
 }
 
@@ -271,25 +616,140 @@ func (q *Queue) RemoveConsumer(tag string, c Consumer) {
 	for i, x := range q.consumers {
 		if x.tag == tag && x.c == c {
 			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			if q.active == x {
+				q.active = nil // the next in priority, then registration order, takes over
+				q.dispatch()
+			}
 			break
 		}
 	}
+	q.touch()
+	q.armExpiry()
 	unused := q.cfg.AutoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
+	dls := q.takeDL()
 	q.mu.Unlock()
+	q.deadLetter(dls)
 	if unused && q.OnUnused != nil {
 		q.OnUnused(q)
 	}
+}
+
+// Touch records use of the queue (redeclare), for x-expires.
+func (q *Queue) Touch() {
+	q.mu.Lock()
+	q.touch()
+	q.armExpiry()
+	q.mu.Unlock()
+}
+
+func (q *Queue) touch() { q.lastUsed = q.now() }
+
+// armExpiry (re)starts the x-expires timer while the queue is unused.
+func (q *Queue) armExpiry() {
+	if q.expTimer != nil {
+		q.expTimer.Stop()
+		q.expTimer = nil
+	}
+	if q.set.Expires <= 0 || q.deleted || len(q.consumers) > 0 || q.OnExpire == nil {
+		return
+	}
+	d := time.Duration(q.set.Expires) * time.Millisecond
+	q.expTimer = time.AfterFunc(d, q.checkExpiry)
+}
+
+func (q *Queue) checkExpiry() {
+	q.mu.Lock()
+	idle := q.now().Sub(q.lastUsed)
+	d := time.Duration(q.set.Expires) * time.Millisecond
+	expired := !q.deleted && len(q.consumers) == 0 && q.set.Expires > 0 && idle >= d
+	if !expired && !q.deleted && q.set.Expires > 0 && len(q.consumers) == 0 {
+		q.expTimer = time.AfterFunc(d-idle, q.checkExpiry)
+	}
+	q.mu.Unlock()
+	if expired && q.OnExpire != nil {
+		q.OnExpire(q)
+	}
+}
+
+// armTTL schedules a sweep at the earliest message expiry.
+func (q *Queue) armTTL() {
+	if q.nextExpiry == 0 || q.deleted {
+		return
+	}
+	d := time.Duration(q.nextExpiry - q.now().UnixNano())
+	if d < 0 {
+		d = 0
+	}
+	if q.ttlTimer == nil {
+		q.ttlTimer = time.AfterFunc(d, q.sweep)
+	} else {
+		q.ttlTimer.Reset(d)
+	}
+}
+
+// sweep removes every expired ready message, wherever it sits, and
+// dead-letters it.
+func (q *Queue) sweep() {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return
+	}
+	now := q.now().UnixNano()
+	next := int64(0)
+	keep := func(e entry) bool {
+		if e.expiresAt != 0 && e.expiresAt <= now {
+			q.count--
+			q.readyBytes -= e.msg.Size()
+			q.stats.Expired++
+			q.queueDL(e, ReasonExpired)
+			return false
+		}
+		if e.expiresAt != 0 && (next == 0 || e.expiresAt < next) {
+			next = e.expiresAt
+		}
+		return true
+	}
+	for i := range q.levels {
+		l := &q.levels[i]
+		rs := l.returned[:0]
+		for _, e := range l.returned {
+			if keep(e) {
+				rs = append(rs, e)
+			}
+		}
+		l.returned = rs
+		var nf fifo
+		for l.ready.len() > 0 {
+			if e := l.ready.pop(); keep(e) {
+				nf.push(e)
+			}
+		}
+		l.ready = nf
+	}
+	q.nextExpiry = next
+	q.armTTL()
+	q.dispatch()
+	dls := q.takeDL()
+	q.mu.Unlock()
+	q.deadLetter(dls)
 }
 
 // Get takes the head message for basic.get. With noAck the message is gone;
 // otherwise it is unacked until Ack or Requeue.
 func (q *Queue) Get(noAck bool) (Delivery, bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.touch()
+	q.armExpiry()
 	if q.deleted {
+		q.mu.Unlock()
 		return Delivery{}, false
 	}
+	q.dropExpiredHead()
+	dls := q.takeDL()
 	if _, ok := q.head(); !ok {
+		q.mu.Unlock()
+		q.deadLetter(dls)
 		return Delivery{}, false
 	}
 	e := q.pop()
@@ -300,7 +760,10 @@ func (q *Queue) Get(noAck bool) (Delivery, bool) {
 	if e.redelivered {
 		q.stats.Redelivered++
 	}
-	return Delivery{Queue: q, Msg: e.msg, ID: e.id, Redelivered: e.redelivered, Remaining: uint32(q.ready.len() + len(q.returned))}, true
+	d := Delivery{Queue: q, Msg: e.msg, ID: e.id, Redelivered: e.redelivered, Remaining: uint32(q.count)}
+	q.mu.Unlock()
+	q.deadLetter(dls)
+	return d, true
 }
 
 // Ack forgets delivered messages.
@@ -315,25 +778,30 @@ func (q *Queue) Ack(ids ...uint64) {
 	q.mu.Unlock()
 }
 
-// Discard drops delivered messages without acknowledging them (reject or
-// nack without requeue). Dead lettering hooks in here.
+// Discard drops delivered messages (reject or nack without requeue); they
+// are dead-lettered with reason "rejected" when the queue has a DLX.
 func (q *Queue) Discard(ids ...uint64) {
 	q.mu.Lock()
 	for _, id := range ids {
-		delete(q.unacked, id)
+		if e, ok := q.unacked[id]; ok {
+			delete(q.unacked, id)
+			q.queueDL(e, ReasonRejected)
+		}
 	}
+	dls := q.takeDL()
 	q.mu.Unlock()
+	q.deadLetter(dls)
 }
 
-// Requeue puts delivered messages back at their original place, marked
-// redelivered, and dispatches them.
+// Requeue puts delivered messages back at their original place (within
+// their priority), marked redelivered, and dispatches them.
 func (q *Queue) Requeue(ids ...uint64) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.deleted {
+		q.mu.Unlock()
 		return
 	}
-	added := false
+	touched := map[int]bool{}
 	for _, id := range ids {
 		e, ok := q.unacked[id]
 		if !ok {
@@ -341,28 +809,34 @@ func (q *Queue) Requeue(ids ...uint64) {
 		}
 		delete(q.unacked, id)
 		e.redelivered = true
-		q.returned = append(q.returned, e)
+		p := q.prio(e.msg)
+		q.levels[p].returned = append(q.levels[p].returned, e)
+		q.count++
 		q.readyBytes += e.msg.Size()
-		added = true
+		touched[p] = true
 	}
-	if !added {
-		return
+	for p := range touched {
+		r := q.levels[p].returned
+		sort.Slice(r, func(i, j int) bool { return r[i].id < r[j].id })
 	}
-	sort.Slice(q.returned, func(i, j int) bool { return q.returned[i].id < q.returned[j].id })
-	for _, c := range q.consumers {
-		c.blocked = false
+	if len(touched) > 0 {
+		for _, c := range q.consumers {
+			c.blocked = false
+		}
+		q.dispatch()
 	}
-	q.dispatch()
+	dls := q.takeDL()
+	q.mu.Unlock()
+	q.deadLetter(dls)
 }
 
 // Purge drops every ready message and returns how many there were.
 func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := q.ready.len() + len(q.returned)
-	q.ready = fifo{}
-	q.returned = nil
-	q.readyBytes = 0
+	n := q.count
+	q.levels = make([]level, len(q.levels))
+	q.count, q.readyBytes, q.nextExpiry = 0, 0, 0
 	return n
 }
 
@@ -377,7 +851,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	if ifUnused && len(q.consumers) > 0 {
 		return 0, ErrInUse
 	}
-	n := q.ready.len() + len(q.returned)
+	n := q.count
 	if ifEmpty && n > 0 {
 		return 0, ErrNotEmpty
 	}
@@ -386,9 +860,16 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		c.c.Cancelled(q)
 	}
 	q.consumers = nil
-	q.ready = fifo{}
-	q.returned = nil
+	q.active = nil
+	q.levels = make([]level, len(q.levels))
+	q.count, q.readyBytes = 0, 0
 	q.unacked = map[uint64]entry{}
+	if q.ttlTimer != nil {
+		q.ttlTimer.Stop()
+	}
+	if q.expTimer != nil {
+		q.expTimer.Stop()
+	}
 	return n, nil
 }
 
@@ -403,7 +884,7 @@ func (q *Queue) Deleted() bool {
 func (q *Queue) Counts() (ready, unacked, consumers int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.ready.len() + len(q.returned), len(q.unacked), len(q.consumers)
+	return q.count, len(q.unacked), len(q.consumers)
 }
 
 // ReadyBytes returns the body bytes of ready messages.
@@ -418,6 +899,26 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.stats
+}
+
+// ConsumerInfo describes one consumer for management listings.
+type ConsumerInfo struct {
+	Tag      string
+	NoAck    bool
+	Priority int
+	Active   bool
+	Consumer Consumer
+}
+
+// Consumers lists the registered consumers.
+func (q *Queue) Consumers() []ConsumerInfo {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]ConsumerInfo, 0, len(q.consumers))
+	for _, c := range q.consumers {
+		out = append(out, ConsumerInfo{Tag: c.tag, NoAck: c.noAck, Priority: c.priority, Active: !q.set.SAC || q.active == c || (q.active == nil && c == q.consumers[0]), Consumer: c.c})
+	}
+	return out
 }
 
 // fifo is a growable ring buffer of entries.

@@ -298,6 +298,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		if k, a, b, diff := argsDiff(m.Arguments, c.Args, equivalenceArgs); diff {
 			return "", 0, 0, s.inequivalent(m, "queue", name, k, a, b)
 		}
+		q.Touch()
 		r, _, cons := q.Counts()
 		return name, uint32(r), uint32(cons), nil
 	}
@@ -434,14 +435,15 @@ func (s *Session) canPublish(name string, x *Exchange) error {
 	return nil
 }
 
-// Publish routes msg and enqueues it on every matching queue.
-func (s *Session) Publish(exName, key string, msg *queue.Message) (int, error) {
+// Publish routes msg and enqueues it on every matching queue. It returns
+// how many queues took it and whether any refused it (reject-publish).
+func (s *Session) Publish(exName, key string, msg *queue.Message) (int, bool, error) {
 	v := s.v
 	v.mu.RLock()
 	x := v.exchanges[exName]
 	if err := s.canPublish(exName, x); err != nil {
 		v.mu.RUnlock()
-		return 0, err
+		return 0, false, err
 	}
 	qs := s.qbuf[:0]
 	if exName == "" {
@@ -450,30 +452,32 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (int, error) {
 		}
 	} else {
 		var headers map[string]any
-		qs = s.route(x, key, msg, &headers, qs, 0)
+		qs = v.route(x, key, msg, &headers, qs, 0, &s.dests)
 		if len(qs) == 0 && x.Alternate != "" {
 			if ax := v.exchanges[x.Alternate]; ax != nil {
-				qs = s.route(ax, key, msg, &headers, qs, 0)
+				qs = v.route(ax, key, msg, &headers, qs, 0, &s.dests)
 			}
 		}
 	}
 	v.mu.RUnlock()
-	n := 0
+	n, rejected := 0, false
 	for i, q := range qs {
-		if q.Publish(msg) {
+		switch q.Publish(msg) {
+		case queue.Enqueued:
 			n++
+		case queue.Rejected:
+			rejected = true
 		}
 		qs[i] = nil
 	}
 	s.qbuf = qs[:0]
-	return n, nil
+	return n, rejected, nil
 }
 
 // route appends the queues x routes key to, following exchange-to-exchange
 // bindings (each exchange visited once) and alternate exchanges of
 // exchanges reached that way.
-func (s *Session) route(x *Exchange, key string, msg *queue.Message, headers *map[string]any, out []*queue.Queue, depth int) []*queue.Queue {
-	v := s.v
+func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[string]any, out []*queue.Queue, depth int, scratch *[]exchange.Destination) []*queue.Queue {
 	if x.Kind == exchange.Headers && *headers == nil {
 		*headers = map[string]any{}
 		if msg != nil {
@@ -482,11 +486,11 @@ func (s *Session) route(x *Exchange, key string, msg *queue.Message, headers *ma
 			}
 		}
 	}
-	dests := x.Router.Route(key, *headers, s.dests[:0])
-	s.dests = dests[:0]
+	dests := x.Router.Route(key, *headers, (*scratch)[:0])
+	*scratch = dests[:0]
 	for _, d := range dests {
 		if d.IsExchange {
-			// the nested route calls reuse s.dests: keep a private copy
+			// the nested route calls reuse the scratch slice: keep a copy
 			dests = append([]exchange.Destination(nil), dests...)
 			break
 		}
@@ -511,10 +515,10 @@ func (s *Session) route(x *Exchange, key string, msg *queue.Message, headers *ma
 		visited[d.Name] = true
 		if nx := v.exchanges[d.Name]; nx != nil {
 			before := len(out)
-			out = s.route(nx, key, msg, headers, out, depth+1)
+			out = v.route(nx, key, msg, headers, out, depth+1, scratch)
 			if len(out) == before && nx.Alternate != "" {
 				if ax := v.exchanges[nx.Alternate]; ax != nil && !visited[ax.Def.Name] {
-					out = s.route(ax, key, msg, headers, out, depth+1)
+					out = v.route(ax, key, msg, headers, out, depth+1, scratch)
 				}
 			}
 		}

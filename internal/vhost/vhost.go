@@ -105,8 +105,11 @@ func (v *VHost) Apply(c metadata.Command) {
 		d := c.Queue
 		v.mu.Lock()
 		if _, ok := v.queues[d.Name]; !ok {
-			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments})
+			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues")})
 			q.OnUnused = v.autoDelete
+			q.OnExpire = v.autoDelete
+			q.OnDeadLetter = v.deadLetter
+			q.Start()
 			v.queues[d.Name] = q
 		}
 		v.mu.Unlock()
@@ -137,6 +140,8 @@ func (v *VHost) Apply(c metadata.Command) {
 			}
 		}
 		v.mu.Unlock()
+	case metadata.OpSetPolicy, metadata.OpClearPolicy:
+		v.applyPolicies()
 	case metadata.OpDeleteVHost:
 		v.mu.Lock()
 		qs := v.queues
