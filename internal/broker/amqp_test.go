@@ -288,9 +288,9 @@ func TestExchangeErrors(t *testing.T) {
 			return ch.ExchangeDelete("x1", true, false)
 		}, 406},
 		{"publish to missing exchange", func(ch *amqp091.Channel) error {
+			cl := ch.NotifyClose(make(chan *amqp091.Error, 1))
 			ch.PublishWithContext(context.Background(), "nope", "k", false, false, amqp91(nil))
-			_, err := ch.QueueDeclarePassive("bq", false, false, false, false, nil)
-			return err
+			return waitClose(t, cl)
 		}, 404},
 		{"bind to missing exchange", func(ch *amqp091.Channel) error { return ch.QueueBind("bq", "k", "nope", false, nil) }, 404},
 		{"bind missing queue", func(ch *amqp091.Channel) error { return ch.QueueBind("nope", "k", "x1", false, nil) }, 404},
@@ -298,9 +298,9 @@ func TestExchangeErrors(t *testing.T) {
 			if err := ch.ExchangeDeclare("int", "direct", false, false, true, false, nil); err != nil {
 				return err
 			}
+			cl := ch.NotifyClose(make(chan *amqp091.Error, 1))
 			ch.PublishWithContext(context.Background(), "int", "k", false, false, amqp91(nil))
-			_, err := ch.QueueDeclarePassive("bq", false, false, false, false, nil)
-			return err
+			return waitClose(t, cl)
 		}, 403},
 	}
 	for _, tc := range cases {

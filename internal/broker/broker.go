@@ -135,6 +135,8 @@ func (b *Broker) apply(c metadata.Command) {
 		vh = c.Queue.VHost
 	case c.Binding != nil:
 		vh = c.Binding.VHost
+	case c.Policy != nil:
+		vh = c.Policy.VHost
 	}
 	if v := b.VHost(vh); v != nil {
 		v.Apply(c)

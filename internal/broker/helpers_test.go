@@ -13,6 +13,7 @@ import (
 
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/metadata"
 )
 
 // node starts an in-process node on a loopback port and returns it with
@@ -129,4 +130,10 @@ func publish(t testing.TB, ch *amqp091.Channel, ex, key string, body string) {
 	if err := ch.PublishWithContext(context.Background(), ex, key, false, false, amqp091.Publishing{Body: []byte(body)}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
+}
+
+func setPolicy(b *broker.Broker, name, pattern string, def map[string]any) error {
+	return b.Metadata().Propose(metadata.Command{Op: metadata.OpSetPolicy, Policy: &metadata.Policy{
+		Name: name, VHost: "/", Pattern: pattern, ApplyTo: "all", Definition: def,
+	}})
 }

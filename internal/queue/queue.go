@@ -353,8 +353,9 @@ func (q *Queue) Publish(m *Message) PublishResult {
 	if ttl >= 0 {
 		e.expiresAt = q.now().UnixNano() + ttl*int64(time.Millisecond)
 	}
-	// Fast path: nothing waiting, hand straight to a consumer.
-	if q.count == 0 && len(q.consumers) > 0 && q.offer(e) {
+	// Fast path: nothing waiting, hand straight to a consumer (a message
+	// delivered now cannot expire, even with TTL 0).
+	if fast := (entry{id: e.id, msg: m}); q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
 		q.mu.Unlock()
 		return Enqueued
 	}

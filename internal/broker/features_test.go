@@ -1,0 +1,286 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+func declare(t *testing.T, ch *amqp091.Channel, name string, args amqp091.Table) {
+	t.Helper()
+	if _, err := ch.QueueDeclare(name, false, false, false, false, args); err != nil {
+		t.Fatalf("declare %s: %v", name, err)
+	}
+}
+
+func messages(t *testing.T, ch *amqp091.Channel, q string) int {
+	t.Helper()
+	r, err := ch.QueueDeclarePassive(q, false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Messages
+}
+
+// eventually polls cond for up to 5s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestMessageTTLExpiresWithoutConsumer(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	declare(t, ch, "ttlq", amqp091.Table{"x-message-ttl": int32(50)})
+	publish(t, ch, "", "ttlq", "a")
+	// a per-message expiration shorter than the queue's, behind a longer one
+	declare(t, ch, "perq", nil)
+	ch.PublishWithContext(context.Background(), "", "perq", false, false, amqp091.Publishing{Expiration: "60000", Body: []byte("long")})
+	ch.PublishWithContext(context.Background(), "", "perq", false, false, amqp091.Publishing{Expiration: "30", Body: []byte("short")})
+	eventually(t, "queue TTL expiry", func() bool { return messages(t, ch, "ttlq") == 0 })
+	eventually(t, "per-message expiry behind the head", func() bool { return messages(t, ch, "perq") == 1 })
+	m, ok, _ := ch.Get("perq", true)
+	if !ok || string(m.Body) != "long" {
+		t.Fatalf("wrong survivor %q", m.Body)
+	}
+}
+
+func TestInvalidExpirationRefused(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	cl := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	ch.PublishWithContext(context.Background(), "", "x", false, false, amqp091.Publishing{Expiration: "soon"})
+	if e := waitClose(t, cl); e == nil || e.Code != 406 {
+		t.Fatalf("got %v", e)
+	}
+}
+
+func TestTTLZeroDeliversOnlyToReadyConsumer(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	declare(t, ch, "z", amqp091.Table{"x-message-ttl": int32(0)})
+	publish(t, ch, "", "z", "dropped")
+	time.Sleep(20 * time.Millisecond)
+	if n := messages(t, ch, "z"); n != 0 {
+		t.Fatalf("ttl 0 message kept (%d)", n)
+	}
+	d, _ := ch.Consume("z", "", true, false, false, false, nil)
+	publish(t, ch, "", "z", "delivered")
+	if m := recv(t, d); string(m.Body) != "delivered" {
+		t.Fatal(string(m.Body))
+	}
+}
+
+func TestQueueExpires(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	declare(t, ch, "exp", amqp091.Table{"x-expires": int32(100)})
+	eventually(t, "queue expiry", func() bool {
+		c := channel(t, dial(t, url))
+		_, err := c.QueueDeclarePassive("exp", false, false, false, false, nil)
+		return err != nil
+	})
+}
+
+func TestMaxLengthOverflowModes(t *testing.T) {
+	_, url := node(t)
+	c := dial(t, url)
+	ch := channel(t, c)
+	declare(t, ch, "dh", amqp091.Table{"x-max-length": int32(2)})
+	for i := 0; i < 5; i++ {
+		publish(t, ch, "", "dh", fmt.Sprint(i))
+	}
+	time.Sleep(20 * time.Millisecond)
+	m1, _, _ := ch.Get("dh", true)
+	m2, _, _ := ch.Get("dh", true)
+	if string(m1.Body)+string(m2.Body) != "34" {
+		t.Fatalf("drop-head kept %q %q", m1.Body, m2.Body)
+	}
+	declare(t, ch, "bytes", amqp091.Table{"x-max-length-bytes": int32(10)})
+	publish(t, ch, "", "bytes", "12345")
+	publish(t, ch, "", "bytes", "67890")
+	publish(t, ch, "", "bytes", "abcde")
+	time.Sleep(20 * time.Millisecond)
+	if n := messages(t, ch, "bytes"); n != 2 {
+		t.Fatalf("max-length-bytes kept %d", n)
+	}
+
+	cch := channel(t, c)
+	cch.Confirm(false)
+	acks := cch.NotifyPublish(make(chan amqp091.Confirmation, 10))
+	declare(t, cch, "rp", amqp091.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
+	publish(t, cch, "", "rp", "kept")
+	publish(t, cch, "", "rp", "refused")
+	for i, want := range []bool{true, false} {
+		select {
+		case cf := <-acks:
+			if cf.Ack != want || cf.DeliveryTag != uint64(i+1) {
+				t.Fatalf("confirm %d: %+v, want ack=%v", i+1, cf, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no confirm")
+		}
+	}
+	if m, _, _ := cch.Get("rp", true); string(m.Body) != "kept" {
+		t.Fatalf("reject-publish kept %q", m.Body)
+	}
+}
+
+func TestDeadLetteringAndXDeath(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ch.ExchangeDeclare("dlx1", "fanout", false, false, false, false, nil))
+	must(ch.ExchangeDeclare("dlx2", "direct", false, false, false, false, nil))
+	// work → (reject) → dlx1 → hold (ttl 30) → (expired) → dlx2 with key "final" → final
+	declare(t, ch, "work", amqp091.Table{"x-dead-letter-exchange": "dlx1"})
+	declare(t, ch, "hold", amqp091.Table{"x-message-ttl": int32(30), "x-dead-letter-exchange": "dlx2", "x-dead-letter-routing-key": "final"})
+	declare(t, ch, "final", nil)
+	must(ch.QueueBind("hold", "", "dlx1", false, nil))
+	must(ch.QueueBind("final", "final", "dlx2", false, nil))
+	ch.PublishWithContext(context.Background(), "amq.direct", "", false, false, amqp091.Publishing{Body: []byte("x")})
+	must(ch.QueueBind("work", "rk", "amq.direct", false, nil))
+	ch.PublishWithContext(context.Background(), "amq.direct", "rk", false, false, amqp091.Publishing{Body: []byte("payload"), Expiration: "60000", Headers: amqp091.Table{"keep": "me"}})
+	d, _ := ch.Consume("work", "", false, false, false, false, nil)
+	m := recv(t, d)
+	m.Reject(false)
+	var got amqp091.Delivery
+	eventually(t, "message in final", func() bool {
+		var ok bool
+		got, ok, _ = ch.Get("final", true)
+		return ok
+	})
+	if string(got.Body) != "payload" || got.Headers["keep"] != "me" || got.RoutingKey != "final" || got.Exchange != "dlx2" {
+		t.Fatalf("dead-lettered message: %+v", got)
+	}
+	if got.Expiration != "" {
+		t.Fatalf("expiration kept: %q", got.Expiration)
+	}
+	deaths, ok := got.Headers["x-death"].([]interface{})
+	if !ok || len(deaths) != 2 {
+		t.Fatalf("x-death: %#v", got.Headers["x-death"])
+	}
+	first := deaths[0].(amqp091.Table) // most recent first
+	second := deaths[1].(amqp091.Table)
+	check := func(tb amqp091.Table, queue, reason, exchange string, keys []string) {
+		t.Helper()
+		if tb["queue"] != queue || tb["reason"] != reason || tb["exchange"] != exchange || tb["count"] != int64(1) {
+			t.Fatalf("x-death entry %#v", tb)
+		}
+		rk, _ := tb["routing-keys"].([]interface{})
+		if len(rk) != len(keys) || rk[0] != keys[0] {
+			t.Fatalf("routing-keys %#v", tb["routing-keys"])
+		}
+		if ts, ok := tb["time"].(time.Time); !ok || time.Since(ts) > time.Minute {
+			t.Fatalf("time %#v", tb["time"])
+		}
+	}
+	check(first, "hold", "expired", "dlx1", []string{"rk"})
+	check(second, "work", "rejected", "amq.direct", []string{"rk"})
+	if _, has := second["original-expiration"]; has {
+		t.Fatal("original-expiration on a rejection entry")
+	}
+	if got.Headers["x-first-death-reason"] != "rejected" || got.Headers["x-first-death-queue"] != "work" || got.Headers["x-first-death-exchange"] != "amq.direct" {
+		t.Fatalf("x-first-death-*: %#v", got.Headers)
+	}
+}
+
+func TestDeadLetterCountIncrements(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	ch.ExchangeDeclare("back", "fanout", false, false, false, false, nil)
+	declare(t, ch, "loop", amqp091.Table{"x-dead-letter-exchange": "back"})
+	ch.QueueBind("loop", "", "back", false, nil)
+	publish(t, ch, "", "loop", "m")
+	d, _ := ch.Consume("loop", "", false, false, false, false, nil)
+	recv(t, d).Reject(false) // rejection loops are allowed
+	m := recv(t, d)
+	m.Reject(false)
+	m = recv(t, d)
+	deaths := m.Headers["x-death"].([]interface{})
+	if len(deaths) != 1 || deaths[0].(amqp091.Table)["count"] != int64(2) {
+		t.Fatalf("x-death after two rejections: %#v", deaths)
+	}
+	m.Ack(false)
+}
+
+func TestPriorityQueue(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	declare(t, ch, "pq", amqp091.Table{"x-max-priority": int32(5)})
+	for i, p := range []uint8{1, 9, 3, 5, 0, 5} {
+		ch.PublishWithContext(context.Background(), "", "pq", false, false, amqp091.Publishing{Priority: p, Body: []byte(fmt.Sprint(i))})
+	}
+	time.Sleep(20 * time.Millisecond)
+	var order string
+	for {
+		m, ok, _ := ch.Get("pq", true)
+		if !ok {
+			break
+		}
+		order += string(m.Body)
+	}
+	// 9 is capped to 5: FIFO among the three at 5, then 3, 1, 0
+	if order != "135204" {
+		t.Fatalf("priority order %q", order)
+	}
+}
+
+func TestSingleActiveConsumer(t *testing.T) {
+	_, url := node(t)
+	c := dial(t, url)
+	ch1, ch2 := channel(t, c), channel(t, c)
+	declare(t, ch1, "sac", amqp091.Table{"x-single-active-consumer": true})
+	d1, _ := ch1.Consume("sac", "first", false, false, false, false, nil)
+	d2, _ := ch2.Consume("sac", "second", false, false, false, false, nil)
+	for i := 0; i < 3; i++ {
+		publish(t, ch1, "", "sac", fmt.Sprint(i))
+	}
+	recv(t, d1)
+	m := recv(t, d1)
+	recv(t, d1)
+	noRecv(t, d2, 50*time.Millisecond)
+	_ = m
+	ch1.Close() // unacked go back, to the next consumer, in order
+	for i := 0; i < 3; i++ {
+		got := recv(t, d2)
+		if string(got.Body) != fmt.Sprint(i) || !got.Redelivered {
+			t.Fatalf("takeover delivery %d: %q redelivered=%v", i, got.Body, got.Redelivered)
+		}
+	}
+}
+
+func TestPolicyAppliesAndArgumentsWin(t *testing.T) {
+	b, url := node(t)
+	ch := channel(t, dial(t, url))
+	declare(t, ch, "pol-a", nil)
+	declare(t, ch, "pol-b", amqp091.Table{"x-max-length": int32(3)})
+	if err := setPolicy(b, "lim", "^pol-", map[string]any{"max-length": 1.0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		publish(t, ch, "", "pol-a", fmt.Sprint(i))
+		publish(t, ch, "", "pol-b", fmt.Sprint(i))
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := messages(t, ch, "pol-a"); n != 1 {
+		t.Fatalf("policy max-length: %d", n)
+	}
+	if n := messages(t, ch, "pol-b"); n != 1 {
+		t.Fatalf("lower of argument and policy max-length must win: %d", n)
+	}
+}
