@@ -284,3 +284,36 @@ func TestPolicyAppliesAndArgumentsWin(t *testing.T) {
 		t.Fatalf("lower of argument and policy max-length must win: %d", n)
 	}
 }
+
+func TestDirectReplyTo(t *testing.T) {
+	_, url := node(t)
+	server := channel(t, dial(t, url))
+	declare(t, server, "rpc", nil)
+	reqs, _ := server.Consume("rpc", "", true, false, false, false, nil)
+	client := channel(t, dial(t, url))
+	replies, err := client.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.PublishWithContext(context.Background(), "", "rpc", false, false, amqp091.Publishing{ReplyTo: "amq.rabbitmq.reply-to", CorrelationId: "c1", Body: []byte("ping")})
+	req := recv(t, reqs)
+	if req.ReplyTo == "amq.rabbitmq.reply-to" || len(req.ReplyTo) <= len("amq.rabbitmq.reply-to.") {
+		t.Fatalf("reply_to not rewritten: %q", req.ReplyTo)
+	}
+	server.PublishWithContext(context.Background(), "", req.ReplyTo, false, false, amqp091.Publishing{CorrelationId: req.CorrelationId, Body: []byte("pong")})
+	rep := recv(t, replies)
+	if string(rep.Body) != "pong" || rep.CorrelationId != "c1" {
+		t.Fatalf("reply %+v", rep)
+	}
+	// misuse: publishing with reply_to set but no reply consumer
+	other := channel(t, dial(t, url))
+	cl := other.NotifyClose(make(chan *amqp091.Error, 1))
+	other.PublishWithContext(context.Background(), "", "rpc", false, false, amqp091.Publishing{ReplyTo: "amq.rabbitmq.reply-to"})
+	if e := waitClose(t, cl); e == nil || e.Code != 406 {
+		t.Fatalf("no reply consumer: %v", e)
+	}
+	// misuse: consuming the pseudo-queue with acks
+	other = channel(t, dial(t, url))
+	_, err = other.Consume("amq.rabbitmq.reply-to", "", false, false, false, false, nil)
+	amqpErr(t, err, 406, true)
+}

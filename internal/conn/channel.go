@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -63,6 +64,9 @@ type channel struct {
 	txAcks         []txAck
 
 	consumerPrefetch uint16 // basic.qos global=false: for new consumers
+
+	replyName string // direct reply-to name while a reply consumer exists
+	replyTag  string
 
 	mu             sync.Mutex
 	closed         bool
@@ -171,6 +175,9 @@ func (ch *channel) release() {
 	ch.consumers = map[string]*consumer{}
 	pending := ch.takeUnackedLocked(func(*unacked) bool { return true })
 	ch.mu.Unlock()
+	if ch.replyName != "" {
+		ch.vh().UnregisterReplyTo(ch.replyName)
+	}
 	for _, cs := range cons {
 		cs.q.RemoveConsumer(cs.tag, cs)
 	}
@@ -337,6 +344,14 @@ func (ch *channel) method(m amqp.Method) error {
 	case *amqp.BasicConsume:
 		return ch.consume(m)
 	case *amqp.BasicCancel:
+		if ch.replyName != "" && m.ConsumerTag == ch.replyTag {
+			ch.vh().UnregisterReplyTo(ch.replyName)
+			ch.replyName, ch.replyTag = "", ""
+			if !m.NoWait {
+				ch.c.writeMethod(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+			}
+			return nil
+		}
 		ch.mu.Lock()
 		cs := ch.consumers[m.ConsumerTag]
 		if cs != nil {
@@ -491,6 +506,9 @@ func (ch *channel) method(m amqp.Method) error {
 }
 
 func (ch *channel) consume(m *amqp.BasicConsume) error {
+	if m.Queue == replyTo {
+		return ch.consumeReplyTo(m)
+	}
 	q, err := ch.vh().Queue(m.Queue, ch.c.id)
 	if err != nil {
 		return err
@@ -786,6 +804,11 @@ func (ch *channel) finishPublish() error {
 	}
 	msg.Persistent = mode == 2
 	msg.Priority = prio
+	if bytes.Contains(msg.Props, replyToBytes) {
+		if err := ch.rewriteReplyTo(msg); err != nil {
+			return err
+		}
+	}
 	if exp != "" {
 		ms, err := strconv.ParseInt(exp, 10, 64)
 		if err != nil {

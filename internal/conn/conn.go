@@ -58,7 +58,7 @@ type Conn struct {
 	wspare   []byte
 	wsignal  chan struct{}
 	wdone    chan struct{}
-	werr     error
+	wfailed  atomic.Bool // a socket write failed; nothing more is written
 	wclosed  bool
 	starved  atomic.Bool
 	lastSent atomic.Int64

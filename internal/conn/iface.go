@@ -32,6 +32,11 @@ type VHost interface {
 	// It returns how many queues took it and whether any refused it
 	// (reject-publish overflow).
 	Publish(exchange, key string, msg *queue.Message) (int, bool, error)
+	// RegisterReplyTo routes messages published to the default exchange
+	// with routing key name (amq.rabbitmq.reply-to.*) to deliver.
+	RegisterReplyTo(name string, deliver func(*queue.Message) bool)
+	// UnregisterReplyTo removes a direct reply-to target.
+	UnregisterReplyTo(name string)
 	// CanPublish checks that exchange exists and may be written to.
 	CanPublish(exchange string) error
 	// ConnectionClosed deletes the exclusive queues owned by owner.

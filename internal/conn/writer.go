@@ -28,10 +28,10 @@ func (c *Conn) writer() {
 		c.wbuf = c.wspare[:0]
 		closed := c.wclosed
 		c.wmu.Unlock()
-		if len(buf) > 0 && c.werr == nil {
+		if len(buf) > 0 && !c.wfailed.Load() {
 			_, err := c.nc.Write(buf)
 			if err != nil {
-				c.werr = err
+				c.wfailed.Store(true)
 				_ = c.nc.Close()
 			}
 			c.sendOct.Add(uint64(len(buf)))
@@ -54,7 +54,7 @@ func (c *Conn) writer() {
 			c.wmu.Lock()
 			rest := len(c.wbuf)
 			c.wmu.Unlock()
-			if rest == 0 || c.werr != nil {
+			if rest == 0 || c.wfailed.Load() {
 				return
 			}
 			c.signal()
@@ -70,7 +70,7 @@ func (c *Conn) flushAndWait() {
 		c.wmu.Lock()
 		n := len(c.wbuf)
 		c.wmu.Unlock()
-		if n == 0 || c.werr != nil {
+		if n == 0 || c.wfailed.Load() {
 			return
 		}
 		time.Sleep(time.Millisecond)

@@ -266,6 +266,10 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		}
 		name = genQueueName()
 	}
+	if name == ReplyTo || strings.HasPrefix(name, ReplyToPrefix) {
+		// the direct reply-to pseudo-queue always exists
+		return name, 0, 0, nil
+	}
 	v.mu.RLock()
 	q := v.queues[name]
 	v.mu.RUnlock()
@@ -446,6 +450,13 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (int, bool, er
 		return 0, false, err
 	}
 	qs := s.qbuf[:0]
+	if exName == "" && strings.HasPrefix(key, ReplyToPrefix) {
+		v.mu.RUnlock()
+		if fn, ok := v.replyTo.Load(key); ok && fn.(func(*queue.Message) bool)(msg) {
+			return 1, false, nil
+		}
+		return 0, false, nil
+	}
 	if exName == "" {
 		if q := v.queues[key]; q != nil {
 			qs = append(qs, q)
@@ -596,3 +607,18 @@ func normalise(v any) any {
 	}
 	return v
 }
+
+// ReplyTo is the direct reply-to pseudo-queue; ReplyToPrefix starts the
+// per-channel names it hands out.
+const (
+	ReplyTo       = "amq.rabbitmq.reply-to"
+	ReplyToPrefix = ReplyTo + "."
+)
+
+// RegisterReplyTo implements direct reply-to registration.
+func (s *Session) RegisterReplyTo(name string, deliver func(*queue.Message) bool) {
+	s.v.replyTo.Store(name, deliver)
+}
+
+// UnregisterReplyTo removes a direct reply-to target.
+func (s *Session) UnregisterReplyTo(name string) { s.v.replyTo.Delete(name) }

@@ -48,6 +48,8 @@ type VHost struct {
 	exchanges map[string]*Exchange
 	queues    map[string]*queue.Queue
 	deleted   bool
+
+	replyTo sync.Map // amq.rabbitmq.reply-to.* name → func(*queue.Message) bool
 }
 
 // New returns an empty vhost; Apply fills it from committed commands.
