@@ -11,7 +11,9 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenmq/warren/internal/auth"
 	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/metadata"
 )
 
 func TestHandshakeAndServerProperties(t *testing.T) {
@@ -782,4 +784,44 @@ func TestServerClosesWithConnectionForced(t *testing.T) {
 	if e := waitClose(t, cl); e == nil || e.Code != 320 {
 		t.Fatalf("got %v", e)
 	}
+}
+
+func TestPermissionsEnforced(t *testing.T) {
+	b, url := node(t)
+	for _, c := range []metadata.Command{
+		{Op: metadata.OpPutUser, User: &metadata.User{Name: "lim", PasswordHash: auth.HashPassword("pw"), Tags: []string{}}},
+		{Op: metadata.OpSetPermissions, Permission: &metadata.Permission{User: "lim", VHost: "/", Configure: "^lim-", Write: "^lim-", Read: "^lim-"}},
+		{Op: metadata.OpAddVHost, VHost: "other"},
+	} {
+		if err := b.Metadata().Propose(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limURL := strings.Replace(url, "guest:guest", "lim:pw", 1)
+	c := dial(t, limURL)
+	ch := channel(t, c)
+	if _, err := ch.QueueDeclare("lim-q", false, true, false, false, nil); err != nil {
+		t.Fatalf("permitted declare: %v", err)
+	}
+	e := amqpErr(t, func() error { _, err := channel(t, c).QueueDeclare("other-q", false, true, false, false, nil); return err }(), 403, true)
+	if !strings.Contains(e.Reason, "access to queue 'other-q' in vhost '/' refused for user 'lim'") {
+		t.Fatalf("wording: %s", e.Reason)
+	}
+	// binding needs read on the exchange: amq.direct is not readable
+	amqpErr(t, channel(t, c).QueueBind("lim-q", "k", "amq.direct", false, nil), 403, true)
+	// publishing needs write on the exchange (the default exchange is amq.default)
+	pc := channel(t, c)
+	cl := pc.NotifyClose(make(chan *amqp091.Error, 1))
+	pc.PublishWithContext(context.Background(), "", "lim-q", false, false, amqp91(nil))
+	if e := waitClose(t, cl); e == nil || e.Code != 403 {
+		t.Fatalf("publish to amq.default: %v", e)
+	}
+	// consuming needs read on the queue
+	gc := channel(t, dial(t, url))
+	gc.QueueDeclare("guest-q", false, true, false, false, nil)
+	_, err := channel(t, c).Consume("guest-q", "", true, false, false, false, nil)
+	amqpErr(t, err, 403, true)
+	// no permissions at all on vhost "other": connection.open refused
+	_, err = amqp091.Dial(limURL + "other")
+	amqpErr(t, err, 530, true)
 }
