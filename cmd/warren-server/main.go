@@ -16,6 +16,7 @@ import (
 
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/node"
 )
 
 func main() {
@@ -29,7 +30,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("warren-server", flag.ContinueOnError)
 	cfgFile := fs.String("config", os.Getenv("WARREN_CONFIG_FILE"), "rabbitmq.conf-style configuration file (env WARREN_CONFIG_FILE)")
 	port := fs.Int("port", 0, "AMQP port (env WARREN_NODE_PORT; overrides listeners.tcp.default)")
-	mport := fs.Int("management-port", -1, "management HTTP port (0 disables)")
+	mport := fs.Int("management-port", -2, "management HTTP port (0 disables)")
+	pport := fs.Int("prometheus-port", -2, "Prometheus metrics port (0 disables)")
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	if err := fs.Parse(args); err != nil {
@@ -47,8 +49,11 @@ func run(args []string) error {
 	if *port != 0 {
 		cfg.AMQPListeners = []string{":" + strconv.Itoa(*port)}
 	}
-	if *mport >= 0 {
+	if *mport >= -1 {
 		cfg.ManagementPort = *mport
+	}
+	if *pport >= -1 {
+		cfg.PrometheusPort = *pport
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
@@ -72,19 +77,16 @@ func run(args []string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %s: %w (set --data-dir or WARREN_DATA_DIR)", cfg.DataDir, err)
 	}
-	b, err := broker.New(cfg, log)
+	n, err := node.Start(cfg, log)
 	if err != nil {
 		return err
 	}
-	if err := b.Start(); err != nil {
-		return err
-	}
-	log.Info("Warren node started", "node", cfg.NodeName, "version", broker.Version, "data_dir", cfg.DataDir)
+	log.Info("Warren node started", "node", cfg.NodeName, "version", broker.Version, "data_dir", cfg.DataDir, "cookie_file", n.CookiePath)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
 	log.Info("stopping node", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return b.Stop(ctx)
+	return n.Stop(ctx)
 }

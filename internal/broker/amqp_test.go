@@ -803,7 +803,10 @@ func TestPermissionsEnforced(t *testing.T) {
 	if _, err := ch.QueueDeclare("lim-q", false, true, false, false, nil); err != nil {
 		t.Fatalf("permitted declare: %v", err)
 	}
-	e := amqpErr(t, func() error { _, err := channel(t, c).QueueDeclare("other-q", false, true, false, false, nil); return err }(), 403, true)
+	e := amqpErr(t, func() error {
+		_, err := channel(t, c).QueueDeclare("other-q", false, true, false, false, nil)
+		return err
+	}(), 403, true)
 	if !strings.Contains(e.Reason, "access to queue 'other-q' in vhost '/' refused for user 'lim'") {
 		t.Fatalf("wording: %s", e.Reason)
 	}

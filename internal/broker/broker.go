@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,12 +36,15 @@ type Broker struct {
 	log  *slog.Logger
 	meta *metadata.Store
 
-	mu        sync.RWMutex
-	vhosts    map[string]*vhost.VHost
-	matchers  map[[2]string]*auth.Matcher
-	listeners []net.Listener
-	conns     map[*conn.Conn]struct{}
-	stopping  bool
+	mu         sync.RWMutex
+	vhosts     map[string]*vhost.VHost
+	matchers   map[[2]string]*auth.Matcher
+	listeners  []net.Listener
+	conns      map[*conn.Conn]struct{}
+	stopping   bool
+	appStopped bool
+	bound      []string // listener addresses as first bound (port 0 resolved)
+	started    time.Time
 
 	wg sync.WaitGroup
 }
@@ -57,6 +61,7 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 		vhosts:   map[string]*vhost.VHost{},
 		matchers: map[[2]string]*auth.Matcher{},
 		conns:    map[*conn.Conn]struct{}{},
+		started:  time.Now(),
 	}
 	b.meta.Observe(b.apply)
 	if err := b.boot(); err != nil {
@@ -69,7 +74,11 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 func (b *Broker) Metadata() *metadata.Store { return b.meta }
 
 // Config returns the node's configuration.
-func (b *Broker) Config() config.Config { return b.cfg }
+func (b *Broker) Config() config.Config {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.cfg
+}
 
 // boot creates the default vhost and user on an empty node, as RabbitMQ does.
 func (b *Broker) boot() error {
@@ -222,7 +231,14 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 
 // Start opens the AMQP listeners and serves connections.
 func (b *Broker) Start() error {
-	for _, addr := range b.cfg.AMQPListeners {
+	b.mu.RLock()
+	addrs := b.bound
+	b.mu.RUnlock()
+	first := len(addrs) == 0
+	if first {
+		addrs = b.cfg.AMQPListeners
+	}
+	for _, addr := range addrs {
 		addr = normaliseListen(addr)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -231,6 +247,9 @@ func (b *Broker) Start() error {
 		}
 		b.mu.Lock()
 		b.listeners = append(b.listeners, ln)
+		if first {
+			b.bound = append(b.bound, ln.Addr().String())
+		}
 		b.mu.Unlock()
 		b.log.Info("started TCP listener", "addr", ln.Addr().String())
 		b.goTracked(func() { b.accept(ln) })
@@ -366,4 +385,59 @@ func Hostname() string {
 		h = h[:i]
 	}
 	return h
+}
+
+// VHostNames lists the vhosts, sorted.
+func (b *Broker) VHostNames() []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]string, 0, len(b.vhosts))
+	for n := range b.vhosts {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Started returns when the node started.
+func (b *Broker) Started() time.Time { return b.started }
+
+// StopApp stops the AMQP side (rabbitmqctl stop_app): listeners close and
+// every connection is closed with 320; the process and its management
+// endpoint stay up.
+func (b *Broker) StopApp() {
+	b.closeListeners()
+	for _, c := range b.Connections() {
+		c.Close(amqp.ConnectionForced, "broker forced connection closure with reason 'shutdown'")
+	}
+	b.mu.Lock()
+	b.appStopped = true
+	b.mu.Unlock()
+}
+
+// StartApp reopens the AMQP listeners after StopApp.
+func (b *Broker) StartApp() error {
+	b.mu.Lock()
+	stopped := b.appStopped
+	b.appStopped = false
+	b.mu.Unlock()
+	if !stopped {
+		return nil
+	}
+	return b.Start()
+}
+
+// Running reports whether the AMQP side is up.
+func (b *Broker) Running() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return !b.appStopped && !b.stopping
+}
+
+// SetMemoryHighWatermark changes vm_memory_high_watermark.relative at run
+// time (rabbitmqctl set_vm_memory_high_watermark).
+func (b *Broker) SetMemoryHighWatermark(f float64) {
+	b.mu.Lock()
+	b.cfg.VMMemoryHighWatermark = f
+	b.mu.Unlock()
 }

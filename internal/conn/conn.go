@@ -70,6 +70,8 @@ type Conn struct {
 	blocked   atomic.Bool
 
 	// Stats for management.
+	infoMu  sync.Mutex
+	info    Info // user, vhost, tuning: set once the handshake completes
 	Opened  time.Time
 	recvOct atomic.Uint64
 	sendOct atomic.Uint64

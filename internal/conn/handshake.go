@@ -132,6 +132,9 @@ func (c *Conn) handshake() error {
 		return c.handshakeFail(ae)
 	}
 	c.vhost = vh
+	c.infoMu.Lock()
+	c.info = Info{User: user, VHost: vh.Name(), FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat, ClientProps: c.clientProps}
+	c.infoMu.Unlock()
 	c.writeMethod(0, &amqp.ConnectionOpenOk{})
 	now := nowNano()
 	c.lastRead.Store(now)

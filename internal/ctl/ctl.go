@@ -1,0 +1,277 @@
+// Package ctl implements warrenctl, the operator CLI with rabbitmqctl's
+// verbs, flags, output and exit codes. It talks to a node over its
+// management API, authenticated by the node's cookie (the same file the
+// node created on first start), so the classic guide's commands work as
+// written:
+//
+//	warrenctl add_user prim 123456
+//	warrenctl set_user_tags prim administrator
+//	warrenctl set_permissions -p "/" prim ".*" ".*" ".*"
+//	warrenctl set_policy xall "^" '{"ha-mode":"all"}'
+package ctl
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as rabbitmqctl uses them (sysexits).
+const (
+	ExitOK          = 0
+	ExitUsage       = 64
+	ExitDataErr     = 65
+	ExitUnavailable = 69
+	ExitSoftware    = 70
+	ExitTempFail    = 75
+)
+
+// ExitError carries an exit code.
+type ExitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+type opts struct {
+	node      string
+	vhost     string
+	quiet     bool
+	formatter string
+	cookie    string
+	port      int
+	host      string
+	timeout   time.Duration
+	noHeaders bool
+	out       io.Writer
+}
+
+// client talks to the node's management API with the cookie.
+type client struct {
+	o      *opts
+	base   string
+	cookie string
+	http   *http.Client
+}
+
+func (o *opts) client() (*client, error) {
+	host := o.host
+	if host == "" {
+		host = "localhost"
+		if i := strings.IndexByte(o.node, '@'); i >= 0 && i+1 < len(o.node) {
+			host = o.node[i+1:]
+		}
+	}
+	path := o.cookie
+	if path == "" {
+		path = os.Getenv("WARREN_COOKIE_FILE")
+	}
+	if path == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			path = filepath.Join(h, ".warren.cookie")
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ExitError{ExitUnavailable, fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
+	}
+	return &client{o: o, base: fmt.Sprintf("http://%s/api", netJoin(host, o.port)), cookie: strings.TrimSpace(string(b)), http: &http.Client{Timeout: o.timeout}}, nil
+}
+
+func netJoin(host string, port int) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// call performs method on path (segments are escaped) with an optional
+// JSON body, decoding a JSON answer into out.
+func (c *client) call(method string, segs []string, body any, out any) error {
+	var esc []string
+	for _, s := range segs {
+		esc = append(esc, url.PathEscape(s))
+	}
+	u := c.base + "/" + strings.Join(esc, "/")
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	req.Header.Set("X-Warren-Cookie", c.cookie)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its management endpoint", c.o.node, c.base, err)}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 401 && strings.Contains(string(raw), "cookie") {
+		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s': authentication failed (rejected by the remote node): the cookies differ. Check that warrenctl reads the node's cookie file (--cookie-file)", c.o.node)}
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Reason string }
+		_ = json.Unmarshal(raw, &e)
+		if e.Reason == "" {
+			e.Reason = strings.TrimSpace(string(raw))
+		}
+		code := ExitSoftware
+		if resp.StatusCode == 404 || resp.StatusCode == 400 {
+			code = ExitDataErr
+		}
+		return &ExitError{code, e.Reason}
+	}
+	if out != nil && len(raw) > 0 {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+func (o *opts) info(format string, a ...any) {
+	if !o.quiet {
+		fmt.Fprintf(o.out, format+"\n", a...)
+	}
+}
+
+// table prints rows as rabbitmqctl does (tab separated with a header) or,
+// with --formatter json, as a JSON array of objects.
+func (o *opts) table(cols []string, rows [][]string) error {
+	if o.formatter == "json" {
+		var objs []map[string]string
+		for _, r := range rows {
+			m := map[string]string{}
+			for i, c := range cols {
+				m[c] = r[i]
+			}
+			objs = append(objs, m)
+		}
+		if objs == nil {
+			objs = []map[string]string{}
+		}
+		b, _ := json.Marshal(objs)
+		fmt.Fprintln(o.out, string(b))
+		return nil
+	}
+	if !o.noHeaders {
+		fmt.Fprintln(o.out, strings.Join(cols, "\t"))
+	}
+	for _, r := range rows {
+		fmt.Fprintln(o.out, strings.Join(r, "\t"))
+	}
+	return nil
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		if x == float64(int64(x)) {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case []any:
+		var p []string
+		for _, e := range x {
+			p = append(p, str(e))
+		}
+		return "[" + strings.Join(p, ", ") + "]"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// NewCommand builds the warrenctl command tree writing to out.
+func NewCommand(out io.Writer) *cobra.Command {
+	host, _ := os.Hostname()
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		host = host[:i]
+	}
+	o := &opts{out: out}
+	root := &cobra.Command{
+		Use:           "warrenctl",
+		Short:         "Manage a Warren node (rabbitmqctl's verbs and flags)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	defNode := os.Getenv("WARREN_NODENAME")
+	if defNode == "" {
+		defNode = "warren@" + host
+	}
+	defPort := 15672
+	if p, err := strconv.Atoi(os.Getenv("WARREN_MANAGEMENT_PORT")); err == nil {
+		defPort = p
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&o.node, "node", "n", defNode, "node name (warren@HOST); its management endpoint is HOST:--port")
+	pf.StringVarP(&o.vhost, "vhost", "p", "/", "virtual host")
+	pf.BoolVarP(&o.quiet, "quiet", "q", false, "suppress informational messages")
+	pf.BoolVarP(&o.noHeaders, "no-table-headers", "s", false, "do not print table headers")
+	pf.StringVar(&o.formatter, "formatter", "table", "output format: table or json")
+	pf.StringVar(&o.cookie, "cookie-file", "", "the node's cookie file (default $WARREN_COOKIE_FILE or $HOME/.warren.cookie)")
+	pf.IntVar(&o.port, "port", defPort, "the node's management port (env WARREN_MANAGEMENT_PORT)")
+	pf.StringVar(&o.host, "host", "", "management host (default: the host part of --node)")
+	pf.DurationVarP(&o.timeout, "timeout", "t", 60*time.Second, "operation timeout")
+	for _, c := range commands(o) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// Main runs warrenctl and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	cmd := NewCommand(stdout)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	err := cmd.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		fmt.Fprintf(stderr, "Error:\n%s\n", ee.Msg)
+		return ee.Code
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") || strings.Contains(err.Error(), "flag") {
+		return ExitUsage
+	}
+	return ExitSoftware
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	k := make([]string, 0, len(m))
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}
+
+func newReq(method, u, user, pass string) (*http.Request, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(user, pass)
+	return req, nil
+}

@@ -1,0 +1,418 @@
+package ctl
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+type verb struct {
+	use   string
+	short string
+	args  cobra.PositionalArgs
+	run   func(c *client, args []string) error
+	flags func(cmd *cobra.Command)
+}
+
+func commands(o *opts) []*cobra.Command {
+	var priority int
+	var applyTo string
+	var columnsVerb = func(name, kind string, defaults []string, all []string, fetch func(c *client) ([]map[string]any, error)) verb {
+		return verb{use: name + " [column ...]", short: "List " + kind, args: cobra.ArbitraryArgs, run: func(c *client, args []string) error {
+			cols := args
+			if len(cols) == 0 {
+				cols = defaults
+			}
+			for _, col := range cols {
+				if !contains(all, col) {
+					return &ExitError{ExitUsage, fmt.Sprintf("Invalid column: \"%s\". Valid columns: %s", col, strings.Join(all, ", "))}
+				}
+			}
+			items, err := fetch(c)
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, it := range items {
+				var r []string
+				for _, col := range cols {
+					r = append(r, str(it[col]))
+				}
+				rows = append(rows, r)
+			}
+			return o.table(cols, rows)
+		}}
+	}
+	vh := func() string { return o.vhost }
+	verbs := []verb{
+		{use: "status", short: "Show the node's status", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			var st map[string]any
+			if err := c.call("GET", []string{"warren", "status"}, nil, &st); err != nil {
+				return err
+			}
+			if o.formatter == "json" {
+				b, _ := json.Marshal(st)
+				fmt.Fprintln(o.out, string(b))
+				return nil
+			}
+			o.info("Status of node %s ...", o.node)
+			fmt.Fprintf(o.out, "Runtime\n\nOS PID: %s\nProduct name: Warren\nProduct version: %s\nUptime (seconds): %d\n\n", str(st["os_pid"]), str(st["version"]), int64(num(st["uptime"]))/1000)
+			fmt.Fprintf(o.out, "Running applications: %s\n\nData directory\n\nNode data directory: %s\n\n", str(st["running_applications"]), str(st["data_directory"]))
+			fmt.Fprintf(o.out, "Memory\n\nTotal memory used: %.4f gb\nMemory high watermark setting: %s of available memory\n\n", num(st["mem_used"])/1e9, str(st["vm_memory_high_watermark"]))
+			fmt.Fprintf(o.out, "Free Disk Space\n\nLow free disk space watermark: %.4f gb\n\nListeners\n\n", num(st["disk_free_limit"])/1e9)
+			if ls, ok := st["listeners"].([]any); ok {
+				for _, l := range ls {
+					m, _ := l.(map[string]any)
+					fmt.Fprintf(o.out, "Interface: %s, port: %s, protocol: amqp, purpose: AMQP 0-9-1 and AMQP 1.0\n", str(m["ip_address"]), str(m["port"]))
+				}
+			}
+			return nil
+		}},
+		{use: "ping", short: "Check that the node is up", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Will ping %s. This only checks if the OS process is running and registered with epmd. Timeout: %d ms.", o.node, o.timeout.Milliseconds())
+			if err := c.call("GET", []string{"overview"}, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(o.out, "Ping succeeded")
+			return nil
+		}},
+		{use: "await_startup", short: "Wait for the node to start", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			deadline := time.Now().Add(o.timeout)
+			for {
+				var st map[string]any
+				err := c.call("GET", []string{"warren", "status"}, nil, &st)
+				if err == nil && len(st["running_applications"].([]any)) > 0 {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					if err == nil {
+						err = &ExitError{ExitTempFail, "the node did not start within the timeout"}
+					}
+					return err
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}},
+		{use: "stop_app", short: "Stop the AMQP application; the node process stays up", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Stopping rabbit application on node %s ...", o.node)
+			return c.call("POST", []string{"warren", "stop_app"}, nil, nil)
+		}},
+		{use: "start_app", short: "Start the AMQP application", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Starting node %s ...", o.node)
+			return c.call("POST", []string{"warren", "start_app"}, nil, nil)
+		}},
+		{use: "cluster_status", short: "Show cluster membership", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			var name map[string]string
+			if err := c.call("GET", []string{"cluster-name"}, nil, &name); err != nil {
+				return err
+			}
+			var nodes []map[string]any
+			if err := c.call("GET", []string{"nodes"}, nil, &nodes); err != nil {
+				return err
+			}
+			if o.formatter == "json" {
+				var ns []string
+				for _, n := range nodes {
+					ns = append(ns, str(n["name"]))
+				}
+				b, _ := json.Marshal(map[string]any{"cluster_name": name["name"], "disk_nodes": ns, "running_nodes": ns})
+				fmt.Fprintln(o.out, string(b))
+				return nil
+			}
+			o.info("Cluster status of node %s ...", o.node)
+			fmt.Fprintf(o.out, "Basics\n\nCluster name: %s\n\nDisk Nodes\n\n", name["name"])
+			for _, n := range nodes {
+				fmt.Fprintln(o.out, str(n["name"]))
+			}
+			fmt.Fprintf(o.out, "\nRunning Nodes\n\n")
+			for _, n := range nodes {
+				fmt.Fprintln(o.out, str(n["name"]))
+			}
+			fmt.Fprintf(o.out, "\nNetwork Partitions\n\n(none)\n\nAlarms\n\n(none)\n")
+			return nil
+		}},
+		{use: "add_user <username> <password>", short: "Create a user", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
+			o.info("Adding user \"%s\" ...", a[0])
+			var existing map[string]any
+			if err := c.call("GET", []string{"users", a[0]}, nil, &existing); err == nil {
+				return &ExitError{ExitDataErr, fmt.Sprintf("User \"%s\" already exists", a[0])}
+			}
+			if err := c.call("PUT", []string{"users", a[0]}, map[string]any{"password": a[1], "tags": ""}, nil); err != nil {
+				return err
+			}
+			o.info("Done. Don't forget to grant the user permissions to some virtual hosts! See 'warrenctl help set_permissions' to learn more.")
+			return nil
+		}},
+		{use: "delete_user <username>", short: "Delete a user", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Deleting user \"%s\" ...", a[0])
+			return notFound(c.call("DELETE", []string{"users", a[0]}, nil, nil), "User \"%s\" does not exist", a[0])
+		}},
+		{use: "change_password <username> <password>", short: "Change a user's password", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
+			o.info("Changing password for user \"%s\" ...", a[0])
+			var u map[string]any
+			if err := c.call("GET", []string{"users", a[0]}, nil, &u); err != nil {
+				return notFound(err, "User \"%s\" does not exist", a[0])
+			}
+			return c.call("PUT", []string{"users", a[0]}, map[string]any{"password": a[1], "tags": u["tags"]}, nil)
+		}},
+		{use: "authenticate_user <username> <password>", short: "Check a user's credentials", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
+			o.info("Authenticating user \"%s\" ...", a[0])
+			base := strings.TrimSuffix(c.base, "/api")
+			req, _ := newReq("GET", base+"/api/whoami", a[0], a[1])
+			resp, err := c.http.Do(req)
+			if err != nil {
+				return &ExitError{ExitUnavailable, err.Error()}
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return &ExitError{ExitDataErr, fmt.Sprintf("Error: failed to authenticate user \"%s\"\nuser '%s' - invalid credentials", a[0], a[0])}
+			}
+			fmt.Fprintln(o.out, "Success")
+			return nil
+		}},
+		{use: "set_user_tags <username> [<tag> ...]", short: "Set a user's tags", args: cobra.MinimumNArgs(1), run: func(c *client, a []string) error {
+			o.info("Setting tags for user \"%s\" to [%s] ...", a[0], strings.Join(a[1:], ", "))
+			var u map[string]any
+			if err := c.call("GET", []string{"users", a[0]}, nil, &u); err != nil {
+				return notFound(err, "User \"%s\" does not exist", a[0])
+			}
+			return c.call("PUT", []string{"users", a[0]}, map[string]any{"password_hash": u["password_hash"], "hashing_algorithm": u["hashing_algorithm"], "tags": strings.Join(a[1:], ",")}, nil)
+		}},
+		columnsVerb("list_users", "users", []string{"user", "tags"}, []string{"user", "tags"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing users ...")
+			var us []map[string]any
+			err := c.call("GET", []string{"users"}, nil, &us)
+			for _, u := range us {
+				u["user"] = u["name"]
+			}
+			return us, err
+		}),
+		{use: "add_vhost <vhost>", short: "Create a virtual host", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Adding vhost \"%s\" ...", a[0])
+			return c.call("PUT", []string{"vhosts", a[0]}, nil, nil)
+		}},
+		{use: "delete_vhost <vhost>", short: "Delete a virtual host", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Deleting vhost \"%s\" ...", a[0])
+			return notFound(c.call("DELETE", []string{"vhosts", a[0]}, nil, nil), "Virtual host \"%s\" does not exist", a[0])
+		}},
+		columnsVerb("list_vhosts", "virtual hosts", []string{"name"}, []string{"name", "tracing", "description", "tags", "messages"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing vhosts ...")
+			var vs []map[string]any
+			return vs, c.call("GET", []string{"vhosts"}, nil, &vs)
+		}),
+		{use: "set_permissions [-p <vhost>] <username> <conf> <write> <read>", short: "Set a user's permissions in a vhost", args: cobra.ExactArgs(4), run: func(c *client, a []string) error {
+			o.info("Setting permissions for user \"%s\" in vhost \"%s\" ...", a[0], vh())
+			return c.call("PUT", []string{"permissions", vh(), a[0]}, map[string]string{"configure": a[1], "write": a[2], "read": a[3]}, nil)
+		}},
+		{use: "clear_permissions [-p <vhost>] <username>", short: "Revoke a user's permissions in a vhost", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Clearing permissions for user \"%s\" in vhost \"%s\" ...", a[0], vh())
+			return c.call("DELETE", []string{"permissions", vh(), a[0]}, nil, nil)
+		}},
+		columnsVerb("list_permissions", "permissions in a vhost", []string{"user", "configure", "write", "read"}, []string{"user", "configure", "write", "read"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing permissions for vhost \"%s\" ...", vh())
+			var ps []map[string]any
+			return ps, notFound(c.call("GET", []string{"vhosts", vh(), "permissions"}, nil, &ps), "Virtual host \"%s\" does not exist", vh())
+		}),
+		{use: "list_user_permissions <username>", short: "List a user's permissions", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Listing permissions for user \"%s\" ...", a[0])
+			var ps []map[string]any
+			if err := c.call("GET", []string{"users", a[0], "permissions"}, nil, &ps); err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, p := range ps {
+				rows = append(rows, []string{str(p["vhost"]), str(p["configure"]), str(p["write"]), str(p["read"])})
+			}
+			return o.table([]string{"vhost", "configure", "write", "read"}, rows)
+		}},
+		{use: "set_policy [-p <vhost>] [--priority <n>] [--apply-to <all|queues|exchanges>] <name> <pattern> <definition>", short: "Set a policy", args: cobra.ExactArgs(3),
+			flags: func(cmd *cobra.Command) {
+				cmd.Flags().IntVar(&priority, "priority", 0, "policy priority")
+				cmd.Flags().StringVar(&applyTo, "apply-to", "all", "what the policy applies to: all, queues or exchanges")
+			},
+			run: func(c *client, a []string) error {
+				var def map[string]any
+				if err := json.Unmarshal([]byte(a[2]), &def); err != nil {
+					return &ExitError{ExitDataErr, fmt.Sprintf("could not parse the policy definition %s as a JSON object: %v", a[2], err)}
+				}
+				o.info("Setting policy \"%s\" for pattern \"%s\" to \"%s\" with priority \"%s\" for vhost \"%s\" ...", a[0], a[1], a[2], strconv.Itoa(priority), vh())
+				return c.call("PUT", []string{"policies", vh(), a[0]}, map[string]any{"pattern": a[1], "definition": def, "priority": priority, "apply-to": applyTo}, nil)
+			}},
+		{use: "clear_policy [-p <vhost>] <name>", short: "Remove a policy", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Clearing policy \"%s\" on vhost \"%s\" ...", a[0], vh())
+			return notFound(c.call("DELETE", []string{"policies", vh(), a[0]}, nil, nil), "Parameter does not exist")
+		}},
+		columnsVerb("list_policies", "policies", []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}, []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing policies for vhost \"%s\" ...", vh())
+			var ps []map[string]any
+			return ps, c.call("GET", []string{"policies", vh()}, nil, &ps)
+		}),
+		columnsVerb("list_queues", "queues", []string{"name", "messages"}, []string{"name", "durable", "auto_delete", "exclusive", "arguments", "policy", "messages", "messages_ready", "messages_unacknowledged", "consumers", "state", "type", "message_bytes", "memory"}, func(c *client) ([]map[string]any, error) {
+			o.info("Timeout: %.1f seconds ...", o.timeout.Seconds())
+			o.info("Listing queues for vhost %s ...", vh())
+			var qs []map[string]any
+			err := c.call("GET", []string{"queues", vh()}, nil, &qs)
+			for _, q := range qs {
+				q["message_bytes"] = q["message_bytes_ready"]
+				if q["effective_policy_definition"] != nil {
+					q["policy"] = q["effective_policy_definition"]
+				}
+			}
+			return qs, err
+		}),
+		columnsVerb("list_exchanges", "exchanges", []string{"name", "type"}, []string{"name", "type", "durable", "auto_delete", "internal", "arguments", "policy"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing exchanges for vhost %s ...", vh())
+			var xs []map[string]any
+			return xs, c.call("GET", []string{"exchanges", vh()}, nil, &xs)
+		}),
+		columnsVerb("list_bindings", "bindings", []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing bindings for vhost %s...", vh())
+			var bs []map[string]any
+			err := c.call("GET", []string{"bindings", vh()}, nil, &bs)
+			for _, b := range bs {
+				b["source_name"], b["source_kind"], b["destination_name"], b["destination_kind"] = b["source"], "exchange", b["destination"], b["destination_type"]
+				if a, ok := b["arguments"].(map[string]any); ok && len(a) == 0 {
+					b["arguments"] = []any{}
+				}
+			}
+			return bs, err
+		}),
+		columnsVerb("list_connections", "connections", []string{"user", "peer_host", "peer_port", "state"}, []string{"name", "user", "vhost", "peer_host", "peer_port", "host", "port", "state", "channels", "protocol", "recv_oct", "send_oct", "timeout", "frame_max", "channel_max"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing connections ...")
+			var cs []map[string]any
+			return cs, c.call("GET", []string{"connections"}, nil, &cs)
+		}),
+		columnsVerb("list_channels", "channels", []string{"pid", "user", "consumer_count", "messages_unacknowledged"}, []string{"pid", "name", "number", "user", "vhost", "consumer_count", "messages_unacknowledged", "prefetch_count", "global_prefetch_count"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing channels ...")
+			var cs []map[string]any
+			err := c.call("GET", []string{"channels"}, nil, &cs)
+			for _, ch := range cs {
+				ch["pid"] = ch["name"]
+			}
+			return cs, err
+		}),
+		columnsVerb("list_consumers", "consumers", []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments"}, []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments"}, func(c *client) ([]map[string]any, error) {
+			o.info("Listing consumers in vhost %s ...", vh())
+			var cs []map[string]any
+			err := c.call("GET", []string{"consumers", vh()}, nil, &cs)
+			for _, x := range cs {
+				q, _ := x["queue"].(map[string]any)
+				x["queue_name"] = q["name"]
+				d, _ := x["channel_details"].(map[string]any)
+				x["channel_pid"] = d["name"]
+				if a, ok := x["arguments"].(map[string]any); ok && len(a) == 0 {
+					x["arguments"] = []any{}
+				}
+			}
+			return cs, err
+		}),
+		{use: "purge_queue [-p <vhost>] <queue>", short: "Purge a queue", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Purging queue '%s' in vhost '%s' ...", a[0], vh())
+			return c.call("DELETE", []string{"queues", vh(), a[0], "contents"}, nil, nil)
+		}},
+		{use: "delete_queue [-p <vhost>] <queue>", short: "Delete a queue", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Deleting queue '%s' on vhost '%s' ...", a[0], vh())
+			var q map[string]any
+			if err := c.call("GET", []string{"queues", vh(), a[0]}, nil, &q); err != nil {
+				return err
+			}
+			if err := c.call("DELETE", []string{"queues", vh(), a[0]}, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.out, "Queue was successfully deleted with %s messages\n", str(q["messages_ready"]))
+			return nil
+		}},
+		{use: "close_connection <connection name> <explanation>", short: "Close a client connection", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
+			o.info("Closing connection \"%s\", reason: %s...", a[0], a[1])
+			return c.call("DELETE", []string{"connections", a[0]}, nil, nil)
+		}},
+		{use: "export_definitions <file|->", short: "Export definitions as JSON", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			var d json.RawMessage
+			if err := c.call("GET", []string{"definitions"}, nil, &d); err != nil {
+				return err
+			}
+			if a[0] == "-" {
+				fmt.Fprintln(o.out, string(d))
+				return nil
+			}
+			o.info("Exporting definitions in JSON to a file at \"%s\" ...", a[0])
+			return os.WriteFile(a[0], append(d, '\n'), 0o600)
+		}},
+		{use: "import_definitions <file>", short: "Import definitions from JSON", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Importing definitions in JSON from a file at \"%s\" ...", a[0])
+			raw, err := os.ReadFile(a[0])
+			if err != nil {
+				return &ExitError{ExitDataErr, err.Error()}
+			}
+			var d any
+			if err := json.Unmarshal(raw, &d); err != nil {
+				return &ExitError{ExitDataErr, fmt.Sprintf("%s is not valid JSON: %v", a[0], err)}
+			}
+			if err := c.call("POST", []string{"definitions"}, d, nil); err != nil {
+				return err
+			}
+			o.info("Successfully started definition import. This process is asynchronous and can take some time.")
+			return nil
+		}},
+		{use: "set_vm_memory_high_watermark <fraction>", short: "Set the memory high watermark", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			f, err := strconv.ParseFloat(a[0], 64)
+			if err != nil || f < 0 || f > 1 {
+				return &ExitError{ExitUsage, "the watermark must be a fraction between 0 and 1"}
+			}
+			o.info("Setting memory threshold on %s to %s ...", o.node, a[0])
+			return c.call("PUT", []string{"warren", "vm_memory_high_watermark"}, map[string]float64{"fraction": f}, nil)
+		}},
+		{use: "environment", short: "Show the node's effective configuration", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			var env map[string]any
+			if err := c.call("GET", []string{"warren", "environment"}, nil, &env); err != nil {
+				return err
+			}
+			o.info("Application environment of node %s ...", o.node)
+			b, _ := json.MarshalIndent(env, "", "  ")
+			fmt.Fprintln(o.out, string(b))
+			return nil
+		}},
+	}
+	var out []*cobra.Command
+	for _, v := range verbs {
+		v := v
+		cmd := &cobra.Command{Use: v.use, Short: v.short, Args: v.args, RunE: func(_ *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			return v.run(c, args)
+		}}
+		if v.flags != nil {
+			v.flags(cmd)
+		}
+		out = append(out, cmd)
+	}
+	return out
+}
+
+func contains(xs []string, x string) bool {
+	for _, e := range xs {
+		if e == x {
+			return true
+		}
+	}
+	return false
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func notFound(err error, format string, a ...any) error {
+	if ee, ok := err.(*ExitError); ok && ee.Code == ExitDataErr {
+		return &ExitError{ExitDataErr, fmt.Sprintf(format, a...)}
+	}
+	return err
+}

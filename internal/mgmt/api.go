@@ -1,0 +1,1342 @@
+package mgmt
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/warrenmq/warren/internal/amqp"
+	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/vhost"
+)
+
+// api dispatches /api/<seg...>. It returns the status and a JSON body
+// (nil for an empty response).
+func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
+	if len(seg) == 0 {
+		return 0, nil, errStatus(404, "Not Found")
+	}
+	m := r.Method
+	get := m == http.MethodGet || m == http.MethodHead
+	switch seg[0] {
+	case "overview":
+		return 200, s.overview(), nil
+	case "whoami":
+		return 200, map[string]any{"name": u.name, "tags": u.tags}, nil
+	case "cluster-name":
+		if get {
+			return 200, map[string]string{"name": s.b.Config().ClusterName}, nil
+		}
+	case "nodes":
+		if len(seg) == 1 {
+			return 200, []any{s.node()}, nil
+		}
+		if seg[1] == s.b.Config().NodeName {
+			return 200, s.node(), nil
+		}
+		return 0, nil, errStatus(404, "Object Not Found")
+	case "vhosts":
+		return s.vhosts(u, r, seg[1:])
+	case "users":
+		return s.users(u, r, seg[1:])
+	case "permissions":
+		return s.permissions(u, r, seg[1:])
+	case "policies":
+		return s.policies(u, r, seg[1:])
+	case "queues":
+		return s.queues(u, r, seg[1:])
+	case "exchanges":
+		return s.exchanges(u, r, seg[1:])
+	case "bindings":
+		return s.bindings(u, r, seg[1:])
+	case "connections":
+		return s.connections(u, r, seg[1:])
+	case "channels":
+		return 200, s.channelList(u), nil
+	case "consumers":
+		return 200, s.consumerList(u, seg[1:]), nil
+	case "definitions":
+		return s.definitions(u, r)
+	case "aliveness-test":
+		if len(seg) == 2 {
+			if s.b.VHost(seg[1]) == nil {
+				return 0, nil, errStatus(404, "Object Not Found")
+			}
+			return 200, map[string]string{"status": "ok"}, nil
+		}
+	case "health":
+		if len(seg) >= 3 && seg[1] == "checks" {
+			switch seg[2] {
+			case "alarms", "local-alarms":
+				return 200, map[string]string{"status": "ok"}, nil
+			case "virtual-hosts", "node-is-quorum-critical", "node-is-mirror-sync-critical":
+				return 200, map[string]string{"status": "ok"}, nil
+			}
+		}
+	case "extensions":
+		return 200, []any{}, nil
+	case "warren":
+		if len(seg) == 2 && seg[1] == "history" {
+			return 200, s.rates.snapshot(), nil
+		}
+		return s.control(u, r, seg[1:])
+	}
+	return 0, nil, errStatus(404, "Not Found")
+}
+
+func requireAdmin(u user) error {
+	if !u.isAdmin() {
+		return errStatus(401, "Not administrator user")
+	}
+	return nil
+}
+
+func (s *Server) canAccessVHost(u user, vh string) bool {
+	if u.has("monitoring") {
+		return true
+	}
+	m, _ := s.b.Matcher(u.name, vh)
+	return m != nil
+}
+
+// session returns a vhost view acting for u (administrator via cookie gets
+// full permissions).
+func (s *Server) session(u user, vh string) (*vhost.Session, error) {
+	v := s.b.VHost(vh)
+	if v == nil {
+		return nil, errStatus(404, "Object Not Found")
+	}
+	if u.name == "warrenctl" {
+		m, _ := auth.CompilePermission(auth.Permission{Configure: ".*", Write: ".*", Read: ".*"})
+		return v.Session(u.name, m), nil
+	}
+	m, _ := s.b.Matcher(u.name, vh)
+	if m == nil {
+		return nil, errStatus(401, "Access refused to vhost '%s' for user '%s'", vh, u.name)
+	}
+	return v.Session(u.name, m), nil
+}
+
+// amqpToHTTP maps an AMQP error from the vhost layer to an HTTP status.
+func amqpToHTTP(err error) error {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	status := 400
+	switch ae.Code {
+	case amqp.NotFound:
+		status = 404
+	case amqp.AccessRefused:
+		status = 401
+	case amqp.PreconditionFailed, amqp.ResourceLocked, amqp.CommandInvalid:
+		status = 400
+	}
+	return errStatus(status, "%s", ae.Text)
+}
+
+func (s *Server) propose(cmds ...metadata.Command) error {
+	for _, c := range cmds {
+		if err := s.b.Metadata().Propose(c); err != nil {
+			if errors.Is(err, metadata.ErrNotFound) {
+				return errStatus(404, "%v", err)
+			}
+			return errStatus(400, "%v", err)
+		}
+	}
+	return nil
+}
+
+// ---- overview and nodes ----
+
+func (s *Server) totals() (qs, msgs, ready, unacked, consumers, exchanges int) {
+	for _, vn := range s.b.VHostNames() {
+		v := s.b.VHost(vn)
+		if v == nil {
+			continue
+		}
+		for _, q := range v.Queues() {
+			r, un, c := q.Counts()
+			qs++
+			ready += r
+			unacked += un
+			consumers += c
+		}
+		exchanges += len(v.Exchanges())
+	}
+	return qs, ready + unacked, ready, unacked, consumers, exchanges
+}
+
+func (s *Server) overview() map[string]any {
+	qs, msgs, ready, unacked, consumers, exchanges := s.totals()
+	conns := s.b.Connections()
+	chans := 0
+	for _, c := range conns {
+		chans += c.Info().Channels
+	}
+	cfg := s.b.Config()
+	var listeners []any
+	for _, a := range s.b.Addrs() {
+		host, port, _ := strings.Cut(a.String(), "]:")
+		if !strings.Contains(a.String(), "]") {
+			i := strings.LastIndex(a.String(), ":")
+			host, port = a.String()[:i], a.String()[i+1:]
+		}
+		p, _ := strconv.Atoi(port)
+		listeners = append(listeners, map[string]any{"node": cfg.NodeName, "protocol": "amqp", "ip_address": strings.TrimPrefix(host, "["), "port": p})
+	}
+	rt := s.rates.snapshot()
+	return map[string]any{
+		"management_version": broker.Version,
+		"rabbitmq_version":   "3.10.0",
+		"product_name":       "Warren",
+		"product_version":    broker.Version,
+		"erlang_version":     runtime.Version(),
+		"cluster_name":       cfg.ClusterName,
+		"node":               cfg.NodeName,
+		"object_totals":      map[string]int{"connections": len(conns), "channels": chans, "exchanges": exchanges, "queues": qs, "consumers": consumers},
+		"queue_totals":       map[string]any{"messages": msgs, "messages_ready": ready, "messages_unacknowledged": unacked},
+		"message_stats":      rt.messageStats(),
+		"listeners":          listeners,
+		"contexts":           []any{map[string]any{"node": cfg.NodeName, "description": "RabbitMQ Management", "path": "/", "port": strconv.Itoa(cfg.ManagementPort)}},
+	}
+}
+
+func (s *Server) node() map[string]any {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	cfg := s.b.Config()
+	fds := 0
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		fds = len(ents)
+	}
+	return map[string]any{
+		"name": cfg.NodeName, "type": "disc", "running": true, "uptime": time.Since(s.b.Started()).Milliseconds(),
+		"mem_used": ms.Sys, "mem_alarm": false, "disk_free_alarm": false, "fd_used": fds,
+		"proc_used": runtime.NumGoroutine(), "processors": runtime.NumCPU(), "os_pid": strconv.Itoa(os.Getpid()),
+		"rates_mode": "basic",
+	}
+}
+
+// ---- vhosts, users, permissions ----
+
+func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error) {
+	switch {
+	case len(seg) == 0 && r.Method == http.MethodGet:
+		var out []any
+		for _, n := range s.b.VHostNames() {
+			if s.canAccessVHost(u, n) {
+				out = append(out, s.vhostJSON(n))
+			}
+		}
+		return 200, nonNil(out), nil
+	case len(seg) == 1 && r.Method == http.MethodGet:
+		if s.b.VHost(seg[0]) == nil {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		return 200, s.vhostJSON(seg[0]), nil
+	case len(seg) == 1 && r.Method == http.MethodPut:
+		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		exists := s.b.VHost(seg[0]) != nil
+		if err := s.propose(metadata.Command{Op: metadata.OpAddVHost, VHost: seg[0]}); err != nil {
+			return 0, nil, err
+		}
+		if exists {
+			return 204, nil, nil
+		}
+		return 201, nil, nil
+	case len(seg) == 1 && r.Method == http.MethodDelete:
+		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		if s.b.VHost(seg[0]) == nil {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		return 204, nil, s.propose(metadata.Command{Op: metadata.OpDeleteVHost, VHost: seg[0]})
+	case len(seg) == 2 && seg[1] == "permissions":
+		return 200, s.permList(func(p metadata.Permission) bool { return p.VHost == seg[0] }), nil
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+func (s *Server) vhostJSON(n string) map[string]any {
+	msgs, ready, unacked := 0, 0, 0
+	if v := s.b.VHost(n); v != nil {
+		for _, q := range v.Queues() {
+			r, un, _ := q.Counts()
+			ready += r
+			unacked += un
+		}
+	}
+	msgs = ready + unacked
+	return map[string]any{"name": n, "description": "", "tags": []string{}, "tracing": false,
+		"messages": msgs, "messages_ready": ready, "messages_unacknowledged": unacked}
+}
+
+func nonNil(x []any) []any {
+	if x == nil {
+		return []any{}
+	}
+	return x
+}
+
+func userJSON(u metadata.User) map[string]any {
+	tags := u.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	alg := u.HashingAlgorithm
+	if alg == "" {
+		alg = "rabbit_password_hashing_sha256"
+	}
+	return map[string]any{"name": u.Name, "password_hash": u.PasswordHash, "hashing_algorithm": alg, "tags": tags, "limits": map[string]any{}}
+}
+
+// tagsFrom accepts RabbitMQ's "a,b" string or a JSON list.
+func tagsFrom(v any) []string {
+	switch t := v.(type) {
+	case string:
+		return auth.ParseTags(t)
+	case []any:
+		out := []string{}
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return []string{}
+}
+
+func (s *Server) users(u user, r *http.Request, seg []string) (int, any, error) {
+	if err := requireAdmin(u); err != nil && !(r.Method == http.MethodGet && len(seg) == 2 && seg[1] == "permissions" && seg[0] == u.name) {
+		return 0, nil, err
+	}
+	st := s.b.Metadata()
+	switch {
+	case len(seg) == 0 && r.Method == http.MethodGet:
+		var out []any
+		st.Read(func(m *metadata.State) {
+			names := make([]string, 0, len(m.Users))
+			for n := range m.Users {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				out = append(out, userJSON(m.Users[n]))
+			}
+		})
+		return 200, nonNil(out), nil
+	case len(seg) == 1 && r.Method == http.MethodGet:
+		var usr metadata.User
+		var ok bool
+		st.Read(func(m *metadata.State) { usr, ok = m.Users[seg[0]] })
+		if !ok {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		return 200, userJSON(usr), nil
+	case len(seg) == 1 && r.Method == http.MethodPut:
+		var body map[string]any
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		var existing metadata.User
+		var exists bool
+		st.Read(func(m *metadata.State) { existing, exists = m.Users[seg[0]] })
+		nu := metadata.User{Name: seg[0], HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: tagsFrom(body["tags"])}
+		switch {
+		case body["password"] != nil:
+			pw, _ := body["password"].(string)
+			nu.PasswordHash = auth.HashPassword(pw)
+		case body["password_hash"] != nil:
+			nu.PasswordHash, _ = body["password_hash"].(string)
+			if a, ok := body["hashing_algorithm"].(string); ok {
+				nu.HashingAlgorithm = a
+			}
+		case exists:
+			nu.PasswordHash, nu.HashingAlgorithm = existing.PasswordHash, existing.HashingAlgorithm
+		default:
+			return 0, nil, errStatus(400, "password or password_hash must be set")
+		}
+		if _, ok := body["tags"]; !ok && exists {
+			nu.Tags = existing.Tags
+		}
+		if err := s.propose(metadata.Command{Op: metadata.OpPutUser, User: &nu}); err != nil {
+			return 0, nil, err
+		}
+		if exists {
+			return 204, nil, nil
+		}
+		return 201, nil, nil
+	case len(seg) == 1 && r.Method == http.MethodDelete:
+		return 204, nil, s.propose(metadata.Command{Op: metadata.OpDeleteUser, Name: seg[0]})
+	case len(seg) == 2 && seg[1] == "permissions":
+		return 200, s.permList(func(p metadata.Permission) bool { return p.User == seg[0] }), nil
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+func (s *Server) permList(keep func(metadata.Permission) bool) []any {
+	var ps []metadata.Permission
+	s.b.Metadata().Read(func(m *metadata.State) {
+		for _, p := range m.Permissions {
+			if keep(p) {
+				ps = append(ps, p)
+			}
+		}
+	})
+	sort.Slice(ps, func(i, j int) bool { return ps[i].User+"\x00"+ps[i].VHost < ps[j].User+"\x00"+ps[j].VHost })
+	out := []any{}
+	for _, p := range ps {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s *Server) permissions(u user, r *http.Request, seg []string) (int, any, error) {
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case len(seg) == 0 && r.Method == http.MethodGet:
+		return 200, s.permList(func(metadata.Permission) bool { return true }), nil
+	case len(seg) == 2 && r.Method == http.MethodGet:
+		ps := s.permList(func(p metadata.Permission) bool { return p.VHost == seg[0] && p.User == seg[1] })
+		if len(ps) == 0 {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		return 200, ps[0], nil
+	case len(seg) == 2 && r.Method == http.MethodPut:
+		var p metadata.Permission
+		if err := decode(r, &p); err != nil {
+			return 0, nil, err
+		}
+		p.VHost, p.User = seg[0], seg[1]
+		if _, err := auth.CompilePermission(auth.Permission{Configure: p.Configure, Write: p.Write, Read: p.Read}); err != nil {
+			return 0, nil, errStatus(400, "%v", err)
+		}
+		exists := len(s.permList(func(x metadata.Permission) bool { return x.VHost == p.VHost && x.User == p.User })) > 0
+		if err := s.propose(metadata.Command{Op: metadata.OpSetPermissions, Permission: &p}); err != nil {
+			return 0, nil, err
+		}
+		if exists {
+			return 204, nil, nil
+		}
+		return 201, nil, nil
+	case len(seg) == 2 && r.Method == http.MethodDelete:
+		return 204, nil, s.propose(metadata.Command{Op: metadata.OpClearPermissions, VHost: seg[0], Name: seg[1]})
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+// ---- policies ----
+
+// ValidatePolicy checks a policy definition as RabbitMQ does.
+func ValidatePolicy(def map[string]any) error {
+	var unknown []string
+	for k, v := range def {
+		switch k {
+		case "ha-mode":
+			m, _ := v.(string)
+			if m != "all" && m != "exactly" && m != "nodes" {
+				return fmt.Errorf("ha-mode %q is not one of all, exactly, nodes", fmt.Sprint(v))
+			}
+			switch m {
+			case "exactly":
+				n, ok := v2int(def["ha-params"])
+				if !ok || n < 1 {
+					return fmt.Errorf("ha-params must be a positive integer for ha-mode exactly, got %v", def["ha-params"])
+				}
+			case "nodes":
+				l, ok := def["ha-params"].([]any)
+				if !ok || len(l) == 0 {
+					return fmt.Errorf("ha-params must be a non-empty list of node names for ha-mode nodes")
+				}
+				for _, x := range l {
+					if _, ok := x.(string); !ok {
+						return fmt.Errorf("ha-params node names must be strings, got %v", x)
+					}
+				}
+			case "all":
+				if _, ok := def["ha-params"]; ok {
+					return fmt.Errorf("ha-params cannot be used with ha-mode all")
+				}
+			}
+		case "ha-params":
+			if _, ok := def["ha-mode"]; !ok {
+				return fmt.Errorf("ha-params requires ha-mode")
+			}
+		case "ha-sync-mode":
+			if v != "automatic" && v != "manual" {
+				return fmt.Errorf("ha-sync-mode %v is not automatic or manual", v)
+			}
+		case "ha-promote-on-shutdown", "ha-promote-on-failure":
+			if v != "always" && v != "when-synced" {
+				return fmt.Errorf("%s %v is not always or when-synced", k, v)
+			}
+		case "ha-sync-batch-size":
+			if n, ok := v2int(v); !ok || n < 1 {
+				return fmt.Errorf("ha-sync-batch-size must be a positive integer")
+			}
+		case "message-ttl", "max-length", "max-length-bytes", "delivery-limit":
+			if n, ok := v2int(v); !ok || n < 0 {
+				return fmt.Errorf("%s must be a non-negative integer, got %v", k, v)
+			}
+		case "expires":
+			if n, ok := v2int(v); !ok || n < 1 {
+				return fmt.Errorf("expires must be a positive integer, got %v", v)
+			}
+		case "overflow":
+			if v != "drop-head" && v != "reject-publish" && v != "reject-publish-dlx" {
+				return fmt.Errorf("overflow %v is not drop-head, reject-publish or reject-publish-dlx", v)
+			}
+		case "dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange", "queue-mode", "queue-master-locator":
+			if _, ok := v.(string); !ok {
+				return fmt.Errorf("%s must be a string", k)
+			}
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("Validation failed\n\n%s are not recognised", strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+func v2int(v any) (int64, bool) {
+	switch x := v.(type) {
+	case float64:
+		if x != float64(int64(x)) {
+			return 0, false
+		}
+		return int64(x), true
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	}
+	return 0, false
+}
+
+func (s *Server) policyList(vh string) []any {
+	var ps []metadata.Policy
+	s.b.Metadata().Read(func(m *metadata.State) {
+		for _, p := range m.Policies {
+			if vh == "" || p.VHost == vh {
+				ps = append(ps, p)
+			}
+		}
+	})
+	sort.Slice(ps, func(i, j int) bool { return ps[i].VHost+"\x00"+ps[i].Name < ps[j].VHost+"\x00"+ps[j].Name })
+	out := []any{}
+	for _, p := range ps {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s *Server) policies(u user, r *http.Request, seg []string) (int, any, error) {
+	if r.Method == http.MethodGet {
+		switch len(seg) {
+		case 0:
+			return 200, s.policyList(""), nil
+		case 1:
+			return 200, s.policyList(seg[0]), nil
+		case 2:
+			for _, p := range s.policyList(seg[0]) {
+				if p.(metadata.Policy).Name == seg[1] {
+					return 200, p, nil
+				}
+			}
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+	}
+	if !u.has("policymaker") {
+		return 0, nil, errStatus(401, "Not policymaker user")
+	}
+	if len(seg) != 2 {
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	switch r.Method {
+	case http.MethodPut:
+		var p metadata.Policy
+		if err := decode(r, &p); err != nil {
+			return 0, nil, err
+		}
+		p.VHost, p.Name = seg[0], seg[1]
+		if p.ApplyTo == "" {
+			p.ApplyTo = "all"
+		}
+		if p.ApplyTo != "all" && p.ApplyTo != "queues" && p.ApplyTo != "exchanges" {
+			return 0, nil, errStatus(400, "apply-to %q is not all, queues or exchanges", p.ApplyTo)
+		}
+		if _, err := regexp.Compile(p.Pattern); err != nil {
+			return 0, nil, errStatus(400, "invalid pattern %q: %v", p.Pattern, err)
+		}
+		if p.Definition == nil {
+			return 0, nil, errStatus(400, "definition must be a JSON object")
+		}
+		if err := ValidatePolicy(p.Definition); err != nil {
+			return 0, nil, errStatus(400, "%v", err)
+		}
+		if s.b.VHost(p.VHost) == nil {
+			return 0, nil, errStatus(404, "vhost %q not found", p.VHost)
+		}
+		return 201, nil, s.propose(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
+	case http.MethodDelete:
+		return 204, nil, s.propose(metadata.Command{Op: metadata.OpClearPolicy, VHost: seg[0], Name: seg[1]})
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+// ---- queues ----
+
+func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
+	c := q.Config()
+	ready, unacked, consumers := q.Counts()
+	st := q.Stats()
+	args := c.Args
+	if args == nil {
+		args = map[string]any{}
+	}
+	var policy any
+	if c.Policy != nil {
+		policy = c.Policy
+	}
+	return map[string]any{
+		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
+		"arguments": args, "node": s.b.Config().NodeName, "state": "running", "type": "classic",
+		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
+		"consumers": consumers, "message_bytes_ready": q.ReadyBytes(), "effective_policy_definition": policy,
+		"message_stats": map[string]any{"publish": st.Published, "deliver_get": st.Delivered, "ack": st.Acked, "redeliver": st.Redelivered},
+	}
+}
+
+// page applies RabbitMQ's pagination and filtering (page, page_size, name,
+// use_regex) and returns either the list or a page object.
+func page(r *http.Request, items []map[string]any) (any, error) {
+	q := r.URL.Query()
+	if name := q.Get("name"); name != "" {
+		var re *regexp.Regexp
+		if q.Get("use_regex") == "true" {
+			var err error
+			if re, err = regexp.Compile(name); err != nil {
+				return nil, errStatus(400, "invalid regex %q", name)
+			}
+		}
+		kept := items[:0]
+		for _, it := range items {
+			n, _ := it["name"].(string)
+			if (re != nil && re.MatchString(n)) || (re == nil && strings.Contains(n, name)) {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
+	if q.Get("page") == "" {
+		return items, nil
+	}
+	pg, err1 := strconv.Atoi(q.Get("page"))
+	size := 100
+	if ps := q.Get("page_size"); ps != "" {
+		var err error
+		if size, err = strconv.Atoi(ps); err != nil || size < 1 || size > 500 {
+			return nil, errStatus(400, "page_size must be between 1 and 500")
+		}
+	}
+	if err1 != nil || pg < 1 {
+		return nil, errStatus(400, "page must be a positive integer")
+	}
+	total := len(items)
+	start := min((pg-1)*size, total)
+	end := min(start+size, total)
+	return map[string]any{"items": items[start:end], "page": pg, "page_size": size, "page_count": (total + size - 1) / size,
+		"filtered_count": total, "item_count": end - start, "total_count": total}, nil
+}
+
+func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error) {
+	if len(seg) <= 1 && r.Method == http.MethodGet {
+		var items []map[string]any
+		for _, vn := range s.b.VHostNames() {
+			if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
+				continue
+			}
+			for _, q := range s.b.VHost(vn).Queues() {
+				items = append(items, s.queueJSON(vn, q))
+			}
+		}
+		sort.Slice(items, func(i, j int) bool {
+			return items[i]["vhost"].(string)+"\x00"+items[i]["name"].(string) < items[j]["vhost"].(string)+"\x00"+items[j]["name"].(string)
+		})
+		if items == nil {
+			items = []map[string]any{}
+		}
+		out, err := page(r, items)
+		return 200, out, err
+	}
+	if len(seg) < 2 {
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	vh, name := seg[0], seg[1]
+	sess, err := s.session(u, vh)
+	if err != nil {
+		return 0, nil, err
+	}
+	v := s.b.VHost(vh)
+	if len(seg) == 2 {
+		switch r.Method {
+		case http.MethodGet:
+			q := v.LookupQueue(name)
+			if q == nil {
+				return 0, nil, errStatus(404, "Object Not Found")
+			}
+			return 200, s.queueJSON(vh, q), nil
+		case http.MethodPut:
+			var body struct {
+				Durable    *bool          `json:"durable"`
+				AutoDelete bool           `json:"auto_delete"`
+				Arguments  map[string]any `json:"arguments"`
+			}
+			if err := decode(r, &body); err != nil {
+				return 0, nil, err
+			}
+			durable := true
+			if body.Durable != nil {
+				durable = *body.Durable
+			}
+			existed := v.LookupQueue(name) != nil
+			_, _, _, err := sess.DeclareQueue(&amqp.QueueDeclare{Queue: name, Durable: durable, AutoDelete: body.AutoDelete, Arguments: jsonArgs(body.Arguments)}, 0)
+			if err != nil {
+				return 0, nil, amqpToHTTP(err)
+			}
+			if existed {
+				return 204, nil, nil
+			}
+			return 201, nil, nil
+		case http.MethodDelete:
+			q := r.URL.Query()
+			_, err := sess.DeleteQueue(&amqp.QueueDelete{Queue: name, IfEmpty: q.Get("if-empty") == "true", IfUnused: q.Get("if-unused") == "true"}, ownerOf(v, name))
+			return 204, nil, amqpToHTTP(err)
+		}
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	switch seg[2] {
+	case "contents":
+		if r.Method != http.MethodDelete {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		_, err := sess.PurgeQueue(&amqp.QueuePurge{Queue: name}, ownerOf(v, name))
+		return 204, nil, amqpToHTTP(err)
+	case "bindings":
+		return 200, s.bindingList(vh, func(b metadata.Binding) bool { return b.DestinationType == "queue" && b.Destination == name }, name), nil
+	case "get":
+		return s.getMessages(sess, v, name, r)
+	}
+	return 0, nil, errStatus(404, "Not Found")
+}
+
+func ownerOf(v *vhost.VHost, name string) uint64 {
+	if q := v.LookupQueue(name); q != nil {
+		return q.Config().Owner
+	}
+	return 0
+}
+
+// jsonArgs turns JSON numbers into AMQP-typed integers where whole.
+func jsonArgs(a map[string]any) amqp.Table {
+	if a == nil {
+		return nil
+	}
+	t := amqp.Table{}
+	for k, v := range a {
+		if f, ok := v.(float64); ok && f == float64(int64(f)) {
+			t[k] = int64(f)
+			continue
+		}
+		t[k] = v
+	}
+	return t
+}
+
+func (s *Server) getMessages(sess *vhost.Session, v *vhost.VHost, name string, r *http.Request) (int, any, error) {
+	if r.Method != http.MethodPost {
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	var body struct {
+		Count    int    `json:"count"`
+		AckMode  string `json:"ackmode"`
+		Encoding string `json:"encoding"`
+		Truncate int    `json:"truncate"`
+	}
+	if err := decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	if body.AckMode == "" {
+		return 0, nil, errStatus(400, "ackmode must be ack_requeue_true, ack_requeue_false, reject_requeue_true or reject_requeue_false")
+	}
+	if body.Count <= 0 {
+		body.Count = 1
+	}
+	q, err := sess.Queue(name, ownerOf(v, name))
+	if err != nil {
+		return 0, nil, amqpToHTTP(err)
+	}
+	out := []any{}
+	var taken []uint64
+	for i := 0; i < body.Count; i++ {
+		d, ok := q.Get(false)
+		if !ok {
+			break
+		}
+		taken = append(taken, d.ID)
+		payload, enc := string(d.Msg.Body), "string"
+		if body.Encoding == "base64" || !utf8.Valid(d.Msg.Body) {
+			payload, enc = base64.StdEncoding.EncodeToString(d.Msg.Body), "base64"
+		}
+		if body.Truncate > 0 && len(payload) > body.Truncate {
+			payload = payload[:body.Truncate]
+		}
+		props := map[string]any{}
+		if p, err := amqp.DecodeProperties(d.Msg.Props); err == nil {
+			props = propsJSON(p)
+		}
+		out = append(out, map[string]any{"payload_bytes": len(d.Msg.Body), "redelivered": d.Redelivered, "exchange": d.Msg.Exchange,
+			"routing_key": d.Msg.RoutingKey, "message_count": d.Remaining, "properties": props, "payload": payload, "payload_encoding": enc})
+	}
+	switch body.AckMode {
+	case "ack_requeue_false":
+		q.Ack(taken...)
+	case "reject_requeue_false":
+		q.Discard(taken...)
+	default:
+		q.Requeue(taken...)
+	}
+	return 200, out, nil
+}
+
+func propsJSON(p amqp.Properties) map[string]any {
+	m := map[string]any{}
+	set := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	set("content_type", p.ContentType)
+	set("content_encoding", p.ContentEncoding)
+	set("correlation_id", p.CorrelationID)
+	set("reply_to", p.ReplyTo)
+	set("expiration", p.Expiration)
+	set("message_id", p.MessageID)
+	set("type", p.Type)
+	set("user_id", p.UserID)
+	set("app_id", p.AppID)
+	if p.DeliveryMode != 0 {
+		m["delivery_mode"] = p.DeliveryMode
+	}
+	if p.Priority != 0 {
+		m["priority"] = p.Priority
+	}
+	if !p.Timestamp.IsZero() {
+		m["timestamp"] = p.Timestamp.Unix()
+	}
+	if p.Headers != nil {
+		m["headers"] = jsonable(p.Headers)
+	}
+	return m
+}
+
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case amqp.Table:
+		o := map[string]any{}
+		for k, e := range x {
+			o[k] = jsonable(e)
+		}
+		return o
+	case []any:
+		o := make([]any, len(x))
+		for i := range x {
+			o[i] = jsonable(x[i])
+		}
+		return o
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.Unix()
+	case amqp.Decimal:
+		return fmt.Sprintf("%d/10^%d", x.Value, x.Scale)
+	}
+	return v
+}
+
+// ---- exchanges and bindings ----
+
+func (s *Server) exchangeJSON(vh string, x *vhost.Exchange) map[string]any {
+	args := x.Def.Arguments
+	if args == nil {
+		args = map[string]any{}
+	}
+	return map[string]any{"name": x.Def.Name, "vhost": vh, "type": x.Def.Type, "durable": x.Def.Durable,
+		"auto_delete": x.Def.AutoDelete, "internal": x.Def.Internal, "arguments": args, "user_who_performed_action": "rmq-internal"}
+}
+
+func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, error) {
+	if len(seg) <= 1 && r.Method == http.MethodGet {
+		var items []map[string]any
+		for _, vn := range s.b.VHostNames() {
+			if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
+				continue
+			}
+			for _, x := range s.b.VHost(vn).Exchanges() {
+				items = append(items, s.exchangeJSON(vn, x))
+			}
+		}
+		sort.Slice(items, func(i, j int) bool {
+			return items[i]["vhost"].(string)+"\x00"+items[i]["name"].(string) < items[j]["vhost"].(string)+"\x00"+items[j]["name"].(string)
+		})
+		if items == nil {
+			items = []map[string]any{}
+		}
+		out, err := page(r, items)
+		return 200, out, err
+	}
+	if len(seg) < 2 {
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	vh, name := seg[0], seg[1]
+	if name == "amq.default" {
+		name = ""
+	}
+	sess, err := s.session(u, vh)
+	if err != nil {
+		return 0, nil, err
+	}
+	v := s.b.VHost(vh)
+	find := func() *vhost.Exchange {
+		for _, x := range v.Exchanges() {
+			if x.Def.Name == name {
+				return x
+			}
+		}
+		return nil
+	}
+	if len(seg) == 2 {
+		switch r.Method {
+		case http.MethodGet:
+			x := find()
+			if x == nil {
+				return 0, nil, errStatus(404, "Object Not Found")
+			}
+			return 200, s.exchangeJSON(vh, x), nil
+		case http.MethodPut:
+			var body struct {
+				Type       string         `json:"type"`
+				Durable    *bool          `json:"durable"`
+				AutoDelete bool           `json:"auto_delete"`
+				Internal   bool           `json:"internal"`
+				Arguments  map[string]any `json:"arguments"`
+			}
+			if err := decode(r, &body); err != nil {
+				return 0, nil, err
+			}
+			durable := true
+			if body.Durable != nil {
+				durable = *body.Durable
+			}
+			existed := find() != nil
+			err := sess.DeclareExchange(&amqp.ExchangeDeclare{Exchange: name, Type: body.Type, Durable: durable, AutoDelete: body.AutoDelete, Internal: body.Internal, Arguments: jsonArgs(body.Arguments)})
+			if err != nil {
+				return 0, nil, amqpToHTTP(err)
+			}
+			if existed {
+				return 204, nil, nil
+			}
+			return 201, nil, nil
+		case http.MethodDelete:
+			return 204, nil, amqpToHTTP(sess.DeleteExchange(&amqp.ExchangeDelete{Exchange: name, IfUnused: r.URL.Query().Get("if-unused") == "true"}))
+		}
+		return 0, nil, errStatus(405, "Method Not Allowed")
+	}
+	switch seg[2] {
+	case "publish":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		var body struct {
+			Properties      map[string]any `json:"properties"`
+			RoutingKey      string         `json:"routing_key"`
+			Payload         string         `json:"payload"`
+			PayloadEncoding string         `json:"payload_encoding"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		payload := []byte(body.Payload)
+		if body.PayloadEncoding == "base64" {
+			var err error
+			if payload, err = base64.StdEncoding.DecodeString(body.Payload); err != nil {
+				return 0, nil, errStatus(400, "payload is not valid base64")
+			}
+		}
+		p := propsFromJSON(body.Properties)
+		raw, err := p.Append(nil)
+		if err != nil {
+			return 0, nil, errStatus(400, "%v", err)
+		}
+		msg := &queue.Message{Exchange: name, RoutingKey: body.RoutingKey, Props: raw, Body: payload, Persistent: p.DeliveryMode == 2, Priority: p.Priority}
+		if p.Expiration != "" {
+			if ms, err := strconv.ParseInt(p.Expiration, 10, 64); err == nil && ms >= 0 {
+				msg.Expiration, msg.HasExpiration = ms, true
+			}
+		}
+		n, _, err := sess.Publish(name, body.RoutingKey, msg)
+		if err != nil {
+			return 0, nil, amqpToHTTP(err)
+		}
+		return 200, map[string]bool{"routed": n > 0}, nil
+	case "bindings":
+		if len(seg) == 4 && seg[3] == "source" {
+			return 200, s.bindingList(vh, func(b metadata.Binding) bool { return b.Source == name }, ""), nil
+		}
+		if len(seg) == 4 && seg[3] == "destination" {
+			return 200, s.bindingList(vh, func(b metadata.Binding) bool { return b.DestinationType == "exchange" && b.Destination == name }, ""), nil
+		}
+	}
+	return 0, nil, errStatus(404, "Not Found")
+}
+
+func propsFromJSON(m map[string]any) amqp.Properties {
+	var p amqp.Properties
+	str := func(k string) string { s, _ := m[k].(string); return s }
+	p.ContentType, p.ContentEncoding = str("content_type"), str("content_encoding")
+	p.CorrelationID, p.ReplyTo, p.Expiration = str("correlation_id"), str("reply_to"), str("expiration")
+	p.MessageID, p.Type, p.UserID, p.AppID = str("message_id"), str("type"), str("user_id"), str("app_id")
+	if n, ok := v2int(m["delivery_mode"]); ok {
+		p.DeliveryMode = uint8(n)
+	}
+	if n, ok := v2int(m["priority"]); ok {
+		p.Priority = uint8(n)
+	}
+	if n, ok := v2int(m["timestamp"]); ok {
+		p.Timestamp = time.Unix(n, 0)
+	}
+	if h, ok := m["headers"].(map[string]any); ok {
+		p.Headers = jsonArgs(h)
+	}
+	return p
+}
+
+func (s *Server) bindingList(vh string, keep func(metadata.Binding) bool, implicitQueue string) []any {
+	var bs []metadata.Binding
+	s.b.Metadata().Read(func(m *metadata.State) {
+		for _, b := range m.Bindings {
+			if (vh == "" || b.VHost == vh) && keep(b) {
+				bs = append(bs, b)
+			}
+		}
+	})
+	sort.Slice(bs, func(i, j int) bool { return metadata.BindingKey(bs[i]) < metadata.BindingKey(bs[j]) })
+	out := []any{}
+	if implicitQueue != "" {
+		out = append(out, bindingJSON(metadata.Binding{Source: "", VHost: vh, Destination: implicitQueue, DestinationType: "queue", RoutingKey: implicitQueue}))
+	}
+	for _, b := range bs {
+		out = append(out, bindingJSON(b))
+	}
+	return out
+}
+
+func bindingJSON(b metadata.Binding) map[string]any {
+	args := b.Arguments
+	if args == nil {
+		args = map[string]any{}
+	}
+	pk := b.RoutingKey
+	if pk == "" {
+		pk = "~"
+	}
+	return map[string]any{"source": b.Source, "vhost": b.VHost, "destination": b.Destination, "destination_type": b.DestinationType,
+		"routing_key": b.RoutingKey, "arguments": args, "properties_key": pk}
+}
+
+func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, error) {
+	if r.Method == http.MethodGet && len(seg) <= 1 {
+		vh := ""
+		if len(seg) == 1 {
+			vh = seg[0]
+		}
+		return 200, s.bindingList(vh, func(b metadata.Binding) bool { return s.canAccessVHost(u, b.VHost) }, ""), nil
+	}
+	// /api/bindings/vhost/e/source/{q|e}/dest[/props]
+	if len(seg) < 5 || seg[1] != "e" || (seg[3] != "q" && seg[3] != "e") {
+		return 0, nil, errStatus(404, "Not Found")
+	}
+	vh, src, dst, isX := seg[0], seg[2], seg[4], seg[3] == "e"
+	sess, err := s.session(u, vh)
+	if err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case len(seg) == 5 && r.Method == http.MethodGet:
+		dt := "queue"
+		if isX {
+			dt = "exchange"
+		}
+		return 200, s.bindingList(vh, func(b metadata.Binding) bool {
+			return b.Source == src && b.Destination == dst && b.DestinationType == dt
+		}, ""), nil
+	case len(seg) == 5 && r.Method == http.MethodPost:
+		var body struct {
+			RoutingKey string         `json:"routing_key"`
+			Arguments  map[string]any `json:"arguments"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		if isX {
+			err = sess.BindExchange(&amqp.ExchangeBind{Destination: dst, Source: src, RoutingKey: body.RoutingKey, Arguments: jsonArgs(body.Arguments)})
+		} else {
+			err = sess.BindQueue(&amqp.QueueBind{Queue: dst, Exchange: src, RoutingKey: body.RoutingKey, Arguments: jsonArgs(body.Arguments)}, ownerOf(s.b.VHost(vh), dst))
+		}
+		if err != nil {
+			return 0, nil, amqpToHTTP(err)
+		}
+		return 201, nil, nil
+	case len(seg) == 6 && r.Method == http.MethodDelete:
+		key := seg[5]
+		if key == "~" {
+			key = ""
+		}
+		if isX {
+			err = sess.UnbindExchange(&amqp.ExchangeUnbind{Destination: dst, Source: src, RoutingKey: key})
+		} else {
+			err = sess.UnbindQueue(&amqp.QueueUnbind{Queue: dst, Exchange: src, RoutingKey: key}, ownerOf(s.b.VHost(vh), dst))
+		}
+		return 204, nil, amqpToHTTP(err)
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+// ---- connections, channels, consumers ----
+
+func (s *Server) connections(u user, r *http.Request, seg []string) (int, any, error) {
+	conns := s.b.Connections()
+	var items []map[string]any
+	for _, c := range conns {
+		in := c.Info()
+		if !u.has("monitoring") && in.User != u.name {
+			continue
+		}
+		cp := map[string]any{}
+		if in.ClientProps != nil {
+			cp = jsonable(in.ClientProps).(map[string]any)
+		}
+		peerHost, peerPort := splitHostPort(in.Peer)
+		host, port := splitHostPort(in.Local)
+		items = append(items, map[string]any{
+			"name": in.Name, "node": s.b.Config().NodeName, "user": in.User, "vhost": in.VHost, "channels": in.Channels,
+			"peer_host": peerHost, "peer_port": peerPort, "host": host, "port": port, "protocol": "AMQP 0-9-1",
+			"state": map[bool]string{true: "blocked", false: "running"}[in.Blocked], "connected_at": in.Opened.UnixMilli(),
+			"recv_oct": in.RecvOct, "send_oct": in.SendOct, "frame_max": in.FrameMax, "channel_max": in.ChannelMax,
+			"timeout": in.Heartbeat, "client_properties": cp, "auth_mechanism": "PLAIN", "type": "network",
+		})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i]["name"].(string) < items[j]["name"].(string) })
+	if items == nil {
+		items = []map[string]any{}
+	}
+	switch {
+	case len(seg) == 0 && r.Method == http.MethodGet:
+		out, err := page(r, items)
+		return 200, out, err
+	case len(seg) == 1:
+		for _, c := range conns {
+			in := c.Info()
+			if in.Name != seg[0] {
+				continue
+			}
+			if r.Method == http.MethodDelete {
+				if !u.isAdmin() && in.User != u.name {
+					return 0, nil, errStatus(401, "Not administrator user")
+				}
+				reason := r.Header.Get("X-Reason")
+				if reason == "" {
+					reason = "Closed via management plugin"
+				}
+				c.Close(amqp.ConnectionForced, reason)
+				return 204, nil, nil
+			}
+			for _, it := range items {
+				if it["name"] == in.Name {
+					return 200, it, nil
+				}
+			}
+		}
+		return 0, nil, errStatus(404, "Object Not Found")
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+func splitHostPort(a string) (string, int) {
+	i := strings.LastIndex(a, ":")
+	if i < 0 {
+		return a, 0
+	}
+	p, _ := strconv.Atoi(a[i+1:])
+	return strings.Trim(a[:i], "[]"), p
+}
+
+func (s *Server) channelList(u user) []any {
+	out := []any{}
+	for _, c := range s.b.Connections() {
+		in := c.Info()
+		if !u.has("monitoring") && in.User != u.name {
+			continue
+		}
+		for _, ch := range c.ChannelInfos() {
+			out = append(out, map[string]any{
+				"name": fmt.Sprintf("%s (%d)", in.Name, ch.Number), "number": ch.Number, "user": in.User, "vhost": in.VHost,
+				"node": s.b.Config().NodeName, "consumer_count": ch.Consumers, "messages_unacknowledged": ch.Unacked,
+				"prefetch_count": 0, "global_prefetch_count": ch.PrefetchGlobal, "state": "running",
+				"connection_details": map[string]any{"name": in.Name, "peer_host": in.Peer},
+			})
+		}
+	}
+	return out
+}
+
+type describer interface {
+	Describe() (uint64, uint16, uint16, bool)
+}
+
+func (s *Server) consumerList(u user, seg []string) []any {
+	names := map[uint64]string{}
+	for _, c := range s.b.Connections() {
+		names[c.Info().ID] = c.Info().Name
+	}
+	out := []any{}
+	for _, vn := range s.b.VHostNames() {
+		if (len(seg) == 1 && seg[0] != vn) || !s.canAccessVHost(u, vn) {
+			continue
+		}
+		for _, q := range s.b.VHost(vn).Queues() {
+			for _, ci := range q.Consumers() {
+				d := map[string]any{"consumer_tag": ci.Tag, "exclusive": false, "ack_required": !ci.NoAck, "active": ci.Active,
+					"activity_status": map[bool]string{true: "up", false: "waiting"}[ci.Active],
+					"queue":           map[string]string{"name": q.Name(), "vhost": vn}, "arguments": map[string]any{}, "prefetch_count": 0}
+				if x, ok := ci.Consumer.(describer); ok {
+					id, ch, pf, _ := x.Describe()
+					d["channel_details"] = map[string]any{"name": fmt.Sprintf("%s (%d)", names[id], ch), "number": ch, "connection_name": names[id]}
+					d["prefetch_count"] = pf
+				}
+				if ci.Priority != 0 {
+					d["arguments"] = map[string]any{"x-priority": ci.Priority}
+				}
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// ---- definitions ----
+
+func (s *Server) definitions(u user, r *http.Request) (int, any, error) {
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	switch r.Method {
+	case http.MethodGet:
+		d := s.b.Metadata().Export()
+		d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = "3.10.0", "3.10.0", "Warren", broker.Version
+		return 200, d, nil
+	case http.MethodPost:
+		var d metadata.Definitions
+		if err := decode(r, &d); err != nil {
+			return 0, nil, err
+		}
+		for _, p := range d.Policies {
+			if err := ValidatePolicy(p.Definition); err != nil {
+				return 0, nil, errStatus(400, "policy %q: %v", p.Name, err)
+			}
+		}
+		if err := s.b.Metadata().Import(d); err != nil {
+			return 0, nil, errStatus(400, "%v", err)
+		}
+		return 204, nil, nil
+	}
+	return 0, nil, errStatus(405, "Method Not Allowed")
+}
+
+// control serves warrenctl's node-level verbs under /api/warren/.
+func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error) {
+	if len(seg) != 1 {
+		return 0, nil, errStatus(404, "Not Found")
+	}
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	cfg := s.b.Config()
+	switch seg[0] {
+	case "status":
+		n := s.node()
+		n["running_applications"] = map[bool][]string{true: {"warren"}, false: {}}[s.b.Running()]
+		n["listeners"] = s.overview()["listeners"]
+		n["data_directory"] = cfg.DataDir
+		n["config_files"] = []string{cfg.ConfigFile}
+		n["version"] = broker.Version
+		n["vm_memory_high_watermark"] = cfg.VMMemoryHighWatermark
+		n["disk_free_limit"] = cfg.DiskFreeLimit
+		return 200, n, nil
+	case "stop_app":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		s.b.StopApp()
+		return 204, nil, nil
+	case "start_app":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		if err := s.b.StartApp(); err != nil {
+			return 0, nil, errStatus(500, "%v", err)
+		}
+		return 204, nil, nil
+	case "vm_memory_high_watermark":
+		var body struct {
+			Fraction float64 `json:"fraction"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		if body.Fraction < 0 || body.Fraction > 1 {
+			return 0, nil, errStatus(400, "vm_memory_high_watermark must be between 0 and 1")
+		}
+		s.b.SetMemoryHighWatermark(body.Fraction)
+		return 204, nil, nil
+	case "environment":
+		return 200, map[string]any{"node": cfg.NodeName, "listeners": cfg.AMQPListeners, "management_port": cfg.ManagementPort,
+			"prometheus_port": cfg.PrometheusPort, "data_dir": cfg.DataDir, "default_vhost": cfg.DefaultVHost,
+			"loopback_users": cfg.LoopbackUsers, "channel_max": cfg.ChannelMax, "frame_max": cfg.FrameMax, "heartbeat": cfg.Heartbeat,
+			"max_message_size": cfg.MaxMessageSize, "vm_memory_high_watermark": cfg.VMMemoryHighWatermark,
+			"disk_free_limit": cfg.DiskFreeLimit, "cluster_name": cfg.ClusterName}, nil
+	}
+	return 0, nil, errStatus(404, "Not Found")
+}

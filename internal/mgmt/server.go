@@ -1,0 +1,183 @@
+// Package mgmt serves a node's management HTTP API, shaped like RabbitMQ's
+// (same paths, methods, status codes and JSON field names for the common
+// subset), the web UI, and the operator control endpoint warrenctl uses
+// (authenticated by the node's cookie).
+//
+//	s := mgmt.New(b, cookie, logger)
+//	http.ListenAndServe(":15672", s)
+package mgmt
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/metadata"
+)
+
+// CookieHeader carries the node cookie from warrenctl.
+const CookieHeader = "X-Warren-Cookie"
+
+// Server is the management HTTP handler.
+type Server struct {
+	b      *broker.Broker
+	cookie string
+	log    *slog.Logger
+	rates  *rates
+}
+
+// New returns the handler for node b.
+func New(b *broker.Broker, cookie string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{b: b, cookie: cookie, log: log}
+	s.rates = newRates(b)
+	return s
+}
+
+// Close stops background sampling.
+func (s *Server) Close() { s.rates.stop() }
+
+// user is the authenticated caller.
+type user struct {
+	name string
+	tags []string
+}
+
+func (u user) has(tags ...string) bool {
+	for _, t := range u.tags {
+		if t == "administrator" {
+			return true
+		}
+		for _, w := range tags {
+			if t == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (u user) isAdmin() bool { return u.has("administrator") }
+
+type apiError struct {
+	status int
+	reason string
+}
+
+func (e *apiError) Error() string { return e.reason }
+
+func errStatus(status int, format string, a ...any) error {
+	return &apiError{status: status, reason: fmt.Sprintf(format, a...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = &apiError{status: http.StatusInternalServerError, reason: err.Error()}
+	}
+	short := map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error"}[ae.status]
+	writeJSON(w, ae.status, map[string]string{"error": short, "reason": ae.reason})
+}
+
+// authenticate checks the cookie header or HTTP basic auth.
+func (s *Server) authenticate(r *http.Request) (user, error) {
+	if c := r.Header.Get(CookieHeader); c != "" {
+		if subtle.ConstantTimeCompare([]byte(c), []byte(s.cookie)) == 1 {
+			return user{name: "warrenctl", tags: []string{"administrator"}}, nil
+		}
+		return user{}, errStatus(http.StatusUnauthorized, "cookie mismatch: the CLI's cookie differs from the node's (check $HOME/.warren.cookie or --cookie-file)")
+	}
+	name, pass, ok := r.BasicAuth()
+	if !ok {
+		return user{}, errStatus(http.StatusUnauthorized, "Not_Authorized")
+	}
+	var u metadata.User
+	var found bool
+	s.b.Metadata().Read(func(st *metadata.State) { u, found = st.Users[name] })
+	if !found || !auth.CheckPasswordWith(u.HashingAlgorithm, u.PasswordHash, pass) {
+		return user{}, errStatus(http.StatusUnauthorized, "Not_Authorized")
+	}
+	for _, lu := range s.b.Config().LoopbackUsers {
+		if lu == name {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				return user{}, errStatus(http.StatusUnauthorized, "User can only log in via localhost")
+			}
+		}
+	}
+	uu := user{name: name, tags: u.Tags}
+	if !uu.has("management", "monitoring", "policymaker") {
+		return user{}, errStatus(http.StatusUnauthorized, "Not management user")
+	}
+	return uu, nil
+}
+
+// segments splits the escaped path into unescaped segments, so that a
+// vhost "/" written as %2F stays one segment.
+func segments(r *http.Request) []string {
+	p := strings.Trim(r.URL.EscapedPath(), "/")
+	if p == "" {
+		return nil
+	}
+	parts := strings.Split(p, "/")
+	for i, x := range parts {
+		if u, err := url.PathUnescape(x); err == nil {
+			parts[i] = u
+		}
+	}
+	return parts
+}
+
+// ServeHTTP routes /api/... and the UI.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	seg := segments(r)
+	if len(seg) == 0 || seg[0] != "api" {
+		s.serveUI(w, r)
+		return
+	}
+	u, err := s.authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
+		writeErr(w, err)
+		return
+	}
+	status, body, err := s.api(u, r, seg[1:])
+	if err != nil {
+		s.log.Debug("management API error", "path", r.URL.Path, "err", err)
+		writeErr(w, err)
+		return
+	}
+	if body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+func decode(r *http.Request, v any) error {
+	if r.Body == nil {
+		return nil
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<20))
+	if err := dec.Decode(v); err != nil && err.Error() != "EOF" {
+		return errStatus(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	return nil
+}
