@@ -142,7 +142,7 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 }
 
 func (o *opts) info(format string, a ...any) {
-	if !o.quiet {
+	if !o.quiet && o.formatter != "json" {
 		fmt.Fprintf(o.out, format+"\n", a...)
 	}
 }
