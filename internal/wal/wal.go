@@ -1,0 +1,611 @@
+// Package wal is a CRC-checked segment log with group commit. Records get
+// consecutive indexes from 1; many appenders share one fsync; a torn or
+// corrupt tail is detected on open, logged and truncated, and nothing after
+// the first bad record is trusted. A write or fsync error is sticky: the log
+// refuses further appends rather than risk silent loss.
+//
+//	l, err := wal.Open(wal.Options{Dir: "data/msgs"})
+//	idx, err := l.Append(rec)          // buffered
+//	err = l.WaitDurable(idx)           // returns once an fsync covers idx
+//	l.OnDurable(idx, func(err error) { ... })  // or asynchronously
+//
+// Record framing: u32 length, u32 CRC-32C of the payload, payload.
+// Segments are named by their first index: %020d.wal.
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Index is a record's position in the log, from 1.
+type Index = uint64
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("wal: closed")
+
+// ErrCorrupt marks a record that failed its checks.
+var ErrCorrupt = errors.New("wal: corrupt record")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// MaxRecord bounds one record (protects recovery from hostile lengths).
+const MaxRecord = 512 << 20
+
+// FS is the file system the log uses; tests inject faults through it.
+type FS interface {
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	Remove(name string) error
+	MkdirAll(path string, perm os.FileMode) error
+	ReadDir(name string) ([]string, error)
+	SyncDir(dir string) error
+}
+
+// File is an open segment.
+type File interface {
+	io.Reader
+	io.Writer
+	io.Closer
+	Sync() error
+	Truncate(size int64) error
+	Seek(offset int64, whence int) (int64, error)
+}
+
+// OSFS is the real file system.
+type OSFS struct{}
+
+// OpenFile opens a file.
+func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	return os.OpenFile(name, flag, perm)
+}
+
+// Remove removes a file.
+func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+// MkdirAll creates a directory.
+func (OSFS) MkdirAll(p string, perm os.FileMode) error { return os.MkdirAll(p, perm) }
+
+// ReadDir lists names in a directory.
+func (OSFS) ReadDir(name string) ([]string, error) {
+	es, err := os.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
+// SyncDir fsyncs a directory so new and removed entries are durable.
+func (OSFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Options configure a log.
+type Options struct {
+	Dir         string
+	FS          FS
+	SegmentSize int64 // default 64 MiB
+	NoSync      bool  // skip fsync (tests, transient data)
+	Logger      *slog.Logger
+}
+
+type segment struct {
+	first Index
+	name  string
+	size  int64
+}
+
+type waiter struct {
+	idx Index
+	fn  func(error)
+}
+
+// Log is a write-ahead log. Safe for concurrent use.
+type Log struct {
+	opts Options
+	fs   FS
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signals the syncer and WaitDurable callers
+	segs     []segment
+	f        File
+	w        *bufio.Writer
+	last     Index // last appended
+	written  Index // last handed to the OS
+	durable  Index // last fsynced
+	err      error // sticky
+	closed   bool
+	waiters  []waiter
+	syncReq  bool
+	done     chan struct{}
+	fsyncs   uint64
+	segBytes int64
+
+	lastScanErr error // set by scan during recovery
+}
+
+// Open opens (or creates) the log in opts.Dir and recovers it.
+func Open(opts Options) (*Log, error) {
+	if opts.FS == nil {
+		opts.FS = OSFS{}
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{opts: opts, fs: opts.FS, log: opts.Logger, done: make(chan struct{})}
+	l.cond = sync.NewCond(&l.mu)
+	if err := l.fs.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("wal: creating %s: %w", opts.Dir, err)
+	}
+	if err := l.recover(); err != nil {
+		return nil, err
+	}
+	go l.syncer()
+	return l, nil
+}
+
+func segName(first Index) string { return fmt.Sprintf("%020d.wal", first) }
+
+func (l *Log) path(name string) string { return filepath.Join(l.opts.Dir, name) }
+
+// recover scans every segment, keeps the valid prefix and opens the last
+// segment for appending.
+func (l *Log) recover() error {
+	names, err := l.fs.ReadDir(l.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("wal: reading %s: %w", l.opts.Dir, err)
+	}
+	var segs []segment
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".wal") {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(n, ".wal"), 10, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, segment{first: first, name: n})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].first < segs[j].first })
+	next := Index(0)
+	for i := range segs {
+		s := &segs[i]
+		if next != 0 && s.first != next {
+			// a gap: everything from here on is untrusted
+			l.log.Error("wal: segment sequence broken; dropping later segments", "segment", s.name, "expected_first", next)
+			for _, d := range segs[i:] {
+				_ = l.fs.Remove(l.path(d.name))
+			}
+			segs = segs[:i]
+			break
+		}
+		n, valid, err := l.scan(s, nil)
+		if err != nil {
+			return err
+		}
+		s.size = valid
+		next = s.first + n
+		if n == 0 && next == 0 {
+			next = s.first
+		}
+		if errTail := l.lastScanErr; errTail != nil {
+			l.log.Warn("wal: torn or corrupt tail truncated", "segment", s.name, "offset", valid, "err", errTail)
+			if err := l.truncateFile(s.name, valid); err != nil {
+				return err
+			}
+			for _, d := range segs[i+1:] {
+				l.log.Warn("wal: dropping segment after a corrupt record", "segment", d.name)
+				_ = l.fs.Remove(l.path(d.name))
+			}
+			segs = segs[:i+1]
+			break
+		}
+	}
+	if len(segs) == 0 {
+		segs = []segment{{first: 1, name: segName(1)}}
+		next = 1
+	}
+	l.segs = segs
+	l.last = next - 1
+	l.written, l.durable = l.last, l.last
+	last := &l.segs[len(l.segs)-1]
+	f, err := l.fs.OpenFile(l.path(last.name), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: opening %s: %w", last.name, err)
+	}
+	if _, err := f.Seek(last.size, io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	l.f = f
+	l.w = bufio.NewWriterSize(f, 256<<10)
+	l.segBytes = last.size
+	return l.fs.SyncDir(l.opts.Dir)
+}
+
+func (l *Log) truncateFile(name string, size int64) error {
+	f, err := l.fs.OpenFile(l.path(name), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: truncating %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("wal: truncating %s: %w", name, err)
+	}
+	return f.Sync()
+}
+
+// scan reads a segment's valid prefix; it sets lastScanErr when it stopped
+// at a bad record.
+func (l *Log) scan(s *segment, fn func(Index, []byte) error) (n uint64, valid int64, err error) {
+	l.lastScanErr = nil
+	f, err := l.fs.OpenFile(l.path(s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("wal: opening %s: %w", s.name, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 256<<10)
+	for {
+		rec, size, rerr := ReadRecord(r)
+		if rerr == io.EOF {
+			return n, valid, nil
+		}
+		if rerr != nil {
+			l.lastScanErr = rerr
+			return n, valid, nil
+		}
+		if fn != nil {
+			if err := fn(s.first+n, rec); err != nil {
+				return n, valid, err
+			}
+		}
+		n++
+		valid += size
+	}
+}
+
+// ReadRecord reads one framed record; io.EOF at a clean end, ErrCorrupt
+// (wrapped) for a torn or bad record.
+func ReadRecord(r io.Reader) ([]byte, int64, error) {
+	var hdr [8]byte
+	n, err := io.ReadFull(r, hdr[:])
+	if err == io.EOF {
+		return nil, 0, io.EOF
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: short header (%d bytes)", ErrCorrupt, n)
+	}
+	size := binary.LittleEndian.Uint32(hdr[:4])
+	sum := binary.LittleEndian.Uint32(hdr[4:])
+	if size > MaxRecord {
+		return nil, 0, fmt.Errorf("%w: length %d", ErrCorrupt, size)
+	}
+	rec := make([]byte, size)
+	if _, err := io.ReadFull(r, rec); err != nil {
+		return nil, 0, fmt.Errorf("%w: short record", ErrCorrupt)
+	}
+	if crc32.Checksum(rec, castagnoli) != sum {
+		return nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	return rec, int64(size) + 8, nil
+}
+
+// Append adds a record and returns its index; it is buffered, not yet
+// durable (see WaitDurable / OnDurable).
+func (l *Log) Append(rec []byte) (Index, error) {
+	if len(rec) > MaxRecord {
+		return 0, fmt.Errorf("wal: record of %d bytes exceeds %d", len(rec), MaxRecord)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	if l.segBytes >= l.opts.SegmentSize {
+		if err := l.rollLocked(); err != nil {
+			l.err = err
+			return 0, err
+		}
+	}
+	var hdr [8]byte
+	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(rec)))
+	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(rec, castagnoli))
+	if _, err := l.w.Write(hdr[:]); err != nil {
+		l.err = fmt.Errorf("wal: write failed; the log refuses further appends: %w", err)
+		return 0, l.err
+	}
+	if _, err := l.w.Write(rec); err != nil {
+		l.err = fmt.Errorf("wal: write failed; the log refuses further appends: %w", err)
+		return 0, l.err
+	}
+	l.segBytes += int64(len(rec)) + 8
+	l.segs[len(l.segs)-1].size = l.segBytes
+	l.last++
+	return l.last, nil
+}
+
+// rollLocked starts a new segment after flushing and syncing the current.
+func (l *Log) rollLocked() error {
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("wal: write failed: %w", err)
+	}
+	if !l.opts.NoSync {
+		if err := l.f.Sync(); err != nil {
+			return fmt.Errorf("wal: fsync failed: %w", err)
+		}
+	}
+	l.written, l.durable = l.last, l.last
+	_ = l.f.Close()
+	first := l.last + 1
+	name := segName(first)
+	f, err := l.fs.OpenFile(l.path(name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: creating segment %s: %w", name, err)
+	}
+	if err := l.fs.SyncDir(l.opts.Dir); err != nil {
+		return fmt.Errorf("wal: syncing directory: %w", err)
+	}
+	l.f = f
+	l.w.Reset(f)
+	l.segs = append(l.segs, segment{first: first, name: name})
+	l.segBytes = 0
+	return nil
+}
+
+// syncer is the single goroutine that flushes and fsyncs: every waiter
+// that arrived while the previous fsync ran shares the next one.
+func (l *Log) syncer() {
+	defer close(l.done)
+	l.mu.Lock()
+	for {
+		for !l.closed && !l.syncReq {
+			l.cond.Wait()
+		}
+		l.syncReq = false
+		if l.err == nil && l.durable < l.last {
+			target := l.last
+			err := l.w.Flush()
+			f := l.f
+			l.mu.Unlock()
+			if err == nil && !l.opts.NoSync {
+				err = f.Sync()
+			}
+			l.mu.Lock()
+			l.fsyncs++
+			if err != nil {
+				l.err = fmt.Errorf("wal: fsync failed; the log refuses further appends: %w", err)
+				l.log.Error("wal: storage failure", "err", err)
+			} else if target > l.durable {
+				l.durable = target
+			}
+		}
+		l.fireLocked()
+		l.cond.Broadcast()
+		if l.closed && (l.durable >= l.last || l.err != nil) {
+			l.mu.Unlock()
+			return
+		}
+	}
+}
+
+// fireLocked runs the callbacks of waiters that are now durable (or failed).
+func (l *Log) fireLocked() {
+	if len(l.waiters) == 0 {
+		return
+	}
+	i := 0
+	for i < len(l.waiters) && (l.waiters[i].idx <= l.durable || l.err != nil) {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	ready := l.waiters[:i]
+	l.waiters = append([]waiter(nil), l.waiters[i:]...)
+	err := l.err
+	durable := l.durable
+	l.mu.Unlock()
+	for _, w := range ready {
+		if w.idx <= durable {
+			w.fn(nil)
+		} else {
+			w.fn(err)
+		}
+	}
+	l.mu.Lock()
+}
+
+// OnDurable calls fn (from the log's goroutine, in index order) once idx is
+// durable, or with the error that stopped the log.
+func (l *Log) OnDurable(idx Index, fn func(error)) {
+	l.mu.Lock()
+	if idx <= l.durable || l.err != nil {
+		err := l.err
+		if idx <= l.durable {
+			err = nil
+		}
+		l.mu.Unlock()
+		fn(err)
+		return
+	}
+	l.waiters = append(l.waiters, waiter{idx, fn})
+	l.syncReq = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// WaitDurable blocks until idx is durable.
+func (l *Log) WaitDurable(idx Index) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for idx > l.durable && l.err == nil && !l.closed {
+		l.syncReq = true
+		l.cond.Broadcast()
+		l.cond.Wait()
+	}
+	if idx <= l.durable {
+		return nil
+	}
+	if l.err != nil {
+		return l.err
+	}
+	return ErrClosed
+}
+
+// AppendSync appends and waits until the record is durable.
+func (l *Log) AppendSync(rec []byte) (Index, error) {
+	idx, err := l.Append(rec)
+	if err != nil {
+		return 0, err
+	}
+	return idx, l.WaitDurable(idx)
+}
+
+// Durable returns the last durable index.
+func (l *Log) Durable() Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durable
+}
+
+// LastIndex returns the last appended index (0 when empty).
+func (l *Log) LastIndex() Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// FirstIndex returns the first index still stored.
+func (l *Log) FirstIndex() Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.segs[0].first
+}
+
+// Fsyncs returns how many fsyncs ran (to check group commit).
+func (l *Log) Fsyncs() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fsyncs
+}
+
+// Replay calls fn for every stored record from index from on. Call it
+// before appending (it reads the files as they are on disk).
+func (l *Log) Replay(from Index, fn func(Index, []byte) error) error {
+	l.mu.Lock()
+	if err := l.w.Flush(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	segs := append([]segment(nil), l.segs...)
+	l.mu.Unlock()
+	for i := range segs {
+		s := &segs[i]
+		if i+1 < len(segs) && segs[i+1].first <= from {
+			continue
+		}
+		if _, _, err := l.scan(s, func(idx Index, rec []byte) error {
+			if idx < from {
+				return nil
+			}
+			return fn(idx, rec)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SegmentOf returns the first index of the segment holding idx.
+func (l *Log) SegmentOf(idx Index) Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > idx })
+	if i == 0 {
+		return l.segs[0].first
+	}
+	return l.segs[i-1].first
+}
+
+// TruncateFront deletes whole segments whose records are all below upTo.
+// The active segment is never deleted.
+func (l *Log) TruncateFront(upTo Index) error {
+	l.mu.Lock()
+	var drop []segment
+	for len(l.segs) > 1 && l.segs[1].first <= upTo {
+		drop = append(drop, l.segs[0])
+		l.segs = l.segs[1:]
+	}
+	l.mu.Unlock()
+	for _, s := range drop {
+		if err := l.fs.Remove(l.path(s.name)); err != nil {
+			return fmt.Errorf("wal: removing %s: %w", s.name, err)
+		}
+	}
+	if len(drop) > 0 {
+		return l.fs.SyncDir(l.opts.Dir)
+	}
+	return nil
+}
+
+// Segments returns how many segment files the log has.
+func (l *Log) Segments() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.segs)
+}
+
+// Close flushes, syncs and closes the log.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.syncReq = true
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if err == nil && !l.opts.NoSync {
+		err = l.f.Sync()
+	}
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	if l.err != nil {
+		return l.err
+	}
+	return err
+}
+
+func crc32Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
