@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/conn"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/store"
 	"github.com/warrenmq/warren/internal/vhost"
 )
 
@@ -32,9 +35,11 @@ const Version = "0.1.0"
 
 // Broker is one node.
 type Broker struct {
-	cfg  config.Config
-	log  *slog.Logger
-	meta *metadata.Store
+	cfg     config.Config
+	log     *slog.Logger
+	meta    *metadata.Store
+	metaLog *metadata.DurableLog
+	msgs    *store.MsgStore
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -57,17 +62,87 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 	b := &Broker{
 		cfg:      cfg,
 		log:      log,
-		meta:     metadata.NewStore(metadata.NewLocalLog()),
 		vhosts:   map[string]*vhost.VHost{},
 		matchers: map[[2]string]*auth.Matcher{},
 		conns:    map[*conn.Conn]struct{}{},
 		started:  time.Now(),
 	}
-	b.meta.Observe(b.apply)
+	if err := b.recover(); err != nil {
+		b.closeStores()
+		return nil, err
+	}
 	if err := b.boot(); err != nil {
+		b.closeStores()
 		return nil, err
 	}
 	return b, nil
+}
+
+// recover opens the metadata log and the message store under the data
+// directory and rebuilds definitions and durable queues' messages.
+func (b *Broker) recover() error {
+	var recovered []metadata.Command
+	if b.cfg.DataDir == "" {
+		b.meta = metadata.NewStore(metadata.NewLocalLog())
+		b.meta.Observe(b.apply)
+		return nil
+	}
+	start := time.Now()
+	ml, cmds, err := metadata.OpenDurable(filepath.Join(b.cfg.DataDir, "meta"), b.log)
+	if err != nil {
+		return fmt.Errorf("recovering definitions from %s: %w", b.cfg.DataDir, err)
+	}
+	b.metaLog, recovered = ml, cmds
+	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{})
+	if err != nil {
+		return fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
+	}
+	b.msgs = msgs
+	b.meta = metadata.NewStore(ml)
+	b.meta.Observe(b.apply)
+	durable := metadata.DurableCommands(recovered)
+	if err := b.meta.Bootstrap(durable); err != nil {
+		return err
+	}
+	if err := ml.Compact(durable); err != nil {
+		return fmt.Errorf("compacting the metadata log: %w", err)
+	}
+	restored, dropped := 0, 0
+	for key, ms := range queued {
+		vh, name, _ := strings.Cut(key, "\x00")
+		var q *queue.Queue
+		if v := b.VHost(vh); v != nil {
+			q = v.LookupQueue(name)
+		}
+		if q == nil || !q.Config().Durable {
+			refs := make([]uint64, len(ms))
+			for i, m := range ms {
+				refs[i] = m.Ref
+			}
+			msgs.Remove(key, refs)
+			dropped += len(ms)
+			continue
+		}
+		q.Restore(ms)
+		restored += len(ms)
+	}
+	if len(recovered) > 0 || restored > 0 {
+		b.log.Info("node recovered", "definitions", len(durable), "messages", restored, "orphaned_messages_dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (b *Broker) closeStores() {
+	if b.msgs != nil {
+		if err := b.msgs.Close(); err != nil {
+			b.log.Error("closing the message store", "err", err)
+		}
+	}
+	if b.metaLog != nil {
+		if err := b.metaLog.Close(); err != nil {
+			b.log.Error("closing the metadata log", "err", err)
+		}
+	}
 }
 
 // Metadata returns the definitions store.
@@ -110,6 +185,9 @@ func (b *Broker) apply(c metadata.Command) {
 		var v *vhost.VHost
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
+			if b.msgs != nil {
+				v.SetStore(b.msgs)
+			}
 			b.vhosts[c.VHost] = v
 		}
 		b.mu.Unlock()
@@ -306,7 +384,12 @@ func (b *Broker) accept(ln net.Listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
+		var dur conn.Durability
+		if b.msgs != nil {
+			dur = b.msgs
+		}
 		c := conn.New(nc, b, conn.Config{
+			Durability:     dur,
 			ChannelMax:     b.cfg.ChannelMax,
 			FrameMax:       b.cfg.FrameMax,
 			Heartbeat:      b.cfg.Heartbeat,
@@ -368,9 +451,11 @@ func (b *Broker) Stop(ctx context.Context) error {
 	go func() { b.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		b.closeStores()
 		b.log.Info("node stopped")
 		return nil
 	case <-ctx.Done():
+		b.closeStores()
 		return fmt.Errorf("shutdown: %w", ctx.Err())
 	}
 }

@@ -56,12 +56,14 @@ type channel struct {
 
 	confirm        bool
 	publishSeq     uint64
-	confirmedSeq   uint64
 	confirmPending bool
-	nacks          []uint64
-	tx             bool
-	txPublishes    []txPublish
-	txAcks         []txAck
+
+	confMu        sync.Mutex // guards pend and maxRegistered
+	pend          []pconf
+	maxRegistered uint64
+	tx            bool
+	txPublishes   []txPublish
+	txAcks        []txAck
 
 	consumerPrefetch uint16 // basic.qos global=false: for new consumers
 
@@ -76,6 +78,12 @@ type channel struct {
 	unackedLive    int
 	globalPrefetch uint16
 	consumers      map[string]*consumer
+}
+
+// pconf is a publish awaiting its confirm.
+type pconf struct {
+	seq, wait  uint64 // wait: store position that must be durable first
+	nack, done bool
 }
 
 type txPublish struct {
@@ -703,9 +711,20 @@ func (ch *channel) reject(tag uint64, multiple, requeueIt bool, m amqp.Method) e
 func (ch *channel) commit(m *amqp.TxCommit) error {
 	pubs, acks := ch.txPublishes, ch.txAcks
 	ch.txPublishes, ch.txAcks = nil, nil
+	var wait uint64
 	for _, p := range pubs {
-		if _, err := ch.route(p.exchange, p.key, p.mandatory, p.msg); err != nil {
+		r, err := ch.route(p.exchange, p.key, p.mandatory, p.msg)
+		if err != nil {
 			return err
+		}
+		wait = max(wait, r.WaitFor)
+	}
+	if wait > 0 && ch.c.cfg.Durability != nil {
+		// tx.commit-ok means the persistent messages are on disk
+		done := make(chan error, 1)
+		ch.c.cfg.Durability.OnDurable(wait, func(err error) { done <- err })
+		if err := <-done; err != nil {
+			return amqp.NewError(amqp.InternalError, m.ClassID(), m.MethodID(), "commit failed: the message store could not persist: %v", err)
 		}
 	}
 	for _, a := range acks {
@@ -829,22 +848,14 @@ func (ch *channel) finishPublish() error {
 	if ch.confirm {
 		ch.publishSeq++
 	}
-	rejected, err := ch.route(pub.Exchange, pub.RoutingKey, pub.Mandatory, msg)
+	r, err := ch.route(pub.Exchange, pub.RoutingKey, pub.Mandatory, msg)
 	if err != nil {
 		return err
 	}
 	if ch.confirm {
-		if rejected {
-			// a queue refused it (reject-publish): confirm what came before,
-			// then nack this one
-			if ch.confirmPending {
-				ch.flushConfirm()
-			}
-			ch.c.writeMethod(ch.id, &amqp.BasicNack{DeliveryTag: ch.publishSeq})
-			ch.confirmedSeq = ch.publishSeq
-			return nil
-		}
-		ch.confirmedSeq = ch.publishSeq
+		ch.confMu.Lock()
+		ch.pend = append(ch.pend, pconf{seq: ch.publishSeq, wait: r.WaitFor, nack: r.Rejected, done: r.WaitFor == 0})
+		ch.confMu.Unlock()
 		ch.confirmPending = true
 	}
 	return nil
@@ -856,22 +867,78 @@ func (ch *channel) checkExchange(pub *amqp.BasicPublish) error {
 	return ch.vh().CanPublish(pub.Exchange)
 }
 
-func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Message) (bool, error) {
-	n, rejected, err := ch.vh().Publish(exchange, key, msg)
+func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Message) (queue.Routed, error) {
+	r, err := ch.vh().Publish(exchange, key, msg)
 	if err != nil {
-		return false, err
+		return r, err
 	}
-	if n == 0 && !rejected && mandatory {
+	if r.Queues == 0 && !r.Rejected && mandatory {
 		ch.c.writeContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: exchange, RoutingKey: key}, msg)
 	}
-	return rejected, nil
+	return r, nil
 }
 
-// flushConfirm sends one basic.ack covering every publish so far.
+// flushConfirm runs when the reader has drained its input: it confirms
+// every publish that is ready (one basic.ack multiple for a run) and asks
+// the store to call back once the persisted ones are on disk (one waiter
+// for the whole burst: group commit does the rest).
 func (ch *channel) flushConfirm() {
 	ch.confirmPending = false
-	if ch.state != chOpen {
-		return
+	var wait uint64
+	ch.confMu.Lock()
+	for i := range ch.pend {
+		if !ch.pend[i].done && ch.pend[i].wait > ch.maxRegistered {
+			wait = max(wait, ch.pend[i].wait)
+		}
 	}
-	ch.c.writeMethod(ch.id, &amqp.BasicAck{DeliveryTag: ch.confirmedSeq, Multiple: true})
+	if wait > 0 {
+		ch.maxRegistered = wait
+	}
+	ch.confMu.Unlock()
+	if wait > 0 && ch.c.cfg.Durability != nil {
+		ch.c.cfg.Durability.OnDurable(wait, func(err error) { ch.durableUpTo(wait, err) })
+	}
+	ch.sendConfirms()
+}
+
+// durableUpTo marks publishes waiting for positions up to pos as ready
+// (nacked if the store failed).
+func (ch *channel) durableUpTo(pos uint64, err error) {
+	ch.confMu.Lock()
+	for i := range ch.pend {
+		p := &ch.pend[i]
+		if !p.done && p.wait <= pos {
+			p.done = true
+			if err != nil {
+				p.nack = true
+			}
+		}
+	}
+	ch.confMu.Unlock()
+	ch.sendConfirms()
+}
+
+// sendConfirms writes acks (coalesced) and nacks for the ready prefix.
+func (ch *channel) sendConfirms() {
+	ch.confMu.Lock()
+	defer ch.confMu.Unlock()
+	var lastAck uint64
+	i := 0
+	for ; i < len(ch.pend) && ch.pend[i].done; i++ {
+		p := ch.pend[i]
+		if p.nack {
+			if lastAck > 0 {
+				ch.c.writeMethod(ch.id, &amqp.BasicAck{DeliveryTag: lastAck, Multiple: true})
+				lastAck = 0
+			}
+			ch.c.writeMethod(ch.id, &amqp.BasicNack{DeliveryTag: p.seq})
+			continue
+		}
+		lastAck = p.seq
+	}
+	if lastAck > 0 {
+		ch.c.writeMethod(ch.id, &amqp.BasicAck{DeliveryTag: lastAck, Multiple: true})
+	}
+	n := copy(ch.pend, ch.pend[i:])
+	ch.pend = ch.pend[:n]
 }

@@ -28,10 +28,10 @@ type VHost interface {
 	// Queue returns a queue for basic.consume / basic.get after checking read
 	// permission and exclusivity.
 	Queue(name string, owner uint64) (*queue.Queue, error)
-	// Publish routes msg from exchange with routing key and enqueues it.
-	// It returns how many queues took it and whether any refused it
-	// (reject-publish overflow).
-	Publish(exchange, key string, msg *queue.Message) (int, bool, error)
+	// Publish routes msg from exchange with routing key and enqueues it:
+	// how many queues took it, whether any refused it (reject-publish), and
+	// the store position a confirm must wait for.
+	Publish(exchange, key string, msg *queue.Message) (queue.Routed, error)
 	// RegisterReplyTo routes messages published to the default exchange
 	// with routing key name (amq.rabbitmq.reply-to.*) to deliver.
 	RegisterReplyTo(name string, deliver func(*queue.Message) bool)
@@ -41,6 +41,12 @@ type VHost interface {
 	CanPublish(exchange string) error
 	// ConnectionClosed deletes the exclusive queues owned by owner.
 	ConnectionClosed(owner uint64)
+}
+
+// Durability tells when a store position is on disk (publisher confirms of
+// persistent messages wait for it).
+type Durability interface {
+	OnDurable(pos uint64, fn func(error))
 }
 
 // Server is what a connection needs from the node that accepted it.
@@ -58,6 +64,7 @@ type Config struct {
 	FrameMax       uint32
 	Heartbeat      uint16
 	MaxMessageSize int
+	Durability     Durability // nil: nothing is persisted
 	Product        string
 	Version        string
 	ClusterName    string

@@ -359,7 +359,10 @@ type Definitions struct {
 func (s *Store) Export() Definitions {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := s.state
+	return exportState(s.state)
+}
+
+func exportState(st *State) Definitions {
 	d := Definitions{TopicPerms: []any{}, Parameters: []any{}, GlobalParams: []any{}}
 	for _, u := range st.Users {
 		if u.Tags == nil {
@@ -459,35 +462,7 @@ func isBuiltin(name string) bool {
 // Import proposes the commands that create everything in d, in dependency
 // order: vhosts, users, permissions, policies, exchanges, queues, bindings.
 func (s *Store) Import(d Definitions) error {
-	var cmds []Command
-	for _, v := range d.VHosts {
-		cmds = append(cmds, Command{Op: OpAddVHost, VHost: v.Name})
-	}
-	for _, u := range d.Users {
-		u := u
-		cmds = append(cmds, Command{Op: OpPutUser, User: &u})
-	}
-	for _, p := range d.Permissions {
-		p := p
-		cmds = append(cmds, Command{Op: OpSetPermissions, Permission: &p})
-	}
-	for _, p := range d.Policies {
-		p := p
-		cmds = append(cmds, Command{Op: OpSetPolicy, Policy: &p})
-	}
-	for _, x := range d.Exchanges {
-		x := x
-		cmds = append(cmds, Command{Op: OpDeclareExchange, Exchange: &x})
-	}
-	for _, q := range d.Queues {
-		q := q
-		cmds = append(cmds, Command{Op: OpDeclareQueue, Queue: &q})
-	}
-	for _, b := range d.Bindings {
-		b := b
-		cmds = append(cmds, Command{Op: OpBind, Binding: &b})
-	}
-	for _, c := range cmds {
+	for _, c := range Commands(d) {
 		if err := s.Propose(c); err != nil {
 			return fmt.Errorf("import %s: %w", c.Op, err)
 		}

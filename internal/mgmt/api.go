@@ -1006,11 +1006,11 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 				msg.Expiration, msg.HasExpiration = ms, true
 			}
 		}
-		n, _, err := sess.Publish(name, body.RoutingKey, msg)
+		res, err := sess.Publish(name, body.RoutingKey, msg)
 		if err != nil {
 			return 0, nil, amqpToHTTP(err)
 		}
-		return 200, map[string]bool{"routed": n > 0}, nil
+		return 200, map[string]bool{"routed": res.Queues > 0}, nil
 	case "bindings":
 		if len(seg) == 4 && seg[3] == "source" {
 			return 200, s.bindingList(vh, func(b metadata.Binding) bool { return b.Source == name }, ""), nil

@@ -84,6 +84,17 @@ type Config struct {
 	// Policy holds the effective policy definition keys (message-ttl,
 	// expires, max-length, ...); queue arguments win over them.
 	Policy map[string]any
+	// Store keeps persistent messages of a durable queue (nil: memory only).
+	Store Store
+}
+
+// Store is where a durable queue keeps its persistent messages. Enqueue
+// returns a reference (also the position a publisher confirm waits for);
+// Remove forgets messages that left the queue. The durable store is a
+// write-ahead log; a replicated store plugs in at the same seam.
+type Store interface {
+	Enqueue(queue string, m *Message) (ref uint64, err error)
+	Remove(queue string, refs []uint64)
 }
 
 // Overflow behaviours of a length-limited queue.
@@ -126,6 +137,7 @@ type Settings struct {
 
 type entry struct {
 	id          uint64
+	ref         uint64 // store reference of a persisted message (0: none)
 	msg         *Message
 	redelivered bool
 	expiresAt   int64 // unix nanos; 0 = never
@@ -171,6 +183,8 @@ type Queue struct {
 	now        func() time.Time
 
 	pendingDL []DeadLetter
+	removes   []uint64 // store refs to forget, flushed before unlocking
+	storeKey  string
 
 	// OnUnused is called when an auto-delete queue loses its last consumer.
 	OnUnused func(q *Queue)
@@ -191,6 +205,7 @@ type Stats struct {
 func New(cfg Config) *Queue {
 	q := &Queue{cfg: cfg, unacked: make(map[uint64]entry), now: time.Now}
 	q.set = EffectiveSettings(cfg.Args, cfg.Policy)
+	q.storeKey = cfg.VHost + "\x00" + cfg.Name
 	q.levels = make([]level, q.set.MaxPriority+1)
 	q.lastUsed = q.now()
 	return q
@@ -316,6 +331,13 @@ func (q *Queue) Config() Config {
 // Name returns the queue's name.
 func (q *Queue) Name() string { return q.cfg.Name }
 
+// Routed sums up a publish across the queues it was routed to.
+type Routed struct {
+	Queues   int    // queues that took the message
+	Rejected bool   // a queue refused it (reject-publish): nack it
+	WaitFor  uint64 // store position a publisher confirm must wait for
+}
+
 // PublishResult tells the publisher what became of a message.
 type PublishResult uint8
 
@@ -326,12 +348,14 @@ const (
 	Dropped                // queue deleted
 )
 
-// Publish enqueues m and dispatches it if a consumer has room.
-func (q *Queue) Publish(m *Message) PublishResult {
+// Publish enqueues m and dispatches it if a consumer has room. For a
+// persistent message in a durable queue it also returns the store reference
+// a publisher confirm must wait for (0 when there is nothing to wait for).
+func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return Dropped
+		return Dropped, 0
 	}
 	q.stats.Published++
 	// reject-publish refuses the newcomer when the queue is full.
@@ -342,10 +366,19 @@ func (q *Queue) Publish(m *Message) PublishResult {
 		dls := q.takeDL()
 		q.mu.Unlock()
 		q.deadLetter(dls)
-		return Rejected
+		return Rejected, 0
 	}
 	q.nextID++
 	e := entry{id: q.nextID, msg: m}
+	if m.Persistent && q.cfg.Store != nil {
+		ref, err := q.cfg.Store.Enqueue(q.storeKey, m)
+		if err != nil {
+			// a storage failure: refuse (the publisher gets a nack)
+			q.mu.Unlock()
+			return Rejected, 0
+		}
+		e.ref = ref
+	}
 	ttl := q.set.MessageTTL
 	if m.HasExpiration && (ttl < 0 || m.Expiration < ttl) {
 		ttl = m.Expiration
@@ -355,9 +388,10 @@ func (q *Queue) Publish(m *Message) PublishResult {
 	}
 	// Fast path: nothing waiting, hand straight to a consumer (a message
 	// delivered now cannot expire, even with TTL 0).
-	if fast := (entry{id: e.id, msg: m}); q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
+	if fast := (entry{id: e.id, ref: e.ref, msg: m}); q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
+		q.flushRemoves()
 		q.mu.Unlock()
-		return Enqueued
+		return Enqueued, e.ref
 	}
 	if ttl == 0 {
 		// TTL 0: deliver now or never.
@@ -374,7 +408,7 @@ func (q *Queue) Publish(m *Message) PublishResult {
 	dls := q.takeDL()
 	q.mu.Unlock()
 	q.deadLetter(dls)
-	return Enqueued
+	return Enqueued, e.ref
 }
 
 func (q *Queue) full(extra int) bool {
@@ -411,6 +445,7 @@ func (q *Queue) push(e entry) {
 // queueDL records a message to dead-letter after the lock is released, or
 // drops it when the queue has no dead-letter exchange.
 func (q *Queue) queueDL(e entry, reason string) {
+	q.forget(e)
 	if !q.set.HasDLX {
 		return
 	}
@@ -424,7 +459,26 @@ func (q *Queue) queueDL(e entry, reason string) {
 	}
 }
 
+// forget notes that e left the queue for good.
+func (q *Queue) forget(e entry) {
+	if e.ref != 0 {
+		q.removes = append(q.removes, e.ref)
+	}
+}
+
+// flushRemoves tells the store which persisted messages are gone.
+func (q *Queue) flushRemoves() {
+	if len(q.removes) > 0 && q.cfg.Store != nil {
+		q.cfg.Store.Remove(q.storeKey, q.removes)
+	}
+	q.removes = q.removes[:0]
+}
+
+// StoreKey identifies the queue in its store.
+func (q *Queue) StoreKey() string { return q.storeKey }
+
 func (q *Queue) takeDL() []DeadLetter {
+	q.flushRemoves()
 	d := q.pendingDL
 	q.pendingDL = nil
 	return d
@@ -488,6 +542,8 @@ func (q *Queue) offer(e entry) bool {
 			}
 			if !c.noAck {
 				q.unacked[e.id] = e
+			} else {
+				q.forget(e)
 			}
 			return true
 		}
@@ -756,6 +812,9 @@ func (q *Queue) Get(noAck bool) (Delivery, bool) {
 	e := q.pop()
 	if !noAck {
 		q.unacked[e.id] = e
+	} else {
+		q.forget(e)
+		q.flushRemoves()
 	}
 	q.stats.Delivered++
 	if e.redelivered {
@@ -771,11 +830,13 @@ func (q *Queue) Get(noAck bool) (Delivery, bool) {
 func (q *Queue) Ack(ids ...uint64) {
 	q.mu.Lock()
 	for _, id := range ids {
-		if _, ok := q.unacked[id]; ok {
+		if e, ok := q.unacked[id]; ok {
 			delete(q.unacked, id)
+			q.forget(e)
 			q.stats.Acked++
 		}
 	}
+	q.flushRemoves()
 	q.mu.Unlock()
 }
 
@@ -836,6 +897,8 @@ func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := q.count
+	q.forgetReady()
+	q.flushRemoves()
 	q.levels = make([]level, len(q.levels))
 	q.count, q.readyBytes, q.nextExpiry = 0, 0, 0
 	return n
@@ -862,6 +925,11 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	}
 	q.consumers = nil
 	q.active = nil
+	q.forgetReady()
+	for _, e := range q.unacked {
+		q.forget(e)
+	}
+	q.flushRemoves()
 	q.levels = make([]level, len(q.levels))
 	q.count, q.readyBytes = 0, 0
 	q.unacked = map[uint64]entry{}
@@ -872,6 +940,36 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		q.expTimer.Stop()
 	}
 	return n, nil
+}
+
+// forgetReady forgets every ready message (purge, delete).
+func (q *Queue) forgetReady() {
+	for i := range q.levels {
+		l := &q.levels[i]
+		for _, e := range l.returned {
+			q.forget(e)
+		}
+		for j := 0; j < l.ready.size; j++ {
+			q.forget(l.ready.buf[(l.ready.head+j)%len(l.ready.buf)])
+		}
+	}
+}
+
+// Recovered is a persisted message found in the store at start.
+type Recovered struct {
+	Ref uint64
+	Msg *Message
+}
+
+// Restore puts recovered messages back, in order, marked redelivered (they
+// may have been delivered before the restart).
+func (q *Queue) Restore(ms []Recovered) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, r := range ms {
+		q.nextID++
+		q.push(entry{id: q.nextID, ref: r.Ref, msg: r.Msg, redelivered: true})
+	}
 }
 
 // Deleted reports whether Delete succeeded.

@@ -137,7 +137,7 @@ func TestDeleteCancelsAndConditions(t *testing.T) {
 	if err != nil || n != 1 || !c.cancelled {
 		t.Fatalf("delete n=%d err=%v cancelled=%v", n, err, c.cancelled)
 	}
-	if q.Publish(msg("y")) != Dropped {
+	if r, _ := q.Publish(msg("y")); r != Dropped {
 		t.Fatal("publish to a deleted queue accepted")
 	}
 }

@@ -441,21 +441,21 @@ func (s *Session) canPublish(name string, x *Exchange) error {
 
 // Publish routes msg and enqueues it on every matching queue. It returns
 // how many queues took it and whether any refused it (reject-publish).
-func (s *Session) Publish(exName, key string, msg *queue.Message) (int, bool, error) {
+func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed, error) {
 	v := s.v
 	v.mu.RLock()
 	x := v.exchanges[exName]
 	if err := s.canPublish(exName, x); err != nil {
 		v.mu.RUnlock()
-		return 0, false, err
+		return queue.Routed{}, err
 	}
 	qs := s.qbuf[:0]
 	if exName == "" && strings.HasPrefix(key, ReplyToPrefix) {
 		v.mu.RUnlock()
 		if fn, ok := v.replyTo.Load(key); ok && fn.(func(*queue.Message) bool)(msg) {
-			return 1, false, nil
+			return queue.Routed{Queues: 1}, nil
 		}
-		return 0, false, nil
+		return queue.Routed{}, nil
 	}
 	if exName == "" {
 		if q := v.queues[key]; q != nil {
@@ -471,18 +471,20 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (int, bool, er
 		}
 	}
 	v.mu.RUnlock()
-	n, rejected := 0, false
+	var r queue.Routed
 	for i, q := range qs {
-		switch q.Publish(msg) {
+		res, ref := q.Publish(msg)
+		switch res {
 		case queue.Enqueued:
-			n++
+			r.Queues++
 		case queue.Rejected:
-			rejected = true
+			r.Rejected = true
 		}
+		r.WaitFor = max(r.WaitFor, ref)
 		qs[i] = nil
 	}
 	s.qbuf = qs[:0]
-	return n, rejected, nil
+	return r, nil
 }
 
 // route appends the queues x routes key to, following exchange-to-exchange

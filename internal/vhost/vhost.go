@@ -50,7 +50,12 @@ type VHost struct {
 	deleted   bool
 
 	replyTo sync.Map // amq.rabbitmq.reply-to.* name → func(*queue.Message) bool
+
+	store queue.Store // persistent messages of durable queues (nil: none)
 }
+
+// SetStore sets the message store durable queues created from now on use.
+func (v *VHost) SetStore(s queue.Store) { v.store = s }
 
 // New returns an empty vhost; Apply fills it from committed commands.
 func New(name string, meta *metadata.Store, log *slog.Logger) *VHost {
@@ -107,7 +112,11 @@ func (v *VHost) Apply(c metadata.Command) {
 		d := c.Queue
 		v.mu.Lock()
 		if _, ok := v.queues[d.Name]; !ok {
-			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues")})
+			var st queue.Store
+			if d.Durable {
+				st = v.store
+			}
+			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st})
 			q.OnUnused = v.autoDelete
 			q.OnExpire = v.autoDelete
 			q.OnDeadLetter = v.deadLetter

@@ -13,7 +13,9 @@ import (
 	"testing"
 )
 
-func rec(i int) []byte { return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50))) }
+func rec(i int) []byte {
+	return []byte(fmt.Sprintf("record-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%50)))
+}
 
 func replayAll(t *testing.T, l *Log) [][]byte {
 	t.Helper()
