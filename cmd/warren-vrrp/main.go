@@ -1,0 +1,134 @@
+// Command warren-vrrp holds a floating virtual IP with VRRP (keepalived's
+// role), driven by a keepalived.conf-style file:
+//
+//	warren-vrrp -f /etc/keepalived/keepalived.conf   # -t tests the file
+//
+// It runs in the foreground and logs to stdout (-D detaches, --pid-file
+// writes the pid). SIGUSR1 writes a state dump to /tmp/warren-vrrp.data;
+// SIGTERM or SIGINT stops gracefully (the master hands over at once).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/warrenmq/warren/internal/vrrp"
+	"github.com/warrenmq/warren/internal/vrrp/netlink"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	file := "/etc/keepalived/keepalived.conf"
+	test, daemon := false, false
+	pidFile, status, dump := "", "", "/tmp/warren-vrrp.data"
+	for i := 0; i < len(args); i++ {
+		next := func() string {
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			fmt.Fprintf(os.Stderr, "warren-vrrp: %s needs a value\n", args[i])
+			os.Exit(64)
+			return ""
+		}
+		switch args[i] {
+		case "-f", "--use-file":
+			file = next()
+		case "-t", "--config-test":
+			test = true
+		case "-D", "--daemon":
+			daemon = true
+		case "-n", "--dont-fork", "-l", "--log-console", "-P", "--vrrp":
+		case "--pid-file", "-p":
+			pidFile = next()
+		case "--status-addr":
+			status = next()
+		case "--dump-file":
+			dump = next()
+		default:
+			fmt.Fprintf(os.Stderr, "warren-vrrp: unknown option %s\nusage: warren-vrrp -f keepalived.conf [-t] [-D] [--pid-file F] [--status-addr 127.0.0.1:9000]\n", args[i])
+			return 64
+		}
+	}
+	cfg, err := vrrp.Parse(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warren-vrrp:", err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warren-vrrp: warning:", w)
+	}
+	if test {
+		fmt.Printf("%s: configuration is valid (%d instance(s))\n", file, len(cfg.Instances))
+		return 0
+	}
+	if err := vrrp.CheckCapabilities(); err != nil {
+		fmt.Fprintln(os.Stderr, "warren-vrrp:", err)
+		return 1
+	}
+	if daemon && os.Getenv("WARREN_VRRP_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "WARREN_VRRP_CHILD=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "warren-vrrp: cannot daemonize:", err)
+			return 1
+		}
+		return 0
+	}
+	if pidFile != "" {
+		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+		defer os.Remove(pidFile)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
+	var ifs []string
+	seen := map[string]bool{}
+	for _, in := range cfg.Instances {
+		if !seen[in.Interface] {
+			seen[in.Interface] = true
+			ifs = append(ifs, in.Interface)
+		}
+	}
+	nt, err := netlink.Open(ifs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warren-vrrp:", err)
+		return 1
+	}
+	defer nt.Close()
+	d, err := vrrp.NewDaemon(cfg, nt, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warren-vrrp:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	go func() {
+		for s := range sig {
+			if s == syscall.SIGUSR1 {
+				os.WriteFile(dump, []byte(d.Dump()), 0o644)
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			cancel()
+			return
+		}
+	}()
+	if status != "" {
+		go http.ListenAndServe(status, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(d.State())
+		}))
+	}
+	d.Run(ctx)
+	return 0
+}
