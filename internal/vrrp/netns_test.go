@@ -1,0 +1,315 @@
+package vrrp_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Multi-host tests: hosts are network namespaces (wv*) on a bridge that
+// lives in its own namespace, addresses 10.77.8.0/24 only. Everything is
+// torn down after each test, and leftovers are removed before.
+
+const prefix = "wv"
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func cleanupNS() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			exec.Command("ip", "netns", "del", f[0]).Run()
+		}
+	}
+}
+
+type lab struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	hosts []string
+}
+
+// newLab makes a bridge namespace and n hosts wv1..wvn with 10.77.8.i/24
+// on eth0, plus a client host wvc at 10.77.8.100.
+func newLab(t *testing.T, n int) *lab {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespace tests need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 (ip) not installed")
+	}
+	cleanupNS()
+	t.Cleanup(cleanupNS)
+	l := &lab{t: t, dir: t.TempDir()}
+	l.bin = filepath.Join(l.dir, "warren-vrrp")
+	if out, err := exec.Command("go", "build", "-o", l.bin, "github.com/warrenmq/warren/cmd/warren-vrrp").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	br := prefix + "br"
+	sh(t, "ip", "netns", "add", br)
+	sh(t, "ip", "-n", br, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", br, "link", "set", "br0", "up")
+	add := func(name, addr string) {
+		sh(t, "ip", "netns", "add", name)
+		sh(t, "ip", "link", "add", name+"-e", "type", "veth", "peer", "name", name+"-b")
+		sh(t, "ip", "link", "set", name+"-e", "netns", name)
+		sh(t, "ip", "link", "set", name+"-b", "netns", br)
+		sh(t, "ip", "-n", name, "link", "set", name+"-e", "name", "eth0")
+		sh(t, "ip", "-n", name, "addr", "add", addr+"/24", "dev", "eth0")
+		sh(t, "ip", "-n", name, "link", "set", "eth0", "up")
+		sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+		sh(t, "ip", "-n", br, "link", "set", name+"-b", "master", "br0")
+		sh(t, "ip", "-n", br, "link", "set", name+"-b", "up")
+	}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		add(name, fmt.Sprintf("10.77.8.%d", i))
+		l.hosts = append(l.hosts, name)
+	}
+	add(prefix+"c", "10.77.8.100")
+	return l
+}
+
+const vip = "10.77.8.66"
+
+func (l *lab) conf(name, state string, prio int, advert string, version int, extra string) string {
+	p := filepath.Join(l.dir, name+".conf")
+	auth := "   authentication {\n       auth_type PASS\n       auth_pass 1111\n   }\n"
+	if version == 3 {
+		auth = ""
+	}
+	text := fmt.Sprintf(`global_defs {
+   router_id %s
+   vrrp_version %d
+   vrrp_garp_master_delay 1
+}
+%s
+vrrp_instance VI_1 {
+   state %s
+   interface eth0
+   virtual_router_id 66
+   priority %d
+   advert_int %s
+%s%s
+   virtual_ipaddress {
+       %s/24
+   }
+}
+`, name, version, scriptBlock(extra), state, prio, advert, auth, instanceExtra(extra), vip)
+	os.WriteFile(p, []byte(text), 0o644)
+	return p
+}
+
+// extra is "script:<path>" (a track script checking a file) or "nopreempt".
+func scriptBlock(extra string) string {
+	if f, ok := strings.CutPrefix(extra, "script:"); ok {
+		return fmt.Sprintf("vrrp_script chk {\n   script \"/bin/test -e %s\"\n   interval 0.2\n   weight -20\n   fall 1\n   rise 1\n}\n", f)
+	}
+	return ""
+}
+
+func instanceExtra(extra string) string {
+	switch {
+	case strings.HasPrefix(extra, "script:"):
+		return "   track_script {\n       chk\n   }\n"
+	case extra == "nopreempt":
+		return "   nopreempt\n"
+	}
+	return ""
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func (l *lab) start(host, conf string) *proc {
+	logf := filepath.Join(l.dir, host+".log")
+	f, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command("ip", "netns", "exec", host, l.bin, "-f", conf)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logf}
+	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return p
+}
+
+func (l *lab) startKeepalived(host, conf string) *proc {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		l.t.Skip("keepalived not installed (apt-get install keepalived)")
+	}
+	logf := filepath.Join(l.dir, host+"-keepalived.log")
+	f, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command("ip", "netns", "exec", host, "keepalived", "-n", "-l", "-P", "-f", conf,
+		"-p", filepath.Join(l.dir, host+".pid"), "-r", filepath.Join(l.dir, host+"-vrrp.pid"))
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logf}
+	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return p
+}
+
+func (p *proc) signal(s syscall.Signal) {
+	p.cmd.Process.Signal(s)
+	p.cmd.Wait()
+}
+
+func (l *lab) holders() []string {
+	var hs []string
+	for _, h := range l.hosts {
+		out, _ := exec.Command("ip", "-n", h, "-4", "addr", "show", "dev", "eth0").Output()
+		if strings.Contains(string(out), vip+"/") {
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+// waitHolder waits until exactly host holds the VIP and returns how long.
+func (l *lab) waitHolder(host string, limit time.Duration) time.Duration {
+	return l.waitHolderAmong(host, limit, false)
+}
+
+// waitTakenBy waits until host holds the VIP; a SIGKILLed master (a dead
+// host) may still have it configured, as with keepalived.
+func (l *lab) waitTakenBy(host string, limit time.Duration) time.Duration {
+	return l.waitHolderAmong(host, limit, true)
+}
+
+func (l *lab) waitHolderAmong(host string, limit time.Duration, others bool) time.Duration {
+	l.t.Helper()
+	start := time.Now()
+	for {
+		hs := l.holders()
+		if len(hs) == 1 && hs[0] == host || others && contains(hs, host) {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			logs := ""
+			for _, h := range l.hosts {
+				for _, suf := range []string{".log", "-keepalived.log"} {
+					b, _ := os.ReadFile(filepath.Join(l.dir, h+suf))
+					logs += "--- " + h + suf + "\n" + string(b)
+				}
+			}
+			l.t.Fatalf("VIP holders %v, want only %s after %v\n%s", hs, host, limit, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// answering checks the client reaches the VIP (ARP + ICMP).
+func contains(xs []string, x string) bool {
+	for _, e := range xs {
+		if e == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *lab) answering() bool {
+	return exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-c", "1", "-W", "1", vip).Run() == nil
+}
+
+func TestKillMasterBackupTakesOver(t *testing.T) {
+	l := newLab(t, 2)
+	m := l.start("wv1", l.conf("wv1", "MASTER", 100, "1", 2, ""))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "1", 2, ""))
+	l.waitHolder("wv1", 5*time.Second)
+	time.Sleep(1500 * time.Millisecond) // the backup has heard adverts
+	m.signal(syscall.SIGKILL)
+	// Master_Down_Interval = 3*1s + (256-90)/256 s ≈ 3.65 s
+	took := l.waitTakenBy("wv2", 6*time.Second)
+	t.Logf("backup took the VIP %v after SIGKILL of the master", took)
+	if _, err := exec.LookPath("ping"); err == nil && !l.answering() {
+		t.Fatal("VIP not answering from the client after failover")
+	}
+}
+
+func TestGracefulStopHandsOverQuickly(t *testing.T) {
+	l := newLab(t, 2)
+	m := l.start("wv1", l.conf("wv1", "MASTER", 100, "1", 2, ""))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "1", 2, ""))
+	l.waitHolder("wv1", 5*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	m.signal(syscall.SIGTERM)
+	// priority 0: the backup takes over after Skew_Time (≈0.65 s), not 3.65 s
+	took := l.waitHolder("wv2", 2500*time.Millisecond)
+	t.Logf("handover after graceful stop: %v", took)
+}
+
+func TestTrackScriptMovesVIPAndPreemptsBack(t *testing.T) {
+	l := newLab(t, 2)
+	flag := filepath.Join(l.dir, "proxy-alive")
+	os.WriteFile(flag, nil, 0o644)
+	l.start("wv1", l.conf("wv1", "MASTER", 100, "0.1", 3, "script:"+flag))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, ""))
+	l.waitHolder("wv1", 3*time.Second)
+	os.Remove(flag) // "haproxy died": priority 100-20 = 80 < 90
+	l.waitHolder("wv2", 3*time.Second)
+	os.WriteFile(flag, nil, 0o644) // recovered: 100 > 90, preempt
+	l.waitHolder("wv1", 3*time.Second)
+}
+
+func TestNoPreemptKeepsVIP(t *testing.T) {
+	l := newLab(t, 2)
+	b := l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, "nopreempt"))
+	_ = b
+	l.waitHolder("wv2", 3*time.Second) // alone: it becomes master
+	l.start("wv1", l.conf("wv1", "BACKUP", 100, "0.1", 3, "nopreempt"))
+	time.Sleep(1500 * time.Millisecond)
+	if hs := l.holders(); len(hs) != 1 || hs[0] != "wv2" {
+		t.Fatalf("nopreempt: holders %v", hs)
+	}
+}
+
+func TestFastFailoverV3(t *testing.T) {
+	l := newLab(t, 2)
+	m := l.start("wv1", l.conf("wv1", "MASTER", 100, "0.1", 3, ""))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, ""))
+	l.waitHolder("wv1", 3*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	m.signal(syscall.SIGKILL)
+	took := l.waitTakenBy("wv2", 2*time.Second)
+	t.Logf("v3 advert_int 0.1: failover in %v", took)
+}
+
+func TestInteropWithKeepalived(t *testing.T) {
+	l := newLab(t, 2)
+	// keepalived is the backup; warren-vrrp the master, then the reverse
+	kconf := l.conf("wv2", "BACKUP", 90, "1", 2, "")
+	ka := l.startKeepalived("wv2", kconf)
+	w := l.start("wv1", l.conf("wv1", "MASTER", 100, "1", 2, ""))
+	l.waitHolder("wv1", 6*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if hs := l.holders(); len(hs) != 1 {
+		t.Fatalf("both claim the VIP: %v", hs)
+	}
+	w.signal(syscall.SIGTERM)
+	took := l.waitHolder("wv2", 6*time.Second)
+	t.Logf("keepalived took over from warren-vrrp (graceful stop) in %v", took)
+	// warren-vrrp comes back with the higher priority and preempts keepalived
+	l.start("wv1", l.conf("wv1", "BACKUP", 100, "1", 2, ""))
+	l.waitHolder("wv1", 8*time.Second)
+	// and the other way: keepalived master stops gracefully, warren backup takes over
+	_ = ka
+}
