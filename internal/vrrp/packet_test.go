@@ -78,7 +78,7 @@ func TestRejectsBadPackets(t *testing.T) {
 		t.Fatalf("short: %v", err)
 	}
 	bad = append([]byte(nil), v2...)
-	bad[0] = 0x42
+	bad[0] = 0x41
 	if _, err := Unmarshal(bad, nil, nil); err != ErrVersion {
 		t.Fatalf("version: %v", err)
 	}
