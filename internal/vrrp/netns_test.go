@@ -37,9 +37,9 @@ func cleanupNS() {
 }
 
 type lab struct {
-	t    *testing.T
-	bin  string
-	dir  string
+	t     *testing.T
+	bin   string
+	dir   string
 	hosts []string
 }
 
@@ -312,4 +312,70 @@ func TestInteropWithKeepalived(t *testing.T) {
 	l.waitHolder("wv1", 8*time.Second)
 	// and the other way: keepalived master stops gracefully, warren backup takes over
 	_ = ka
+}
+
+// TestFailoverFigures measures (it asserts nothing) the time from the
+// master's death (SIGKILL and its link down, as a host that dies) to the
+// VIP answering pings again from a client host, and the pings lost, for
+// keepalived and warren-vrrp with the guide's settings, and warren-vrrp
+// with VRRPv3 at 0.1 s. Run by bench/vrrp/run.sh (WARREN_VRRP_FIGURES=1).
+func TestFailoverFigures(t *testing.T) {
+	if os.Getenv("WARREN_VRRP_FIGURES") == "" {
+		t.Skip("a measurement: set WARREN_VRRP_FIGURES=1 (bench/vrrp/run.sh)")
+	}
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("ping not installed (apt-get install iputils-ping)")
+	}
+	type row struct {
+		name     string
+		took     time.Duration
+		lost, of int
+	}
+	var rows []row
+	for _, tc := range []struct {
+		name      string
+		keepalive bool
+		advert    string
+		version   int
+	}{{"keepalived, advert_int 1", true, "1", 2}, {"warren-vrrp, advert_int 1", false, "1", 2}, {"warren-vrrp v3, advert_int 0.1", false, "0.1", 3}} {
+		for round := 0; round < 3; round++ {
+			l := newLab(t, 2)
+			var m *proc
+			if tc.keepalive {
+				m = l.startKeepalived("wv1", l.conf("wv1", "MASTER", 100, tc.advert, tc.version, ""))
+				l.startKeepalived("wv2", l.conf("wv2", "BACKUP", 90, tc.advert, tc.version, ""))
+			} else {
+				m = l.start("wv1", l.conf("wv1", "MASTER", 100, tc.advert, tc.version, ""))
+				l.start("wv2", l.conf("wv2", "BACKUP", 90, tc.advert, tc.version, ""))
+			}
+			l.waitHolder("wv1", 10*time.Second)
+			time.Sleep(1500 * time.Millisecond)
+			done := make(chan row)
+			go func() {
+				start := time.Now()
+				lost, sent := 0, 0
+				for time.Since(start) < 10*time.Second {
+					sent++
+					if exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-c", "1", "-W", "0.05", "-i", "0.05", vip).Run() == nil && time.Since(start) > 100*time.Millisecond {
+						done <- row{tc.name, time.Since(start), lost, sent}
+						return
+					}
+					lost++
+				}
+				done <- row{tc.name, -1, lost, sent}
+			}()
+			// the host dies: every process in its namespace at once, then its link
+			out, _ := exec.Command("ip", "netns", "pids", "wv1").Output()
+			exec.Command("kill", append([]string{"-9"}, strings.Fields(string(out))...)...).Run()
+			exec.Command("ip", "-n", "wv1", "link", "set", "eth0", "down").Run()
+			m.cmd.Wait()
+			r := <-done
+			rows = append(rows, r)
+			cleanupNS()
+		}
+	}
+	fmt.Printf("\n| setup | failover (kill to VIP answering) | pings lost (50 ms apart) |\n|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Printf("| %s | %v | %d of %d |\n", r.name, r.took.Round(time.Millisecond), r.lost, r.of)
+	}
 }

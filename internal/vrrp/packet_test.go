@@ -3,7 +3,9 @@ package vrrp
 import (
 	"bytes"
 	"encoding/hex"
+	"go/build"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,4 +100,19 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatal("nil packet without error")
 		}
 	})
+}
+
+// TestImportsNoBrokerPackage enforces the architecture rule.
+func TestImportsNoBrokerPackage(t *testing.T) {
+	for _, dir := range []string{".", "netlink"} {
+		pkg, err := build.ImportDir(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range pkg.Imports {
+			if strings.HasPrefix(imp, "github.com/warrenmq/warren/") && imp != "github.com/warrenmq/warren/internal/vrrp" {
+				t.Errorf("%s imports %s; vrrp must not import broker packages", dir, imp)
+			}
+		}
+	}
 }
