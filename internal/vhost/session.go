@@ -280,6 +280,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		if err := s.exclusiveCheck(q, owner, m); err != nil {
 			return "", 0, 0, err
 		}
+		q.Touch() // a declare, passive or not, renews an x-expires lease
 		r, _, c := q.Counts()
 		return name, uint32(r), uint32(c), nil
 	}

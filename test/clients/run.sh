@@ -40,6 +40,8 @@ fi
 status=0
 echo "clients: python pika against 127.0.0.1:$port"
 AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" timeout 120 /usr/bin/python3 "$here/pika_basic.py" || status=1
+echo "clients: python pika queue features against 127.0.0.1:$port"
+AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" timeout 120 /usr/bin/python3 "$here/pika_features.py" || status=1
 echo "clients: RabbitMQ Java client against 127.0.0.1:$port"
 CP=/usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar
 javac -d "$tmp/classes" -cp "$CP" "$here/JavaBasic.java"
