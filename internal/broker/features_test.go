@@ -84,11 +84,19 @@ func TestQueueExpires(t *testing.T) {
 	_, url := node(t)
 	ch := channel(t, dial(t, url))
 	declare(t, ch, "exp", amqp091.Table{"x-expires": int32(100)})
-	eventually(t, "queue expiry", func() bool {
-		c := channel(t, dial(t, url))
-		_, err := c.QueueDeclarePassive("exp", false, false, false, false, nil)
-		return err != nil
-	})
+	// a passive declare renews the lease (as in RabbitMQ): check it does,
+	// then stop looking and check once that the queue went away
+	time.Sleep(60 * time.Millisecond)
+	if _, err := channel(t, dial(t, url)).QueueDeclarePassive("exp", false, false, false, false, nil); err != nil {
+		t.Fatalf("queue expired early: %v", err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, err := channel(t, dial(t, url)).QueueDeclarePassive("exp", false, false, false, false, nil); err != nil {
+		t.Fatalf("a passive declare did not renew the lease: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	_, err := channel(t, dial(t, url)).QueueDeclarePassive("exp", false, false, false, false, nil)
+	amqpErr(t, err, 404, true)
 }
 
 func TestMaxLengthOverflowModes(t *testing.T) {
