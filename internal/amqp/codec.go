@@ -17,8 +17,10 @@ type Method interface {
 	Name() string
 	HasContent() bool
 	Synchronous() bool
-	read(r *reader) error
-	write(w *writer)
+	// read and write take their cursor by value so that it stays on the
+	// stack (a pointer passed through an interface escapes to the heap).
+	read(r reader) error
+	write(w writer) writer
 }
 
 // errShort is reported for any read past the end of the input.
@@ -169,8 +171,14 @@ type Decimal struct {
 const maxDepth = 64
 
 // ReadTable decodes a long-length-prefixed table and returns the number of
-// bytes consumed.
-func ReadTable(b []byte) (Table, int, error) { return readTable(b, 0) }
+// bytes consumed. A malformed table is an *Error with code SyntaxError.
+func ReadTable(b []byte) (Table, int, error) {
+	t, n, err := readTable(b, 0)
+	if err != nil {
+		return nil, 0, NewError(SyntaxError, 0, 0, "malformed field table: %v", err)
+	}
+	return t, n, nil
+}
 
 func readTable(b []byte, depth int) (Table, int, error) {
 	if depth > maxDepth {
@@ -426,8 +434,7 @@ func DecodeMethod(payload []byte) (Method, error) {
 	if m == nil {
 		return nil, NewError(CommandInvalid, cid, mid, "unknown method: class %d, method %d", cid, mid)
 	}
-	r := reader{b: payload[4:]}
-	if err := m.read(&r); err != nil {
+	if err := m.read(reader{b: payload[4:]}); err != nil {
 		return nil, NewError(SyntaxError, cid, mid, "malformed '%s' method frame: %v", m.Name(), err)
 	}
 	return m, nil
@@ -438,6 +445,34 @@ func AppendMethod(buf []byte, m Method) ([]byte, error) {
 	w := writer{b: buf}
 	w.short(m.ClassID())
 	w.short(m.MethodID())
-	m.write(&w)
+	w = m.write(w)
 	return w.b, w.err
+}
+
+// IntValue returns a field-table value of any integer type (or a whole
+// float64, as JSON definitions carry numbers) as an int64.
+func IntValue(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case float64:
+		if x == float64(int64(x)) {
+			return int64(x), true
+		}
+	}
+	return 0, false
 }

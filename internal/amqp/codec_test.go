@@ -273,3 +273,26 @@ func BenchmarkReadFrame(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecodeProperties(b *testing.B) {
+	p := Properties{ContentType: "application/json", Headers: Table{"x-retry": int32(3)}, DeliveryMode: 2,
+		MessageID: "id-1", Timestamp: time.Unix(1700000000, 0)}
+	raw, _ := p.Append(nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeProperties(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPeekDeliveryInfo(b *testing.B) {
+	p := Properties{ContentType: "application/json", Headers: Table{"x-retry": int32(3)}, DeliveryMode: 2, Priority: 4}
+	raw, _ := p.Append(nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, _, _, _, err := PeekDeliveryInfo(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

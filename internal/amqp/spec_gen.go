@@ -92,7 +92,7 @@ func (*ConnectionStart) Name() string      { return "connection.start" }
 func (*ConnectionStart) HasContent() bool  { return false }
 func (*ConnectionStart) Synchronous() bool { return true }
 
-func (m *ConnectionStart) read(r *reader) error {
+func (m *ConnectionStart) read(r reader) error {
 	m.VersionMajor = r.octet()
 	m.VersionMinor = r.octet()
 	m.ServerProperties = r.table()
@@ -101,12 +101,13 @@ func (m *ConnectionStart) read(r *reader) error {
 	return r.err
 }
 
-func (m *ConnectionStart) write(w *writer) {
+func (m *ConnectionStart) write(w writer) writer {
 	w.octet(m.VersionMajor)
 	w.octet(m.VersionMinor)
 	w.table(m.ServerProperties)
 	w.longstr(m.Mechanisms)
 	w.longstr(m.Locales)
+	return w
 }
 
 // ConnectionStartOk is connection.start-ok (class 10, method 11).
@@ -123,7 +124,7 @@ func (*ConnectionStartOk) Name() string      { return "connection.start-ok" }
 func (*ConnectionStartOk) HasContent() bool  { return false }
 func (*ConnectionStartOk) Synchronous() bool { return true }
 
-func (m *ConnectionStartOk) read(r *reader) error {
+func (m *ConnectionStartOk) read(r reader) error {
 	m.ClientProperties = r.table()
 	m.Mechanism = r.shortstr()
 	m.Response = r.longstr()
@@ -131,11 +132,12 @@ func (m *ConnectionStartOk) read(r *reader) error {
 	return r.err
 }
 
-func (m *ConnectionStartOk) write(w *writer) {
+func (m *ConnectionStartOk) write(w writer) writer {
 	w.table(m.ClientProperties)
 	w.shortstr(m.Mechanism)
 	w.longstr(m.Response)
 	w.shortstr(m.Locale)
+	return w
 }
 
 // ConnectionSecure is connection.secure (class 10, method 20).
@@ -149,13 +151,14 @@ func (*ConnectionSecure) Name() string      { return "connection.secure" }
 func (*ConnectionSecure) HasContent() bool  { return false }
 func (*ConnectionSecure) Synchronous() bool { return true }
 
-func (m *ConnectionSecure) read(r *reader) error {
+func (m *ConnectionSecure) read(r reader) error {
 	m.Challenge = r.longstr()
 	return r.err
 }
 
-func (m *ConnectionSecure) write(w *writer) {
+func (m *ConnectionSecure) write(w writer) writer {
 	w.longstr(m.Challenge)
+	return w
 }
 
 // ConnectionSecureOk is connection.secure-ok (class 10, method 21).
@@ -169,13 +172,14 @@ func (*ConnectionSecureOk) Name() string      { return "connection.secure-ok" }
 func (*ConnectionSecureOk) HasContent() bool  { return false }
 func (*ConnectionSecureOk) Synchronous() bool { return true }
 
-func (m *ConnectionSecureOk) read(r *reader) error {
+func (m *ConnectionSecureOk) read(r reader) error {
 	m.Response = r.longstr()
 	return r.err
 }
 
-func (m *ConnectionSecureOk) write(w *writer) {
+func (m *ConnectionSecureOk) write(w writer) writer {
 	w.longstr(m.Response)
+	return w
 }
 
 // ConnectionTune is connection.tune (class 10, method 30).
@@ -191,17 +195,18 @@ func (*ConnectionTune) Name() string      { return "connection.tune" }
 func (*ConnectionTune) HasContent() bool  { return false }
 func (*ConnectionTune) Synchronous() bool { return true }
 
-func (m *ConnectionTune) read(r *reader) error {
+func (m *ConnectionTune) read(r reader) error {
 	m.ChannelMax = r.short()
 	m.FrameMax = r.long()
 	m.Heartbeat = r.short()
 	return r.err
 }
 
-func (m *ConnectionTune) write(w *writer) {
+func (m *ConnectionTune) write(w writer) writer {
 	w.short(m.ChannelMax)
 	w.long(m.FrameMax)
 	w.short(m.Heartbeat)
+	return w
 }
 
 // ConnectionTuneOk is connection.tune-ok (class 10, method 31).
@@ -217,17 +222,18 @@ func (*ConnectionTuneOk) Name() string      { return "connection.tune-ok" }
 func (*ConnectionTuneOk) HasContent() bool  { return false }
 func (*ConnectionTuneOk) Synchronous() bool { return true }
 
-func (m *ConnectionTuneOk) read(r *reader) error {
+func (m *ConnectionTuneOk) read(r reader) error {
 	m.ChannelMax = r.short()
 	m.FrameMax = r.long()
 	m.Heartbeat = r.short()
 	return r.err
 }
 
-func (m *ConnectionTuneOk) write(w *writer) {
+func (m *ConnectionTuneOk) write(w writer) writer {
 	w.short(m.ChannelMax)
 	w.long(m.FrameMax)
 	w.short(m.Heartbeat)
+	return w
 }
 
 // ConnectionOpen is connection.open (class 10, method 40).
@@ -243,7 +249,7 @@ func (*ConnectionOpen) Name() string      { return "connection.open" }
 func (*ConnectionOpen) HasContent() bool  { return false }
 func (*ConnectionOpen) Synchronous() bool { return true }
 
-func (m *ConnectionOpen) read(r *reader) error {
+func (m *ConnectionOpen) read(r reader) error {
 	var bits uint8
 	m.VirtualHost = r.shortstr()
 	m.Reserved1 = r.shortstr()
@@ -252,7 +258,7 @@ func (m *ConnectionOpen) read(r *reader) error {
 	return r.err
 }
 
-func (m *ConnectionOpen) write(w *writer) {
+func (m *ConnectionOpen) write(w writer) writer {
 	var bits uint8
 	w.shortstr(m.VirtualHost)
 	w.shortstr(m.Reserved1)
@@ -261,6 +267,7 @@ func (m *ConnectionOpen) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // ConnectionOpenOk is connection.open-ok (class 10, method 41).
@@ -274,13 +281,14 @@ func (*ConnectionOpenOk) Name() string      { return "connection.open-ok" }
 func (*ConnectionOpenOk) HasContent() bool  { return false }
 func (*ConnectionOpenOk) Synchronous() bool { return true }
 
-func (m *ConnectionOpenOk) read(r *reader) error {
+func (m *ConnectionOpenOk) read(r reader) error {
 	m.Reserved1 = r.shortstr()
 	return r.err
 }
 
-func (m *ConnectionOpenOk) write(w *writer) {
+func (m *ConnectionOpenOk) write(w writer) writer {
 	w.shortstr(m.Reserved1)
+	return w
 }
 
 // ConnectionClose is connection.close (class 10, method 50).
@@ -297,7 +305,7 @@ func (*ConnectionClose) Name() string      { return "connection.close" }
 func (*ConnectionClose) HasContent() bool  { return false }
 func (*ConnectionClose) Synchronous() bool { return true }
 
-func (m *ConnectionClose) read(r *reader) error {
+func (m *ConnectionClose) read(r reader) error {
 	m.ReplyCode = r.short()
 	m.ReplyText = r.shortstr()
 	m.ClassId = r.short()
@@ -305,11 +313,12 @@ func (m *ConnectionClose) read(r *reader) error {
 	return r.err
 }
 
-func (m *ConnectionClose) write(w *writer) {
+func (m *ConnectionClose) write(w writer) writer {
 	w.short(m.ReplyCode)
 	w.shortstr(m.ReplyText)
 	w.short(m.ClassId)
 	w.short(m.MethodId)
+	return w
 }
 
 // ConnectionCloseOk is connection.close-ok (class 10, method 51).
@@ -322,11 +331,12 @@ func (*ConnectionCloseOk) Name() string      { return "connection.close-ok" }
 func (*ConnectionCloseOk) HasContent() bool  { return false }
 func (*ConnectionCloseOk) Synchronous() bool { return true }
 
-func (m *ConnectionCloseOk) read(r *reader) error {
+func (m *ConnectionCloseOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ConnectionCloseOk) write(w *writer) {
+func (m *ConnectionCloseOk) write(w writer) writer {
+	return w
 }
 
 // ConnectionBlocked is connection.blocked (class 10, method 60).
@@ -340,13 +350,14 @@ func (*ConnectionBlocked) Name() string      { return "connection.blocked" }
 func (*ConnectionBlocked) HasContent() bool  { return false }
 func (*ConnectionBlocked) Synchronous() bool { return false }
 
-func (m *ConnectionBlocked) read(r *reader) error {
+func (m *ConnectionBlocked) read(r reader) error {
 	m.Reason = r.shortstr()
 	return r.err
 }
 
-func (m *ConnectionBlocked) write(w *writer) {
+func (m *ConnectionBlocked) write(w writer) writer {
 	w.shortstr(m.Reason)
+	return w
 }
 
 // ConnectionUnblocked is connection.unblocked (class 10, method 61).
@@ -359,11 +370,12 @@ func (*ConnectionUnblocked) Name() string      { return "connection.unblocked" }
 func (*ConnectionUnblocked) HasContent() bool  { return false }
 func (*ConnectionUnblocked) Synchronous() bool { return false }
 
-func (m *ConnectionUnblocked) read(r *reader) error {
+func (m *ConnectionUnblocked) read(r reader) error {
 	return r.err
 }
 
-func (m *ConnectionUnblocked) write(w *writer) {
+func (m *ConnectionUnblocked) write(w writer) writer {
+	return w
 }
 
 // ConnectionUpdateSecret is connection.update-secret (class 10, method 70).
@@ -378,15 +390,16 @@ func (*ConnectionUpdateSecret) Name() string      { return "connection.update-se
 func (*ConnectionUpdateSecret) HasContent() bool  { return false }
 func (*ConnectionUpdateSecret) Synchronous() bool { return true }
 
-func (m *ConnectionUpdateSecret) read(r *reader) error {
+func (m *ConnectionUpdateSecret) read(r reader) error {
 	m.NewSecret = r.longstr()
 	m.Reason = r.shortstr()
 	return r.err
 }
 
-func (m *ConnectionUpdateSecret) write(w *writer) {
+func (m *ConnectionUpdateSecret) write(w writer) writer {
 	w.longstr(m.NewSecret)
 	w.shortstr(m.Reason)
+	return w
 }
 
 // ConnectionUpdateSecretOk is connection.update-secret-ok (class 10, method 71).
@@ -399,11 +412,12 @@ func (*ConnectionUpdateSecretOk) Name() string      { return "connection.update-
 func (*ConnectionUpdateSecretOk) HasContent() bool  { return false }
 func (*ConnectionUpdateSecretOk) Synchronous() bool { return true }
 
-func (m *ConnectionUpdateSecretOk) read(r *reader) error {
+func (m *ConnectionUpdateSecretOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ConnectionUpdateSecretOk) write(w *writer) {
+func (m *ConnectionUpdateSecretOk) write(w writer) writer {
+	return w
 }
 
 // ChannelOpen is channel.open (class 20, method 10).
@@ -417,13 +431,14 @@ func (*ChannelOpen) Name() string      { return "channel.open" }
 func (*ChannelOpen) HasContent() bool  { return false }
 func (*ChannelOpen) Synchronous() bool { return true }
 
-func (m *ChannelOpen) read(r *reader) error {
+func (m *ChannelOpen) read(r reader) error {
 	m.Reserved1 = r.shortstr()
 	return r.err
 }
 
-func (m *ChannelOpen) write(w *writer) {
+func (m *ChannelOpen) write(w writer) writer {
 	w.shortstr(m.Reserved1)
+	return w
 }
 
 // ChannelOpenOk is channel.open-ok (class 20, method 11).
@@ -437,13 +452,14 @@ func (*ChannelOpenOk) Name() string      { return "channel.open-ok" }
 func (*ChannelOpenOk) HasContent() bool  { return false }
 func (*ChannelOpenOk) Synchronous() bool { return true }
 
-func (m *ChannelOpenOk) read(r *reader) error {
+func (m *ChannelOpenOk) read(r reader) error {
 	m.Reserved1 = r.longstr()
 	return r.err
 }
 
-func (m *ChannelOpenOk) write(w *writer) {
+func (m *ChannelOpenOk) write(w writer) writer {
 	w.longstr(m.Reserved1)
+	return w
 }
 
 // ChannelFlow is channel.flow (class 20, method 20).
@@ -457,20 +473,21 @@ func (*ChannelFlow) Name() string      { return "channel.flow" }
 func (*ChannelFlow) HasContent() bool  { return false }
 func (*ChannelFlow) Synchronous() bool { return true }
 
-func (m *ChannelFlow) read(r *reader) error {
+func (m *ChannelFlow) read(r reader) error {
 	var bits uint8
 	bits = r.octet()
 	m.Active = bits&(1<<0) != 0
 	return r.err
 }
 
-func (m *ChannelFlow) write(w *writer) {
+func (m *ChannelFlow) write(w writer) writer {
 	var bits uint8
 	bits = 0
 	if m.Active {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // ChannelFlowOk is channel.flow-ok (class 20, method 21).
@@ -484,20 +501,21 @@ func (*ChannelFlowOk) Name() string      { return "channel.flow-ok" }
 func (*ChannelFlowOk) HasContent() bool  { return false }
 func (*ChannelFlowOk) Synchronous() bool { return false }
 
-func (m *ChannelFlowOk) read(r *reader) error {
+func (m *ChannelFlowOk) read(r reader) error {
 	var bits uint8
 	bits = r.octet()
 	m.Active = bits&(1<<0) != 0
 	return r.err
 }
 
-func (m *ChannelFlowOk) write(w *writer) {
+func (m *ChannelFlowOk) write(w writer) writer {
 	var bits uint8
 	bits = 0
 	if m.Active {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // ChannelClose is channel.close (class 20, method 40).
@@ -514,7 +532,7 @@ func (*ChannelClose) Name() string      { return "channel.close" }
 func (*ChannelClose) HasContent() bool  { return false }
 func (*ChannelClose) Synchronous() bool { return true }
 
-func (m *ChannelClose) read(r *reader) error {
+func (m *ChannelClose) read(r reader) error {
 	m.ReplyCode = r.short()
 	m.ReplyText = r.shortstr()
 	m.ClassId = r.short()
@@ -522,11 +540,12 @@ func (m *ChannelClose) read(r *reader) error {
 	return r.err
 }
 
-func (m *ChannelClose) write(w *writer) {
+func (m *ChannelClose) write(w writer) writer {
 	w.short(m.ReplyCode)
 	w.shortstr(m.ReplyText)
 	w.short(m.ClassId)
 	w.short(m.MethodId)
+	return w
 }
 
 // ChannelCloseOk is channel.close-ok (class 20, method 41).
@@ -539,11 +558,12 @@ func (*ChannelCloseOk) Name() string      { return "channel.close-ok" }
 func (*ChannelCloseOk) HasContent() bool  { return false }
 func (*ChannelCloseOk) Synchronous() bool { return true }
 
-func (m *ChannelCloseOk) read(r *reader) error {
+func (m *ChannelCloseOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ChannelCloseOk) write(w *writer) {
+func (m *ChannelCloseOk) write(w writer) writer {
+	return w
 }
 
 // ExchangeDeclare is exchange.declare (class 40, method 10).
@@ -565,7 +585,7 @@ func (*ExchangeDeclare) Name() string      { return "exchange.declare" }
 func (*ExchangeDeclare) HasContent() bool  { return false }
 func (*ExchangeDeclare) Synchronous() bool { return true }
 
-func (m *ExchangeDeclare) read(r *reader) error {
+func (m *ExchangeDeclare) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Exchange = r.shortstr()
@@ -580,7 +600,7 @@ func (m *ExchangeDeclare) read(r *reader) error {
 	return r.err
 }
 
-func (m *ExchangeDeclare) write(w *writer) {
+func (m *ExchangeDeclare) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Exchange)
@@ -603,6 +623,7 @@ func (m *ExchangeDeclare) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // ExchangeDeclareOk is exchange.declare-ok (class 40, method 11).
@@ -615,11 +636,12 @@ func (*ExchangeDeclareOk) Name() string      { return "exchange.declare-ok" }
 func (*ExchangeDeclareOk) HasContent() bool  { return false }
 func (*ExchangeDeclareOk) Synchronous() bool { return true }
 
-func (m *ExchangeDeclareOk) read(r *reader) error {
+func (m *ExchangeDeclareOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ExchangeDeclareOk) write(w *writer) {
+func (m *ExchangeDeclareOk) write(w writer) writer {
+	return w
 }
 
 // ExchangeDelete is exchange.delete (class 40, method 20).
@@ -636,7 +658,7 @@ func (*ExchangeDelete) Name() string      { return "exchange.delete" }
 func (*ExchangeDelete) HasContent() bool  { return false }
 func (*ExchangeDelete) Synchronous() bool { return true }
 
-func (m *ExchangeDelete) read(r *reader) error {
+func (m *ExchangeDelete) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Exchange = r.shortstr()
@@ -646,7 +668,7 @@ func (m *ExchangeDelete) read(r *reader) error {
 	return r.err
 }
 
-func (m *ExchangeDelete) write(w *writer) {
+func (m *ExchangeDelete) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Exchange)
@@ -658,6 +680,7 @@ func (m *ExchangeDelete) write(w *writer) {
 		bits |= 1 << 1
 	}
 	w.octet(bits)
+	return w
 }
 
 // ExchangeDeleteOk is exchange.delete-ok (class 40, method 21).
@@ -670,11 +693,12 @@ func (*ExchangeDeleteOk) Name() string      { return "exchange.delete-ok" }
 func (*ExchangeDeleteOk) HasContent() bool  { return false }
 func (*ExchangeDeleteOk) Synchronous() bool { return true }
 
-func (m *ExchangeDeleteOk) read(r *reader) error {
+func (m *ExchangeDeleteOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ExchangeDeleteOk) write(w *writer) {
+func (m *ExchangeDeleteOk) write(w writer) writer {
+	return w
 }
 
 // ExchangeBind is exchange.bind (class 40, method 30).
@@ -693,7 +717,7 @@ func (*ExchangeBind) Name() string      { return "exchange.bind" }
 func (*ExchangeBind) HasContent() bool  { return false }
 func (*ExchangeBind) Synchronous() bool { return true }
 
-func (m *ExchangeBind) read(r *reader) error {
+func (m *ExchangeBind) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Destination = r.shortstr()
@@ -705,7 +729,7 @@ func (m *ExchangeBind) read(r *reader) error {
 	return r.err
 }
 
-func (m *ExchangeBind) write(w *writer) {
+func (m *ExchangeBind) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Destination)
@@ -717,6 +741,7 @@ func (m *ExchangeBind) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // ExchangeBindOk is exchange.bind-ok (class 40, method 31).
@@ -729,11 +754,12 @@ func (*ExchangeBindOk) Name() string      { return "exchange.bind-ok" }
 func (*ExchangeBindOk) HasContent() bool  { return false }
 func (*ExchangeBindOk) Synchronous() bool { return true }
 
-func (m *ExchangeBindOk) read(r *reader) error {
+func (m *ExchangeBindOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ExchangeBindOk) write(w *writer) {
+func (m *ExchangeBindOk) write(w writer) writer {
+	return w
 }
 
 // ExchangeUnbind is exchange.unbind (class 40, method 40).
@@ -752,7 +778,7 @@ func (*ExchangeUnbind) Name() string      { return "exchange.unbind" }
 func (*ExchangeUnbind) HasContent() bool  { return false }
 func (*ExchangeUnbind) Synchronous() bool { return true }
 
-func (m *ExchangeUnbind) read(r *reader) error {
+func (m *ExchangeUnbind) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Destination = r.shortstr()
@@ -764,7 +790,7 @@ func (m *ExchangeUnbind) read(r *reader) error {
 	return r.err
 }
 
-func (m *ExchangeUnbind) write(w *writer) {
+func (m *ExchangeUnbind) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Destination)
@@ -776,6 +802,7 @@ func (m *ExchangeUnbind) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // ExchangeUnbindOk is exchange.unbind-ok (class 40, method 51).
@@ -788,11 +815,12 @@ func (*ExchangeUnbindOk) Name() string      { return "exchange.unbind-ok" }
 func (*ExchangeUnbindOk) HasContent() bool  { return false }
 func (*ExchangeUnbindOk) Synchronous() bool { return true }
 
-func (m *ExchangeUnbindOk) read(r *reader) error {
+func (m *ExchangeUnbindOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ExchangeUnbindOk) write(w *writer) {
+func (m *ExchangeUnbindOk) write(w writer) writer {
+	return w
 }
 
 // QueueDeclare is queue.declare (class 50, method 10).
@@ -813,7 +841,7 @@ func (*QueueDeclare) Name() string      { return "queue.declare" }
 func (*QueueDeclare) HasContent() bool  { return false }
 func (*QueueDeclare) Synchronous() bool { return true }
 
-func (m *QueueDeclare) read(r *reader) error {
+func (m *QueueDeclare) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -827,7 +855,7 @@ func (m *QueueDeclare) read(r *reader) error {
 	return r.err
 }
 
-func (m *QueueDeclare) write(w *writer) {
+func (m *QueueDeclare) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -849,6 +877,7 @@ func (m *QueueDeclare) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // QueueDeclareOk is queue.declare-ok (class 50, method 11).
@@ -864,17 +893,18 @@ func (*QueueDeclareOk) Name() string      { return "queue.declare-ok" }
 func (*QueueDeclareOk) HasContent() bool  { return false }
 func (*QueueDeclareOk) Synchronous() bool { return true }
 
-func (m *QueueDeclareOk) read(r *reader) error {
+func (m *QueueDeclareOk) read(r reader) error {
 	m.Queue = r.shortstr()
 	m.MessageCount = r.long()
 	m.ConsumerCount = r.long()
 	return r.err
 }
 
-func (m *QueueDeclareOk) write(w *writer) {
+func (m *QueueDeclareOk) write(w writer) writer {
 	w.shortstr(m.Queue)
 	w.long(m.MessageCount)
 	w.long(m.ConsumerCount)
+	return w
 }
 
 // QueueBind is queue.bind (class 50, method 20).
@@ -893,7 +923,7 @@ func (*QueueBind) Name() string      { return "queue.bind" }
 func (*QueueBind) HasContent() bool  { return false }
 func (*QueueBind) Synchronous() bool { return true }
 
-func (m *QueueBind) read(r *reader) error {
+func (m *QueueBind) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -905,7 +935,7 @@ func (m *QueueBind) read(r *reader) error {
 	return r.err
 }
 
-func (m *QueueBind) write(w *writer) {
+func (m *QueueBind) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -917,6 +947,7 @@ func (m *QueueBind) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // QueueBindOk is queue.bind-ok (class 50, method 21).
@@ -929,11 +960,12 @@ func (*QueueBindOk) Name() string      { return "queue.bind-ok" }
 func (*QueueBindOk) HasContent() bool  { return false }
 func (*QueueBindOk) Synchronous() bool { return true }
 
-func (m *QueueBindOk) read(r *reader) error {
+func (m *QueueBindOk) read(r reader) error {
 	return r.err
 }
 
-func (m *QueueBindOk) write(w *writer) {
+func (m *QueueBindOk) write(w writer) writer {
+	return w
 }
 
 // QueueUnbind is queue.unbind (class 50, method 50).
@@ -951,7 +983,7 @@ func (*QueueUnbind) Name() string      { return "queue.unbind" }
 func (*QueueUnbind) HasContent() bool  { return false }
 func (*QueueUnbind) Synchronous() bool { return true }
 
-func (m *QueueUnbind) read(r *reader) error {
+func (m *QueueUnbind) read(r reader) error {
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
 	m.Exchange = r.shortstr()
@@ -960,12 +992,13 @@ func (m *QueueUnbind) read(r *reader) error {
 	return r.err
 }
 
-func (m *QueueUnbind) write(w *writer) {
+func (m *QueueUnbind) write(w writer) writer {
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
 	w.shortstr(m.Exchange)
 	w.shortstr(m.RoutingKey)
 	w.table(m.Arguments)
+	return w
 }
 
 // QueueUnbindOk is queue.unbind-ok (class 50, method 51).
@@ -978,11 +1011,12 @@ func (*QueueUnbindOk) Name() string      { return "queue.unbind-ok" }
 func (*QueueUnbindOk) HasContent() bool  { return false }
 func (*QueueUnbindOk) Synchronous() bool { return true }
 
-func (m *QueueUnbindOk) read(r *reader) error {
+func (m *QueueUnbindOk) read(r reader) error {
 	return r.err
 }
 
-func (m *QueueUnbindOk) write(w *writer) {
+func (m *QueueUnbindOk) write(w writer) writer {
+	return w
 }
 
 // QueuePurge is queue.purge (class 50, method 30).
@@ -998,7 +1032,7 @@ func (*QueuePurge) Name() string      { return "queue.purge" }
 func (*QueuePurge) HasContent() bool  { return false }
 func (*QueuePurge) Synchronous() bool { return true }
 
-func (m *QueuePurge) read(r *reader) error {
+func (m *QueuePurge) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -1007,7 +1041,7 @@ func (m *QueuePurge) read(r *reader) error {
 	return r.err
 }
 
-func (m *QueuePurge) write(w *writer) {
+func (m *QueuePurge) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -1016,6 +1050,7 @@ func (m *QueuePurge) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // QueuePurgeOk is queue.purge-ok (class 50, method 31).
@@ -1029,13 +1064,14 @@ func (*QueuePurgeOk) Name() string      { return "queue.purge-ok" }
 func (*QueuePurgeOk) HasContent() bool  { return false }
 func (*QueuePurgeOk) Synchronous() bool { return true }
 
-func (m *QueuePurgeOk) read(r *reader) error {
+func (m *QueuePurgeOk) read(r reader) error {
 	m.MessageCount = r.long()
 	return r.err
 }
 
-func (m *QueuePurgeOk) write(w *writer) {
+func (m *QueuePurgeOk) write(w writer) writer {
 	w.long(m.MessageCount)
+	return w
 }
 
 // QueueDelete is queue.delete (class 50, method 40).
@@ -1053,7 +1089,7 @@ func (*QueueDelete) Name() string      { return "queue.delete" }
 func (*QueueDelete) HasContent() bool  { return false }
 func (*QueueDelete) Synchronous() bool { return true }
 
-func (m *QueueDelete) read(r *reader) error {
+func (m *QueueDelete) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -1064,7 +1100,7 @@ func (m *QueueDelete) read(r *reader) error {
 	return r.err
 }
 
-func (m *QueueDelete) write(w *writer) {
+func (m *QueueDelete) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -1079,6 +1115,7 @@ func (m *QueueDelete) write(w *writer) {
 		bits |= 1 << 2
 	}
 	w.octet(bits)
+	return w
 }
 
 // QueueDeleteOk is queue.delete-ok (class 50, method 41).
@@ -1092,13 +1129,14 @@ func (*QueueDeleteOk) Name() string      { return "queue.delete-ok" }
 func (*QueueDeleteOk) HasContent() bool  { return false }
 func (*QueueDeleteOk) Synchronous() bool { return true }
 
-func (m *QueueDeleteOk) read(r *reader) error {
+func (m *QueueDeleteOk) read(r reader) error {
 	m.MessageCount = r.long()
 	return r.err
 }
 
-func (m *QueueDeleteOk) write(w *writer) {
+func (m *QueueDeleteOk) write(w writer) writer {
 	w.long(m.MessageCount)
+	return w
 }
 
 // BasicQos is basic.qos (class 60, method 10).
@@ -1114,7 +1152,7 @@ func (*BasicQos) Name() string      { return "basic.qos" }
 func (*BasicQos) HasContent() bool  { return false }
 func (*BasicQos) Synchronous() bool { return true }
 
-func (m *BasicQos) read(r *reader) error {
+func (m *BasicQos) read(r reader) error {
 	var bits uint8
 	m.PrefetchSize = r.long()
 	m.PrefetchCount = r.short()
@@ -1123,7 +1161,7 @@ func (m *BasicQos) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicQos) write(w *writer) {
+func (m *BasicQos) write(w writer) writer {
 	var bits uint8
 	w.long(m.PrefetchSize)
 	w.short(m.PrefetchCount)
@@ -1132,6 +1170,7 @@ func (m *BasicQos) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicQosOk is basic.qos-ok (class 60, method 11).
@@ -1144,11 +1183,12 @@ func (*BasicQosOk) Name() string      { return "basic.qos-ok" }
 func (*BasicQosOk) HasContent() bool  { return false }
 func (*BasicQosOk) Synchronous() bool { return true }
 
-func (m *BasicQosOk) read(r *reader) error {
+func (m *BasicQosOk) read(r reader) error {
 	return r.err
 }
 
-func (m *BasicQosOk) write(w *writer) {
+func (m *BasicQosOk) write(w writer) writer {
+	return w
 }
 
 // BasicConsume is basic.consume (class 60, method 20).
@@ -1169,7 +1209,7 @@ func (*BasicConsume) Name() string      { return "basic.consume" }
 func (*BasicConsume) HasContent() bool  { return false }
 func (*BasicConsume) Synchronous() bool { return true }
 
-func (m *BasicConsume) read(r *reader) error {
+func (m *BasicConsume) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -1183,7 +1223,7 @@ func (m *BasicConsume) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicConsume) write(w *writer) {
+func (m *BasicConsume) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -1203,6 +1243,7 @@ func (m *BasicConsume) write(w *writer) {
 	}
 	w.octet(bits)
 	w.table(m.Arguments)
+	return w
 }
 
 // BasicConsumeOk is basic.consume-ok (class 60, method 21).
@@ -1216,13 +1257,14 @@ func (*BasicConsumeOk) Name() string      { return "basic.consume-ok" }
 func (*BasicConsumeOk) HasContent() bool  { return false }
 func (*BasicConsumeOk) Synchronous() bool { return true }
 
-func (m *BasicConsumeOk) read(r *reader) error {
+func (m *BasicConsumeOk) read(r reader) error {
 	m.ConsumerTag = r.shortstr()
 	return r.err
 }
 
-func (m *BasicConsumeOk) write(w *writer) {
+func (m *BasicConsumeOk) write(w writer) writer {
 	w.shortstr(m.ConsumerTag)
+	return w
 }
 
 // BasicCancel is basic.cancel (class 60, method 30).
@@ -1237,7 +1279,7 @@ func (*BasicCancel) Name() string      { return "basic.cancel" }
 func (*BasicCancel) HasContent() bool  { return false }
 func (*BasicCancel) Synchronous() bool { return true }
 
-func (m *BasicCancel) read(r *reader) error {
+func (m *BasicCancel) read(r reader) error {
 	var bits uint8
 	m.ConsumerTag = r.shortstr()
 	bits = r.octet()
@@ -1245,7 +1287,7 @@ func (m *BasicCancel) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicCancel) write(w *writer) {
+func (m *BasicCancel) write(w writer) writer {
 	var bits uint8
 	w.shortstr(m.ConsumerTag)
 	bits = 0
@@ -1253,6 +1295,7 @@ func (m *BasicCancel) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicCancelOk is basic.cancel-ok (class 60, method 31).
@@ -1266,13 +1309,14 @@ func (*BasicCancelOk) Name() string      { return "basic.cancel-ok" }
 func (*BasicCancelOk) HasContent() bool  { return false }
 func (*BasicCancelOk) Synchronous() bool { return true }
 
-func (m *BasicCancelOk) read(r *reader) error {
+func (m *BasicCancelOk) read(r reader) error {
 	m.ConsumerTag = r.shortstr()
 	return r.err
 }
 
-func (m *BasicCancelOk) write(w *writer) {
+func (m *BasicCancelOk) write(w writer) writer {
 	w.shortstr(m.ConsumerTag)
+	return w
 }
 
 // BasicPublish is basic.publish (class 60, method 40).
@@ -1290,7 +1334,7 @@ func (*BasicPublish) Name() string      { return "basic.publish" }
 func (*BasicPublish) HasContent() bool  { return true }
 func (*BasicPublish) Synchronous() bool { return false }
 
-func (m *BasicPublish) read(r *reader) error {
+func (m *BasicPublish) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Exchange = r.shortstr()
@@ -1301,7 +1345,7 @@ func (m *BasicPublish) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicPublish) write(w *writer) {
+func (m *BasicPublish) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Exchange)
@@ -1314,6 +1358,7 @@ func (m *BasicPublish) write(w *writer) {
 		bits |= 1 << 1
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicReturn is basic.return (class 60, method 50).
@@ -1330,7 +1375,7 @@ func (*BasicReturn) Name() string      { return "basic.return" }
 func (*BasicReturn) HasContent() bool  { return true }
 func (*BasicReturn) Synchronous() bool { return false }
 
-func (m *BasicReturn) read(r *reader) error {
+func (m *BasicReturn) read(r reader) error {
 	m.ReplyCode = r.short()
 	m.ReplyText = r.shortstr()
 	m.Exchange = r.shortstr()
@@ -1338,11 +1383,12 @@ func (m *BasicReturn) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicReturn) write(w *writer) {
+func (m *BasicReturn) write(w writer) writer {
 	w.short(m.ReplyCode)
 	w.shortstr(m.ReplyText)
 	w.shortstr(m.Exchange)
 	w.shortstr(m.RoutingKey)
+	return w
 }
 
 // BasicDeliver is basic.deliver (class 60, method 60).
@@ -1360,7 +1406,7 @@ func (*BasicDeliver) Name() string      { return "basic.deliver" }
 func (*BasicDeliver) HasContent() bool  { return true }
 func (*BasicDeliver) Synchronous() bool { return false }
 
-func (m *BasicDeliver) read(r *reader) error {
+func (m *BasicDeliver) read(r reader) error {
 	var bits uint8
 	m.ConsumerTag = r.shortstr()
 	m.DeliveryTag = r.longlong()
@@ -1371,7 +1417,7 @@ func (m *BasicDeliver) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicDeliver) write(w *writer) {
+func (m *BasicDeliver) write(w writer) writer {
 	var bits uint8
 	w.shortstr(m.ConsumerTag)
 	w.longlong(m.DeliveryTag)
@@ -1382,6 +1428,7 @@ func (m *BasicDeliver) write(w *writer) {
 	w.octet(bits)
 	w.shortstr(m.Exchange)
 	w.shortstr(m.RoutingKey)
+	return w
 }
 
 // BasicGet is basic.get (class 60, method 70).
@@ -1397,7 +1444,7 @@ func (*BasicGet) Name() string      { return "basic.get" }
 func (*BasicGet) HasContent() bool  { return false }
 func (*BasicGet) Synchronous() bool { return true }
 
-func (m *BasicGet) read(r *reader) error {
+func (m *BasicGet) read(r reader) error {
 	var bits uint8
 	m.Reserved1 = r.short()
 	m.Queue = r.shortstr()
@@ -1406,7 +1453,7 @@ func (m *BasicGet) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicGet) write(w *writer) {
+func (m *BasicGet) write(w writer) writer {
 	var bits uint8
 	w.short(m.Reserved1)
 	w.shortstr(m.Queue)
@@ -1415,6 +1462,7 @@ func (m *BasicGet) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicGetOk is basic.get-ok (class 60, method 71).
@@ -1432,7 +1480,7 @@ func (*BasicGetOk) Name() string      { return "basic.get-ok" }
 func (*BasicGetOk) HasContent() bool  { return true }
 func (*BasicGetOk) Synchronous() bool { return true }
 
-func (m *BasicGetOk) read(r *reader) error {
+func (m *BasicGetOk) read(r reader) error {
 	var bits uint8
 	m.DeliveryTag = r.longlong()
 	bits = r.octet()
@@ -1443,7 +1491,7 @@ func (m *BasicGetOk) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicGetOk) write(w *writer) {
+func (m *BasicGetOk) write(w writer) writer {
 	var bits uint8
 	w.longlong(m.DeliveryTag)
 	bits = 0
@@ -1454,6 +1502,7 @@ func (m *BasicGetOk) write(w *writer) {
 	w.shortstr(m.Exchange)
 	w.shortstr(m.RoutingKey)
 	w.long(m.MessageCount)
+	return w
 }
 
 // BasicGetEmpty is basic.get-empty (class 60, method 72).
@@ -1467,13 +1516,14 @@ func (*BasicGetEmpty) Name() string      { return "basic.get-empty" }
 func (*BasicGetEmpty) HasContent() bool  { return false }
 func (*BasicGetEmpty) Synchronous() bool { return true }
 
-func (m *BasicGetEmpty) read(r *reader) error {
+func (m *BasicGetEmpty) read(r reader) error {
 	m.Reserved1 = r.shortstr()
 	return r.err
 }
 
-func (m *BasicGetEmpty) write(w *writer) {
+func (m *BasicGetEmpty) write(w writer) writer {
 	w.shortstr(m.Reserved1)
+	return w
 }
 
 // BasicAck is basic.ack (class 60, method 80).
@@ -1488,7 +1538,7 @@ func (*BasicAck) Name() string      { return "basic.ack" }
 func (*BasicAck) HasContent() bool  { return false }
 func (*BasicAck) Synchronous() bool { return false }
 
-func (m *BasicAck) read(r *reader) error {
+func (m *BasicAck) read(r reader) error {
 	var bits uint8
 	m.DeliveryTag = r.longlong()
 	bits = r.octet()
@@ -1496,7 +1546,7 @@ func (m *BasicAck) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicAck) write(w *writer) {
+func (m *BasicAck) write(w writer) writer {
 	var bits uint8
 	w.longlong(m.DeliveryTag)
 	bits = 0
@@ -1504,6 +1554,7 @@ func (m *BasicAck) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicReject is basic.reject (class 60, method 90).
@@ -1518,7 +1569,7 @@ func (*BasicReject) Name() string      { return "basic.reject" }
 func (*BasicReject) HasContent() bool  { return false }
 func (*BasicReject) Synchronous() bool { return false }
 
-func (m *BasicReject) read(r *reader) error {
+func (m *BasicReject) read(r reader) error {
 	var bits uint8
 	m.DeliveryTag = r.longlong()
 	bits = r.octet()
@@ -1526,7 +1577,7 @@ func (m *BasicReject) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicReject) write(w *writer) {
+func (m *BasicReject) write(w writer) writer {
 	var bits uint8
 	w.longlong(m.DeliveryTag)
 	bits = 0
@@ -1534,6 +1585,7 @@ func (m *BasicReject) write(w *writer) {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicRecoverAsync is basic.recover-async (class 60, method 100).
@@ -1547,20 +1599,21 @@ func (*BasicRecoverAsync) Name() string      { return "basic.recover-async" }
 func (*BasicRecoverAsync) HasContent() bool  { return false }
 func (*BasicRecoverAsync) Synchronous() bool { return false }
 
-func (m *BasicRecoverAsync) read(r *reader) error {
+func (m *BasicRecoverAsync) read(r reader) error {
 	var bits uint8
 	bits = r.octet()
 	m.Requeue = bits&(1<<0) != 0
 	return r.err
 }
 
-func (m *BasicRecoverAsync) write(w *writer) {
+func (m *BasicRecoverAsync) write(w writer) writer {
 	var bits uint8
 	bits = 0
 	if m.Requeue {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicRecover is basic.recover (class 60, method 110).
@@ -1574,20 +1627,21 @@ func (*BasicRecover) Name() string      { return "basic.recover" }
 func (*BasicRecover) HasContent() bool  { return false }
 func (*BasicRecover) Synchronous() bool { return true }
 
-func (m *BasicRecover) read(r *reader) error {
+func (m *BasicRecover) read(r reader) error {
 	var bits uint8
 	bits = r.octet()
 	m.Requeue = bits&(1<<0) != 0
 	return r.err
 }
 
-func (m *BasicRecover) write(w *writer) {
+func (m *BasicRecover) write(w writer) writer {
 	var bits uint8
 	bits = 0
 	if m.Requeue {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // BasicRecoverOk is basic.recover-ok (class 60, method 111).
@@ -1600,11 +1654,12 @@ func (*BasicRecoverOk) Name() string      { return "basic.recover-ok" }
 func (*BasicRecoverOk) HasContent() bool  { return false }
 func (*BasicRecoverOk) Synchronous() bool { return true }
 
-func (m *BasicRecoverOk) read(r *reader) error {
+func (m *BasicRecoverOk) read(r reader) error {
 	return r.err
 }
 
-func (m *BasicRecoverOk) write(w *writer) {
+func (m *BasicRecoverOk) write(w writer) writer {
+	return w
 }
 
 // BasicNack is basic.nack (class 60, method 120).
@@ -1620,7 +1675,7 @@ func (*BasicNack) Name() string      { return "basic.nack" }
 func (*BasicNack) HasContent() bool  { return false }
 func (*BasicNack) Synchronous() bool { return false }
 
-func (m *BasicNack) read(r *reader) error {
+func (m *BasicNack) read(r reader) error {
 	var bits uint8
 	m.DeliveryTag = r.longlong()
 	bits = r.octet()
@@ -1629,7 +1684,7 @@ func (m *BasicNack) read(r *reader) error {
 	return r.err
 }
 
-func (m *BasicNack) write(w *writer) {
+func (m *BasicNack) write(w writer) writer {
 	var bits uint8
 	w.longlong(m.DeliveryTag)
 	bits = 0
@@ -1640,6 +1695,7 @@ func (m *BasicNack) write(w *writer) {
 		bits |= 1 << 1
 	}
 	w.octet(bits)
+	return w
 }
 
 // TxSelect is tx.select (class 90, method 10).
@@ -1652,11 +1708,12 @@ func (*TxSelect) Name() string      { return "tx.select" }
 func (*TxSelect) HasContent() bool  { return false }
 func (*TxSelect) Synchronous() bool { return true }
 
-func (m *TxSelect) read(r *reader) error {
+func (m *TxSelect) read(r reader) error {
 	return r.err
 }
 
-func (m *TxSelect) write(w *writer) {
+func (m *TxSelect) write(w writer) writer {
+	return w
 }
 
 // TxSelectOk is tx.select-ok (class 90, method 11).
@@ -1669,11 +1726,12 @@ func (*TxSelectOk) Name() string      { return "tx.select-ok" }
 func (*TxSelectOk) HasContent() bool  { return false }
 func (*TxSelectOk) Synchronous() bool { return true }
 
-func (m *TxSelectOk) read(r *reader) error {
+func (m *TxSelectOk) read(r reader) error {
 	return r.err
 }
 
-func (m *TxSelectOk) write(w *writer) {
+func (m *TxSelectOk) write(w writer) writer {
+	return w
 }
 
 // TxCommit is tx.commit (class 90, method 20).
@@ -1686,11 +1744,12 @@ func (*TxCommit) Name() string      { return "tx.commit" }
 func (*TxCommit) HasContent() bool  { return false }
 func (*TxCommit) Synchronous() bool { return true }
 
-func (m *TxCommit) read(r *reader) error {
+func (m *TxCommit) read(r reader) error {
 	return r.err
 }
 
-func (m *TxCommit) write(w *writer) {
+func (m *TxCommit) write(w writer) writer {
+	return w
 }
 
 // TxCommitOk is tx.commit-ok (class 90, method 21).
@@ -1703,11 +1762,12 @@ func (*TxCommitOk) Name() string      { return "tx.commit-ok" }
 func (*TxCommitOk) HasContent() bool  { return false }
 func (*TxCommitOk) Synchronous() bool { return true }
 
-func (m *TxCommitOk) read(r *reader) error {
+func (m *TxCommitOk) read(r reader) error {
 	return r.err
 }
 
-func (m *TxCommitOk) write(w *writer) {
+func (m *TxCommitOk) write(w writer) writer {
+	return w
 }
 
 // TxRollback is tx.rollback (class 90, method 30).
@@ -1720,11 +1780,12 @@ func (*TxRollback) Name() string      { return "tx.rollback" }
 func (*TxRollback) HasContent() bool  { return false }
 func (*TxRollback) Synchronous() bool { return true }
 
-func (m *TxRollback) read(r *reader) error {
+func (m *TxRollback) read(r reader) error {
 	return r.err
 }
 
-func (m *TxRollback) write(w *writer) {
+func (m *TxRollback) write(w writer) writer {
+	return w
 }
 
 // TxRollbackOk is tx.rollback-ok (class 90, method 31).
@@ -1737,11 +1798,12 @@ func (*TxRollbackOk) Name() string      { return "tx.rollback-ok" }
 func (*TxRollbackOk) HasContent() bool  { return false }
 func (*TxRollbackOk) Synchronous() bool { return true }
 
-func (m *TxRollbackOk) read(r *reader) error {
+func (m *TxRollbackOk) read(r reader) error {
 	return r.err
 }
 
-func (m *TxRollbackOk) write(w *writer) {
+func (m *TxRollbackOk) write(w writer) writer {
+	return w
 }
 
 // ConfirmSelect is confirm.select (class 85, method 10).
@@ -1755,20 +1817,21 @@ func (*ConfirmSelect) Name() string      { return "confirm.select" }
 func (*ConfirmSelect) HasContent() bool  { return false }
 func (*ConfirmSelect) Synchronous() bool { return true }
 
-func (m *ConfirmSelect) read(r *reader) error {
+func (m *ConfirmSelect) read(r reader) error {
 	var bits uint8
 	bits = r.octet()
 	m.Nowait = bits&(1<<0) != 0
 	return r.err
 }
 
-func (m *ConfirmSelect) write(w *writer) {
+func (m *ConfirmSelect) write(w writer) writer {
 	var bits uint8
 	bits = 0
 	if m.Nowait {
 		bits |= 1 << 0
 	}
 	w.octet(bits)
+	return w
 }
 
 // ConfirmSelectOk is confirm.select-ok (class 85, method 11).
@@ -1781,11 +1844,12 @@ func (*ConfirmSelectOk) Name() string      { return "confirm.select-ok" }
 func (*ConfirmSelectOk) HasContent() bool  { return false }
 func (*ConfirmSelectOk) Synchronous() bool { return true }
 
-func (m *ConfirmSelectOk) read(r *reader) error {
+func (m *ConfirmSelectOk) read(r reader) error {
 	return r.err
 }
 
-func (m *ConfirmSelectOk) write(w *writer) {
+func (m *ConfirmSelectOk) write(w writer) writer {
+	return w
 }
 
 func newMethod(classID, methodID uint16) Method {

@@ -136,7 +136,7 @@ func Generate(raw []byte) ([]byte, error) {
 					hasBits = true
 				}
 			}
-			p("func (m *%s) read(r *reader) error {\n", typ)
+			p("func (m *%s) read(r reader) error {\n", typ)
 			if hasBits {
 				p("\tvar bits uint8\n")
 			}
@@ -163,7 +163,7 @@ func Generate(raw []byte) ([]byte, error) {
 			}
 			p("\treturn r.err\n}\n\n")
 			// write
-			p("func (m *%s) write(w *writer) {\n", typ)
+			p("func (m *%s) write(w writer) writer {\n", typ)
 			if hasBits {
 				p("\tvar bits uint8\n")
 			}
@@ -197,7 +197,7 @@ func Generate(raw []byte) ([]byte, error) {
 			if inBits {
 				p("\tw.octet(bits)\n")
 			}
-			p("}\n\n")
+			p("\treturn w\n}\n\n")
 		}
 	}
 	p("func newMethod(classID, methodID uint16) Method {\n\tswitch uint32(classID)<<16 | uint32(methodID) {\n")
