@@ -538,7 +538,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	ch.mu.Unlock()
 	prio := 0
 	if v, ok := m.Arguments["x-priority"]; ok {
-		p, ok := intArg(v)
+		p, ok := amqp.IntValue(v)
 		if !ok {
 			ch.dropConsumer(cs)
 			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-priority' for consumer: expected an integer")
@@ -568,28 +568,6 @@ func (ch *channel) dropConsumer(cs *consumer) {
 		delete(ch.consumers, cs.tag)
 	}
 	ch.mu.Unlock()
-}
-
-func intArg(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return int64(x), true
-	case uint8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case int:
-		return int64(x), true
-	}
-	return 0, false
 }
 
 func (ch *channel) get(m *amqp.BasicGet) error {

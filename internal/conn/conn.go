@@ -293,15 +293,20 @@ func (c *Conn) Close(code uint16, text string) {
 }
 
 func (c *Conn) releaseChannels() {
+	for _, ch := range c.channelList() {
+		ch.release()
+	}
+}
+
+// channelList snapshots the open channels.
+func (c *Conn) channelList() []*channel {
 	c.chmu.Lock()
+	defer c.chmu.Unlock()
 	chs := make([]*channel, 0, len(c.channels))
 	for _, ch := range c.channels {
 		chs = append(chs, ch)
 	}
-	c.chmu.Unlock()
-	for _, ch := range chs {
-		ch.release()
-	}
+	return chs
 }
 
 func (c *Conn) teardown(err error) {

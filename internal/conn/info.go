@@ -57,12 +57,7 @@ func (c *Conn) Info() Info {
 
 // ChannelInfos lists the open channels.
 func (c *Conn) ChannelInfos() []ChannelInfo {
-	c.chmu.Lock()
-	chs := make([]*channel, 0, len(c.channels))
-	for _, ch := range c.channels {
-		chs = append(chs, ch)
-	}
-	c.chmu.Unlock()
+	chs := c.channelList()
 	out := make([]ChannelInfo, 0, len(chs))
 	for _, ch := range chs {
 		ch.mu.Lock()

@@ -115,13 +115,7 @@ func (c *Conn) writerFull() bool {
 
 // kickQueues asks every queue this connection consumes from to dispatch.
 func (c *Conn) kickQueues() {
-	c.chmu.Lock()
-	chs := make([]*channel, 0, len(c.channels))
-	for _, ch := range c.channels {
-		chs = append(chs, ch)
-	}
-	c.chmu.Unlock()
-	for _, ch := range chs {
+	for _, ch := range c.channelList() {
 		ch.kick()
 	}
 }

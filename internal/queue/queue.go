@@ -22,6 +22,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/warrenmq/warren/internal/amqp"
 )
 
 // Message is an immutable published message shared by every queue it was
@@ -218,30 +220,6 @@ func (q *Queue) Start() {
 	q.mu.Unlock()
 }
 
-func argInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return int64(x), true
-	case uint8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case int:
-		return int64(x), true
-	case float64: // from JSON definitions and policies
-		return int64(x), true
-	}
-	return 0, false
-}
-
 // EffectiveSettings merges queue arguments with a policy definition the way
 // RabbitMQ does: arguments win, except max-length and max-length-bytes
 // where the lower value wins.
@@ -255,19 +233,19 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 		return v, ok
 	}
 	if v, ok := pick("x-message-ttl", "message-ttl"); ok {
-		if n, ok := argInt(v); ok && n >= 0 {
+		if n, ok := amqp.IntValue(v); ok && n >= 0 {
 			s.MessageTTL = n
 		}
 	}
 	if v, ok := pick("x-expires", "expires"); ok {
-		if n, ok := argInt(v); ok && n > 0 {
+		if n, ok := amqp.IntValue(v); ok && n > 0 {
 			s.Expires = n
 		}
 	}
 	lower := func(argKey, polKey string) int64 {
 		r := int64(-1)
 		for _, v := range []any{args[argKey], policy[polKey]} {
-			if n, ok := argInt(v); ok && n >= 0 && (r < 0 || n < r) {
+			if n, ok := amqp.IntValue(v); ok && n >= 0 && (r < 0 || n < r) {
 				r = n
 			}
 		}
@@ -290,7 +268,7 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 			s.DLRK, s.HasDLRK = x, true
 		}
 	}
-	if n, ok := argInt(args["x-max-priority"]); ok && n > 0 {
+	if n, ok := amqp.IntValue(args["x-max-priority"]); ok && n > 0 {
 		s.MaxPriority = int(min(n, 255))
 	}
 	if b, ok := args["x-single-active-consumer"].(bool); ok {

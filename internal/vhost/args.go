@@ -15,28 +15,6 @@ var equivalenceArgs = map[string]bool{
 	"x-single-active-consumer": true, "x-queue-type": true, "x-queue-master-locator": true,
 }
 
-func toInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return int64(x), true
-	case uint8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case int:
-		return int64(x), true
-	}
-	return 0, false
-}
-
 func typeName(v any) string {
 	switch v.(type) {
 	case string, []byte:
@@ -52,7 +30,7 @@ func typeName(v any) string {
 	case nil:
 		return "void"
 	}
-	if _, ok := toInt(v); ok {
+	if _, ok := amqp.IntValue(v); ok {
 		return "long"
 	}
 	return fmt.Sprintf("%T", v)
@@ -67,7 +45,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 	for k, v := range args {
 		switch k {
 		case "x-message-ttl", "x-max-length", "x-max-length-bytes":
-			n, ok := toInt(v)
+			n, ok := amqp.IntValue(v)
 			if !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
@@ -75,7 +53,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
 			}
 		case "x-expires":
-			n, ok := toInt(v)
+			n, ok := amqp.IntValue(v)
 			if !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
@@ -83,7 +61,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				return bad(k, fmt.Sprintf("{value_zero_or_less,%d}", n))
 			}
 		case "x-max-priority":
-			n, ok := toInt(v)
+			n, ok := amqp.IntValue(v)
 			if !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}

@@ -599,7 +599,7 @@ func argsDiff(got amqp.Table, cur map[string]any, only map[string]bool) (string,
 }
 
 func normalise(v any) any {
-	if n, ok := toInt(v); ok {
+	if n, ok := amqp.IntValue(v); ok {
 		return n
 	}
 	switch x := v.(type) {
