@@ -173,10 +173,15 @@ func AppendHeaderFrame(buf []byte, channel uint16, classID uint16, bodySize uint
 	return finishFrame(buf, start)
 }
 
-// AppendBodyFrames appends body split into frames that fit frameMax.
+// AppendBodyFrames appends body split into frames of at most frameMax bytes
+// (payload frameMax-8). frameMax 0 means DefaultFrameMax; a value below the
+// spec's FrameMinSize, which no peer may negotiate, counts as FrameMinSize.
 func AppendBodyFrames(buf []byte, channel uint16, body []byte, frameMax uint32) []byte {
 	if frameMax == 0 {
 		frameMax = DefaultFrameMax
+	}
+	if frameMax < FrameMinSize {
+		frameMax = FrameMinSize
 	}
 	chunk := int(frameMax) - 8
 	for len(body) > 0 {
@@ -199,11 +204,11 @@ func AppendHeartbeat(buf []byte) []byte {
 // props aliases payload.
 func ParseContentHeader(payload []byte) (classID uint16, bodySize uint64, props []byte, err error) {
 	if len(payload) < 14 {
-		return 0, 0, nil, NewError(FrameError, 0, 0, "content header of %d bytes is too short", len(payload))
+		return 0, 0, nil, NewError(SyntaxError, 0, 0, "content header of %d bytes is too short", len(payload))
 	}
 	classID = binary.BigEndian.Uint16(payload)
 	if w := binary.BigEndian.Uint16(payload[2:]); w != 0 {
-		return 0, 0, nil, NewError(FrameError, classID, 0, "content header weight %d must be 0", w)
+		return 0, 0, nil, NewError(SyntaxError, classID, 0, "content header weight %d must be 0", w)
 	}
 	bodySize = binary.BigEndian.Uint64(payload[4:])
 	return classID, bodySize, payload[12:], nil
