@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -49,6 +50,13 @@ type Broker struct {
 	stopping   bool
 	appStopped bool
 	bound      []string // listener addresses as first bound (port 0 resolved)
+
+	alarmMu    sync.Mutex
+	alarms     map[string]bool
+	blocked    atomic.Bool
+	alarmEvery time.Duration
+	stopAlarms chan struct{}
+	alarmOnce  sync.Once
 	started    time.Time
 
 	wg sync.WaitGroup
@@ -66,6 +74,10 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 		matchers: map[[2]string]*auth.Matcher{},
 		conns:    map[*conn.Conn]struct{}{},
 		started:  time.Now(),
+
+		alarms:     map[string]bool{},
+		alarmEvery: time.Second,
+		stopAlarms: make(chan struct{}),
 	}
 	if err := b.recover(); err != nil {
 		b.closeStores()
@@ -309,6 +321,7 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 
 // Start opens the AMQP listeners and serves connections.
 func (b *Broker) Start() error {
+	b.alarmOnce.Do(func() { b.goTracked(func() { b.alarmLoop(b.stopAlarms) }) })
 	b.mu.RLock()
 	addrs := b.bound
 	b.mu.RUnlock()
@@ -443,6 +456,11 @@ func (b *Broker) Stop(ctx context.Context) error {
 	b.mu.Lock()
 	b.stopping = true
 	b.mu.Unlock()
+	select {
+	case <-b.stopAlarms:
+	default:
+		close(b.stopAlarms)
+	}
 	b.closeListeners()
 	for _, c := range b.Connections() {
 		c.Close(amqp.ConnectionForced, "broker forced connection closure with reason 'shutdown'")
@@ -524,5 +542,7 @@ func (b *Broker) Running() bool {
 func (b *Broker) SetMemoryHighWatermark(f float64) {
 	b.mu.Lock()
 	b.cfg.VMMemoryHighWatermark = f
+	b.cfg.VMMemoryHighWatermarkAbsolute = 0
 	b.mu.Unlock()
+	b.checkAlarms()
 }

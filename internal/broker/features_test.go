@@ -7,6 +7,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/internal/config"
 )
 
 func declare(t *testing.T, ch *amqp091.Channel, name string, args amqp091.Table) {
@@ -324,4 +326,47 @@ func TestDirectReplyTo(t *testing.T) {
 	other = channel(t, dial(t, url))
 	_, err = other.Consume("amq.rabbitmq.reply-to", "", false, false, false, false, nil)
 	amqpErr(t, err, 406, true)
+}
+
+func TestMemoryAlarmBlocksPublishers(t *testing.T) {
+	b, url := node(t, func(c *config.Config) { c.VMMemoryHighWatermark = 0.99 })
+	c := dial(t, url)
+	blocked := c.NotifyBlocked(make(chan amqp091.Blocking, 4))
+	b.SetMemoryHighWatermark(1e-12) // any resident memory is above it
+	select {
+	case bl := <-blocked:
+		if !bl.Active {
+			t.Fatalf("got %+v", bl)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection.blocked while the memory alarm is on")
+	}
+	if len(b.Alarms()) == 0 {
+		t.Fatal("no alarm reported")
+	}
+	// a consumer on another connection keeps draining
+	consumer := channel(t, dial(t, url))
+	declare(t, consumer, "alarm-q", nil)
+	d, _ := consumer.Consume("alarm-q", "", true, false, false, false, nil)
+	pub := channel(t, c)
+	pub.Confirm(false)
+	acks := pub.NotifyPublish(make(chan amqp091.Confirmation, 1))
+	publish(t, pub, "", "alarm-q", "held")
+	select {
+	case <-acks:
+		t.Fatal("publish confirmed while publishers are blocked")
+	case <-time.After(200 * time.Millisecond):
+	}
+	b.SetMemoryHighWatermark(0.99) // clears the alarm
+	select {
+	case bl := <-blocked:
+		if bl.Active {
+			t.Fatalf("got %+v", bl)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection.unblocked after the alarm cleared")
+	}
+	if m := recv(t, d); string(m.Body) != "held" {
+		t.Fatal(string(m.Body))
+	}
 }

@@ -727,6 +727,9 @@ func (ch *channel) startPublish(m *amqp.BasicPublish) error {
 	if m.Immediate {
 		return amqp.NewError(amqp.NotImplemented, m.ClassID(), m.MethodID(), "immediate=true")
 	}
+	if !ch.c.srv.PublishAllowed() {
+		ch.c.holdPublisher()
+	}
 	ch.publish = m
 	ch.gotHdr = false
 	return nil

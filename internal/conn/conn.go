@@ -370,3 +370,21 @@ func (c *Conn) SetBlocked(blocked bool, reason string) {
 		c.writeMethod(0, &amqp.ConnectionUnblocked{})
 	}
 }
+
+// holdPublisher blocks this connection's reader while a resource alarm is
+// on (RabbitMQ stops reading from a publishing connection): nothing more
+// it sends is processed until the alarm clears or the connection ends.
+func (c *Conn) holdPublisher() {
+	c.SetBlocked(true, "low on resources")
+	for !c.srv.PublishAllowed() {
+		select {
+		case <-c.closed:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if c.wfailed.Load() {
+			return
+		}
+	}
+	c.SetBlocked(false, "")
+}

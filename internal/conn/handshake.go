@@ -136,6 +136,9 @@ func (c *Conn) handshake() error {
 	c.info = Info{User: user, VHost: vh.Name(), FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat, ClientProps: c.clientProps}
 	c.infoMu.Unlock()
 	c.writeMethod(0, &amqp.ConnectionOpenOk{})
+	if !c.srv.PublishAllowed() {
+		c.SetBlocked(true, "low on resources")
+	}
 	now := nowNano()
 	c.lastRead.Store(now)
 	c.lastSent.Store(now)

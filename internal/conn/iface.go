@@ -56,6 +56,8 @@ type Server interface {
 	// OpenVHost returns the vhost view for user, or an *amqp.Error
 	// (530 NOT_ALLOWED) when the vhost is missing or access is refused.
 	OpenVHost(user, vhost string) (VHost, error)
+	// PublishAllowed is false while a resource alarm blocks publishers.
+	PublishAllowed() bool
 }
 
 // Config holds the limits and identity a connection negotiates with.

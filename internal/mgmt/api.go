@@ -80,6 +80,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		if len(seg) >= 3 && seg[1] == "checks" {
 			switch seg[2] {
 			case "alarms", "local-alarms":
+				if al := s.b.Alarms(); len(al) > 0 {
+					return 503, map[string]any{"status": "failed", "reason": "There are alarms in effect in the cluster", "alarms": al}, nil
+				}
 				return 200, map[string]string{"status": "ok"}, nil
 			case "virtual-hosts", "node-is-quorum-critical", "node-is-mirror-sync-critical":
 				return 200, map[string]string{"status": "ok"}, nil
@@ -224,7 +227,7 @@ func (s *Server) node() map[string]any {
 	}
 	return map[string]any{
 		"name": cfg.NodeName, "type": "disc", "running": true, "uptime": time.Since(s.b.Started()).Milliseconds(),
-		"mem_used": ms.Sys, "mem_alarm": false, "disk_free_alarm": false, "fd_used": fds,
+		"mem_used": ms.Sys, "mem_alarm": contains(s.b.Alarms(), "memory"), "disk_free_alarm": contains(s.b.Alarms(), "disk"), "fd_used": fds,
 		"proc_used": runtime.NumGoroutine(), "processors": runtime.NumCPU(), "os_pid": strconv.Itoa(os.Getpid()),
 		"rates_mode": "basic",
 	}
@@ -1339,4 +1342,13 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 			"disk_free_limit": cfg.DiskFreeLimit, "cluster_name": cfg.ClusterName}, nil
 	}
 	return 0, nil, errStatus(404, "Not Found")
+}
+
+func contains(xs []string, x string) bool {
+	for _, e := range xs {
+		if e == x {
+			return true
+		}
+	}
+	return false
 }

@@ -78,8 +78,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mChans, prometheus.GaugeValue, float64(chans))
 	ch <- prometheus.MustNewConstMetric(mQueues, prometheus.GaugeValue, float64(queues))
 	ch <- prometheus.MustNewConstMetric(mConsumers, prometheus.GaugeValue, float64(consumers))
-	ch <- prometheus.MustNewConstMetric(mMemAlarm, prometheus.GaugeValue, 0)
-	ch <- prometheus.MustNewConstMetric(mDiskAlarm, prometheus.GaugeValue, 0)
+	memA, diskA := 0.0, 0.0
+	for _, a := range c.b.Alarms() {
+		if a == "memory" {
+			memA = 1
+		} else if a == "disk" {
+			diskA = 1
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(mMemAlarm, prometheus.GaugeValue, memA)
+	ch <- prometheus.MustNewConstMetric(mDiskAlarm, prometheus.GaugeValue, diskA)
 	ch <- prometheus.MustNewConstMetric(mRSS, prometheus.GaugeValue, float64(rss()))
 	cfg := c.b.Config()
 	ch <- prometheus.MustNewConstMetric(mIdentity, prometheus.GaugeValue, 1, cfg.NodeName, cfg.ClusterName)

@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Resource alarms, as RabbitMQ raises them: when the node's memory use is
+// above vm_memory_high_watermark (relative to total memory, or absolute)
+// or the free disk space under the data directory is below
+// disk_free_limit, publishing connections are blocked (connection.blocked
+// is sent to clients that support it, and their publishes are held) while
+// consumers keep draining. connection.unblocked follows when it clears.
+
+func (b *Broker) alarmLoop(stop <-chan struct{}) {
+	t := time.NewTicker(b.alarmEvery)
+	defer t.Stop()
+	for {
+		b.checkAlarms()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// memoryLimit returns the watermark in bytes.
+func (b *Broker) memoryLimit() int64 {
+	cfg := b.Config()
+	if cfg.VMMemoryHighWatermarkAbsolute > 0 {
+		return cfg.VMMemoryHighWatermarkAbsolute
+	}
+	return int64(cfg.VMMemoryHighWatermark * float64(totalMemory()))
+}
+
+func (b *Broker) checkAlarms() {
+	mem := residentMemory()
+	memAlarm := mem > 0 && mem > b.memoryLimit()
+	diskAlarm := false
+	if b.cfg.DataDir != "" && b.cfg.DiskFreeLimit > 0 {
+		var st syscall.Statfs_t
+		if syscall.Statfs(b.cfg.DataDir, &st) == nil {
+			free := int64(st.Bavail) * int64(st.Bsize)
+			diskAlarm = free < b.cfg.DiskFreeLimit
+		}
+	}
+	b.setAlarm("memory", memAlarm, mem)
+	b.setAlarm("disk", diskAlarm, 0)
+}
+
+func (b *Broker) setAlarm(kind string, on bool, value int64) {
+	b.alarmMu.Lock()
+	was := b.alarms[kind]
+	b.alarms[kind] = on
+	any := false
+	for _, v := range b.alarms {
+		any = any || v
+	}
+	b.alarmMu.Unlock()
+	if was == on {
+		return
+	}
+	if on {
+		b.log.Warn("resource alarm raised: publishers are blocked", "alarm", kind, "memory_bytes", value, "limit_bytes", b.memoryLimit())
+	} else {
+		b.log.Info("resource alarm cleared", "alarm", kind)
+	}
+	reason := "low on " + map[string]string{"memory": "memory", "disk": "disk space"}[kind]
+	b.blocked.Store(any)
+	for _, c := range b.Connections() {
+		c.SetBlocked(any, reason)
+	}
+}
+
+// Alarms returns the active alarms.
+func (b *Broker) Alarms() []string {
+	b.alarmMu.Lock()
+	defer b.alarmMu.Unlock()
+	var out []string
+	for k, v := range b.alarms {
+		if v {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// PublishAllowed reports whether publishers may proceed (conn.Server).
+func (b *Broker) PublishAllowed() bool { return !b.blocked.Load() }
+
+func totalMemory() int64 {
+	return meminfo("MemTotal:")
+}
+
+func meminfo(key string) int64 {
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, key) {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
+}
+
+func residentMemory() int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
+}
