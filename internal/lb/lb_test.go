@@ -259,7 +259,7 @@ func waitStatus(t *testing.T, rt *Runtime, server, want string, d time.Duration)
 func TestFallAndRiseExactly(t *testing.T) {
 	a := newEcho(t, "A")
 	addr := a.addr()
-	rt, _ := startLB(t, cfgText("", "A "+addr+" check inter 40ms rise 2 fall 3"))
+	rt, _ := startLB(t, cfgText("", "A "+addr+" check inter 150ms rise 2 fall 3"))
 	waitStatus(t, rt, "A", "UP", time.Second)
 	a.kill()
 	// going down shows the fall progress, then DOWN after exactly 3 failures
