@@ -250,3 +250,65 @@ func TestDefinitionsSurviveRestart(t *testing.T) {
 		t.Fatal("transient exchange survived a restart")
 	}
 }
+
+// TestRecoverThousandQueues checks that 1,000 durable queues with
+// persistent messages all come back after kill -9.
+func TestRecoverThousandQueues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills real processes")
+	}
+	bin := buildServer(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	srv := startServer(t, bin, dir, port)
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := c.Channel()
+	ch.Confirm(false)
+	const queues, per = 1000, 3
+	var last *amqp091.DeferredConfirmation
+	for q := 0; q < queues; q++ {
+		name := fmt.Sprintf("rq-%04d", q)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		for m := 0; m < per; m++ {
+			last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", name, false, false,
+				amqp091.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprintf("%s-%d", name, m))})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ok := last.Wait(); !ok {
+		t.Fatal("last publish nacked")
+	}
+	c.Close()
+	srv.kill9()
+	start := time.Now()
+	srv = startServer(t, bin, dir, port)
+	t.Logf("restart with %d queues / %d messages took %v", queues, queues*per, time.Since(start))
+	c, err = amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ = c.Channel()
+	for q := 0; q < queues; q++ {
+		name := fmt.Sprintf("rq-%04d", q)
+		r, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		if err != nil {
+			t.Fatalf("queue %s lost: %v", name, err)
+		}
+		if r.Messages != per {
+			t.Fatalf("queue %s has %d messages, want %d", name, r.Messages, per)
+		}
+	}
+	m, ok, _ := ch.Get("rq-0999", true)
+	if !ok || string(m.Body) != "rq-0999-0" {
+		t.Fatalf("first message of rq-0999: %q", m.Body)
+	}
+}
