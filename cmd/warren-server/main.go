@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"os/signal"
 	"strconv"
@@ -34,6 +36,7 @@ func run(args []string) error {
 	pport := fs.Int("prometheus-port", -2, "Prometheus metrics port (0 disables)")
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
+	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +79,9 @@ func run(args []string) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %s: %w (set --data-dir or WARREN_DATA_DIR)", cfg.DataDir, err)
+	}
+	if *pprofAddr != "" {
+		go func() { log.Error("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	n, err := node.Start(cfg, log)
 	if err != nil {
