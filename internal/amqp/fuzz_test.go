@@ -4,27 +4,41 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"testing"
 )
 
-// chunker splits input into reads of varying small sizes.
+// chunker hands out its input in small reads whose sizes (1 to 8 bytes)
+// follow a pseudo-random sequence drawn from seed.
 type chunker struct {
-	b []byte
-	i int
+	b    []byte
+	seed uint32
 }
 
 func (c *chunker) Read(p []byte) (int, error) {
 	if len(c.b) == 0 {
 		return 0, io.EOF
 	}
-	c.i++
-	n := 1 + c.i%7
-	if n > len(p) {
-		n = len(p)
-	}
-	n = copy(p, c.b[:min(n, len(c.b))])
+	c.seed = c.seed*1664525 + 1013904223
+	n := min(1+int(c.seed>>29), len(p), len(c.b))
+	n = copy(p, c.b[:n])
 	c.b = c.b[n:]
 	return n, nil
+}
+
+// readAll reads frames until an error and returns copies of them and the
+// error that ended the stream.
+func readAll(fr *FrameReader) ([]Frame, error) {
+	var out []Frame
+	for i := 0; i < 1000; i++ {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return out, err
+		}
+		f.Payload = append([]byte(nil), f.Payload...)
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func seedFrames(f *testing.F) {
@@ -34,20 +48,22 @@ func seedFrames(f *testing.F) {
 	pub = AppendHeaderFrame(pub, 1, ClassBasic, 3, props)
 	pub = AppendBodyFrames(pub, 1, []byte("abc"), 0)
 	pub = AppendHeartbeat(pub)
-	f.Add(pub)
-	f.Add([]byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{2, 0, 1, 0, 0, 0, 0, 0xce})
+	f.Add(uint32(1), pub)
+	f.Add(uint32(7), []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Add(uint32(0), []byte{2, 0, 1, 0, 0, 0, 0, 0xce})
+	f.Add(uint32(3), append(AppendBodyFrames(nil, 2, bytes.Repeat([]byte("b"), 5000), 4096), 9, 9))
 }
 
 func FuzzFrameReader(f *testing.F) {
 	seedFrames(f)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fr := NewFrameReader(&chunker{b: data}, 4096)
-		for i := 0; i < 1000; i++ {
-			fm, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
+	f.Fuzz(func(t *testing.T, seed uint32, data []byte) {
+		whole, wholeErr := readAll(NewFrameReader(bytes.NewReader(data), 4096))
+		frames, err := readAll(NewFrameReader(&chunker{b: data, seed: seed}, 4096))
+		// Splitting the input into small reads must not change the result.
+		if !reflect.DeepEqual(frames, whole) || (err == nil) != (wholeErr == nil) || errors.Is(err, io.EOF) != errors.Is(wholeErr, io.EOF) {
+			t.Fatalf("chunked reads: %d frames, %v; one read: %d frames, %v", len(frames), err, len(whole), wholeErr)
+		}
+		for _, fm := range frames {
 			if len(fm.Payload)+8 > 4096 {
 				t.Fatalf("frame of %d bytes passed frame_max", len(fm.Payload)+8)
 			}

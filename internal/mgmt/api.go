@@ -674,25 +674,33 @@ func page(r *http.Request, items []map[string]any) (any, error) {
 		"filtered_count": total, "item_count": end - start, "total_count": total}, nil
 }
 
+// listPerVHost lists objects of every vhost the user may see (or the one
+// in seg), sorted by vhost and name, with pagination and filtering.
+func (s *Server) listPerVHost(u user, r *http.Request, seg []string, list func(string, *vhost.VHost) []map[string]any) (int, any, error) {
+	items := []map[string]any{}
+	for _, vn := range s.b.VHostNames() {
+		if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
+			continue
+		}
+		if v := s.b.VHost(vn); v != nil {
+			items = append(items, list(vn, v)...)
+		}
+	}
+	sort.Slice(items, func(i, j int) bool {
+		return items[i]["vhost"].(string)+"\x00"+items[i]["name"].(string) < items[j]["vhost"].(string)+"\x00"+items[j]["name"].(string)
+	})
+	out, err := page(r, items)
+	return 200, out, err
+}
+
 func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error) {
 	if len(seg) <= 1 && r.Method == http.MethodGet {
-		var items []map[string]any
-		for _, vn := range s.b.VHostNames() {
-			if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
-				continue
-			}
-			for _, q := range s.b.VHost(vn).Queues() {
+		return s.listPerVHost(u, r, seg, func(vn string, v *vhost.VHost) (items []map[string]any) {
+			for _, q := range v.Queues() {
 				items = append(items, s.queueJSON(vn, q))
 			}
-		}
-		sort.Slice(items, func(i, j int) bool {
-			return items[i]["vhost"].(string)+"\x00"+items[i]["name"].(string) < items[j]["vhost"].(string)+"\x00"+items[j]["name"].(string)
+			return items
 		})
-		if items == nil {
-			items = []map[string]any{}
-		}
-		out, err := page(r, items)
-		return 200, out, err
 	}
 	if len(seg) < 2 {
 		return 0, nil, errStatus(405, "Method Not Allowed")
@@ -902,23 +910,12 @@ func (s *Server) exchangeJSON(vh string, x *vhost.Exchange) map[string]any {
 
 func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, error) {
 	if len(seg) <= 1 && r.Method == http.MethodGet {
-		var items []map[string]any
-		for _, vn := range s.b.VHostNames() {
-			if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
-				continue
-			}
-			for _, x := range s.b.VHost(vn).Exchanges() {
+		return s.listPerVHost(u, r, seg, func(vn string, v *vhost.VHost) (items []map[string]any) {
+			for _, x := range v.Exchanges() {
 				items = append(items, s.exchangeJSON(vn, x))
 			}
-		}
-		sort.Slice(items, func(i, j int) bool {
-			return items[i]["vhost"].(string)+"\x00"+items[i]["name"].(string) < items[j]["vhost"].(string)+"\x00"+items[j]["name"].(string)
+			return items
 		})
-		if items == nil {
-			items = []map[string]any{}
-		}
-		out, err := page(r, items)
-		return 200, out, err
 	}
 	if len(seg) < 2 {
 		return 0, nil, errStatus(405, "Method Not Allowed")
