@@ -492,3 +492,32 @@ func TestImportsNoBrokerPackage(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleTimeouts(t *testing.T) {
+	a := newEcho(t, "A")
+	_, addr := startLB(t, "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 300ms\n  timeout server 10s\nlisten test\n  bind 127.0.0.1:0\n  server A "+a.addr()+"\n")
+	name, c := hello(t, addr)
+	if name != "A" {
+		t.Fatal(name)
+	}
+	defer c.Close()
+	// active: keep talking for a second, the session stays up
+	r := bufio.NewReader(c)
+	for i := 0; i < 10; i++ {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "x%d\n", i)
+		if l, err := r.ReadString('\n'); err != nil || l != fmt.Sprintf("x%d\n", i) {
+			t.Fatalf("active session cut: %q %v", l, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// idle: closed after timeout client
+	start := time.Now()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("idle session not closed")
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("closed after %v, far beyond timeout client 300ms", el)
+	}
+}

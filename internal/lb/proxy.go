@@ -226,14 +226,22 @@ func (rt *Runtime) session(fe *frontend, client *net.TCPConn) {
 	}
 	sess := srv.track(client, conn)
 	defer srv.untrack(sess)
+	var timedOut atomic.Value
+	stopIdle := watchIdle(client, conn, fe.cfg.Timeouts.Client, b.cfg.Timeouts.Server, func(side string) { timedOut.Store(side) })
 	in, out := pipe(client, conn)
+	stopIdle()
 	fe.bin.Add(uint64(in))
 	fe.bout.Add(uint64(out))
 	srv.bin.Add(uint64(in))
 	srv.bout.Add(uint64(out))
 	state := "--"
-	if sess.killed.Load() {
+	switch {
+	case sess.killed.Load():
 		state = "SD"
+	case timedOut.Load() == "client":
+		state = "cD" // client-side timeout during data
+	case timedOut.Load() == "server":
+		state = "sD"
 	}
 	rt.logSession(fe, b, srv, client, start, tc, in, out, retries, state)
 }
