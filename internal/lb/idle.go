@@ -2,6 +2,7 @@ package lb
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,38 +40,53 @@ func watchIdle(client, server *net.TCPConn, clientTO, serverTO time.Duration, on
 			step = max(d/4, 10*time.Millisecond)
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(step)
-		defer t.Stop()
-		lastC, _ := tcpBytes(client)
-		lastS, _ := tcpBytes(server)
-		seenC, seenS := time.Now(), time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				if n, ok := tcpBytes(client); ok && n != lastC {
-					lastC, seenC = n, now
-				}
-				if n, ok := tcpBytes(server); ok && n != lastS {
-					lastS, seenS = n, now
-				}
-				side := ""
-				if clientTO > 0 && now.Sub(seenC) > clientTO {
-					side = "client"
-				} else if serverTO > 0 && now.Sub(seenS) > serverTO {
-					side = "server"
-				}
-				if side != "" {
-					onTimeout(side)
-					client.Close()
-					server.Close()
-					return
-				}
-			}
+	// A timer, not a goroutine: short sessions end before it first fires,
+	// so connection churn pays almost nothing for it.
+	type state struct {
+		mu           sync.Mutex
+		stopped      bool
+		lastC, lastS uint64
+		seenC, seenS time.Time
+		t            *time.Timer
+	}
+	st := &state{seenC: time.Now(), seenS: time.Now()}
+	st.lastC, _ = tcpBytes(client)
+	st.lastS, _ = tcpBytes(server)
+	var check func()
+	check = func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		now := time.Now()
+		if n, ok := tcpBytes(client); ok && n != st.lastC {
+			st.lastC, st.seenC = n, now
+		}
+		if n, ok := tcpBytes(server); ok && n != st.lastS {
+			st.lastS, st.seenS = n, now
+		}
+		side := ""
+		if clientTO > 0 && now.Sub(st.seenC) > clientTO {
+			side = "client"
+		} else if serverTO > 0 && now.Sub(st.seenS) > serverTO {
+			side = "server"
+		}
+		if side != "" {
+			onTimeout(side)
+			client.Close()
+			server.Close()
+			return
+		}
+		st.t.Reset(step)
+	}
+	st.mu.Lock()
+	st.t = time.AfterFunc(step, check)
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		st.stopped = true
+		st.t.Stop()
+		st.mu.Unlock()
+	}
 }
