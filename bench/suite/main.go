@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -82,6 +83,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: no broker to measure")
 		os.Exit(1)
 	}
+	// stop both brokers if interrupted
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping the brokers")
+		for _, b := range brokers {
+			b.stop()
+		}
+		os.RemoveAll(tmp)
+		os.Exit(130)
+	}()
 	scen := scenarios()
 	results := map[string]map[int][]float64{}
 	for _, b := range brokers {
