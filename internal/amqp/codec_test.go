@@ -16,14 +16,15 @@ import (
 	"github.com/warrenmq/warren/internal/amqp/specgen"
 )
 
-// fill sets every field of a method struct to a non-zero value.
-func fill(m Method) {
+// fill sets every field of a method struct to a non-zero value; bools
+// alternate (pattern 0) or are all true (pattern 1).
+func fill(m Method, pattern int) {
 	v := reflect.ValueOf(m).Elem()
 	for i := 0; i < v.NumField(); i++ {
 		f := v.Field(i)
 		switch f.Kind() {
 		case reflect.Bool:
-			f.SetBool(i%2 == 0)
+			f.SetBool(pattern == 1 || i%2 == 0)
 		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 			f.SetUint(uint64(i + 1))
 		case reflect.String:
@@ -45,25 +46,27 @@ func TestEveryMethodRoundTrips(t *testing.T) {
 				continue
 			}
 			n++
-			fill(m)
-			buf, err := AppendMethodFrame(nil, 7, m)
-			if err != nil {
-				t.Fatalf("%s: %v", m.Name(), err)
-			}
-			fr := NewFrameReader(bytes.NewReader(buf), 0)
-			f, err := fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("%s: %v", m.Name(), err)
-			}
-			if f.Type != FrameMethod || f.Channel != 7 {
-				t.Fatalf("%s: frame %d ch %d", m.Name(), f.Type, f.Channel)
-			}
-			got, err := DecodeMethod(f.Payload)
-			if err != nil {
-				t.Fatalf("%s: %v", m.Name(), err)
-			}
-			if !reflect.DeepEqual(got, m) {
-				t.Fatalf("%s: got %+v want %+v", m.Name(), got, m)
+			for pattern := range 2 {
+				fill(m, pattern)
+				buf, err := AppendMethodFrame(nil, 7, m)
+				if err != nil {
+					t.Fatalf("%s: %v", m.Name(), err)
+				}
+				fr := NewFrameReader(bytes.NewReader(buf), 0)
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("%s: %v", m.Name(), err)
+				}
+				if f.Type != FrameMethod || f.Channel != 7 {
+					t.Fatalf("%s: frame %d ch %d", m.Name(), f.Type, f.Channel)
+				}
+				got, err := DecodeMethod(f.Payload)
+				if err != nil {
+					t.Fatalf("%s: %v", m.Name(), err)
+				}
+				if !reflect.DeepEqual(got, m) {
+					t.Fatalf("%s: got %+v want %+v", m.Name(), got, m)
+				}
 			}
 		}
 	}
