@@ -312,3 +312,64 @@ func TestRecoverThousandQueues(t *testing.T) {
 		t.Fatalf("first message of rq-0999: %q", m.Body)
 	}
 }
+
+// TestTTLSurvivesRestart checks that a persistent message keeps its TTL
+// deadline across a kill -9 (a restart neither drops nor extends it).
+func TestTTLSurvivesRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills real processes")
+	}
+	bin := buildServer(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	srv := startServer(t, bin, dir, port)
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := c.Channel()
+	ch.QueueDeclare("ttlq", true, false, false, false, nil)
+	ch.Confirm(false)
+	dc, _ := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "ttlq", false, false,
+		amqp091.Publishing{DeliveryMode: 2, Expiration: "2500", Body: []byte("short-lived")})
+	dc2, _ := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "ttlq", false, false,
+		amqp091.Publishing{DeliveryMode: 2, Body: []byte("forever")})
+	if !dc.Wait() || !dc2.Wait() {
+		t.Fatal("not confirmed")
+	}
+	published := time.Now()
+	c.Close()
+	srv.kill9()
+	srv = startServer(t, bin, dir, port)
+	c, err = amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ = c.Channel()
+	if q, _ := ch.QueueDeclarePassive("ttlq", true, false, false, false, nil); q.Messages != 2 && time.Since(published) < 2*time.Second {
+		t.Fatalf("after restart %d messages, want 2", q.Messages)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q, err := ch.QueueDeclarePassive("ttlq", true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Messages == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the persistent message's TTL was lost across the restart (%d messages)", q.Messages)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if el := time.Since(published); el < 2400*time.Millisecond {
+		t.Fatalf("expired after %v, before its 2.5 s TTL", el)
+	}
+	m, ok, _ := ch.Get("ttlq", true)
+	if !ok || string(m.Body) != "forever" {
+		t.Fatalf("survivor %q", m.Body)
+	}
+}

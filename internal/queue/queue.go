@@ -95,7 +95,9 @@ type Config struct {
 // Remove forgets messages that left the queue. The durable store is a
 // write-ahead log; a replicated store plugs in at the same seam.
 type Store interface {
-	Enqueue(queue string, m *Message) (ref uint64, err error)
+	// Enqueue persists m; expiresAt (unix nanoseconds, 0 = never) is the
+	// message's TTL deadline, kept so a restart does not extend it.
+	Enqueue(queue string, m *Message, expiresAt int64) (ref uint64, err error)
 	Remove(queue string, refs []uint64)
 }
 
@@ -348,21 +350,21 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	}
 	q.nextID++
 	e := entry{id: q.nextID, msg: m}
-	if m.Persistent && q.cfg.Store != nil {
-		ref, err := q.cfg.Store.Enqueue(q.storeKey, m)
-		if err != nil {
-			// a storage failure: refuse (the publisher gets a nack)
-			q.mu.Unlock()
-			return Rejected, 0
-		}
-		e.ref = ref
-	}
 	ttl := q.set.MessageTTL
 	if m.HasExpiration && (ttl < 0 || m.Expiration < ttl) {
 		ttl = m.Expiration
 	}
 	if ttl >= 0 {
 		e.expiresAt = q.now().UnixNano() + ttl*int64(time.Millisecond)
+	}
+	if m.Persistent && q.cfg.Store != nil {
+		ref, err := q.cfg.Store.Enqueue(q.storeKey, m, e.expiresAt)
+		if err != nil {
+			// a storage failure: refuse (the publisher gets a nack)
+			q.mu.Unlock()
+			return Rejected, 0
+		}
+		e.ref = ref
 	}
 	// Fast path: nothing waiting, hand straight to a consumer (a message
 	// delivered now cannot expire, even with TTL 0).
@@ -935,8 +937,9 @@ func (q *Queue) forgetReady() {
 
 // Recovered is a persisted message found in the store at start.
 type Recovered struct {
-	Ref uint64
-	Msg *Message
+	Ref       uint64
+	Msg       *Message
+	ExpiresAt int64 // TTL deadline, unix nanoseconds (0 = never)
 }
 
 // Restore puts recovered messages back, in order, marked redelivered (they
@@ -946,8 +949,12 @@ func (q *Queue) Restore(ms []Recovered) {
 	defer q.mu.Unlock()
 	for _, r := range ms {
 		q.nextID++
-		q.push(entry{id: q.nextID, ref: r.Ref, msg: r.Msg, redelivered: true})
+		q.push(entry{id: q.nextID, ref: r.Ref, msg: r.Msg, redelivered: true, expiresAt: r.ExpiresAt})
+		if r.ExpiresAt != 0 && (q.nextExpiry == 0 || r.ExpiresAt < q.nextExpiry) {
+			q.nextExpiry = r.ExpiresAt
+		}
 	}
+	q.armTTL()
 }
 
 // Deleted reports whether Delete succeeded.

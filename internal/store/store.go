@@ -59,6 +59,7 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 	type pending struct {
 		key string
 		msg *queue.Message
+		exp int64
 	}
 	msgs := map[uint64]pending{}
 	count := 0
@@ -72,12 +73,12 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 		}
 		switch rec[0] {
 		case recEnqueue:
-			key, m, err := decodeEnqueue(rec[1:])
+			key, m, exp, err := decodeEnqueue(rec[1:])
 			if err != nil {
 				lg.Error("message store: undecodable enqueue record skipped", "index", idx, "err", err)
 				return nil
 			}
-			msgs[idx] = pending{key, m}
+			msgs[idx] = pending{key, m, exp}
 		case recRemove:
 			_, refs, err := decodeRemove(rec[1:])
 			if err != nil {
@@ -102,7 +103,7 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 	sort.Slice(refs, func(i, j int) bool { return refs[i] < refs[j] })
 	for _, r := range refs {
 		p := msgs[r]
-		out[p.key] = append(out[p.key], queue.Recovered{Ref: r, Msg: p.msg})
+		out[p.key] = append(out[p.key], queue.Recovered{Ref: r, Msg: p.msg, ExpiresAt: p.exp})
 		s.live[l.SegmentOf(r)]++
 	}
 	if len(refs) > 0 || count > 0 {
@@ -154,18 +155,23 @@ func (d *dec) bytes() []byte {
 	return v
 }
 
-func decodeEnqueue(b []byte) (string, *queue.Message, error) {
+func decodeEnqueue(b []byte) (string, *queue.Message, int64, error) {
 	d := dec{b: b}
 	key := string(d.bytes())
 	ex := string(d.bytes())
 	rk := string(d.bytes())
 	props := append([]byte(nil), d.bytes()...)
 	if d.err != nil || len(d.b) < 1 {
-		return "", nil, fmt.Errorf("truncated enqueue record")
+		return "", nil, 0, fmt.Errorf("truncated enqueue record")
 	}
 	prio := d.b[0]
-	body := append([]byte(nil), d.b[1:]...)
-	return key, &queue.Message{Exchange: ex, RoutingKey: rk, Props: props, Body: body, Persistent: true, Priority: prio}, nil
+	d.b = d.b[1:]
+	exp := d.uvarint()
+	if d.err != nil {
+		return "", nil, 0, fmt.Errorf("truncated enqueue record")
+	}
+	body := append([]byte(nil), d.b...)
+	return key, &queue.Message{Exchange: ex, RoutingKey: rk, Props: props, Body: body, Persistent: true, Priority: prio}, int64(exp), nil
 }
 
 func decodeRemove(b []byte) (string, []uint64, error) {
@@ -183,7 +189,7 @@ func decodeRemove(b []byte) (string, []uint64, error) {
 }
 
 // Enqueue persists m for queue (buffered; see OnDurable).
-func (s *MsgStore) Enqueue(q string, m *queue.Message) (uint64, error) {
+func (s *MsgStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := append(s.buf[:0], recEnqueue)
@@ -192,6 +198,7 @@ func (s *MsgStore) Enqueue(q string, m *queue.Message) (uint64, error) {
 	b = putStr(b, m.RoutingKey)
 	b = putBytes(b, m.Props)
 	b = append(b, m.Priority)
+	b = binary.AppendUvarint(b, uint64(expiresAt))
 	b = append(b, m.Body...)
 	s.buf = b
 	if cap(s.buf) > 1<<20 {
