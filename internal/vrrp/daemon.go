@@ -54,6 +54,7 @@ type runner struct {
 	ifindex int
 	scripts map[string]*scriptState
 	events  chan func(now time.Time) []Action
+	ifDown  bool // a track_interface is down
 }
 
 type scriptState struct {
@@ -217,6 +218,9 @@ func (r *runner) run(ctx context.Context) {
 	log.Info("VRRP instance starting", "vrid", r.in.VRID, "priority", r.in.Priority, "interface", r.in.Interface, "version", r.in.Version)
 	for name, st := range r.scripts {
 		go r.runScript(ctx, name, st)
+	}
+	if len(r.in.TrackInterfaces) > 0 {
+		go r.watchInterfaces(ctx, log)
 	}
 	r.perform(log, r.m.Start(time.Now()))
 	timer := time.NewTimer(time.Hour)
@@ -406,7 +410,7 @@ func (r *runner) runScript(ctx context.Context, name string, st *scriptState) {
 // of failing scripts' weights (clamped to 1..254); weight 0 means FAULT.
 func (r *runner) recompute(now time.Time) []Action {
 	prio := r.in.Priority
-	fault := false
+	fault := r.ifDown
 	for _, st := range r.scripts {
 		if st.ok {
 			continue
@@ -424,6 +428,43 @@ func (r *runner) recompute(now time.Time) []Action {
 	acts = append(acts, r.m.SetFault(now, fault)...)
 	acts = append(acts, r.m.SetPriority(now, uint8(prio))...)
 	return acts
+}
+
+// watchInterfaces puts the instance in FAULT while a track_interface is
+// down (keepalived's behaviour without a weight), and out of it when all
+// are up again.
+func (r *runner) watchInterfaces(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last := false
+	for {
+		down := false
+		for _, name := range r.in.TrackInterfaces {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil || ifi.Flags&net.FlagUp == 0 {
+				down = true
+			}
+		}
+		if down != last {
+			last = down
+			if down {
+				log.Warn("tracked interface down: entering FAULT", "interfaces", r.in.TrackInterfaces)
+			} else {
+				log.Info("tracked interfaces up again")
+			}
+			d := down
+			select {
+			case r.events <- func(now time.Time) []Action { r.ifDown = d; return r.recompute(now) }:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // CheckCapabilities tells whether the process may open raw sockets and

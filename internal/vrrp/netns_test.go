@@ -114,7 +114,8 @@ vrrp_instance VI_1 {
 	return p
 }
 
-// extra is "script:<path>" (a track script checking a file) or "nopreempt".
+// extra is "script:<path>" (a track script checking a file), "nopreempt"
+// or "track:<ifname>" (track_interface).
 func scriptBlock(extra string) string {
 	if f, ok := strings.CutPrefix(extra, "script:"); ok {
 		return fmt.Sprintf("vrrp_script chk {\n   script \"/bin/test -e %s\"\n   interval 0.2\n   weight -20\n   fall 1\n   rise 1\n}\n", f)
@@ -128,6 +129,8 @@ func instanceExtra(extra string) string {
 		return "   track_script {\n       chk\n   }\n"
 	case extra == "nopreempt":
 		return "   nopreempt\n"
+	case strings.HasPrefix(extra, "track:"):
+		return "   track_interface {\n       " + strings.TrimPrefix(extra, "track:") + "\n   }\n"
 	}
 	return ""
 }
@@ -267,6 +270,21 @@ func TestTrackScriptMovesVIPAndPreemptsBack(t *testing.T) {
 	os.Remove(flag) // "haproxy died": priority 100-20 = 80 < 90
 	l.waitHolder("wv2", 3*time.Second)
 	os.WriteFile(flag, nil, 0o644) // recovered: 100 > 90, preempt
+	l.waitHolder("wv1", 3*time.Second)
+}
+
+func TestTrackInterfaceFault(t *testing.T) {
+	l := newLab(t, 2)
+	// a second interface on wv1 that the instance tracks
+	sh(t, "ip", "-n", "wv1", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
+	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "up")
+	sh(t, "ip", "-n", "wv1", "link", "set", "trk1", "up")
+	l.start("wv1", l.conf("wv1", "MASTER", 100, "0.1", 3, "track:trk0"))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, ""))
+	l.waitHolder("wv1", 3*time.Second)
+	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "down")
+	l.waitHolder("wv2", 3*time.Second)
+	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "up")
 	l.waitHolder("wv1", 3*time.Second)
 }
 
