@@ -59,6 +59,7 @@ type Proxy struct {
 	DefaultBackend string
 	UseBackends    []string
 	Stats          Stats
+	Log            []string // syslog target: address, facility [, level]
 	File           string
 	Line           int
 }
@@ -291,11 +292,17 @@ func (p *parser) global(w []string) error {
 		}
 		p.cfg.Global.Maxconn = n
 	case "log":
+		if len(w) < 3 {
+			return p.errf("'log' expects an address and a facility, e.g. 'log 127.0.0.1 local0 info'")
+		}
+		if _, err := Facility(w[2]); err != nil {
+			return p.errf("%v", err)
+		}
 		p.cfg.Global.Log = w[1:]
 	case "chroot", "user", "group", "uid", "gid", "nbproc", "nbthread", "pidfile", "stats", "tune.ssl.default-dh-param", "ulimit-n", "quiet", "node", "description", "ssl-default-bind-ciphers", "ssl-default-bind-options", "cpu-map":
 		p.warnf("'%s' is understood but not applied by warren-proxy (it runs as the invoking user, in one process)", w[0])
 	default:
-		return p.errf("unknown keyword '%s' in 'global' section (warren-proxy supports daemon, maxconn, log; see docs/lb.md)", w[0])
+		return p.errf("unknown keyword '%s' in 'global' section (warren-proxy supports daemon, maxconn, log; chroot, user, group, uid, gid, nbproc... are accepted with a warning)", w[0])
 	}
 	return nil
 }
@@ -434,7 +441,22 @@ func (p *parser) proxyDirective(px *Proxy, w []string, defaults bool) error {
 			return p.errf("unknown option '%s'", w[1])
 		}
 	case "log":
-		// "log global" or a syslog target: sessions are logged (stdout or syslog)
+		// "log global" uses the global section's target; "log ADDR FACILITY
+		// [LEVEL]" its own; session lines go to that syslog, else stdout
+		if len(w) < 2 {
+			return p.errf("'log' expects 'global' or an address and a facility")
+		}
+		if w[1] == "global" {
+			px.Log = p.cfg.Global.Log
+		} else {
+			if len(w) < 3 {
+				return p.errf("'log %s' expects a facility (e.g. local0)", w[1])
+			}
+			if _, err := Facility(w[2]); err != nil {
+				return p.errf("%v", err)
+			}
+			px.Log = w[1:]
+		}
 	case "default_backend":
 		if len(w) < 2 {
 			return p.errf("'default_backend' expects a backend name")

@@ -521,3 +521,67 @@ func TestIdleTimeouts(t *testing.T) {
 		t.Fatalf("closed after %v, far beyond timeout client 300ms", el)
 	}
 }
+
+func TestSessionLogToSyslog(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	a := newEcho(t, "A")
+	text := fmt.Sprintf("global\n  log %s local0 info\ndefaults\n  log global\n  mode tcp\n  option tcplog\n  timeout connect 1s\nlisten logged\n  bind 127.0.0.1:0\n  server A %s\n", pc.LocalAddr(), a.addr())
+	_, addr := startLB(t, text)
+	_, c := hello(t, addr)
+	c.Write([]byte("ping\n"))
+	c.Close()
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no syslog datagram: %v", err)
+	}
+	msg := string(buf[:n])
+	// <134> = local0 (16*8) + info (6)
+	if !strings.HasPrefix(msg, "<134>") || !strings.Contains(msg, "logged logged/A") {
+		t.Fatalf("syslog line %q", msg)
+	}
+}
+
+func TestServerMaxconnQueues(t *testing.T) {
+	a := newEcho(t, "A")
+	_, addr := startLB(t, "defaults\n  mode tcp\n  timeout connect 1s\n  timeout queue 3s\nlisten q\n  bind 127.0.0.1:0\n  server A "+a.addr()+" maxconn 1\n")
+	name, first := hello(t, addr)
+	if name != "A" {
+		t.Fatal(name)
+	}
+	got := make(chan string, 1)
+	go func() {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			got <- "dial: " + err.Error()
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			got <- "read: " + err.Error()
+			return
+		}
+		got <- strings.TrimSpace(line)
+	}()
+	select {
+	case g := <-got:
+		t.Fatalf("second session served while the server is at maxconn 1: %q", g)
+	case <-time.After(300 * time.Millisecond):
+	}
+	first.Close() // frees the slot: the queued session proceeds
+	select {
+	case g := <-got:
+		if g != "A" {
+			t.Fatalf("queued session: %q", g)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("queued session never served")
+	}
+}

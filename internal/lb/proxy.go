@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"net"
 	"net/http"
 	"sync"
@@ -48,6 +49,7 @@ type frontend struct {
 	bin     atomic.Uint64
 	bout    atomic.Uint64
 	slots   chan struct{} // maxconn
+	syslog  *syslog.Writer
 }
 
 type listener struct {
@@ -92,6 +94,14 @@ func (rt *Runtime) Apply(cfg *Config) error {
 		}
 		if px.Stats.Enable {
 			fe.stats = rt.statsHandler(px)
+		}
+		if len(px.Log) >= 2 {
+			w, err := dialSyslog(px.Log)
+			if err != nil {
+				rt.log.Warn("cannot reach the syslog target; session logs go to stdout", "proxy", px.Name, "target", px.Log, "err", err)
+			} else {
+				fe.syslog = w
+			}
 		}
 		fes = append(fes, fe)
 		for _, a := range px.Binds {
@@ -280,9 +290,14 @@ func (rt *Runtime) logSession(fe *frontend, b *backend, s *server, c net.Conn, s
 	}
 	tt := time.Since(start)
 	// HAProxy's tcplog: client [date] frontend backend/server Tw/Tc/Tt bytes term
-	rt.log.Info(fmt.Sprintf("%s [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%d 0/0",
+	line := fmt.Sprintf("%s [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%d 0/0",
 		c.RemoteAddr(), start.Format("02/Jan/2006:15:04:05.000"), fe.cfg.Name, bname, sname, 0, tc.Milliseconds(), tt.Milliseconds(),
-		out, term, fe.cur.Load(), fe.cur.Load(), 0, 0, retries))
+		out, term, fe.cur.Load(), fe.cur.Load(), 0, 0, retries)
+	if fe.syslog != nil {
+		_ = fe.syslog.Info(line)
+		return
+	}
+	rt.log.Info(line)
 }
 
 // Close stops listening and health checking; with drain, it waits (bounded
@@ -482,6 +497,11 @@ func (b *backend) connect(client net.Addr) (*server, *net.TCPConn, int, time.Dur
 				s = b.pick(client, nil)
 			}
 		}
+		if s == nil && b.full() {
+			// every usable server is at its maxconn: queue for a slot until
+			// `timeout queue` (default: timeout connect), as HAProxy does
+			s = b.waitSlot(client, start)
+		}
 		if s == nil {
 			return nil, nil, i, time.Since(start)
 		}
@@ -503,6 +523,39 @@ func (b *backend) connect(client net.Addr) (*server, *net.TCPConn, int, time.Dur
 		last = s
 	}
 	return nil, nil, tries, time.Since(start)
+}
+
+// full reports whether some server is up but every up server is at its
+// maxconn.
+func (b *backend) full() bool {
+	up := false
+	for _, s := range b.servers {
+		if !s.up.Load() || s.maint {
+			continue
+		}
+		up = true
+		if s.cfg.Maxconn == 0 || s.cur.Load() < int64(s.cfg.Maxconn) {
+			return false
+		}
+	}
+	return up
+}
+
+func (b *backend) waitSlot(client net.Addr, start time.Time) *server {
+	to := b.cfg.Timeouts.Queue
+	if to == 0 {
+		to = b.cfg.Timeouts.Connect
+	}
+	if to == 0 {
+		to = 5 * time.Second
+	}
+	for time.Since(start) < to {
+		time.Sleep(5 * time.Millisecond)
+		if s := b.pick(client, nil); s != nil {
+			return s
+		}
+	}
+	return nil
 }
 
 type session struct {
