@@ -49,9 +49,9 @@ func watchIdle(client, server *net.TCPConn, clientTO, serverTO time.Duration, on
 		seenC, seenS time.Time
 		t            *time.Timer
 	}
+	// counters are first sampled when the timer fires (short sessions never
+	// pay for the system calls); any bytes by then count as activity
 	st := &state{seenC: time.Now(), seenS: time.Now()}
-	st.lastC, _ = tcpBytes(client)
-	st.lastS, _ = tcpBytes(server)
 	var check func()
 	check = func() {
 		st.mu.Lock()
