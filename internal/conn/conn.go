@@ -63,11 +63,12 @@ type Conn struct {
 	starved  atomic.Bool
 	lastSent atomic.Int64
 
-	lastRead  atomic.Int64
-	closing   bool // connection.close sent, waiting for close-ok (reader only)
-	closed    chan struct{}
-	closeOnce sync.Once
-	blocked   atomic.Bool
+	lastRead      atomic.Int64
+	closing       bool // connection.close sent, waiting for close-ok (reader only)
+	closed        chan struct{}
+	closeOnce     sync.Once
+	blocked       atomic.Bool
+	serverClosing atomic.Bool // Close sent connection.close from another goroutine
 
 	// Stats for management.
 	infoMu  sync.Mutex
@@ -249,7 +250,7 @@ func (c *Conn) connectionMethod(m amqp.Method) error {
 		}
 		return errClosed
 	case *amqp.ConnectionCloseOk:
-		if c.closing {
+		if c.closing || c.serverClosing.Load() {
 			return errClosed
 		}
 		return amqp.NewError(amqp.CommandInvalid, m.ClassID(), m.MethodID(), "unexpected connection.close-ok")
@@ -287,6 +288,7 @@ func (c *Conn) Close(code uint16, text string) {
 	if closed {
 		return
 	}
+	c.serverClosing.Store(true)
 	c.writeMethod(0, &amqp.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text})
 	c.flushAndWait()
 	_ = c.nc.SetReadDeadline(time.Now().Add(1 * time.Second))
