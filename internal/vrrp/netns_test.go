@@ -129,6 +129,9 @@ func instanceExtra(extra string) string {
 		return "   track_script {\n       chk\n   }\n"
 	case extra == "nopreempt":
 		return "   nopreempt\n"
+	case strings.HasPrefix(extra, "unicast:"):
+		ips := strings.Split(strings.TrimPrefix(extra, "unicast:"), ",")
+		return "   unicast_src_ip " + ips[0] + "\n   unicast_peer {\n       " + ips[1] + "\n   }\n"
 	case strings.HasPrefix(extra, "track:"):
 		return "   track_interface {\n       " + strings.TrimPrefix(extra, "track:") + "\n   }\n"
 	}
@@ -286,6 +289,19 @@ func TestTrackInterfaceFault(t *testing.T) {
 	l.waitHolder("wv2", 3*time.Second)
 	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "up")
 	l.waitHolder("wv1", 3*time.Second)
+}
+
+func TestUnicastPeers(t *testing.T) {
+	l := newLab(t, 2)
+	m := l.start("wv1", l.conf("wv1", "MASTER", 100, "0.1", 3, "unicast:10.77.8.1,10.77.8.2"))
+	l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, "unicast:10.77.8.2,10.77.8.1"))
+	l.waitHolder("wv1", 3*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if hs := l.holders(); len(hs) != 1 || hs[0] != "wv1" {
+		t.Fatalf("unicast adverts not heard: holders %v", hs)
+	}
+	m.signal(syscall.SIGTERM)
+	l.waitHolder("wv2", 3*time.Second)
 }
 
 func TestNoPreemptKeepsVIP(t *testing.T) {
