@@ -38,6 +38,10 @@ func (b *Broker) memoryLimit() int64 {
 }
 
 func (b *Broker) checkAlarms() {
+	// one check at a time: a periodic check computed with the old limit
+	// must not undo the result of a check that follows a limit change
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
 	mem := residentMemory()
 	memAlarm := mem > 0 && mem > b.memoryLimit()
 	diskAlarm := false

@@ -52,6 +52,7 @@ type Broker struct {
 	bound      []string // listener addresses as first bound (port 0 resolved)
 
 	alarmMu    sync.Mutex
+	checkMu    sync.Mutex // serialises checkAlarms
 	alarms     map[string]bool
 	blocked    atomic.Bool
 	alarmEvery time.Duration
