@@ -561,7 +561,10 @@ func TestQosPerConsumerAndGlobal(t *testing.T) {
 	db, _ := ch.Consume("qb", "", false, false, false, false, nil)
 	got := 0
 	var last amqp091.Delivery
-	timeout := time.After(300 * time.Millisecond)
+	// wait (bounded) for the deliveries the limits allow, then make sure no
+	// fourth one comes
+	deadline := time.After(5 * time.Second)
+	quiet := time.After(time.Hour)
 loop:
 	for {
 		select {
@@ -571,8 +574,13 @@ loop:
 		case m := <-db:
 			got++
 			last = m
-		case <-timeout:
+		case <-quiet:
 			break loop
+		case <-deadline:
+			break loop
+		}
+		if got == 3 {
+			quiet = time.After(300 * time.Millisecond)
 		}
 	}
 	if got != 3 {

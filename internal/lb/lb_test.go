@@ -340,7 +340,7 @@ func TestBackupServer(t *testing.T) {
 
 func TestLeastConn(t *testing.T) {
 	a, b := newEcho(t, "A"), newEcho(t, "B")
-	_, addr := startLB(t, cfgText("  balance leastconn\n", "A "+a.addr(), "B "+b.addr()))
+	rt, addr := startLB(t, cfgText("  balance leastconn\n", "A "+a.addr(), "B "+b.addr()))
 	first, c1 := hello(t, addr)
 	defer c1.Close()
 	second, c2 := hello(t, addr)
@@ -349,7 +349,20 @@ func TestLeastConn(t *testing.T) {
 		t.Fatalf("leastconn sent both to %s", first)
 	}
 	c2.Close()
-	time.Sleep(50 * time.Millisecond)
+	// wait until the proxy has seen the second session end
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cur := int64(0)
+		for _, r := range rt.Rows() {
+			if r.SvName == second {
+				cur = r.Scur
+			}
+		}
+		if cur == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	third, c3 := hello(t, addr)
 	defer c3.Close()
 	if third != second {
@@ -495,7 +508,7 @@ func TestImportsNoBrokerPackage(t *testing.T) {
 
 func TestIdleTimeouts(t *testing.T) {
 	a := newEcho(t, "A")
-	_, addr := startLB(t, "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 300ms\n  timeout server 10s\nlisten test\n  bind 127.0.0.1:0\n  server A "+a.addr()+"\n")
+	_, addr := startLB(t, "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 10s\nlisten test\n  bind 127.0.0.1:0\n  server A "+a.addr()+"\n")
 	name, c := hello(t, addr)
 	if name != "A" {
 		t.Fatal(name)
@@ -517,8 +530,8 @@ func TestIdleTimeouts(t *testing.T) {
 	if _, err := r.ReadByte(); err == nil {
 		t.Fatal("idle session not closed")
 	}
-	if el := time.Since(start); el > 3*time.Second {
-		t.Fatalf("closed after %v, far beyond timeout client 300ms", el)
+	if el := time.Since(start); el > 4*time.Second {
+		t.Fatalf("closed after %v, far beyond timeout client 1s", el)
 	}
 }
 
