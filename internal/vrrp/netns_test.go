@@ -31,6 +31,11 @@ func cleanupNS() {
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
 		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			// end every process still in the namespace (keepalived's VRRP
+			// child outlives a killed parent), then delete it
+			if pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output(); len(strings.Fields(string(pids))) > 0 {
+				exec.Command("kill", append([]string{"-9"}, strings.Fields(string(pids))...)...).Run()
+			}
 			exec.Command("ip", "netns", "del", f[0]).Run()
 		}
 	}
@@ -169,7 +174,18 @@ func (l *lab) startKeepalived(host, conf string) *proc {
 		l.t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, log: logf}
-	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	l.t.Cleanup(func() {
+		// SIGTERM lets keepalived stop its VRRP child; then make sure
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
 	return p
 }
 
