@@ -55,6 +55,7 @@ type FS interface {
 // File is an open segment.
 type File interface {
 	io.Reader
+	io.ReaderAt
 	io.Writer
 	io.Closer
 	Sync() error
@@ -112,6 +113,16 @@ type segment struct {
 	first Index
 	name  string
 	size  int64
+	offs  []uint32 // offset of each record's header in the file (for Read)
+	rf    *readFile
+}
+
+// readFile is a segment opened for random reads; it stays open while a
+// reader uses it even if the segment is deleted meanwhile.
+type readFile struct {
+	f    File
+	refs int
+	dead bool
 }
 
 type waiter struct {
@@ -202,7 +213,7 @@ func (l *Log) recover() error {
 			segs = segs[:i]
 			break
 		}
-		n, valid, err := l.scan(s, nil)
+		n, valid, err := l.scan(s, nil, true)
 		if err != nil {
 			return err
 		}
@@ -260,7 +271,7 @@ func (l *Log) truncateFile(name string, size int64) error {
 
 // scan reads a segment's valid prefix; it sets lastScanErr when it stopped
 // at a bad record.
-func (l *Log) scan(s *segment, fn func(Index, []byte) error) (n uint64, valid int64, err error) {
+func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint64, valid int64, err error) {
 	l.lastScanErr = nil
 	f, err := l.fs.OpenFile(l.path(s.name), os.O_RDONLY, 0)
 	if err != nil {
@@ -268,6 +279,9 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error) (n uint64, valid in
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 256<<10)
+	if index {
+		s.offs = s.offs[:0]
+	}
 	for {
 		rec, size, rerr := ReadRecord(r)
 		if rerr == io.EOF {
@@ -281,6 +295,9 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error) (n uint64, valid in
 			if err := fn(s.first+n, rec); err != nil {
 				return n, valid, err
 			}
+		}
+		if index {
+			s.offs = append(s.offs, uint32(valid))
 		}
 		n++
 		valid += size
@@ -344,8 +361,10 @@ func (l *Log) Append(rec []byte) (Index, error) {
 		l.err = fmt.Errorf("wal: write failed; the log refuses further appends: %w", err)
 		return 0, l.err
 	}
+	cur := &l.segs[len(l.segs)-1]
+	cur.offs = append(cur.offs, uint32(l.segBytes))
 	l.segBytes += int64(len(rec)) + 8
-	l.segs[len(l.segs)-1].size = l.segBytes
+	cur.size = l.segBytes
 	l.last++
 	return l.last, nil
 }
@@ -535,11 +554,117 @@ func (l *Log) Replay(from Index, fn func(Index, []byte) error) error {
 				return nil
 			}
 			return fn(idx, rec)
-		}); err != nil {
+		}, false); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// maxReadSpan bounds one read of neighbouring records.
+const maxReadSpan = 1 << 20
+
+// ReadMany reads the records at idxs (ascending order reads fastest: close
+// neighbours in one segment share one read) and calls fn with each one's
+// position in idxs and its bytes, which fn must not keep. It stops at the
+// first error: an index no longer (or not yet) stored, an I/O error, or a
+// record that fails its checksum.
+func (l *Log) ReadMany(idxs []Index, fn func(i int, rec []byte)) error {
+	var buf []byte
+	for i := 0; i < len(idxs); {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		si := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].first > idxs[i] }) - 1
+		if si < 0 || idxs[i] > l.last || idxs[i] == 0 {
+			l.mu.Unlock()
+			return fmt.Errorf("wal: record %d is not stored (first %d, last %d)", idxs[i], l.segs[0].first, l.last)
+		}
+		seg := &l.segs[si]
+		if idxs[i]-seg.first >= uint64(len(seg.offs)) {
+			l.mu.Unlock()
+			return fmt.Errorf("wal: record %d is not stored", idxs[i])
+		}
+		end := func(k uint64) int64 { // end offset of the k-th record of seg
+			if k+1 < uint64(len(seg.offs)) {
+				return int64(seg.offs[k+1])
+			}
+			return seg.size
+		}
+		start := int64(seg.offs[idxs[i]-seg.first])
+		j := i + 1
+		for j < len(idxs) && idxs[j] > idxs[j-1] && idxs[j]-seg.first < uint64(len(seg.offs)) &&
+			end(idxs[j]-seg.first)-start <= maxReadSpan {
+			j++
+		}
+		stop := end(idxs[j-1] - seg.first)
+		// records still in the write buffer must reach the file first
+		if si == len(l.segs)-1 && stop > l.segBytes-int64(l.w.Buffered()) {
+			if err := l.w.Flush(); err != nil {
+				l.mu.Unlock()
+				return fmt.Errorf("wal: write failed: %w", err)
+			}
+		}
+		rf := seg.rf
+		if rf == nil {
+			f, err := l.fs.OpenFile(l.path(seg.name), os.O_RDONLY, 0)
+			if err != nil {
+				l.mu.Unlock()
+				return fmt.Errorf("wal: opening %s for reading: %w", seg.name, err)
+			}
+			rf = &readFile{f: f}
+			seg.rf = rf
+		}
+		rf.refs++
+		offs := make([]int64, j-i)
+		for k := i; k < j; k++ {
+			offs[k-i] = int64(seg.offs[idxs[k]-seg.first]) - start
+		}
+		l.mu.Unlock()
+
+		if n := int(stop - start); cap(buf) < n {
+			buf = make([]byte, n)
+		} else {
+			buf = buf[:n]
+		}
+		_, err := rf.f.ReadAt(buf, start)
+		l.mu.Lock()
+		rf.refs--
+		if rf.dead && rf.refs == 0 {
+			_ = rf.f.Close()
+		}
+		l.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("wal: reading record %d: %w", idxs[i], err)
+		}
+		for k := i; k < j; k++ {
+			o := offs[k-i]
+			if o+8 > int64(len(buf)) {
+				return fmt.Errorf("%w: record %d beyond its segment", ErrCorrupt, idxs[k])
+			}
+			size := int64(binary.LittleEndian.Uint32(buf[o:]))
+			sum := binary.LittleEndian.Uint32(buf[o+4:])
+			if o+8+size > int64(len(buf)) {
+				return fmt.Errorf("%w: record %d length %d", ErrCorrupt, idxs[k], size)
+			}
+			rec := buf[o+8 : o+8+size]
+			if crc32.Checksum(rec, castagnoli) != sum {
+				return fmt.Errorf("%w: record %d checksum mismatch", ErrCorrupt, idxs[k])
+			}
+			fn(k, rec)
+		}
+		i = j
+	}
+	return nil
+}
+
+// Read returns a copy of the record at idx.
+func (l *Log) Read(idx Index) ([]byte, error) {
+	var out []byte
+	err := l.ReadMany([]Index{idx}, func(_ int, rec []byte) { out = append([]byte(nil), rec...) })
+	return out, err
 }
 
 // SegmentOf returns the first index of the segment holding idx.
@@ -559,6 +684,12 @@ func (l *Log) TruncateFront(upTo Index) error {
 	l.mu.Lock()
 	var drop []segment
 	for len(l.segs) > 1 && l.segs[1].first <= upTo {
+		if rf := l.segs[0].rf; rf != nil {
+			rf.dead = true
+			if rf.refs == 0 {
+				_ = rf.f.Close()
+			}
+		}
 		drop = append(drop, l.segs[0])
 		l.segs = l.segs[1:]
 	}
@@ -598,6 +729,14 @@ func (l *Log) Close() error {
 	err := l.w.Flush()
 	if err == nil && !l.opts.NoSync {
 		err = l.f.Sync()
+	}
+	for i := range l.segs {
+		if rf := l.segs[i].rf; rf != nil && !rf.dead {
+			rf.dead = true
+			if rf.refs == 0 {
+				_ = rf.f.Close()
+			}
+		}
 	}
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
