@@ -4,8 +4,11 @@
 //	warren-vrrp -f /etc/keepalived/keepalived.conf   # -t tests the file
 //
 // It runs in the foreground and logs to stdout (-D detaches, --pid-file
-// writes the pid). SIGUSR1 writes a state dump to /tmp/warren-vrrp.data;
-// SIGTERM or SIGINT stops gracefully (the master hands over at once).
+// writes the pid). SIGUSR1 writes a state dump (instances and
+// vrrp_sync_groups) to /tmp/warren-vrrp.data; SIGTERM or SIGINT stops
+// gracefully (the master hands over at once). --status-addr serves the
+// instances' states as JSON ({"VI_1":"MASTER"}), and at /sync_groups the
+// sync groups' states ({"G1":"MASTER"}).
 package main
 
 import (
@@ -126,6 +129,10 @@ func run(args []string) int {
 	if status != "" {
 		go http.ListenAndServe(status, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Path == "/sync_groups" {
+				json.NewEncoder(w).Encode(d.GroupState())
+				return
+			}
 			json.NewEncoder(w).Encode(d.State())
 		}))
 	}

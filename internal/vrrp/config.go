@@ -82,9 +82,15 @@ type Instance struct {
 
 // SyncGroup is a vrrp_sync_group.
 type SyncGroup struct {
-	Name                                            string
-	Group                                           []string
-	NotifyMaster, NotifyBackup, NotifyFault, Notify string
+	Name                                                        string
+	Group                                                       []string
+	NotifyMaster, NotifyBackup, NotifyFault, NotifyStop, Notify string
+	// TrackingWeight is sync_group_tracking_weight: without it, as in
+	// keepalived, a member's failing track_script puts it (and so the
+	// group) in FAULT whatever the script's weight.
+	TrackingWeight bool
+	File           string
+	Line           int
 }
 
 type token struct {
@@ -663,7 +669,7 @@ func (p *cparser) syncGroup(st []token, name string) error {
 	if err != nil {
 		return err
 	}
-	g := &SyncGroup{Name: name}
+	g := &SyncGroup{Name: name, File: st[0].file, Line: st[0].line}
 	err = p.block(open, func(w []token) error {
 		switch w[0].s {
 		case "group":
@@ -674,7 +680,7 @@ func (p *cparser) syncGroup(st []token, name string) error {
 				g.Group = append(g.Group, a[0].s)
 				return nil
 			})
-		case "notify_master", "notify_backup", "notify_fault", "notify":
+		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
 			parts := []string{}
 			for _, x := range w[1:] {
 				parts = append(parts, x.s)
@@ -687,9 +693,13 @@ func (p *cparser) syncGroup(st []token, name string) error {
 				g.NotifyBackup = cmd
 			case "notify_fault":
 				g.NotifyFault = cmd
+			case "notify_stop":
+				g.NotifyStop = cmd
 			default:
 				g.Notify = cmd
 			}
+		case "sync_group_tracking_weight":
+			g.TrackingWeight = true
 		case "smtp_alert", "global_tracking", "track_script":
 			p.warnf(w[0], "'%s' in vrrp_sync_group is accepted but not applied", w[0].s)
 			if opens(w) {
@@ -708,6 +718,41 @@ func (p *cparser) syncGroup(st []token, name string) error {
 }
 
 func (p *cparser) check() error {
+	inGroup := map[string]string{}
+	for _, g := range p.cfg.SyncGroups {
+		where := fmt.Sprintf("%s:%d: vrrp_sync_group %s", g.File, g.Line, g.Name)
+		var members []string
+		for _, name := range g.Group {
+			found := false
+			for _, in := range p.cfg.Instances {
+				found = found || in.Name == name
+			}
+			switch {
+			case !found:
+				// keepalived: "doesn't exist - ignoring"
+				p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: member %s is not a vrrp_instance; ignored", where, name))
+			case inGroup[name] != "":
+				return fmt.Errorf("%s: vrrp_instance %s is already in vrrp_sync_group %s (an instance can be in one sync group only)", where, name, inGroup[name])
+			default:
+				inGroup[name] = g.Name
+				members = append(members, name)
+			}
+		}
+		g.Group = members
+		switch len(members) {
+		case 0:
+			p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: no member instances; the group is ignored", where))
+		case 1:
+			p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: only one member instance; this probably isn't what you want", where))
+		}
+		if !g.TrackingWeight {
+			for _, in := range p.cfg.Instances {
+				if inGroup[in.Name] == g.Name && len(in.Tracks) > 0 {
+					p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: vrrp_instance %s is in a sync group: a failing track_script puts it in FAULT, its weight is ignored (set sync_group_tracking_weight to apply weights)", where, in.Name))
+				}
+			}
+		}
+	}
 	for _, in := range p.cfg.Instances {
 		where := fmt.Sprintf("%s:%d: vrrp_instance %s", in.File, in.Line, in.Name)
 		if in.Interface == "" {

@@ -42,19 +42,70 @@ type Daemon struct {
 	net   Net
 	log   *slog.Logger
 	insts []*runner
+	loops []*loop
+	// RunNotify starts a notify script: cmdline is the configured command
+	// (run by /bin/sh), args are appended as its arguments. Tests replace
+	// it; the default starts the process and does not wait for it.
+	RunNotify func(cmdline string, args ...string)
+}
+
+// A loop is one goroutine that owns some machines: one instance, or
+// every member of a vrrp_sync_group, so that the group's members change
+// state together without locks (keepalived is single-threaded too).
+type loop struct {
+	d       *Daemon
+	runners []*runner
+	group   *syncGroup
+	events  chan event
+}
+
+// event is work for a runner, run on its loop's goroutine.
+type event struct {
+	r  *runner
+	fn func(now time.Time) []Action
+}
+
+// syncGroup is a vrrp_sync_group at run time.
+type syncGroup struct {
+	cfg     *SyncGroup
+	members []*runner
+	state   State // Init until every member has left Init
+	fault   bool  // some member has a fault of its own: all are in FAULT
 }
 
 type runner struct {
 	d       *Daemon
 	in      *Instance
 	m       *Machine
+	loop    *loop
 	primary net.IP
 	auth    [8]byte
-	mu      sync.Mutex
 	ifindex int
 	scripts map[string]*scriptState
-	events  chan func(now time.Time) []Action
 	ifDown  bool // a track_interface is down
+	// noWeights: a sync group member without sync_group_tracking_weight:
+	// a failing script means FAULT, whatever its weight (keepalived)
+	noWeights bool
+}
+
+// post queues fn for r's loop, waiting for room unless ctx ends.
+func (r *runner) post(ctx context.Context, fn func(now time.Time) []Action) bool {
+	select {
+	case r.loop.events <- event{r, fn}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tryPost queues fn for r's loop if there is room.
+func (r *runner) tryPost(fn func(now time.Time) []Action) bool {
+	select {
+	case r.loop.events <- event{r, fn}:
+		return true
+	default:
+		return false
+	}
 }
 
 type scriptState struct {
@@ -69,6 +120,20 @@ type scriptState struct {
 // NewDaemon prepares the instances of cfg on nt.
 func NewDaemon(cfg *Config, nt Net, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, net: nt, log: log}
+	d.RunNotify = func(cmdline string, args ...string) {
+		cmd := exec.Command("/bin/sh", append([]string{"-c", cmdline + ` "$@"`, "notify"}, args...)...)
+		if err := cmd.Start(); err != nil {
+			log.Warn("notify script failed to start", "script", cmdline, "err", err)
+			return
+		}
+		go cmd.Wait()
+	}
+	groupOf := map[string]*SyncGroup{}
+	for _, g := range cfg.SyncGroups {
+		for _, name := range g.Group {
+			groupOf[name] = g
+		}
+	}
 	for _, in := range cfg.Instances {
 		prim := in.UnicastSrc
 		if prim == nil {
@@ -83,7 +148,8 @@ func NewDaemon(cfg *Config, nt Net, log *slog.Logger) (*Daemon, error) {
 		if err == nil {
 			idx = ifi.Index
 		}
-		r := &runner{d: d, in: in, primary: prim, ifindex: idx, scripts: map[string]*scriptState{}, events: make(chan func(time.Time) []Action, 64)}
+		g := groupOf[in.Name]
+		r := &runner{d: d, in: in, primary: prim, ifindex: idx, scripts: map[string]*scriptState{}, noWeights: g != nil && !g.TrackingWeight}
 		if in.AuthType == "PASS" {
 			r.auth = PassAuth(in.AuthPass)
 		}
@@ -92,7 +158,7 @@ func NewDaemon(cfg *Config, nt Net, log *slog.Logger) (*Daemon, error) {
 			st = Master
 		}
 		r.m = NewMachine(Params{VRID: uint8(in.VRID), Priority: uint8(in.Priority), Interval: in.AdvertInt, Version: in.Version,
-			Preempt: !in.NoPreempt, PreemptDelay: in.PreemptDelay, Primary: prim, InitialState: st})
+			Preempt: !in.NoPreempt, PreemptDelay: in.PreemptDelay, Primary: prim, InitialState: st, Sync: g != nil})
 		for _, t := range in.Tracks {
 			s := cfg.Scripts[t.Script]
 			w := s.Weight
@@ -104,18 +170,40 @@ func NewDaemon(cfg *Config, nt Net, log *slog.Logger) (*Daemon, error) {
 		}
 		d.insts = append(d.insts, r)
 	}
+	// one loop per sync group, one per other instance
+	for _, g := range cfg.SyncGroups {
+		if len(g.Group) == 0 {
+			continue
+		}
+		l := &loop{d: d, group: &syncGroup{cfg: g}}
+		for _, r := range d.insts {
+			if groupOf[r.in.Name] == g {
+				r.loop = l
+				l.runners = append(l.runners, r)
+			}
+		}
+		l.group.members = l.runners
+		l.events = make(chan event, 64*len(l.runners))
+		d.loops = append(d.loops, l)
+	}
+	for _, r := range d.insts {
+		if r.loop == nil {
+			r.loop = &loop{d: d, runners: []*runner{r}, events: make(chan event, 64)}
+			d.loops = append(d.loops, r.loop)
+		}
+	}
 	return d, nil
 }
 
 // Run runs until ctx ends, then stops gracefully (priority 0 handover).
 func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, r := range d.insts {
+	for _, l := range d.loops {
 		wg.Add(1)
-		go func(r *runner) {
+		go func(l *loop) {
 			defer wg.Done()
-			r.run(ctx)
-		}(r)
+			l.run(ctx)
+		}(l)
 	}
 	go d.dispatch(ctx)
 	wg.Wait()
@@ -139,25 +227,54 @@ func (d *Daemon) dispatch(ctx context.Context) {
 	}
 }
 
-// Dump writes the state of every instance (SIGUSR1, like keepalived's
-// /tmp/keepalived.data).
+// Dump writes the state of every instance and sync group (SIGUSR1, like
+// keepalived's /tmp/keepalived.data).
 func (d *Daemon) Dump() string {
 	out := "------< VRRP Topology >------\n"
 	for _, r := range d.insts {
 		done := make(chan string, 1)
-		select {
-		case r.events <- func(time.Time) []Action {
-			done <- fmt.Sprintf(" VRRP Instance = %s\n   State = %s\n   Interface = %s\n   Virtual Router ID = %d\n   Priority = %d\n   Effective priority = %d\n   Advert interval = %v\n",
+		if !r.tryPost(func(time.Time) []Action {
+			s := fmt.Sprintf(" VRRP Instance = %s\n   State = %s\n   Interface = %s\n   Virtual Router ID = %d\n   Priority = %d\n   Effective priority = %d\n   Advert interval = %v\n",
 				r.in.Name, r.m.State(), r.in.Interface, r.in.VRID, r.in.Priority, r.m.Priority(), r.in.AdvertInt)
-			return nil
-		}:
-			select {
-			case s := <-done:
-				out += s
-			case <-time.After(time.Second):
+			if g := r.loop.group; g != nil {
+				s += fmt.Sprintf("   Sync group = %s\n", g.cfg.Name)
 			}
-		default:
+			done <- s
+			return nil
+		}) {
+			continue
 		}
+		select {
+		case s := <-done:
+			out += s
+		case <-time.After(time.Second):
+		}
+	}
+	groups := ""
+	for _, l := range d.loops {
+		if l.group == nil {
+			continue
+		}
+		g := l.group
+		done := make(chan string, 1)
+		if !l.runners[0].tryPost(func(time.Time) []Action {
+			s := fmt.Sprintf(" VRRP Sync Group = %s, %s\n", g.cfg.Name, g.state)
+			for _, m := range g.members {
+				s += fmt.Sprintf("   monitor = %s (%s)\n", m.in.Name, m.m.State())
+			}
+			done <- s
+			return nil
+		}) {
+			continue
+		}
+		select {
+		case s := <-done:
+			groups += s
+		case <-time.After(time.Second):
+		}
+	}
+	if groups != "" {
+		out += "------< VRRP Sync groups >------\n" + groups
 	}
 	return out
 }
@@ -167,10 +284,30 @@ func (d *Daemon) State() map[string]string {
 	res := map[string]string{}
 	for _, r := range d.insts {
 		done := make(chan string, 1)
-		r.events <- func(time.Time) []Action { done <- r.m.State().String(); return nil }
+		r.loop.events <- event{r, func(time.Time) []Action { done <- r.m.State().String(); return nil }}
 		select {
 		case s := <-done:
 			res[r.in.Name] = s
+		case <-time.After(time.Second):
+		}
+	}
+	return res
+}
+
+// GroupState returns each vrrp_sync_group's state by name (INIT until
+// every member has left INIT).
+func (d *Daemon) GroupState() map[string]string {
+	res := map[string]string{}
+	for _, l := range d.loops {
+		if l.group == nil {
+			continue
+		}
+		g := l.group
+		done := make(chan string, 1)
+		l.events <- event{l.runners[0], func(time.Time) []Action { done <- g.state.String(); return nil }}
+		select {
+		case s := <-done:
+			res[g.cfg.Name] = s
 		case <-time.After(time.Second):
 		}
 	}
@@ -207,26 +344,36 @@ func (r *runner) receive(rcv Received) {
 		}
 	}
 	src := rcv.Src
-	select {
-	case r.events <- func(now time.Time) []Action { return r.m.Advert(now, p, src) }:
-	default:
-	}
+	r.tryPost(func(now time.Time) []Action { return r.m.Advert(now, p, src) })
 }
 
-func (r *runner) run(ctx context.Context) {
-	log := r.d.log.With("instance", r.in.Name)
-	log.Info("VRRP instance starting", "vrid", r.in.VRID, "priority", r.in.Priority, "interface", r.in.Interface, "version", r.in.Version)
-	for name, st := range r.scripts {
-		go r.runScript(ctx, name, st)
+func (r *runner) logger() *slog.Logger { return r.d.log.With("instance", r.in.Name) }
+
+// run drives the loop's machines until ctx ends.
+func (l *loop) run(ctx context.Context) {
+	for _, r := range l.runners {
+		log := r.logger()
+		log.Info("VRRP instance starting", "vrid", r.in.VRID, "priority", r.in.Priority, "interface", r.in.Interface, "version", r.in.Version)
+		for name, st := range r.scripts {
+			go r.runScript(ctx, name, st)
+		}
+		if len(r.in.TrackInterfaces) > 0 {
+			go r.watchInterfaces(ctx, log)
+		}
 	}
-	if len(r.in.TrackInterfaces) > 0 {
-		go r.watchInterfaces(ctx, log)
+	now := time.Now()
+	for _, r := range l.runners {
+		l.apply(now, r, r.m.Start(now))
 	}
-	r.perform(log, r.m.Start(time.Now()))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := r.m.NextDeadline()
+		var next time.Time
+		for _, r := range l.runners {
+			if dl := r.m.NextDeadline(); !dl.IsZero() && (next.IsZero() || dl.Before(next)) {
+				next = dl
+			}
+		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -238,18 +385,145 @@ func (r *runner) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			r.perform(log, r.m.Stop(time.Now()))
-			r.notify(log, "STOP", "notify_stop")
+			now := time.Now()
+			for _, r := range l.runners {
+				r.perform(r.m.Stop(now))
+				r.notify("STOP", r.in.NotifyStop)
+			}
+			if l.group != nil {
+				l.group.state = Init
+				l.groupNotify("STOP")
+			}
 			return
 		case <-timer.C:
-			r.perform(log, r.m.Tick(time.Now()))
-		case ev := <-r.events:
-			r.perform(log, ev(time.Now()))
+			now := time.Now()
+			for _, r := range l.runners {
+				if dl := r.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
+					l.apply(now, r, r.m.Tick(now))
+				}
+			}
+		case ev := <-l.events:
+			now := time.Now()
+			l.apply(now, ev.r, ev.fn(now))
 		}
 	}
 }
 
-func (r *runner) perform(log *slog.Logger, acts []Action) {
+// apply performs r's actions and lets its sync group react.
+func (l *loop) apply(now time.Time, r *runner, acts []Action) {
+	r.perform(acts)
+	if l.group != nil {
+		l.reconcile(now, r, acts)
+	}
+}
+
+// reconcile keeps a sync group's members together, as keepalived's
+// vrrp_sync.c: a member with a fault of its own puts every member in
+// FAULT until all are healthy; a member that goes BACKUP takes the
+// MASTER members to BACKUP; members become MASTER only together, once
+// every member wants to. Then the group's state and notify scripts.
+func (l *loop) reconcile(now time.Time, r *runner, acts []Action) {
+	g := l.group
+	type done struct {
+		r    *runner
+		acts []Action
+	}
+	queue := []done{{r, acts}}
+	do := func(m *runner, acts []Action) {
+		if len(acts) > 0 {
+			m.perform(acts)
+			queue = append(queue, done{m, acts})
+		}
+	}
+	// every member changes state at most a few times per reconcile: the
+	// bound only guards against a bug looping forever
+	for i := 0; i < len(queue) && i < 16*len(g.members); i++ {
+		fault := false
+		for _, m := range g.members {
+			fault = fault || m.ownFault()
+		}
+		if fault != g.fault {
+			g.fault = fault
+			if fault {
+				l.d.log.Warn(fmt.Sprintf("VRRP_Group(%s) Syncing instances to FAULT state", g.cfg.Name))
+			} else {
+				l.d.log.Info(fmt.Sprintf("VRRP_Group(%s) Leaving FAULT state", g.cfg.Name))
+			}
+			for _, m := range g.members {
+				do(m, m.recompute(now))
+			}
+		}
+		cur := queue[i]
+		for _, a := range cur.acts {
+			switch {
+			case a.Kind == Transition && a.State == Backup:
+				for _, m := range g.members {
+					if m != cur.r && m.m.State() == Master {
+						do(m, m.m.SyncBackup(now))
+					}
+				}
+			case a.Kind == WantMaster && !g.fault:
+				all := true
+				for _, m := range g.members {
+					all = all && m.m.Wants()
+				}
+				if all {
+					for _, m := range g.members {
+						do(m, m.m.SyncMaster(now))
+					}
+				}
+			}
+		}
+	}
+	st := g.state
+	anyFault, allMaster, allBackup := false, true, true
+	for _, m := range g.members {
+		s := m.m.State()
+		anyFault = anyFault || s == Fault
+		allMaster = allMaster && s == Master
+		allBackup = allBackup && s == Backup
+	}
+	switch {
+	case anyFault:
+		st = Fault
+	case allMaster:
+		st = Master
+	case allBackup:
+		st = Backup
+	}
+	if st != g.state {
+		g.state = st
+		l.d.log.Info(fmt.Sprintf("VRRP_Group(%s) Entering %s STATE", g.cfg.Name, st))
+		l.groupNotify(st.String())
+	}
+}
+
+// groupNotify runs the group's notify scripts as keepalived does: the
+// notify_<state> script without arguments, then the generic notify script
+// with GROUP NAME STATE 0 (a group's priority is given as 0).
+func (l *loop) groupNotify(state string) {
+	g := l.group.cfg
+	script := ""
+	switch state {
+	case "MASTER":
+		script = g.NotifyMaster
+	case "BACKUP":
+		script = g.NotifyBackup
+	case "FAULT":
+		script = g.NotifyFault
+	case "STOP":
+		script = g.NotifyStop
+	}
+	if script != "" {
+		l.d.RunNotify(script)
+	}
+	if g.Notify != "" {
+		l.d.RunNotify(g.Notify, "GROUP", g.Name, state, "0")
+	}
+}
+
+func (r *runner) perform(acts []Action) {
+	log := r.logger()
 	for _, a := range acts {
 		switch a.Kind {
 		case SendAdvert:
@@ -275,15 +549,19 @@ func (r *runner) perform(log *slog.Logger, acts []Action) {
 					log.Debug("removing virtual address", "addr", v.Addr, "err", err)
 				}
 			}
+		case WantMaster:
+			if r.loop.group != nil {
+				log.Debug("would become MASTER; waiting for the sync group", "group", r.loop.group.cfg.Name)
+			}
 		case Transition:
 			log.Info(fmt.Sprintf("(%s) Entering %s STATE", r.in.Name, a.State), "reason", a.Reason, "priority", r.m.Priority())
 			switch a.State {
 			case Master:
-				r.notify(log, "MASTER", r.in.NotifyMaster)
+				r.notify("MASTER", r.in.NotifyMaster)
 			case Backup:
-				r.notify(log, "BACKUP", r.in.NotifyBackup)
+				r.notify("BACKUP", r.in.NotifyBackup)
 			case Fault:
-				r.notify(log, "FAULT", r.in.NotifyFault)
+				r.notify("FAULT", r.in.NotifyFault)
 			}
 		}
 	}
@@ -337,23 +615,13 @@ func (r *runner) garp(log *slog.Logger) {
 
 // notify runs a notify script with keepalived's arguments, and the
 // generic "notify" script with TYPE NAME STATE PRIORITY.
-func (r *runner) notify(log *slog.Logger, state, script string) {
+func (r *runner) notify(state, script string) {
 	run := func(cmdline string, args ...string) {
-		if cmdline == "" {
-			return
+		if cmdline != "" {
+			r.d.RunNotify(cmdline, args...)
 		}
-		cmd := exec.Command("/bin/sh", append([]string{"-c", cmdline + ` "$@"`, "notify"}, args...)...)
-		if err := cmd.Start(); err != nil {
-			log.Warn("notify script failed to start", "script", cmdline, "err", err)
-			return
-		}
-		go cmd.Wait()
 	}
-	if state != "STOP" {
-		run(script)
-	} else {
-		run(r.in.NotifyStop)
-	}
+	run(script)
 	run(r.in.Notify, "INSTANCE", r.in.Name, state, strconv.Itoa(int(r.m.Priority())))
 }
 
@@ -376,7 +644,7 @@ func (r *runner) runScript(ctx context.Context, name string, st *scriptState) {
 			return
 		}
 		ok := err == nil
-		r.events <- func(now time.Time) []Action {
+		posted := r.post(ctx, func(now time.Time) []Action {
 			changed := false
 			if ok {
 				st.fail = 0
@@ -397,6 +665,9 @@ func (r *runner) runScript(ctx context.Context, name string, st *scriptState) {
 				return nil
 			}
 			return r.recompute(now)
+		})
+		if !posted {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -406,20 +677,33 @@ func (r *runner) runScript(ctx context.Context, name string, st *scriptState) {
 	}
 }
 
+// ownFault reports a fault of the instance itself: a tracked interface
+// down, or a failing script with weight 0 (any failing script for a sync
+// group member without sync_group_tracking_weight, as keepalived).
+func (r *runner) ownFault() bool {
+	if r.ifDown {
+		return true
+	}
+	for _, st := range r.scripts {
+		if !st.ok && (st.weight == 0 || r.noWeights) {
+			return true
+		}
+	}
+	return false
+}
+
 // recompute applies script weights: effective priority = base + the sum
-// of failing scripts' weights (clamped to 1..254); weight 0 means FAULT.
+// of failing scripts' weights (clamped to 1..254); weight 0 means FAULT,
+// and so does the sync group being in FAULT.
 func (r *runner) recompute(now time.Time) []Action {
 	prio := r.in.Priority
-	fault := r.ifDown
-	for _, st := range r.scripts {
-		if st.ok {
-			continue
+	fault := r.ownFault() || r.loop.group != nil && r.loop.group.fault
+	if !r.noWeights {
+		for _, st := range r.scripts {
+			if !st.ok {
+				prio += st.weight
+			}
 		}
-		if st.weight == 0 {
-			fault = true
-			continue
-		}
-		prio += st.weight
 	}
 	if r.in.Priority != 255 {
 		prio = min(max(prio, 1), 254)
@@ -453,9 +737,7 @@ func (r *runner) watchInterfaces(ctx context.Context, log *slog.Logger) {
 				log.Info("tracked interfaces up again")
 			}
 			d := down
-			select {
-			case r.events <- func(now time.Time) []Action { r.ifDown = d; return r.recompute(now) }:
-			case <-ctx.Done():
+			if !r.post(ctx, func(now time.Time) []Action { r.ifDown = d; return r.recompute(now) }) {
 				return
 			}
 		}

@@ -30,6 +30,12 @@ const (
 	AddVIPs                      // take the virtual addresses (then gratuitous ARP)
 	RemoveVIPs
 	Transition // state changed (notify scripts, logs)
+	// WantMaster: a sync group member (Params.Sync) would become Master
+	// (Master_Down_Interval passed, or it starts as owner or "state
+	// MASTER") but leaves the decision to its group: the group makes all
+	// members Master together with SyncMaster once every member wants to
+	// (keepalived's vrrp_sync_can_goto_master: prefer BACKUP to thrashing).
+	WantMaster
 )
 
 // Action is one instruction from the machine.
@@ -50,6 +56,10 @@ type Params struct {
 	PreemptDelay time.Duration
 	Primary      net.IP // our address on the interface (tie breaking)
 	InitialState State  // Backup or Master as configured (keepalived's "state"); the RFC decides
+	// Sync: the instance is a member of a vrrp_sync_group. It never
+	// becomes Master on its own: it emits WantMaster and waits for
+	// SyncMaster.
+	Sync bool
 }
 
 // Machine is the RFC 5798 state machine, without I/O: every method takes
@@ -64,6 +74,7 @@ type Machine struct {
 	adverDue      time.Time // Master: when the next advertisement is due
 	preemptAfter  time.Time // Backup with preempt_delay: earliest preemption
 	startedBackup time.Time
+	want          bool // Sync, Backup: would be Master (see WantMaster)
 }
 
 // NewMachine returns an instance in Init.
@@ -111,6 +122,7 @@ func (m *Machine) become(s State, reason string, acts []Action) []Action {
 }
 
 func (m *Machine) toMaster(now time.Time, reason string, acts []Action) []Action {
+	m.want = false
 	acts = append(acts, Action{Kind: SendAdvert, Priority: m.prio}, Action{Kind: AddVIPs})
 	m.adverDue = now.Add(m.p.Interval)
 	return m.become(Master, reason, acts)
@@ -121,6 +133,7 @@ func (m *Machine) toBackup(now time.Time, reason string, acts []Action) []Action
 		acts = append(acts, Action{Kind: RemoveVIPs})
 	}
 	m.masterDown = now.Add(m.masterDownInterval())
+	m.want = false
 	if m.state != Backup {
 		m.startedBackup = now
 		if m.p.PreemptDelay > 0 {
@@ -135,6 +148,13 @@ func (m *Machine) toBackup(now time.Time, reason string, acts []Action) []Action
 func (m *Machine) Start(now time.Time) []Action {
 	if m.state == Fault {
 		return nil
+	}
+	if m.p.Sync {
+		acts := m.toBackup(now, "startup", nil)
+		if m.prio == 255 || m.p.InitialState == Master {
+			acts = m.wantMaster(now, acts)
+		}
+		return acts
 	}
 	if m.prio == 255 {
 		return m.toMaster(now, "address owner", nil)
@@ -152,6 +172,9 @@ func (m *Machine) Tick(now time.Time) []Action {
 	switch m.state {
 	case Backup:
 		if !m.masterDown.IsZero() && !now.Before(m.masterDown) {
+			if m.p.Sync {
+				return m.wantMaster(now, nil)
+			}
 			return m.toMaster(now, "no advertisement within Master_Down_Interval", nil)
 		}
 	case Master:
@@ -187,6 +210,7 @@ func (m *Machine) Advert(now time.Time, p *Packet, src net.IP) []Action {
 		preemptOK := m.p.Preempt && (m.preemptAfter.IsZero() || !now.Before(m.preemptAfter))
 		if !preemptOK || p.Priority >= m.prio {
 			m.masterDown = now.Add(m.masterDownInterval())
+			m.want = false // a master we accept is alive
 		}
 		// else: a lower-priority master and we preempt: let the timer run out
 		return nil
@@ -206,6 +230,38 @@ func (m *Machine) Advert(now time.Time, p *Packet, src net.IP) []Action {
 		return []Action{{Kind: SendAdvert, Priority: m.prio}}
 	}
 	return nil
+}
+
+// wantMaster records that a sync group member would be Master and re-arms
+// Master_Down_Interval (keepalived does the same while the group waits).
+func (m *Machine) wantMaster(now time.Time, acts []Action) []Action {
+	m.want = true
+	m.masterDown = now.Add(m.masterDownInterval())
+	return append(acts, Action{Kind: WantMaster, Priority: m.prio})
+}
+
+// Wants reports whether the instance is Master or, as a sync group
+// member in Backup, wants to be.
+func (m *Machine) Wants() bool {
+	return m.state == Master || m.state == Backup && m.want
+}
+
+// SyncMaster makes a Backup sync group member Master because its whole
+// group becomes Master (keepalived's vrrp_sync_master).
+func (m *Machine) SyncMaster(now time.Time) []Action {
+	if m.state != Backup {
+		return nil
+	}
+	return m.toMaster(now, "sync group", nil)
+}
+
+// SyncBackup makes a Master sync group member Backup because another
+// member left MASTER (keepalived's vrrp_sync_backup).
+func (m *Machine) SyncBackup(now time.Time) []Action {
+	if m.state != Master {
+		return nil
+	}
+	return m.toBackup(now, "sync group", nil)
 }
 
 // SetPriority changes the effective priority (tracking scripts and

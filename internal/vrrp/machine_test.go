@@ -23,6 +23,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 // Commands: new prio=N [version=2|3] [interval=1s] [preempt=false] [state=MASTER] [delay=D] [primary=IP]
 //
 //	start | wait D | advert prio=N [from=IP] [interval=D] | priority N | fault on|off | stop
+//	sync master|backup (new ... sync=true: a vrrp_sync_group member)
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	if len(files) == 0 {
@@ -83,6 +84,8 @@ func runScript(t *testing.T, path string) {
 				b.WriteString("remove vips\n")
 			case Transition:
 				fmt.Fprintf(&b, "-> %s (%s)\n", a.State, a.Reason)
+			case WantMaster:
+				b.WriteString("want master\n")
 			}
 		}
 		return b.String()
@@ -111,6 +114,7 @@ func runScript(t *testing.T, path string) {
 			if v := args["delay"]; v != "" {
 				p.PreemptDelay, _ = time.ParseDuration(v)
 			}
+			p.Sync = args["sync"] == "true"
 			if v := args["primary"]; v != "" {
 				p.Primary = net.ParseIP(v)
 			}
@@ -151,10 +155,19 @@ func runScript(t *testing.T, path string) {
 			acts = m.SetFault(now, f[1] == "on")
 		case "stop":
 			acts = m.Stop(now)
+		case "sync":
+			if f[1] == "master" {
+				acts = m.SyncMaster(now)
+			} else {
+				acts = m.SyncBackup(now)
+			}
 		default:
 			t.Fatalf("%s: unknown command %q", path, c)
 		}
 		got := fmtActs(acts) + fmt.Sprintf("state=%s prio=%d t=%v", m.State(), m.Priority(), now.Sub(start))
+		if m.p.Sync {
+			got += fmt.Sprintf(" wants=%v", m.Wants())
+		}
 		if dl := m.NextDeadline(); !dl.IsZero() {
 			got += fmt.Sprintf(" next=%v", dl.Sub(start))
 		}
