@@ -52,6 +52,7 @@ func (b *Broker) checkAlarms() {
 			diskAlarm = free < b.cfg.DiskFreeLimit
 		}
 	}
+	b.pageUnderPressure(mem)
 	b.setAlarm("memory", memAlarm, mem)
 	b.setAlarm("disk", diskAlarm, 0)
 }
@@ -132,4 +133,44 @@ func residentMemory() int64 {
 		}
 	}
 	return 0
+}
+
+// pageUnderPressure turns paging on above the paging ratio of the memory
+// watermark (RabbitMQ's vm_memory_high_watermark_paging_ratio, 0.5 by
+// default): queues then keep only the head of their backlog in memory and
+// move the rest of their message bodies to disk.
+func (b *Broker) pageUnderPressure(mem int64) {
+	limit := b.memoryLimit()
+	if b.msgs != nil {
+		b.memory.SetBudget(b.bodyBudget())
+	}
+	ratio := b.Config().VMMemoryHighWatermarkPagingRatio
+	if ratio <= 0 {
+		ratio = 0.5
+	}
+	on := mem > 0 && limit > 0 && float64(mem) > ratio*float64(limit)
+	if on != b.memory.Pressure() {
+		if on {
+			b.log.Warn("memory above the paging threshold: queues move message bodies to disk", "memory_bytes", mem, "threshold_bytes", int64(ratio*float64(limit)))
+		} else {
+			b.log.Info("memory below the paging threshold again", "memory_bytes", mem)
+		}
+	}
+	b.memory.SetPressure(on)
+	if !on || b.memory.Used() < 1<<20 {
+		return
+	}
+	var freed int64
+	for _, name := range b.VHostNames() {
+		v := b.VHost(name)
+		if v == nil {
+			continue
+		}
+		for _, q := range v.Queues() {
+			freed += q.PageOut()
+		}
+	}
+	if freed > 0 {
+		b.log.Info("paged message bodies out of memory", "bytes", freed)
+	}
 }

@@ -41,6 +41,8 @@ type Broker struct {
 	meta    *metadata.Store
 	metaLog *metadata.DurableLog
 	msgs    *store.MsgStore
+	pager   *store.MsgStore // transient messages paged out (nil without a data directory)
+	memory  *queue.Memory
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -78,6 +80,7 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 
 		alarms:     map[string]bool{},
 		alarmEvery: time.Second,
+		memory:     &queue.Memory{},
 		stopAlarms: make(chan struct{}),
 	}
 	if err := b.recover(); err != nil {
@@ -111,6 +114,10 @@ func (b *Broker) recover() error {
 		return fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
 	}
 	b.msgs = msgs
+	b.memory.SetBudget(b.bodyBudget())
+	if b.pager, err = store.OpenPager(filepath.Join(b.cfg.DataDir, "paging"), b.log); err != nil {
+		return fmt.Errorf("opening the paging store under %s: %w", b.cfg.DataDir, err)
+	}
 	b.meta = metadata.NewStore(ml)
 	b.meta.Observe(b.apply)
 	durable := metadata.DurableCommands(recovered)
@@ -146,6 +153,9 @@ func (b *Broker) recover() error {
 }
 
 func (b *Broker) closeStores() {
+	if b.pager != nil {
+		_ = b.pager.Close()
+	}
 	if b.msgs != nil {
 		if err := b.msgs.Close(); err != nil {
 			b.log.Error("closing the message store", "err", err)
@@ -189,6 +199,24 @@ func (b *Broker) boot() error {
 	return nil
 }
 
+// storage returns where queues keep messages (nil interfaces, not nil
+// pointers, when the node has no data directory).
+func (b *Broker) storage() (st, pager queue.Store, mem *queue.Memory) {
+	if b.msgs != nil {
+		st = b.msgs
+	}
+	if b.pager != nil {
+		pager = b.pager
+	}
+	return st, pager, b.memory
+}
+
+// bodyBudget is how many bytes of message bodies that are also on disk
+// queues keep in memory: a quarter of the memory watermark, at most 256 MiB.
+func (b *Broker) bodyBudget() int64 {
+	return min(b.memoryLimit()/4, 256<<20)
+}
+
 // apply keeps the runtime in step with committed metadata commands.
 func (b *Broker) apply(c metadata.Command) {
 	switch c.Op {
@@ -198,9 +226,7 @@ func (b *Broker) apply(c metadata.Command) {
 		var v *vhost.VHost
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
-			if b.msgs != nil {
-				v.SetStore(b.msgs)
-			}
+			v.SetStore(b.storage())
 			b.vhosts[c.VHost] = v
 		}
 		b.mu.Unlock()

@@ -37,12 +37,16 @@ type Config struct {
 	MaxMessageSize                int
 	VMMemoryHighWatermark         float64
 	VMMemoryHighWatermarkAbsolute int64
-	DiskFreeLimit                 int64
-	LogLevel                      string
-	ClusterName                   string
-	LoadDefinitions               string
-	ConfigFile                    string
-	Warnings                      []string
+	// VMMemoryHighWatermarkPagingRatio: above this fraction of the
+	// watermark, queues page message bodies out to disk (RabbitMQ's
+	// vm_memory_high_watermark_paging_ratio).
+	VMMemoryHighWatermarkPagingRatio float64
+	DiskFreeLimit                    int64
+	LogLevel                         string
+	ClusterName                      string
+	LoadDefinitions                  string
+	ConfigFile                       string
+	Warnings                         []string
 }
 
 // Default returns a fresh RabbitMQ node's settings.
@@ -55,25 +59,26 @@ func Default() Config {
 		host = "localhost"
 	}
 	return Config{
-		NodeName:              "warren@" + host,
-		AMQPListeners:         []string{":5672"},
-		ManagementPort:        15672,
-		PrometheusPort:        15692,
-		DataDir:               "./warren-data",
-		DefaultUser:           "guest",
-		DefaultPass:           "guest",
-		DefaultVHost:          "/",
-		DefaultUserTags:       []string{"administrator"},
-		DefaultPermissions:    [3]string{".*", ".*", ".*"},
-		LoopbackUsers:         []string{"guest"},
-		ChannelMax:            2047,
-		FrameMax:              131072,
-		Heartbeat:             60,
-		MaxMessageSize:        128 << 20,
-		VMMemoryHighWatermark: 0.4,
-		DiskFreeLimit:         50_000_000,
-		LogLevel:              "info",
-		ClusterName:           "warren@" + host,
+		NodeName:                         "warren@" + host,
+		AMQPListeners:                    []string{":5672"},
+		ManagementPort:                   15672,
+		PrometheusPort:                   15692,
+		DataDir:                          "./warren-data",
+		DefaultUser:                      "guest",
+		DefaultPass:                      "guest",
+		DefaultVHost:                     "/",
+		DefaultUserTags:                  []string{"administrator"},
+		DefaultPermissions:               [3]string{".*", ".*", ".*"},
+		LoopbackUsers:                    []string{"guest"},
+		ChannelMax:                       2047,
+		FrameMax:                         131072,
+		Heartbeat:                        60,
+		MaxMessageSize:                   128 << 20,
+		VMMemoryHighWatermark:            0.4,
+		VMMemoryHighWatermarkPagingRatio: 0.5,
+		DiskFreeLimit:                    50_000_000,
+		LogLevel:                         "info",
+		ClusterName:                      "warren@" + host,
 	}
 }
 
@@ -216,6 +221,12 @@ func set(c *Config, k, v string) error {
 			return fmt.Errorf("expected a fraction between 0 and 1, got %q", v)
 		}
 		c.VMMemoryHighWatermark = f
+	case k == "vm_memory_high_watermark_paging_ratio":
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("expected a fraction above 0 and at most 1, got %q", v)
+		}
+		c.VMMemoryHighWatermarkPagingRatio = f
 	case k == "vm_memory_high_watermark.absolute":
 		n, err := ParseSize(v)
 		if err != nil {

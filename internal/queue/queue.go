@@ -19,8 +19,10 @@ package queue
 
 import (
 	"errors"
+	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -88,6 +90,40 @@ type Config struct {
 	Policy map[string]any
 	// Store keeps persistent messages of a durable queue (nil: memory only).
 	Store Store
+	// Pager takes transient messages out of memory under memory pressure
+	// (nil: they stay in memory).
+	Pager Store
+	// Memory is the node-wide budget for message bodies held in memory by
+	// queues (nil: no limit, nothing is paged out).
+	Memory *Memory
+}
+
+// Memory is shared by every queue of a node: how many bytes of message
+// bodies sit in queues' memory, the budget above which persisted messages
+// of a backlog are kept on disk only, and the pressure flag (set by the
+// node's memory monitor) under which transient messages are paged out too.
+type Memory struct {
+	budget   atomic.Int64
+	used     atomic.Int64
+	pressure atomic.Bool
+}
+
+// SetBudget sets the body bytes queues may keep in memory for messages
+// that also exist on disk; 0 means no budget.
+func (m *Memory) SetBudget(n int64) { m.budget.Store(n) }
+
+// Used returns the body bytes queues hold in memory.
+func (m *Memory) Used() int64 { return m.used.Load() }
+
+// SetPressure turns paging of transient messages on or off.
+func (m *Memory) SetPressure(on bool) { m.pressure.Store(on) }
+
+// Pressure reports whether transient messages are being paged out.
+func (m *Memory) Pressure() bool { return m.pressure.Load() }
+
+func (m *Memory) over() bool {
+	b := m.budget.Load()
+	return m.pressure.Load() || (b > 0 && m.used.Load() > b)
 }
 
 // Store is where a durable queue keeps its persistent messages. Enqueue
@@ -99,7 +135,22 @@ type Store interface {
 	// message's TTL deadline, kept so a restart does not extend it.
 	Enqueue(queue string, m *Message, expiresAt int64) (ref uint64, err error)
 	Remove(queue string, refs []uint64)
+	// Delivered records that messages went to a consumer and await its
+	// ack, so that a restart marks them redelivered.
+	Delivered(queue string, refs []uint64)
+	// Load reads messages back whose bodies the queue dropped from memory.
+	Load(refs []uint64, fn func(i int, m *Message)) error
 }
+
+// A backlog keeps at most residentHead messages in memory per queue when
+// the node's body budget is exhausted, and at most residentMax in any
+// case; messages beyond are kept on disk only and read back in batches of
+// loadBatch as they reach the head.
+const (
+	residentHead = 64
+	residentMax  = 4096
+	loadBatch    = 128
+)
 
 // Overflow behaviours of a length-limited queue.
 const (
@@ -139,12 +190,17 @@ type Settings struct {
 	SAC         bool
 }
 
+// entry is a message in the queue. msg is nil while the body is paged
+// out: it is then read back from the store (or the pager) by ref.
 type entry struct {
 	id          uint64
-	ref         uint64 // store reference of a persisted message (0: none)
+	ref         uint64 // store (or pager) reference (0: none)
 	msg         *Message
+	expiresAt   int64  // unix nanos; 0 = never
+	size        uint32 // body size
+	prio        uint8  // priority level
 	redelivered bool
-	expiresAt   int64 // unix nanos; 0 = never
+	paged       bool // ref is in the pager, not the store
 }
 
 type level struct {
@@ -188,6 +244,10 @@ type Queue struct {
 
 	pendingDL []DeadLetter
 	removes   []uint64 // store refs to forget, flushed before unlocking
+	unpaged   []uint64 // pager refs to forget
+	delivers  []uint64 // store refs delivered and awaiting an ack
+	resident  int64    // body bytes of ready messages held in memory
+	nResident int      // ready messages held in memory
 	storeKey  string
 
 	// OnUnused is called when an auto-delete queue loses its last consumer.
@@ -341,7 +401,7 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	// reject-publish refuses the newcomer when the queue is full.
 	if (q.set.Overflow == RejectPublish || q.set.Overflow == RejectPublishDLX) && q.full(m.Size()) {
 		if q.set.Overflow == RejectPublishDLX {
-			q.queueDL(entry{msg: m}, ReasonMaxLen)
+			q.queueDL(entry{msg: m, size: uint32(m.Size())}, ReasonMaxLen)
 		}
 		dls := q.takeDL()
 		q.mu.Unlock()
@@ -349,7 +409,7 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		return Rejected, 0
 	}
 	q.nextID++
-	e := entry{id: q.nextID, msg: m}
+	e := entry{id: q.nextID, msg: m, size: uint32(m.Size()), prio: uint8(q.prio(m))}
 	ttl := q.set.MessageTTL
 	if m.HasExpiration && (ttl < 0 || m.Expiration < ttl) {
 		ttl = m.Expiration
@@ -368,7 +428,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	}
 	// Fast path: nothing waiting, hand straight to a consumer (a message
 	// delivered now cannot expire, even with TTL 0).
-	if fast := (entry{id: e.id, ref: e.ref, msg: m}); q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
+	fast := e
+	fast.expiresAt = 0
+	if q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
 		q.flushRemoves()
 		q.mu.Unlock()
 		return Enqueued, e.ref
@@ -378,7 +440,7 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		q.stats.Expired++
 		q.queueDL(e, ReasonExpired)
 	} else {
-		q.push(e)
+		q.push(q.pageOut(e))
 		q.enforceLimits()
 		if e.expiresAt != 0 && (q.nextExpiry == 0 || e.expiresAt < q.nextExpiry) {
 			q.nextExpiry = e.expiresAt
@@ -417,16 +479,147 @@ func (q *Queue) prio(m *Message) int {
 }
 
 func (q *Queue) push(e entry) {
-	q.levels[q.prio(e.msg)].ready.push(e)
+	q.levels[e.prio].ready.push(e)
 	q.count++
-	q.readyBytes += e.msg.Size()
+	q.readyBytes += int(e.size)
+	q.addResident(e)
+}
+
+func (q *Queue) addResident(e entry) {
+	if e.msg == nil {
+		return
+	}
+	q.resident += int64(e.size)
+	q.nResident++
+	if q.cfg.Memory != nil {
+		q.cfg.Memory.used.Add(int64(e.size))
+	}
+}
+
+func (q *Queue) subResident(e entry) {
+	if e.msg == nil {
+		return
+	}
+	q.resident -= int64(e.size)
+	q.nResident--
+	if q.cfg.Memory != nil {
+		q.cfg.Memory.used.Add(-int64(e.size))
+	}
+}
+
+// clearResident forgets the memory accounting of every ready message
+// (purge, delete).
+func (q *Queue) clearResident() {
+	if q.cfg.Memory != nil {
+		q.cfg.Memory.used.Add(-q.resident)
+	}
+	q.resident, q.nResident = 0, 0
+}
+
+// pageOut decides whether a message joining the backlog keeps its body in
+// memory. A persisted message already on disk simply drops it; a transient
+// one is written to the pager first, only under memory pressure.
+func (q *Queue) pageOut(e entry) entry {
+	if e.msg == nil || q.nResident < residentHead {
+		return e
+	}
+	mem := q.cfg.Memory
+	over := mem != nil && mem.over()
+	switch {
+	case e.ref != 0:
+		if over || q.nResident >= residentMax {
+			e.msg = nil
+		}
+	case q.cfg.Pager != nil && mem != nil && mem.Pressure():
+		ref, err := q.cfg.Pager.Enqueue("", e.msg, 0)
+		if err == nil {
+			e.ref, e.paged, e.msg = ref, true, nil
+		}
+	}
+	return e
+}
+
+// PageOut drops the bodies of ready messages beyond the first few from
+// memory (persisted ones) or writes them to the pager (transient ones):
+// the node's memory monitor calls it on every queue under pressure.
+// It returns the bytes released.
+func (q *Queue) PageOut() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	before := q.resident
+	kept := 0
+	for i := len(q.levels) - 1; i >= 0; i-- {
+		q.levels[i].ready.each(func(e *entry) bool {
+			if e.msg == nil {
+				return true
+			}
+			if kept < residentHead {
+				kept++
+				return true
+			}
+			if e.ref == 0 {
+				if q.cfg.Pager == nil {
+					return true
+				}
+				ref, err := q.cfg.Pager.Enqueue("", e.msg, 0)
+				if err != nil {
+					return false
+				}
+				e.ref, e.paged = ref, true
+			}
+			q.subResident(*e)
+			e.msg = nil
+			return true
+		})
+	}
+	return before - q.resident
+}
+
+// load reads paged-out bodies back for up to loadBatch messages from the
+// head of l. Messages that cannot be read (an I/O error, a corrupt
+// record) are dropped with a log line; load reports whether the head is
+// now in memory.
+func (q *Queue) load(l *level) bool {
+	var ents []*entry
+	var sRefs, pRefs []uint64
+	var sIdx, pIdx []int
+	l.ready.each(func(e *entry) bool {
+		if len(ents) == loadBatch {
+			return false
+		}
+		if e.msg == nil {
+			if e.paged {
+				pRefs, pIdx = append(pRefs, e.ref), append(pIdx, len(ents))
+			} else {
+				sRefs, sIdx = append(sRefs, e.ref), append(sIdx, len(ents))
+			}
+		}
+		ents = append(ents, e)
+		return true
+	})
+	read := func(st Store, refs []uint64, idx []int) {
+		if len(refs) == 0 || st == nil {
+			return
+		}
+		err := st.Load(refs, func(i int, m *Message) {
+			e := ents[idx[i]]
+			e.msg = m
+			q.addResident(*e)
+		})
+		if err != nil {
+			slog.Error("queue: reading paged-out messages failed", "queue", q.cfg.Name, "vhost", q.cfg.VHost, "err", err)
+		}
+	}
+	read(q.cfg.Store, sRefs, sIdx)
+	read(q.cfg.Pager, pRefs, pIdx)
+	return len(ents) > 0 && ents[0].msg != nil
 }
 
 // queueDL records a message to dead-letter after the lock is released, or
 // drops it when the queue has no dead-letter exchange.
 func (q *Queue) queueDL(e entry, reason string) {
 	q.forget(e)
-	if !q.set.HasDLX {
+	if !q.set.HasDLX || !q.unpage(&e) {
 		return
 	}
 	q.stats.DeadLettered++
@@ -441,17 +634,58 @@ func (q *Queue) queueDL(e entry, reason string) {
 
 // forget notes that e left the queue for good.
 func (q *Queue) forget(e entry) {
-	if e.ref != 0 {
+	switch {
+	case e.ref == 0:
+	case e.paged:
+		q.unpaged = append(q.unpaged, e.ref)
+	default:
 		q.removes = append(q.removes, e.ref)
 	}
 }
 
-// flushRemoves tells the store which persisted messages are gone.
+// flushRemoves tells the store which persisted messages were delivered
+// and which are gone.
 func (q *Queue) flushRemoves() {
+	if len(q.delivers) > 0 && q.cfg.Store != nil {
+		q.cfg.Store.Delivered(q.storeKey, q.delivers)
+	}
+	q.delivers = q.delivers[:0]
 	if len(q.removes) > 0 && q.cfg.Store != nil {
 		q.cfg.Store.Remove(q.storeKey, q.removes)
 	}
 	q.removes = q.removes[:0]
+	if len(q.unpaged) > 0 && q.cfg.Pager != nil {
+		q.cfg.Pager.Remove("", q.unpaged)
+	}
+	q.unpaged = q.unpaged[:0]
+}
+
+// unpage brings a paged-out message back into memory by itself (to dead
+// letter it); false when it cannot be read.
+func (q *Queue) unpage(e *entry) bool {
+	if e.msg != nil {
+		return true
+	}
+	st := q.cfg.Store
+	if e.paged {
+		st = q.cfg.Pager
+	}
+	if st == nil {
+		return false
+	}
+	err := st.Load([]uint64{e.ref}, func(_ int, m *Message) { e.msg = m })
+	if err != nil {
+		slog.Error("queue: reading a paged-out message failed", "queue", q.cfg.Name, "vhost", q.cfg.VHost, "err", err)
+	}
+	return e.msg != nil
+}
+
+// taken records that a message went to a consumer that must ack it.
+func (q *Queue) taken(e entry) {
+	q.unacked[e.id] = e
+	if e.ref != 0 && !e.paged {
+		q.delivers = append(q.delivers, e.ref)
+	}
 }
 
 // StoreKey identifies the queue in its store.
@@ -521,7 +755,7 @@ func (q *Queue) offer(e entry) bool {
 				q.stats.Redelivered++
 			}
 			if !c.noAck {
-				q.unacked[e.id] = e
+				q.taken(e)
 			} else {
 				q.forget(e)
 			}
@@ -542,15 +776,26 @@ func (q *Queue) headLevel() *level {
 	return nil
 }
 
+// head returns the next message, its body in memory; messages whose body
+// cannot be read back are dropped on the way.
 func (q *Queue) head() (entry, bool) {
-	l := q.headLevel()
-	if l == nil {
-		return entry{}, false
+	for {
+		l := q.headLevel()
+		if l == nil {
+			return entry{}, false
+		}
+		if len(l.returned) > 0 {
+			return l.returned[0], true
+		}
+		e, _ := l.ready.peek()
+		if e.msg != nil || q.load(l) {
+			e, _ = l.ready.peek()
+			return e, true
+		}
+		e = q.pop()
+		q.stats.Dropped++
+		q.forget(e)
 	}
-	if len(l.returned) > 0 {
-		return l.returned[0], true
-	}
-	return l.ready.peek()
 }
 
 func (q *Queue) pop() entry {
@@ -567,7 +812,8 @@ func (q *Queue) pop() entry {
 		e = l.ready.pop()
 	}
 	q.count--
-	q.readyBytes -= e.msg.Size()
+	q.readyBytes -= int(e.size)
+	q.subResident(e)
 	return e
 }
 
@@ -737,7 +983,8 @@ func (q *Queue) sweep() {
 	keep := func(e entry) bool {
 		if e.expiresAt != 0 && e.expiresAt <= now {
 			q.count--
-			q.readyBytes -= e.msg.Size()
+			q.readyBytes -= int(e.size)
+			q.subResident(e)
 			q.stats.Expired++
 			q.queueDL(e, ReasonExpired)
 			return false
@@ -791,11 +1038,11 @@ func (q *Queue) Get(noAck bool) (Delivery, bool) {
 	}
 	e := q.pop()
 	if !noAck {
-		q.unacked[e.id] = e
+		q.taken(e)
 	} else {
 		q.forget(e)
-		q.flushRemoves()
 	}
+	q.flushRemoves()
 	q.stats.Delivered++
 	if e.redelivered {
 		q.stats.Redelivered++
@@ -851,10 +1098,11 @@ func (q *Queue) Requeue(ids ...uint64) {
 		}
 		delete(q.unacked, id)
 		e.redelivered = true
-		p := q.prio(e.msg)
+		p := int(e.prio)
 		q.levels[p].returned = append(q.levels[p].returned, e)
 		q.count++
-		q.readyBytes += e.msg.Size()
+		q.readyBytes += int(e.size)
+		q.addResident(e)
 		touched[p] = true
 	}
 	for p := range touched {
@@ -879,6 +1127,7 @@ func (q *Queue) Purge() int {
 	n := q.count
 	q.forgetReady()
 	q.flushRemoves()
+	q.clearResident()
 	q.levels = make([]level, len(q.levels))
 	q.count, q.readyBytes, q.nextExpiry = 0, 0, 0
 	return n
@@ -910,6 +1159,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		q.forget(e)
 	}
 	q.flushRemoves()
+	q.clearResident()
 	q.levels = make([]level, len(q.levels))
 	q.count, q.readyBytes = 0, 0
 	q.unacked = map[uint64]entry{}
@@ -929,27 +1179,32 @@ func (q *Queue) forgetReady() {
 		for _, e := range l.returned {
 			q.forget(e)
 		}
-		for j := 0; j < l.ready.size; j++ {
-			q.forget(l.ready.buf[(l.ready.head+j)%len(l.ready.buf)])
-		}
+		l.ready.each(func(e *entry) bool { q.forget(*e); return true })
 	}
 }
 
-// Recovered is a persisted message found in the store at start.
+// Recovered is a persisted message found in the store at start. Msg is nil
+// when its body was left on disk (it is read back on delivery).
 type Recovered struct {
-	Ref       uint64
-	Msg       *Message
-	ExpiresAt int64 // TTL deadline, unix nanoseconds (0 = never)
+	Ref         uint64
+	Msg         *Message
+	ExpiresAt   int64 // TTL deadline, unix nanoseconds (0 = never)
+	Size        uint32
+	Priority    uint8
+	Redelivered bool // it was delivered before the restart
 }
 
-// Restore puts recovered messages back, in order, marked redelivered (they
-// may have been delivered before the restart).
+// Restore puts recovered messages back, in order.
 func (q *Queue) Restore(ms []Recovered) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, r := range ms {
 		q.nextID++
-		q.push(entry{id: q.nextID, ref: r.Ref, msg: r.Msg, redelivered: true, expiresAt: r.ExpiresAt})
+		p := 0
+		if len(q.levels) > 1 {
+			p = min(int(r.Priority), len(q.levels)-1)
+		}
+		q.push(q.pageOut(entry{id: q.nextID, ref: r.Ref, msg: r.Msg, redelivered: r.Redelivered, expiresAt: r.ExpiresAt, size: r.Size, prio: uint8(p)}))
 		if r.ExpiresAt != 0 && (q.nextExpiry == 0 || r.ExpiresAt < q.nextExpiry) {
 			q.nextExpiry = r.ExpiresAt
 		}
@@ -1005,26 +1260,30 @@ func (q *Queue) Consumers() []ConsumerInfo {
 	return out
 }
 
-// fifo is a growable ring buffer of entries.
+// fifo is a queue of entries in chunks (16 entries first, doubling up to
+// maxChunk), so a long backlog grows without copying and a short queue
+// stays small.
 type fifo struct {
-	buf        []entry
-	head, size int
+	chunks     [][]entry
+	head, tail int // next to pop in chunks[0]; next free in the last chunk
+	size       int
 }
+
+const maxChunk = 4096
 
 func (f *fifo) len() int { return f.size }
 
 func (f *fifo) push(e entry) {
-	if f.size == len(f.buf) {
-		n := len(f.buf) * 2
-		if n == 0 {
-			n = 16
+	if n := len(f.chunks); n == 0 || f.tail == len(f.chunks[n-1]) {
+		size := 16
+		if n > 0 {
+			size = min(2*len(f.chunks[n-1]), maxChunk)
 		}
-		nb := make([]entry, n)
-		k := copy(nb, f.buf[f.head:])
-		copy(nb[k:], f.buf[:f.head])
-		f.buf, f.head = nb, 0
+		f.chunks = append(f.chunks, make([]entry, size))
+		f.tail = 0
 	}
-	f.buf[(f.head+f.size)%len(f.buf)] = e
+	f.chunks[len(f.chunks)-1][f.tail] = e
+	f.tail++
 	f.size++
 }
 
@@ -1032,19 +1291,43 @@ func (f *fifo) peek() (entry, bool) {
 	if f.size == 0 {
 		return entry{}, false
 	}
-	return f.buf[f.head], true
+	return f.chunks[0][f.head], true
 }
 
 func (f *fifo) pop() entry {
-	e := f.buf[f.head]
-	f.buf[f.head] = entry{}
-	f.head = (f.head + 1) % len(f.buf)
+	c := f.chunks[0]
+	e := c[f.head]
+	c[f.head] = entry{}
+	f.head++
 	f.size--
-	if f.size == 0 {
-		f.head = 0
-		if len(f.buf) > 1024 {
-			f.buf = nil // give a drained large backlog's memory back
+	switch {
+	case f.size == 0:
+		// keep one small chunk for reuse; give a drained backlog's back
+		if len(f.chunks) > 1 || len(c) > 64 {
+			f.chunks = nil
 		}
+		f.head, f.tail = 0, 0
+	case f.head == len(c):
+		f.chunks[0] = nil
+		f.chunks = f.chunks[1:]
+		f.head = 0
 	}
 	return e
+}
+
+// each calls fn on entries from the head until it returns false.
+func (f *fifo) each(fn func(e *entry) bool) {
+	left := f.size
+	for ci, c := range f.chunks {
+		start := 0
+		if ci == 0 {
+			start = f.head
+		}
+		for i := start; i < len(c) && left > 0; i++ {
+			left--
+			if !fn(&c[i]) {
+				return
+			}
+		}
+	}
 }

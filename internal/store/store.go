@@ -15,16 +15,21 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/warrenmq/warren/internal/queue"
 	"github.com/warrenmq/warren/internal/wal"
 )
 
+// Record kinds: an enqueue carries the whole message; remove and
+// delivered list the enqueue records they concern.
 const (
-	recEnqueue = 'E'
-	recRemove  = 'R'
+	recEnqueue   = 'E'
+	recRemove    = 'R'
+	recDelivered = 'D'
 )
 
 // MsgStore implements queue.Store over a WAL.
@@ -46,7 +51,9 @@ type Options struct {
 }
 
 // Open recovers the store in dir and returns the persisted messages still
-// in each queue (by queue key), in publish order.
+// in each queue (by queue key), in publish order. Bodies stay on disk: a
+// queue reads them back as they reach its head, so recovering a backlog
+// larger than memory needs memory only for its index.
 func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue.Recovered, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -56,37 +63,80 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 		return nil, nil, err
 	}
 	s := &MsgStore{log: l, lg: lg, live: map[uint64]int{}}
-	type pending struct {
-		key string
-		msg *queue.Message
-		exp int64
+	// Enqueue records arrive in ascending index order, so the live set is
+	// a sorted slice and later records find theirs by binary search.
+	type meta struct {
+		ref       uint64
+		exp       int64
+		queue     uint32
+		size      uint32
+		prio      uint8
+		delivered bool
+		removed   bool
 	}
-	msgs := map[uint64]pending{}
-	count := 0
+	var metas []meta
+	queues := map[string]uint32{}
+	var names []string
+	find := func(ref uint64) *meta {
+		i := sort.Search(len(metas), func(i int) bool { return metas[i].ref >= ref })
+		if i < len(metas) && metas[i].ref == ref && !metas[i].removed {
+			return &metas[i]
+		}
+		return nil
+	}
+	count, live := 0, 0
+	start := time.Now()
+	last := start
 	err = l.Replay(0, func(idx uint64, rec []byte) error {
 		count++
-		if count%100000 == 0 {
-			lg.Info("recovering message store", "records", count)
+		if count%65536 == 0 && time.Since(last) > time.Second {
+			last = time.Now()
+			lg.Info("recovering message store", "records_scanned", count, "messages", live, "queues", len(queues), "elapsed", time.Since(start).Round(time.Millisecond))
 		}
 		if len(rec) == 0 {
 			return nil
 		}
 		switch rec[0] {
 		case recEnqueue:
-			key, m, exp, err := decodeEnqueue(rec[1:])
+			h, err := decodeHeader(rec[1:])
 			if err != nil {
 				lg.Error("message store: undecodable enqueue record skipped", "index", idx, "err", err)
 				return nil
 			}
-			msgs[idx] = pending{key, m, exp}
-		case recRemove:
+			qid, ok := queues[string(h.key)]
+			if !ok {
+				qid = uint32(len(names))
+				queues[string(h.key)] = qid
+				names = append(names, string(h.key))
+			}
+			metas = append(metas, meta{ref: idx, exp: h.exp, queue: qid, size: uint32(h.bodyLen), prio: h.prio})
+			live++
+		case recRemove, recDelivered:
 			_, refs, err := decodeRemove(rec[1:])
 			if err != nil {
-				lg.Error("message store: undecodable remove record skipped", "index", idx, "err", err)
+				lg.Error("message store: undecodable record skipped", "index", idx, "kind", string(rec[0]), "err", err)
 				return nil
 			}
 			for _, r := range refs {
-				delete(msgs, r)
+				if m := find(r); m != nil {
+					if rec[0] == recRemove {
+						m.removed = true
+						live--
+					} else {
+						m.delivered = true
+					}
+				}
+			}
+			// drop removed entries now and then so the search stays short
+			if live < len(metas)/2 && len(metas) > 4096 {
+				k := 0
+				for _, m := range metas {
+					if !m.removed {
+						metas[k] = m
+						k++
+					}
+				}
+				metas = metas[:k]
 			}
 		}
 		return nil
@@ -95,22 +145,47 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 		l.Close()
 		return nil, nil, err
 	}
-	out := map[string][]queue.Recovered{}
-	refs := make([]uint64, 0, len(msgs))
-	for r := range msgs {
-		refs = append(refs, r)
+	perQueue := make([]int, len(names))
+	for _, m := range metas {
+		if !m.removed {
+			perQueue[m.queue]++
+		}
 	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i] < refs[j] })
-	for _, r := range refs {
-		p := msgs[r]
-		out[p.key] = append(out[p.key], queue.Recovered{Ref: r, Msg: p.msg, ExpiresAt: p.exp})
-		s.live[l.SegmentOf(r)]++
+	lists := make([][]queue.Recovered, len(names))
+	for i, n := range perQueue {
+		if n > 0 {
+			lists[i] = make([]queue.Recovered, 0, n)
+		}
 	}
-	if len(refs) > 0 || count > 0 {
-		lg.Info("message store recovered", "messages", len(refs), "queues", len(out), "records_scanned", count)
+	for _, m := range metas {
+		if m.removed {
+			continue
+		}
+		lists[m.queue] = append(lists[m.queue], queue.Recovered{Ref: m.ref, ExpiresAt: m.exp, Size: m.size, Priority: m.prio, Redelivered: m.delivered})
+		s.live[l.SegmentOf(m.ref)]++
+	}
+	metas = nil
+	out := make(map[string][]queue.Recovered, len(names))
+	for i, rs := range lists {
+		if len(rs) > 0 {
+			out[names[i]] = rs
+		}
+	}
+	if live > 0 || count > 0 {
+		lg.Info("message store recovered", "messages", live, "queues", len(out), "records_scanned", count, "took", time.Since(start).Round(time.Millisecond))
 	}
 	s.gc()
 	return s, out, nil
+}
+
+// OpenPager opens a store for paging transient messages out of memory: it
+// never fsyncs and starts empty (whatever an earlier run left is deleted).
+func OpenPager(dir string, lg *slog.Logger) (*MsgStore, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clearing the paging directory %s: %w", dir, err)
+	}
+	s, _, err := Open(dir, lg, Options{NoSync: true})
+	return s, err
 }
 
 func putStr(b []byte, s string) []byte {
@@ -155,23 +230,45 @@ func (d *dec) bytes() []byte {
 	return v
 }
 
-func decodeEnqueue(b []byte) (string, *queue.Message, int64, error) {
+type header struct {
+	key, exchange, rk, props []byte
+	prio                     uint8
+	exp                      int64
+	bodyLen                  int
+	body                     []byte
+}
+
+func decodeHeader(b []byte) (header, error) {
 	d := dec{b: b}
-	key := string(d.bytes())
-	ex := string(d.bytes())
-	rk := string(d.bytes())
-	props := append([]byte(nil), d.bytes()...)
+	var h header
+	h.key = d.bytes()
+	h.exchange = d.bytes()
+	h.rk = d.bytes()
+	h.props = d.bytes()
 	if d.err != nil || len(d.b) < 1 {
-		return "", nil, 0, fmt.Errorf("truncated enqueue record")
+		return h, fmt.Errorf("truncated enqueue record")
 	}
-	prio := d.b[0]
+	h.prio = d.b[0]
 	d.b = d.b[1:]
-	exp := d.uvarint()
+	h.exp = int64(d.uvarint())
 	if d.err != nil {
-		return "", nil, 0, fmt.Errorf("truncated enqueue record")
+		return h, fmt.Errorf("truncated enqueue record")
 	}
-	body := append([]byte(nil), d.b...)
-	return key, &queue.Message{Exchange: ex, RoutingKey: rk, Props: props, Body: body, Persistent: true, Priority: prio}, int64(exp), nil
+	h.body, h.bodyLen = d.b, len(d.b)
+	return h, nil
+}
+
+// decodeMessage rebuilds a message from an enqueue record; props and body
+// share one copy of the record's bytes.
+func decodeMessage(b []byte) (*queue.Message, error) {
+	h, err := decodeHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, len(h.props)+len(h.body))
+	n := copy(buf, h.props)
+	copy(buf[n:], h.body)
+	return &queue.Message{Exchange: string(h.exchange), RoutingKey: string(h.rk), Props: buf[:n:n], Body: buf[n:], Persistent: true, Priority: h.prio}, nil
 }
 
 func decodeRemove(b []byte) (string, []uint64, error) {
@@ -213,6 +310,58 @@ func (s *MsgStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64,
 	return idx, nil
 }
 
+func (s *MsgStore) appendRefs(kind byte, q string, refs []uint64) error {
+	b := append(s.buf[:0], kind)
+	b = putStr(b, q)
+	b = binary.AppendUvarint(b, uint64(len(refs)))
+	for _, r := range refs {
+		b = binary.AppendUvarint(b, r)
+	}
+	s.buf = b
+	_, err := s.log.Append(b)
+	return err
+}
+
+// Delivered records that messages of queue q went to a consumer and await
+// an ack: after a restart they come back marked redelivered. The record is
+// not waited for; one written in the last moments before a crash may be
+// lost, and those messages then come back without the mark.
+func (s *MsgStore) Delivered(q string, refs []uint64) {
+	if len(refs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.appendRefs(recDelivered, q, refs); err != nil {
+		s.lg.Error("message store: delivery record failed", "queue", q, "err", err)
+	}
+}
+
+// Load reads messages back by reference (fn gets each one's position in
+// refs).
+func (s *MsgStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
+	var derr error
+	err := s.log.ReadMany(refs, func(i int, rec []byte) {
+		if derr != nil {
+			return
+		}
+		if len(rec) == 0 || rec[0] != recEnqueue {
+			derr = fmt.Errorf("message store: record %d is not a message", refs[i])
+			return
+		}
+		m, err := decodeMessage(rec[1:])
+		if err != nil {
+			derr = fmt.Errorf("message store: record %d: %w", refs[i], err)
+			return
+		}
+		fn(i, m)
+	})
+	if err != nil {
+		return err
+	}
+	return derr
+}
+
 // Remove records that messages left queue q.
 func (s *MsgStore) Remove(q string, refs []uint64) {
 	if len(refs) == 0 {
@@ -220,14 +369,7 @@ func (s *MsgStore) Remove(q string, refs []uint64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := append(s.buf[:0], recRemove)
-	b = putStr(b, q)
-	b = binary.AppendUvarint(b, uint64(len(refs)))
-	for _, r := range refs {
-		b = binary.AppendUvarint(b, r)
-	}
-	s.buf = b
-	if _, err := s.log.Append(b); err != nil {
+	if err := s.appendRefs(recRemove, q, refs); err != nil {
 		s.lg.Error("message store: remove failed; messages may come back after a restart", "queue", q, "err", err)
 	}
 	for _, r := range refs {

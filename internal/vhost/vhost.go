@@ -51,11 +51,18 @@ type VHost struct {
 
 	replyTo sync.Map // amq.rabbitmq.reply-to.* name → func(*queue.Message) bool
 
-	store queue.Store // persistent messages of durable queues (nil: none)
+	store  queue.Store   // persistent messages of durable queues (nil: none)
+	pager  queue.Store   // transient messages paged out under memory pressure
+	memory *queue.Memory // the node's budget for message bodies in memory
 }
 
-// SetStore sets the message store durable queues created from now on use.
-func (v *VHost) SetStore(s queue.Store) { v.store = s }
+// SetStore sets where queues created from now on keep messages: the
+// durable store (persistent messages of durable queues), the pager
+// (anything else, under memory pressure) and the node's memory budget.
+// Any of them may be nil.
+func (v *VHost) SetStore(s, pager queue.Store, mem *queue.Memory) {
+	v.store, v.pager, v.memory = s, pager, mem
+}
 
 // New returns an empty vhost; Apply fills it from committed commands.
 func New(name string, meta *metadata.Store, log *slog.Logger) *VHost {
@@ -116,7 +123,7 @@ func (v *VHost) Apply(c metadata.Command) {
 			if d.Durable {
 				st = v.store
 			}
-			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st})
+			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory})
 			q.OnUnused = v.autoDelete
 			q.OnExpire = v.autoDelete
 			q.OnDeadLetter = v.deadLetter

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Index is a record's position in the log, from 1.
@@ -153,6 +154,25 @@ type Log struct {
 	segBytes int64
 
 	lastScanErr error // set by scan during recovery
+	flushArmed  bool
+}
+
+// flushDelay bounds how long an appended record stays in the process's
+// buffer when no fsync is requested.
+const flushDelay = 10 * time.Millisecond
+
+func (l *Log) lazyFlush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushArmed = false
+	if l.closed || l.err != nil || l.w.Buffered() == 0 {
+		return
+	}
+	if err := l.w.Flush(); err != nil {
+		l.err = fmt.Errorf("wal: write failed; the log refuses further appends: %w", err)
+		l.log.Error("wal: storage failure", "err", err)
+		l.cond.Broadcast()
+	}
 }
 
 // Open opens (or creates) the log in opts.Dir and recovers it.
@@ -366,6 +386,12 @@ func (l *Log) Append(rec []byte) (Index, error) {
 	l.segBytes += int64(len(rec)) + 8
 	cur.size = l.segBytes
 	l.last++
+	if !l.flushArmed {
+		// records nobody waits for still reach the OS soon, so they
+		// survive the process being killed (not a power loss)
+		l.flushArmed = true
+		time.AfterFunc(flushDelay, l.lazyFlush)
+	}
 	return l.last, nil
 }
 

@@ -1,0 +1,195 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/warrenmq/warren/internal/queue"
+)
+
+func msg(i int) *queue.Message {
+	return &queue.Message{Exchange: "ex", RoutingKey: fmt.Sprintf("rk%d", i), Props: []byte{0x10, 0x00, byte(i)},
+		Body: bytes.Repeat([]byte{byte(i)}, 100+i%50), Persistent: true, Priority: uint8(i % 3)}
+}
+
+func TestRecoveryKeepsOrderFlagsAndBodies(t *testing.T) {
+	dir := t.TempDir()
+	s, rec, err := Open(dir, nil, Options{NoSync: true, SegmentSize: 8 << 10})
+	if err != nil || len(rec) != 0 {
+		t.Fatalf("open: %v %d", err, len(rec))
+	}
+	refs := map[string][]uint64{}
+	for i := 0; i < 300; i++ {
+		q := []string{"/\x00a", "/\x00b"}[i%2]
+		ref, err := s.Enqueue(q, msg(i), int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[q] = append(refs[q], ref)
+	}
+	// a: the first 50 removed, the next 10 delivered (unacked)
+	s.Remove("/\x00a", refs["/\x00a"][:50])
+	s.Delivered("/\x00a", refs["/\x00a"][50:60])
+	// b: everything removed
+	s.Remove("/\x00b", refs["/\x00b"])
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, rec, err = Open(dir, nil, Options{NoSync: true, SegmentSize: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(rec) != 1 || len(rec["/\x00a"]) != 100 {
+		t.Fatalf("recovered %d queues, a has %d messages (want 1 queue, 100)", len(rec), len(rec["/\x00a"]))
+	}
+	got := rec["/\x00a"]
+	loadRefs := make([]uint64, len(got))
+	for k, r := range got {
+		i := 2 * (50 + k) // message number of a's (50+k)-th message
+		if r.Ref != refs["/\x00a"][50+k] || r.ExpiresAt != int64(i) || r.Size != uint32(msg(i).Size()) || r.Priority != uint8(i%3) || r.Msg != nil {
+			t.Fatalf("recovered #%d: %+v", k, r)
+		}
+		if r.Redelivered != (k < 10) {
+			t.Fatalf("recovered #%d redelivered=%v", k, r.Redelivered)
+		}
+		loadRefs[k] = r.Ref
+	}
+	n := 0
+	err = s.Load(loadRefs, func(k int, m *queue.Message) {
+		n++
+		want := msg(2 * (50 + k))
+		if !bytes.Equal(m.Body, want.Body) || !bytes.Equal(m.Props, want.Props) || m.RoutingKey != want.RoutingKey || m.Exchange != "ex" || !m.Persistent || m.Priority != want.Priority {
+			t.Fatalf("loaded #%d differs: %+v", k, m)
+		}
+	})
+	if err != nil || n != len(loadRefs) {
+		t.Fatalf("load: %v (%d of %d)", err, n, len(loadRefs))
+	}
+	if err := s.Load([]uint64{refs["/\x00a"][99]}, func(int, *queue.Message) {}); err != nil {
+		t.Fatalf("load one: %v", err)
+	}
+}
+
+// TestBacklogBeyondMemoryBudget publishes a backlog far beyond what the
+// queue keeps in memory, checks the bodies in memory stay bounded, and
+// drains it in order with the bodies read back from disk.
+func TestBacklogBeyondMemoryBudget(t *testing.T) {
+	s, _, err := Open(t.TempDir(), nil, Options{NoSync: true, SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mem := &queue.Memory{}
+	mem.SetBudget(64 << 10)
+	q := queue.New(queue.Config{VHost: "/", Name: "big", Durable: true, Store: s, Memory: mem})
+	const n = 20000
+	for i := 0; i < n; i++ {
+		m := &queue.Message{Body: []byte(fmt.Sprintf("%08d-%s", i, bytes.Repeat([]byte("x"), 500))), Persistent: true}
+		if r, _ := q.Publish(m); r != queue.Enqueued {
+			t.Fatalf("publish %d: %v", i, r)
+		}
+	}
+	// the budget is exceeded after ~128 bodies; from then on at most the
+	// head of the backlog stays in memory
+	if used := mem.Used(); used > 256*600 {
+		t.Fatalf("%d bytes of bodies in memory for a %d-message backlog", used, n)
+	}
+	segs := s.Segments()
+	for i := 0; i < n; i++ {
+		d, ok := q.Get(i%2 == 0)
+		if !ok {
+			t.Fatalf("queue empty after %d", i)
+		}
+		if want := fmt.Sprintf("%08d-", i); string(d.Msg.Body[:9]) != want {
+			t.Fatalf("message %d: got %q", i, d.Msg.Body[:9])
+		}
+		if i%2 == 1 {
+			q.Ack(d.ID)
+		}
+		if used := mem.Used(); used > 256*600 {
+			t.Fatalf("%d bytes in memory while draining", used)
+		}
+	}
+	if r, u, _ := q.Counts(); r != 0 || u != 0 || mem.Used() != 0 {
+		t.Fatalf("after draining: %d ready, %d unacked, %d bytes accounted", r, u, mem.Used())
+	}
+	// one more remove batch triggers the segment clean-up
+	q.Publish(&queue.Message{Body: []byte("last"), Persistent: true})
+	for i := 0; i < 5000; i++ {
+		q.Publish(&queue.Message{Body: []byte("churn"), Persistent: true})
+		q.Get(true)
+	}
+	if after := s.Segments(); after >= segs || after > 2 {
+		t.Fatalf("segments: %d with the backlog, %d after draining", segs, after)
+	}
+}
+
+// TestTransientMessagesPagedUnderPressure checks that under memory
+// pressure transient messages go to the pager and come back intact.
+func TestTransientMessagesPagedUnderPressure(t *testing.T) {
+	pager, err := OpenPager(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pager.Close()
+	mem := &queue.Memory{}
+	q := queue.New(queue.Config{VHost: "/", Name: "t", Pager: pager, Memory: mem})
+	body := func(i int) []byte { return []byte(fmt.Sprintf("%06d-%s", i, bytes.Repeat([]byte("y"), 1000))) }
+	for i := 0; i < 1000; i++ {
+		q.Publish(&queue.Message{Body: body(i)})
+	}
+	if mem.Used() != int64(1000*len(body(0))) || pager.Segments() != 1 || pager.log.LastIndex() != 0 {
+		t.Fatalf("without pressure everything stays in memory: %d bytes, %d pager records", mem.Used(), pager.log.LastIndex())
+	}
+	mem.SetPressure(true)
+	freed := q.PageOut()
+	if freed <= 0 || mem.Used() > 100*int64(len(body(0))) {
+		t.Fatalf("page out freed %d, %d still in memory", freed, mem.Used())
+	}
+	for i := 1000; i < 3000; i++ {
+		q.Publish(&queue.Message{Body: body(i)})
+	}
+	if mem.Used() > 100*int64(len(body(0))) {
+		t.Fatalf("under pressure new messages are paged too: %d bytes in memory", mem.Used())
+	}
+	mem.SetPressure(false)
+	for i := 0; i < 3000; i++ {
+		d, ok := q.Get(true)
+		if !ok || !bytes.Equal(d.Msg.Body, body(i)) {
+			t.Fatalf("message %d: %v %q", i, ok, d.Msg.Body[:7])
+		}
+	}
+	if _, ok := q.Get(true); ok || mem.Used() != 0 {
+		t.Fatalf("left over: %v, %d bytes accounted", ok, mem.Used())
+	}
+}
+
+// TestPriorityBacklogPagedStaysOrdered checks paging with priority levels.
+func TestPriorityBacklogPagedStaysOrdered(t *testing.T) {
+	s, _, err := Open(t.TempDir(), nil, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mem := &queue.Memory{}
+	mem.SetBudget(1)
+	q := queue.New(queue.Config{VHost: "/", Name: "p", Durable: true, Store: s, Memory: mem, Args: map[string]any{"x-max-priority": int32(5)}})
+	for i := 0; i < 3000; i++ {
+		q.Publish(&queue.Message{Body: []byte(fmt.Sprintf("%d-%05d", i%3, i)), Persistent: true, Priority: uint8(i % 3)})
+	}
+	last := ""
+	for i := 0; i < 3000; i++ {
+		d, ok := q.Get(true)
+		if !ok {
+			t.Fatalf("empty at %d", i)
+		}
+		b := string(d.Msg.Body)
+		// priority 2 first, then 1, then 0; within one, publish order
+		if last != "" && (b[0] > last[0] || (b[0] == last[0] && b < last)) {
+			t.Fatalf("%s after %s", b, last)
+		}
+		last = b
+	}
+}
