@@ -139,6 +139,9 @@ func TestSyncGroupFault(t *testing.T) {
 		if states(da) != "MASTER,MASTER" || !a.holdsBoth() || states(db) != "BACKUP,BACKUP" || !b.holdsNone() {
 			t.Fatalf("after recovery: a %s b %s", states(da), states(db))
 		}
+		if dump := da.Dump(); !strings.Contains(dump, "VRRP Sync Group = G1, MASTER\n   monitor = VI_1 (MASTER)\n   monitor = VI_2 (MASTER)\n") {
+			t.Fatalf("dump:\n%s", dump)
+		}
 		cancel()
 		wg.Wait()
 		if !na.has("/n/stop") || !na.has("/n/notify GROUP G1 STOP 0") {
