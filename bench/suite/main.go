@@ -34,6 +34,9 @@ type broker struct {
 	url  string
 	pid  func() int
 	stop func()
+	// start starts the broker again (after stop) on the same data; it
+	// returns once the AMQP port accepts connections.
+	start func() error
 }
 
 type scenario struct {
@@ -52,12 +55,17 @@ var (
 	warren   = flag.String("warren-bin", "", "warren-server binary (built if empty)")
 	skipRMQ  = flag.Bool("skip-rabbit", false, "run Warren only")
 	outDir   = flag.String("out", "bench/results", "directory for the JSON results")
+
+	backlogN      = flag.Int("backlog", 5_000_000, "messages in the backlog scenarios (12-14)")
+	restartN      = flag.Int("restart-messages", 1_000_000, "messages in the restart scenario (15)")
+	restartQueues = flag.Int("restart-queues", 1000, "queues in the restart scenario (15)")
 )
 
 func main() {
 	flag.Parse()
 	if *quick {
 		*rounds, *duration = 1, 3*time.Second
+		*backlogN, *restartN = min(*backlogN, 200_000), min(*restartN, 100_000)
 	}
 	raiseNoFile()
 	tmp, _ := os.MkdirTemp("", "warren-bench-")
@@ -170,19 +178,28 @@ func startWarren(tmp string) (*broker, error) {
 	}
 	port := freePort()
 	logf, _ := os.Create(filepath.Join(tmp, "warren.log"))
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", "warning")
-	cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(tmp, "cookie"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	var cmd *exec.Cmd
+	start := func() error {
+		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", "warning")
+		cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(tmp, "cookie"))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := waitPort(port, 10*time.Minute); err != nil {
+			cmd.Process.Kill()
+			return err
+		}
+		return nil
+	}
+	if err := start(); err != nil {
 		return nil, err
 	}
-	if err := waitPort(port, 20*time.Second); err != nil {
-		cmd.Process.Kill()
-		return nil, err
-	}
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
 	return &broker{name: "Warren", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
-		pid:  func() int { return cmd.Process.Pid },
-		stop: func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }}, nil
+		pid:     func() int { return cmd.Process.Pid },
+		stop:    stop,
+		start: start}, nil
 }
 
 func startRabbit(tmp string) (*broker, error) {
@@ -200,17 +217,24 @@ func startRabbit(tmp string) (*broker, error) {
 		"RABBITMQ_NODENAME="+node, "RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
 		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(dir, "ff"), "RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "plugins"),
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"))
-	cmd := exec.Command("rabbitmq-server")
-	cmd.Env = env
 	logf, _ := os.Create(filepath.Join(tmp, "rabbit.out"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	var cmd *exec.Cmd
+	start := func() error {
+		cmd = exec.Command("rabbitmq-server")
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := waitPort(port, 10*time.Minute); err != nil {
+			cmd.Process.Kill()
+			b, _ := os.ReadFile(filepath.Join(tmp, "rabbit.out"))
+			return fmt.Errorf("%v: %s", err, b)
+		}
+		return nil
 	}
-	if err := waitPort(port, 90*time.Second); err != nil {
-		cmd.Process.Kill()
-		b, _ := os.ReadFile(filepath.Join(tmp, "rabbit.out"))
-		return nil, fmt.Errorf("%v: %s", err, b)
+	if err := start(); err != nil {
+		return nil, err
 	}
 	beam := func() int {
 		// rabbitmq-server writes the Erlang VM's pid to RABBITMQ_PID_FILE
@@ -231,7 +255,8 @@ func startRabbit(tmp string) (*broker, error) {
 		}
 		cmd.Wait()
 	}
-	return &broker{name: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam, stop: stop}, nil
+	return &broker{name: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam, stop: stop,
+		start: start}, nil
 }
 
 func rss(pid int) int64 {
@@ -288,6 +313,28 @@ func scenarios() []scenario {
 		{10, "latency at 10,000 msg/s (p99)", "ms p99", false, func(b *broker) (float64, error) {
 			r, err := perfRun(b, perf.Config{Producers: 1, Consumers: 1, Size: 16, AutoAck: true, Rate: 10000, QueuePattern: "b10-%d"})
 			return float64(r.LatencyP99.Microseconds()) / 1000, err
+		}},
+		{11, "4P/4C over 4 durable queues, persistent 1KiB, confirms 1000, prefetch 1000", "msg/s", true, throughput(perf.Config{Producers: 4, Consumers: 4, Queues: 4, Size: 1024, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b11-%d"})},
+		{12, fmt.Sprintf("backlog of %d persistent 1KiB: publish", *backlogN), "msg/s", true, func(b *broker) (float64, error) {
+			r, err := backlog(b, *backlogN)
+			return r.publish, err
+		}},
+		{13, fmt.Sprintf("backlog of %d persistent 1KiB: drain", *backlogN), "msg/s", true, func(b *broker) (float64, error) {
+			r, ok := backlogs[b.name]
+			if !ok {
+				return 0, fmt.Errorf("needs scenario 12 in the same run")
+			}
+			return r.drain, nil
+		}},
+		{14, fmt.Sprintf("backlog of %d persistent 1KiB: peak RSS", *backlogN), "MiB", false, func(b *broker) (float64, error) {
+			r, ok := backlogs[b.name]
+			if !ok {
+				return 0, fmt.Errorf("needs scenario 12 in the same run")
+			}
+			return float64(r.peak) / (1 << 20), nil
+		}},
+		{15, fmt.Sprintf("restart with %d messages in %d queues", *restartN, *restartQueues), "s until all queues ready", false, func(b *broker) (float64, error) {
+			return restartTime(b, *restartN, *restartQueues)
 		}},
 	}
 }

@@ -573,3 +573,7 @@ func (b *Broker) SetMemoryHighWatermark(f float64) {
 	b.mu.Unlock()
 	b.checkAlarms()
 }
+
+// QueueBodyBytes returns the bytes of message bodies queues hold in memory
+// (bodies paged out to disk do not count).
+func (b *Broker) QueueBodyBytes() int64 { return b.memory.Used() }
