@@ -197,8 +197,8 @@ func startWarren(tmp string) (*broker, error) {
 	}
 	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
 	return &broker{name: "Warren", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
-		pid:     func() int { return cmd.Process.Pid },
-		stop:    stop,
+		pid:   func() int { return cmd.Process.Pid },
+		stop:  stop,
 		start: start}, nil
 }
 
