@@ -26,6 +26,7 @@ const (
 	AuthNone      = 0
 	AuthPass      = 1
 	MulticastIPv4 = "224.0.0.18"
+	MulticastIPv6 = "ff02::12" // RFC 5798 section 5.1.2.2
 )
 
 // Packet is one VRRP advertisement.
@@ -36,7 +37,7 @@ type Packet struct {
 	Interval time.Duration // v2: whole seconds; v3: centiseconds
 	AuthType uint8         // v2 only
 	AuthData [8]byte       // v2 only
-	IPs      []net.IP      // IPv4
+	IPs      []net.IP      // IPv4, or IPv6 (v3 only; the IP header's family decides)
 }
 
 // Errors of the codec.
@@ -45,6 +46,7 @@ var (
 	ErrVersion  = errors.New("vrrp: unsupported version")
 	ErrType     = errors.New("vrrp: not an advertisement")
 	ErrChecksum = errors.New("vrrp: bad checksum")
+	ErrFamily   = errors.New("vrrp: IPv6 needs VRRP version 3 and IPv6 addresses only")
 )
 
 func checksum(b []byte, sum uint32) uint16 {
@@ -60,8 +62,21 @@ func checksum(b []byte, sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
+// pseudo sums the pseudo-header of the v3 checksum: IPv4's (RFC 768
+// style) or IPv6's (RFC 8200 section 8.1: source, destination,
+// upper-layer length, next header), chosen by the addresses' family.
 func pseudo(src, dst net.IP, length int) uint32 {
 	var s uint32
+	if isV6(src) && isV6(dst) {
+		s16, d16 := src.To16(), dst.To16()
+		for i := 0; i < 16; i += 2 {
+			s += uint32(s16[i])<<8 | uint32(s16[i+1])
+			s += uint32(d16[i])<<8 | uint32(d16[i+1])
+		}
+		s += uint32(length>>16) + uint32(length&0xffff)
+		s += Proto
+		return s
+	}
 	s4, d4 := src.To4(), dst.To4()
 	if s4 == nil || d4 == nil {
 		return 0
@@ -75,14 +90,26 @@ func pseudo(src, dst net.IP, length int) uint32 {
 	return s
 }
 
+// isV6 reports an IPv6 address (not IPv4 nor IPv4-mapped).
+func isV6(ip net.IP) bool { return len(ip) == net.IPv6len && ip.To4() == nil }
+
 // Marshal encodes p; src and dst are needed for the v3 checksum (the
-// IPv4 pseudo-header, RFC 5798 section 5.2.8).
+// IPv4 or IPv6 pseudo-header, RFC 5798 section 5.2.8) and decide the
+// address family: over IPv6 the addresses are 16 bytes each.
 func (p *Packet) Marshal(src, dst net.IP) ([]byte, error) {
 	n := len(p.IPs)
 	if n > 255 {
 		return nil, fmt.Errorf("vrrp: %d addresses exceed 255", n)
 	}
-	b := make([]byte, 8, 8+4*n+8)
+	v6 := isV6(dst)
+	alen := net.IPv4len
+	if v6 {
+		alen = net.IPv6len
+		if p.Version != 3 {
+			return nil, ErrFamily
+		}
+	}
+	b := make([]byte, 8, 8+alen*n+8)
 	b[0] = byte(p.Version<<4 | TypeAdvert)
 	b[1], b[2], b[3] = p.VRID, p.Priority, byte(n)
 	switch p.Version {
@@ -103,7 +130,17 @@ func (p *Packet) Marshal(src, dst net.IP) ([]byte, error) {
 		return nil, ErrVersion
 	}
 	for _, ip := range p.IPs {
-		b = append(b, ip.To4()...)
+		a := ip.To4()
+		if v6 {
+			a = ip.To16()
+			if !isV6(ip) {
+				return nil, ErrFamily
+			}
+		}
+		if a == nil {
+			return nil, fmt.Errorf("vrrp: %s is not an IPv4 address", ip)
+		}
+		b = append(b, a...)
 	}
 	if p.Version == 2 {
 		b = append(b, p.AuthData[:]...)
@@ -115,8 +152,13 @@ func (p *Packet) Marshal(src, dst net.IP) ([]byte, error) {
 }
 
 // Unmarshal decodes and verifies an advertisement (the VRRP part of an IP
-// packet); src and dst are the IP header's addresses (v3 checksum).
+// packet); src and dst are the IP header's addresses (v3 checksum; IPv6
+// ones mean 16-byte addresses in the packet).
 func Unmarshal(b []byte, src, dst net.IP) (*Packet, error) {
+	alen := net.IPv4len
+	if isV6(dst) {
+		alen = net.IPv6len
+	}
 	if len(b) < 8 {
 		return nil, ErrShort
 	}
@@ -127,6 +169,9 @@ func Unmarshal(b []byte, src, dst net.IP) (*Packet, error) {
 	n := int(b[3])
 	switch p.Version {
 	case 2:
+		if alen != net.IPv4len {
+			return nil, ErrFamily
+		}
 		if len(b) < 8+4*n+8 {
 			return nil, ErrShort
 		}
@@ -137,18 +182,19 @@ func Unmarshal(b []byte, src, dst net.IP) (*Packet, error) {
 		}
 		copy(p.AuthData[:], b[8+4*n:8+4*n+8])
 	case 3:
-		if len(b) < 8+4*n {
+		end := 8 + alen*n
+		if len(b) < end {
 			return nil, ErrShort
 		}
 		p.Interval = time.Duration(binary.BigEndian.Uint16(b[4:])&0xfff) * 10 * time.Millisecond
-		if checksum(b[:8+4*n], pseudo(src, dst, 8+4*n)) != 0 {
+		if checksum(b[:end], pseudo(src, dst, end)) != 0 {
 			return nil, ErrChecksum
 		}
 	default:
 		return nil, ErrVersion
 	}
 	for i := 0; i < n; i++ {
-		p.IPs = append(p.IPs, net.IP(append([]byte(nil), b[8+4*i:12+4*i]...)))
+		p.IPs = append(p.IPs, net.IP(append([]byte(nil), b[8+alen*i:8+alen*(i+1)]...)))
 	}
 	return p, nil
 }

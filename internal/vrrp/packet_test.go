@@ -92,10 +92,16 @@ func TestRejectsBadPackets(t *testing.T) {
 func FuzzUnmarshal(f *testing.F) {
 	b2, _ := hex.DecodeString(keepalivedV2[40:])
 	b3, _ := hex.DecodeString(keepalivedV3[40:])
-	f.Add(b2)
-	f.Add(b3)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Unmarshal(data, net.IPv4(10, 77, 8, 9), net.IPv4(224, 0, 0, 18))
+	b6, _ := hex.DecodeString(keepalivedV6[80:])
+	f.Add(b2, false)
+	f.Add(b3, false)
+	f.Add(b6, true)
+	f.Fuzz(func(t *testing.T, data []byte, v6 bool) {
+		src, dst := net.IPv4(10, 77, 8, 9), net.IPv4(224, 0, 0, 18)
+		if v6 {
+			src, dst = net.ParseIP("fe80::a402:f9ff:feae:baee"), net.ParseIP(MulticastIPv6)
+		}
+		p, err := Unmarshal(data, src, dst)
 		if err == nil && p == nil {
 			t.Fatal("nil packet without error")
 		}
@@ -114,5 +120,76 @@ func TestImportsNoBrokerPackage(t *testing.T) {
 				t.Errorf("%s imports %s; vrrp must not import broker packages", dir, imp)
 			}
 		}
+	}
+}
+
+// keepalivedV6 is an advertisement captured from Debian's keepalived
+// 2.2.7 (an IPv6 instance, so VRRPv3: VRID 66, priority 100, advert_int
+// 1, VIPs fe80::66/64 and fd77:77::66/64) on a veth pair between two
+// namespaces; the first 40 bytes are the IPv6 header (hop limit 255, next
+// header 112, from the interface's link-local address to ff02::12).
+const keepalivedV6 = "6c014bfe002870fffe80000000000000a402f9fffeaebaeeff020000000000000000000000000012" +
+	"314264020064174dfe800000000000000000000000000066fd770077000000000000000000000066"
+
+// handV6 was built by hand from RFC 5798 section 5.1/5.2 for a packet
+// from fe80::1 to ff02::12: version 3, type 1, VRID 66, priority 100, two
+// addresses, Max Adver Int 100 cs, checksum 0x6eec over the IPv6
+// pseudo-header (RFC 8200 section 8.1: src, dst, length 40, next header
+// 112), addresses fe80::66 and fd77:77::66.
+const handV6 = "31426402" + "00646eec" + "fe800000000000000000000000000066" + "fd770077000000000000000000000066"
+
+func TestIPv6Advertisements(t *testing.T) {
+	raw, _ := hex.DecodeString(keepalivedV6)
+	if raw[6] != Proto || raw[7] != 255 || int(raw[4])<<8|int(raw[5]) != len(raw)-40 {
+		t.Fatalf("IPv6 header: next header %d hop limit %d", raw[6], raw[7])
+	}
+	src, dst, v6 := net.IP(raw[8:24]), net.IP(raw[24:40]), raw[40:]
+	if !src.IsLinkLocalUnicast() || !dst.Equal(net.ParseIP(MulticastIPv6)) {
+		t.Fatalf("addresses %s -> %s", src, dst)
+	}
+	vips := []net.IP{net.ParseIP("fe80::66"), net.ParseIP("fd77:77::66")}
+	p, err := Unmarshal(v6, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Version != 3 || p.VRID != 66 || p.Priority != 100 || p.Interval != time.Second || len(p.IPs) != 2 ||
+		!p.IPs[0].Equal(vips[0]) || !p.IPs[1].Equal(vips[1]) {
+		t.Fatalf("keepalived's IPv6 advert decoded as %+v", p)
+	}
+	out, err := p.Marshal(src, dst)
+	if err != nil || !bytes.Equal(out, v6) {
+		t.Fatalf("re-encoded (IPv6 pseudo-header checksum): %v\n%x\n%x", err, out, v6)
+	}
+	// the checksum covers the pseudo-header: another source fails it
+	if _, err := Unmarshal(v6, net.ParseIP("fe80::1"), dst); err != ErrChecksum {
+		t.Fatalf("wrong source accepted: %v", err)
+	}
+
+	hand, _ := hex.DecodeString(handV6)
+	p = &Packet{Version: 3, VRID: 66, Priority: 100, Interval: time.Second, IPs: vips}
+	out, err = p.Marshal(net.ParseIP("fe80::1"), dst)
+	if err != nil || !bytes.Equal(out, hand) {
+		t.Fatalf("hand-built vector: %v\n%x\n%x", err, out, hand)
+	}
+	q, err := Unmarshal(hand, net.ParseIP("fe80::1"), dst)
+	if err != nil || len(q.IPs) != 2 || !q.IPs[1].Equal(vips[1]) {
+		t.Fatalf("hand-built vector decoded: %+v %v", q, err)
+	}
+	// truncated: the address count says 2 addresses of 16 bytes
+	if _, err := Unmarshal(hand[:39], net.ParseIP("fe80::1"), dst); err != ErrShort {
+		t.Fatalf("short IPv6 advert: %v", err)
+	}
+	// VRRPv2 has no IPv6 (RFC 3768), nor can IPv4 addresses go over IPv6
+	p.Version, p.Interval = 2, time.Second
+	if _, err := p.Marshal(net.ParseIP("fe80::1"), dst); err != ErrFamily {
+		t.Fatalf("v2 over IPv6: %v", err)
+	}
+	p.Version, p.IPs = 3, []net.IP{net.ParseIP("10.77.8.66")}
+	if _, err := p.Marshal(net.ParseIP("fe80::1"), dst); err != ErrFamily {
+		t.Fatalf("IPv4 address in an IPv6 advert: %v", err)
+	}
+	_, _, _, v2 := ipPayload(t, keepalivedV2)
+	if _, err := Unmarshal(v2, net.ParseIP("fe80::1"), dst); err != ErrFamily {
+		t.Fatalf("v2 over IPv6 decoded: %v", err)
 	}
 }
