@@ -93,15 +93,22 @@ func run(args []string) int {
 		defer os.Remove(pidFile)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
-	var ifs []string
+	// the interfaces to join the VRRP group on, per address family
+	var ifs4, ifs6 []string
 	seen := map[string]bool{}
 	for _, in := range cfg.Instances {
-		if !seen[in.Interface] {
-			seen[in.Interface] = true
-			ifs = append(ifs, in.Interface)
+		key := fmt.Sprint(in.IPv6, in.Interface)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if in.IPv6 {
+			ifs6 = append(ifs6, in.Interface)
+		} else {
+			ifs4 = append(ifs4, in.Interface)
 		}
 	}
-	nt, err := netlink.Open(ifs)
+	nt, err := netlink.Open(ifs4, ifs6)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "warren-vrrp:", err)
 		return 1

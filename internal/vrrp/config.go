@@ -76,8 +76,14 @@ type Instance struct {
 	NotifyStop      string
 	Notify          string
 	Version         int
-	File            string
-	Line            int
+	// IPv6: the virtual addresses are IPv6 (one family per instance, as
+	// keepalived): VRRPv3 over IPv6 to ff02::12 from the link-local address
+	IPv6 bool
+	File string
+	Line int
+	// versionSet: "version" was given in the instance
+	versionSet bool
+	vipLines   []token
 }
 
 // SyncGroup is a vrrp_sync_group.
@@ -450,7 +456,14 @@ func parseVIP(w []token) (VIP, error) {
 		if ip == nil {
 			return v, fmt.Errorf("invalid address %q", a)
 		}
-		v.Addr, v.Net = ip, &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}
+		bits := 32
+		if ip.To4() == nil {
+			bits = 128
+		}
+		v.Addr, v.Net = ip, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}
+	}
+	if ip4 := v.Addr.To4(); ip4 != nil {
+		v.Addr, v.Net.IP = ip4, ip4
 	}
 	for i := 1; i+1 < len(w); i += 2 {
 		switch w[i].s {
@@ -583,6 +596,7 @@ func (p *cparser) instance(st []token, name string) error {
 				}
 				if kw.s == "virtual_ipaddress" {
 					in.VIPs = append(in.VIPs, v)
+					in.vipLines = append(in.vipLines, a[0])
 				} else {
 					in.VIPsExcluded = append(in.VIPsExcluded, v)
 				}
@@ -652,6 +666,7 @@ func (p *cparser) instance(st []token, name string) error {
 				return p.errf(kw, "version must be 2 or 3")
 			}
 			in.Version, _ = strconv.Atoi(v)
+			in.versionSet = true
 		default:
 			return p.errf(kw, "unknown keyword '%s' in vrrp_instance", kw.s)
 		}
@@ -764,8 +779,38 @@ func (p *cparser) check() error {
 		if len(in.VIPs) == 0 {
 			return fmt.Errorf("%s: no 'virtual_ipaddress'", where)
 		}
+		// one address family per instance (keepalived: "address family
+		// must match VRRP instance"); the first address decides
+		in.IPv6 = in.VIPs[0].Addr.To4() == nil
+		family := map[bool]string{false: "IPv4", true: "IPv6"}
+		for i, v := range in.VIPs {
+			if (v.Addr.To4() == nil) != in.IPv6 {
+				t := in.vipLines[i]
+				return fmt.Errorf("%s:%d: vrrp_instance %s: virtual_ipaddress %s is %s but the instance's first address %s is %s: an instance has one address family (use a second vrrp_instance)",
+					t.file, t.line, in.Name, v.Addr, family[!in.IPv6], in.VIPs[0].Addr, family[in.IPv6])
+			}
+		}
+		for _, peer := range in.UnicastPeers {
+			if (peer.To4() == nil) != in.IPv6 {
+				return fmt.Errorf("%s: unicast_peer %s is not %s like the virtual addresses", where, peer, family[in.IPv6])
+			}
+		}
+		if in.UnicastSrc != nil && (in.UnicastSrc.To4() == nil) != in.IPv6 {
+			return fmt.Errorf("%s: unicast_src_ip %s is not %s like the virtual addresses", where, in.UnicastSrc, family[in.IPv6])
+		}
 		if in.Version == 0 {
 			in.Version = p.cfg.Version
+		}
+		if in.IPv6 && in.Version != 3 {
+			// keepalived: VRRPv2 has no IPv6 (RFC 3768); it uses version 3
+			if in.versionSet {
+				p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: IPv6 needs VRRP version 3; using version 3", where))
+			}
+			in.Version = 3
+		}
+		if in.IPv6 && in.AuthType != "" {
+			p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: VRRPv3 has no authentication; 'authentication' is ignored", where))
+			in.AuthType = ""
 		}
 		if in.Version == 2 && in.AdvertInt%time.Second != 0 {
 			return fmt.Errorf("%s: advert_int %v must be whole seconds with VRRP version 2 (set vrrp_version 3 for fractions)", where, in.AdvertInt)

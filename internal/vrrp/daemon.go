@@ -15,16 +15,18 @@ import (
 // Net is the OS layer the daemon drives (internal/vrrp/netlink implements
 // it; tests can fake it).
 type Net interface {
-	// Primary returns the interface's first IPv4 address.
-	Primary(ifname string) (net.IP, error)
+	// Primary returns the interface's first IPv4 address, or with v6
+	// its IPv6 link-local address (RFC 5798 section 5.1.2.1).
+	Primary(ifname string, v6 bool) (net.IP, error)
 	// Send transmits a VRRP payload from src to dst (multicast group or
-	// unicast peer) on the interface with TTL 255.
+	// unicast peer) on the interface with TTL (IPv6: hop limit) 255.
 	Send(ifname string, src, dst net.IP, payload []byte) error
 	// Packets delivers received VRRP payloads.
 	Packets() <-chan Received
 	AddVIP(ifname string, v VIP) error
 	DelVIP(ifname string, v VIP) error
-	// GARP sends gratuitous ARP for ip on the interface.
+	// GARP announces ip on the interface: a gratuitous ARP for IPv4, an
+	// unsolicited neighbour advertisement for IPv6.
 	GARP(ifname string, ip net.IP) error
 }
 
@@ -32,7 +34,7 @@ type Net interface {
 type Received struct {
 	Payload  []byte
 	Src, Dst net.IP
-	TTL      int
+	TTL      int // IPv4 TTL or IPv6 hop limit
 	IfIndex  int
 }
 
@@ -137,7 +139,7 @@ func NewDaemon(cfg *Config, nt Net, log *slog.Logger) (*Daemon, error) {
 	for _, in := range cfg.Instances {
 		prim := in.UnicastSrc
 		if prim == nil {
-			p, err := nt.Primary(in.Interface)
+			p, err := nt.Primary(in.Interface, in.IPv6)
 			if err != nil {
 				return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", in.Name, in.Interface, err)
 			}
@@ -315,8 +317,16 @@ func (d *Daemon) GroupState() map[string]string {
 }
 
 func (r *runner) receive(rcv Received) {
+	if isV6(rcv.Src) != r.in.IPv6 {
+		return // the other family's instances
+	}
 	if rcv.TTL != 0 && rcv.TTL != 255 {
-		r.d.log.Debug("dropped advertisement with TTL != 255", "ttl", rcv.TTL, "src", rcv.Src)
+		r.d.log.Debug("dropped advertisement with TTL (hop limit) != 255", "ttl", rcv.TTL, "src", rcv.Src)
+		return
+	}
+	if r.in.IPv6 && rcv.Dst.IsMulticast() && !rcv.Src.IsLinkLocalUnicast() {
+		// RFC 5798 section 5.1.2.1: the source is the sender's link-local address
+		r.d.log.Debug("dropped IPv6 advertisement not from a link-local address", "src", rcv.Src)
 		return
 	}
 	if r.ifindex != 0 && rcv.IfIndex != 0 && rcv.IfIndex != r.ifindex {
@@ -569,8 +579,16 @@ func (r *runner) perform(acts []Action) {
 
 func (r *runner) send(log *slog.Logger, prio uint8) {
 	ips := make([]net.IP, 0, len(r.in.VIPs))
+	// IPv6: a link-local virtual address goes first (RFC 5798 5.2.9)
 	for _, v := range r.in.VIPs {
-		ips = append(ips, v.Addr)
+		if r.in.IPv6 && v.Addr.IsLinkLocalUnicast() {
+			ips = append(ips, v.Addr)
+		}
+	}
+	for _, v := range r.in.VIPs {
+		if !r.in.IPv6 || !v.Addr.IsLinkLocalUnicast() {
+			ips = append(ips, v.Addr)
+		}
 	}
 	p := &Packet{Version: r.in.Version, VRID: uint8(r.in.VRID), Priority: prio, Interval: r.in.AdvertInt, IPs: ips}
 	if r.in.AuthType == "PASS" {
@@ -579,6 +597,9 @@ func (r *runner) send(log *slog.Logger, prio uint8) {
 	dsts := r.in.UnicastPeers
 	if len(dsts) == 0 {
 		dsts = []net.IP{net.ParseIP(MulticastIPv4)}
+		if r.in.IPv6 {
+			dsts = []net.IP{net.ParseIP(MulticastIPv6)}
+		}
 	}
 	for _, dst := range dsts {
 		b, err := p.Marshal(r.primary, dst)

@@ -34,9 +34,9 @@ func (l *fakeLAN) host(ip string) *fakeNet {
 	return h
 }
 
-func (f *fakeNet) Primary(string) (net.IP, error) { return f.ip, nil }
-func (f *fakeNet) Packets() <-chan Received       { return f.in }
-func (f *fakeNet) GARP(string, net.IP) error      { return nil }
+func (f *fakeNet) Primary(string, bool) (net.IP, error) { return f.ip, nil }
+func (f *fakeNet) Packets() <-chan Received             { return f.in }
+func (f *fakeNet) GARP(string, net.IP) error            { return nil }
 
 func (f *fakeNet) Send(_ string, src, dst net.IP, payload []byte) error {
 	f.mu.Lock()

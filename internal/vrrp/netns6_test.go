@@ -1,0 +1,214 @@
+package vrrp_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// IPv6 multi-host tests: the same bridge layout as newLab, with
+// fd77:77::i/64 on each host's eth0 (and the automatic link-local
+// addresses), duplicate address detection off on the test interfaces.
+
+const vip6 = "fd77:77::66"
+
+func newLab6(t *testing.T, n int) *lab {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespace tests need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 (ip) not installed")
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
+		t.Skip("the kernel has no IPv6 (no /proc/sys/net/ipv6)")
+	}
+	cleanupNS()
+	t.Cleanup(cleanupNS)
+	l := &lab{t: t, dir: t.TempDir()}
+	l.bin = filepath.Join(l.dir, "warren-vrrp")
+	if out, err := exec.Command("go", "build", "-o", l.bin, "github.com/warrenmq/warren/cmd/warren-vrrp").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	br := prefix + "br"
+	sh(t, "ip", "netns", "add", br)
+	sh(t, "ip", "-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+	sh(t, "ip", "-n", br, "link", "set", "br0", "up")
+	sysctl := func(ns, kv string) { sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", kv) }
+	add := func(name, addr string) {
+		sh(t, "ip", "netns", "add", name)
+		// IPv6 on and DAD off in the namespace before any interface is up
+		sysctl(name, "net.ipv6.conf.all.disable_ipv6=0")
+		sysctl(name, "net.ipv6.conf.default.disable_ipv6=0")
+		sysctl(name, "net.ipv6.conf.default.accept_dad=0")
+		sh(t, "ip", "link", "add", name+"-e", "type", "veth", "peer", "name", name+"-b")
+		sh(t, "ip", "link", "set", name+"-e", "netns", name)
+		sh(t, "ip", "link", "set", name+"-b", "netns", br)
+		sh(t, "ip", "-n", name, "link", "set", name+"-e", "name", "eth0")
+		sysctl(name, "net.ipv6.conf.eth0.accept_dad=0")
+		sh(t, "ip", "-n", name, "addr", "add", addr+"/64", "dev", "eth0")
+		sh(t, "ip", "-n", name, "link", "set", "eth0", "up")
+		sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+		sh(t, "ip", "-n", br, "link", "set", name+"-b", "master", "br0")
+		sh(t, "ip", "-n", br, "link", "set", name+"-b", "up")
+	}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		add(name, fmt.Sprintf("fd77:77::%d", i))
+		l.hosts = append(l.hosts, name)
+	}
+	add(prefix+"c", "fd77:77::100")
+	// the link-local addresses exist once the links are up
+	for _, h := range append(append([]string(nil), l.hosts...), prefix+"c") {
+		for i := 0; ; i++ {
+			out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0", "scope", "link").Output()
+			if strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
+				break
+			}
+			if i == 100 {
+				t.Fatalf("%s: no usable IPv6 link-local address after 2s:\n%s", h, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return l
+}
+
+func (l *lab) conf6(name, state string, prio int, advert string) string {
+	p := filepath.Join(l.dir, name+".conf")
+	text := fmt.Sprintf(`global_defs {
+   router_id %s
+   vrrp_garp_master_delay 1
+}
+vrrp_instance VI_6 {
+   state %s
+   interface eth0
+   virtual_router_id 66
+   priority %d
+   advert_int %s
+   virtual_ipaddress {
+       %s/64
+   }
+}
+`, name, state, prio, advert, vip6)
+	os.WriteFile(p, []byte(text), 0o644)
+	return p
+}
+
+func (l *lab) holders6() []string {
+	var hs []string
+	for _, h := range l.hosts {
+		out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0").Output()
+		if strings.Contains(string(out), vip6+"/") {
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+func (l *lab) logs() string {
+	logs := ""
+	for _, h := range l.hosts {
+		b, _ := os.ReadFile(filepath.Join(l.dir, h+".log"))
+		logs += "--- " + h + ".log\n" + string(b)
+	}
+	return logs
+}
+
+// waitHolder6 waits until host holds the IPv6 VIP (alone unless others).
+func (l *lab) waitHolder6(host string, limit time.Duration, others bool) time.Duration {
+	l.t.Helper()
+	start := time.Now()
+	for {
+		hs := l.holders6()
+		if len(hs) == 1 && hs[0] == host || others && contains(hs, host) {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			l.t.Fatalf("IPv6 VIP holders %v, want %s after %v\n%s", hs, host, limit, l.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping6 pings the IPv6 VIP from the client host until it answers, for
+// at most limit.
+func (l *lab) ping6(limit time.Duration) bool {
+	start := time.Now()
+	for time.Since(start) < limit {
+		if exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-6", "-c", "1", "-W", "1", vip6).Run() == nil {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func mac(t *testing.T, host string) string {
+	out := sh(t, "ip", "-n", host, "-o", "link", "show", "dev", "eth0")
+	f := strings.Fields(out)
+	for i := range f {
+		if f[i] == "link/ether" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	t.Fatalf("no MAC address for %s: %s", host, out)
+	return ""
+}
+
+// TestIPv6KillMasterBackupTakesOver: two warren-vrrp hosts on an IPv6
+// link (VRRPv3 to ff02::12 from the link-local addresses). The master
+// host dies (SIGKILL, then its link goes down so it can no longer answer
+// for the address); the backup takes the IPv6 VIP, and its unsolicited
+// neighbour advertisement moves the client's neighbour entry at once, so
+// ping -6 from the client answers again.
+func TestIPv6KillMasterBackupTakesOver(t *testing.T) {
+	_, err := exec.LookPath("ping")
+	havePing := err == nil
+	l := newLab6(t, 2)
+	m := l.start("wv1", l.conf6("wv1", "MASTER", 100, "1"))
+	l.start("wv2", l.conf6("wv2", "BACKUP", 90, "1"))
+	l.waitHolder6("wv1", 5*time.Second, false)
+	time.Sleep(1500 * time.Millisecond) // the backup has heard adverts
+	if hs := l.holders6(); len(hs) != 1 || hs[0] != "wv1" {
+		t.Fatalf("IPv6 adverts not heard: holders %v\n%s", hs, l.logs())
+	}
+	if havePing {
+		if !l.ping6(3 * time.Second) {
+			t.Fatalf("the IPv6 VIP does not answer the client before failover\n%s", l.logs())
+		}
+	} else {
+		t.Log("ping not installed (apt-get install iputils-ping): the client's neighbour entry is set by hand")
+		sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "replace", vip6, "lladdr", mac(t, "wv1"), "dev", "eth0", "nud", "reachable")
+	}
+	neigh := sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "show", vip6)
+	if !strings.Contains(neigh, mac(t, "wv1")) {
+		t.Fatalf("client's neighbour entry for the VIP %q is not wv1's MAC %s", neigh, mac(t, "wv1"))
+	}
+	m.signal(syscall.SIGKILL)
+	sh(t, "ip", "-n", "wv1", "link", "set", "eth0", "down")
+	// Master_Down_Interval = 3*1s + (256-90)/256 s ≈ 3.65 s
+	took := l.waitHolder6("wv2", 6*time.Second, true)
+	t.Logf("backup took the IPv6 VIP %v after SIGKILL of the master", took)
+	// the neighbour advertisement (sent with the address) replaced the
+	// client's entry; without it the client would keep wv1's MAC for
+	// its reachable time (about 30 s) before probing again
+	want := mac(t, "wv2")
+	for i := 0; ; i++ {
+		neigh = sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "show", vip6)
+		if strings.Contains(neigh, want) {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("client's neighbour entry for the VIP %q is not wv2's MAC %s 1s after the takeover\n%s", neigh, want, l.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if havePing && !l.ping6(3*time.Second) {
+		t.Fatalf("the IPv6 VIP does not answer the client after failover\n%s", l.logs())
+	}
+}
