@@ -548,7 +548,7 @@ func (r *runner) perform(acts []Action) {
 					log.Error("cannot add virtual address", "addr", v.Addr, "err", err)
 				}
 			}
-			go r.garp(log)
+			r.garp(log)
 		case RemoveVIPs:
 			for _, v := range r.in.VIPs {
 				dev := r.in.Interface
@@ -613,24 +613,32 @@ func (r *runner) send(log *slog.Logger, prio uint8) {
 	}
 }
 
-// garp sends gratuitous ARPs as keepalived does: a burst at once, another
-// after garp_master_delay, each of vrrp_garp_master_repeat packets.
+// garp announces the addresses as keepalived does (gratuitous ARP, or
+// unsolicited neighbour advertisements for IPv6): a burst at once, and
+// another after garp_master_delay if still Master, each of
+// vrrp_garp_master_repeat packets per address.
 func (r *runner) garp(log *slog.Logger) {
 	burst := func() {
 		for i := 0; i < max(r.d.cfg.GarpRepeat, 1); i++ {
 			for _, v := range r.in.VIPs {
 				if err := r.d.net.GARP(r.in.Interface, v.Addr); err != nil {
-					log.Debug("gratuitous ARP failed", "addr", v.Addr, "err", err)
+					log.Debug("address announcement failed", "addr", v.Addr, "err", err)
 				}
 			}
 		}
 	}
 	burst()
 	if r.in.GarpDelay > 0 {
-		time.Sleep(r.in.GarpDelay)
-		if r.m.State() == Master {
-			burst()
-		}
+		time.AfterFunc(r.in.GarpDelay, func() {
+			// on the loop, so the state is read where it is written; if
+			// the loop has ended or is busy, the second burst is skipped
+			r.tryPost(func(time.Time) []Action {
+				if r.m.State() == Master {
+					burst()
+				}
+				return nil
+			})
+		})
 	}
 }
 

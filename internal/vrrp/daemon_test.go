@@ -24,10 +24,15 @@ type fakeNet struct {
 	mu        sync.Mutex
 	vips      map[string]bool
 	connected bool
+	sent      []Received // every packet sent, with its addresses
 }
 
 func (l *fakeLAN) host(ip string) *fakeNet {
-	h := &fakeNet{lan: l, ip: net.ParseIP(ip).To4(), in: make(chan Received, 64), vips: map[string]bool{}, connected: true}
+	addr := net.ParseIP(ip)
+	if a4 := addr.To4(); a4 != nil {
+		addr = a4
+	}
+	h := &fakeNet{lan: l, ip: addr, in: make(chan Received, 64), vips: map[string]bool{}, connected: true}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
@@ -41,6 +46,7 @@ func (f *fakeNet) GARP(string, net.IP) error            { return nil }
 func (f *fakeNet) Send(_ string, src, dst net.IP, payload []byte) error {
 	f.mu.Lock()
 	up := f.connected
+	f.sent = append(f.sent, Received{Payload: append([]byte(nil), payload...), Src: src, Dst: dst})
 	f.mu.Unlock()
 	if !up {
 		return nil

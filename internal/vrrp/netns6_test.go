@@ -212,3 +212,29 @@ func TestIPv6KillMasterBackupTakesOver(t *testing.T) {
 		t.Fatalf("the IPv6 VIP does not answer the client after failover\n%s", l.logs())
 	}
 }
+
+// TestIPv6InteropWithKeepalived: warren-vrrp and keepalived share an IPv6
+// virtual router. keepalived (backup) stays backup while warren-vrrp is
+// master, so it accepts warren's adverts (checksum over the IPv6
+// pseudo-header, link-local source, hop limit 255); it takes over when
+// warren-vrrp stops gracefully; and warren-vrrp, back with a lower
+// priority, stays backup, so it accepts keepalived's adverts too.
+func TestIPv6InteropWithKeepalived(t *testing.T) {
+	l := newLab6(t, 2)
+	l.startKeepalived("wv2", l.conf6("wv2", "BACKUP", 90, "1"))
+	w := l.start("wv1", l.conf6("wv1", "MASTER", 100, "1"))
+	l.waitHolder6("wv1", 6*time.Second, false)
+	time.Sleep(4500 * time.Millisecond) // past keepalived's Master_Down_Interval
+	if hs := l.holders6(); len(hs) != 1 || hs[0] != "wv1" {
+		b, _ := os.ReadFile(filepath.Join(l.dir, "wv2-keepalived.log"))
+		t.Fatalf("keepalived does not accept warren-vrrp's IPv6 adverts: holders %v\n%s\n%s", hs, l.logs(), b)
+	}
+	w.signal(syscall.SIGTERM)
+	took := l.waitHolder6("wv2", 3*time.Second, false)
+	t.Logf("keepalived took the IPv6 VIP from warren-vrrp (graceful stop) in %v", took)
+	l.start("wv1", l.conf6("wv1", "BACKUP", 80, "1"))
+	time.Sleep(4500 * time.Millisecond) // past warren's Master_Down_Interval
+	if hs := l.holders6(); len(hs) != 1 || hs[0] != "wv2" {
+		t.Fatalf("warren-vrrp does not accept keepalived's IPv6 adverts: holders %v\n%s", hs, l.logs())
+	}
+}
