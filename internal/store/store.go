@@ -38,8 +38,12 @@ type MsgStore struct {
 	lg  *slog.Logger
 
 	mu      sync.Mutex
-	live    map[uint64]int // segment first index → live enqueues in it
+	segs    map[uint64]*segState // segment first index → its live enqueues
 	sinceGC int
+
+	compacting bool
+	closing    bool
+	wg         sync.WaitGroup
 	buf     []byte
 }
 
@@ -62,7 +66,7 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &MsgStore{log: l, lg: lg, live: map[uint64]int{}}
+	s := &MsgStore{log: l, lg: lg, segs: map[uint64]*segState{}}
 	// Enqueue records arrive in ascending index order, so the live set is
 	// a sorted slice and later records find theirs by binary search.
 	type meta struct {
@@ -162,7 +166,7 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 			continue
 		}
 		lists[m.queue] = append(lists[m.queue], queue.Recovered{Ref: m.ref, ExpiresAt: m.exp, Size: m.size, Priority: m.prio, Redelivered: m.delivered})
-		s.live[l.SegmentOf(m.ref)]++
+		s.markLive(m.ref)
 	}
 	metas = nil
 	out := make(map[string][]queue.Recovered, len(names))
@@ -306,7 +310,7 @@ func (s *MsgStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64,
 		s.lg.Error("message store: enqueue failed", "queue", q, "err", err)
 		return 0, err
 	}
-	s.live[s.log.SegmentOf(idx)]++
+	s.markLive(idx)
 	return idx, nil
 }
 
@@ -373,10 +377,7 @@ func (s *MsgStore) Remove(q string, refs []uint64) {
 		s.lg.Error("message store: remove failed; messages may come back after a restart", "queue", q, "err", err)
 	}
 	for _, r := range refs {
-		seg := s.log.SegmentOf(r)
-		if s.live[seg]--; s.live[seg] <= 0 {
-			delete(s.live, seg)
-		}
+		s.markDead(r)
 	}
 	s.sinceGC += len(refs)
 	if s.sinceGC >= 4096 {
@@ -391,15 +392,25 @@ func (s *MsgStore) gc() {
 	s.gcLocked()
 }
 
-// gcLocked deletes leading segments that hold no live message.
+// gcLocked deletes leading segments that hold no live message, and starts
+// a compaction when the remaining sealed segments are mostly dead.
 func (s *MsgStore) gcLocked() {
 	oldest := s.log.LastIndex() + 1
-	for seg := range s.live {
-		oldest = min(oldest, seg)
+	for first, st := range s.segs {
+		if st.live > 0 {
+			oldest = min(oldest, first)
+		}
 	}
 	if err := s.log.TruncateFront(oldest); err != nil {
 		s.lg.Error("message store: segment cleanup failed", "err", err)
 	}
+	front := s.log.FirstIndex()
+	for first := range s.segs {
+		if first < front {
+			delete(s.segs, first)
+		}
+	}
+	s.maybeCompactLocked()
 }
 
 // OnDurable calls fn once ref is on disk.
@@ -408,5 +419,11 @@ func (s *MsgStore) OnDurable(ref uint64, fn func(error)) { s.log.OnDurable(ref, 
 // Segments returns how many segment files the store has.
 func (s *MsgStore) Segments() int { return s.log.Segments() }
 
-// Close flushes and closes the store.
-func (s *MsgStore) Close() error { return s.log.Close() }
+// Close waits for a running compaction, then flushes and closes the store.
+func (s *MsgStore) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return s.log.Close()
+}

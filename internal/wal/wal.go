@@ -48,6 +48,7 @@ const MaxRecord = 512 << 20
 type FS interface {
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	Remove(name string) error
+	Rename(from, to string) error
 	MkdirAll(path string, perm os.FileMode) error
 	ReadDir(name string) ([]string, error)
 	SyncDir(dir string) error
@@ -74,6 +75,9 @@ func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 
 // Remove removes a file.
 func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+// Rename renames a file (atomically replacing to).
+func (OSFS) Rename(from, to string) error { return os.Rename(from, to) }
 
 // MkdirAll creates a directory.
 func (OSFS) MkdirAll(p string, perm os.FileMode) error { return os.MkdirAll(p, perm) }
@@ -211,6 +215,10 @@ func (l *Log) recover() error {
 	}
 	var segs []segment
 	for _, n := range names {
+		if strings.HasSuffix(n, ".compact") {
+			_ = l.fs.Remove(l.path(n)) // an interrupted Rewrite
+			continue
+		}
 		if !strings.HasSuffix(n, ".wal") {
 			continue
 		}
@@ -302,8 +310,14 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint
 	if index {
 		s.offs = s.offs[:0]
 	}
+	real := 0
+	defer func() {
+		if index && real == 0 {
+			s.offs = nil // only gaps: nothing to read
+		}
+	}()
 	for {
-		rec, size, rerr := ReadRecord(r)
+		rec, gap, size, rerr := readEntry(r)
 		if rerr == io.EOF {
 			return n, valid, nil
 		}
@@ -311,6 +325,18 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint
 			l.lastScanErr = rerr
 			return n, valid, nil
 		}
+		if gap > 0 {
+			if index {
+				// every record of the gap points at the gap's header
+				for k := uint32(0); k < gap; k++ {
+					s.offs = append(s.offs, uint32(valid))
+				}
+			}
+			n += uint64(gap)
+			valid += size
+			continue
+		}
+		real++
 		if fn != nil {
 			if err := fn(s.first+n, rec); err != nil {
 				return n, valid, err
@@ -325,18 +351,64 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint
 }
 
 // ReadRecord reads one framed record; io.EOF at a clean end, ErrCorrupt
-// (wrapped) for a torn or bad record.
+// (wrapped) for a torn or bad record. A gap (records compacted away, see
+// Rewrite) is returned as ErrGap wrapped with the count in GapError.
 func ReadRecord(r io.Reader) ([]byte, int64, error) {
+	rec, gap, size, err := readEntry(r)
+	if err == nil && gap > 0 {
+		return nil, size, &GapError{Count: gap}
+	}
+	return rec, size, err
+}
+
+// GapError reports a run of records removed by Rewrite.
+type GapError struct{ Count uint32 }
+
+func (e *GapError) Error() string { return fmt.Sprintf("wal: %d records compacted away", e.Count) }
+
+// A gap header stands for a run of records that Rewrite removed, so later
+// records keep their indexes: gapMarker, the CRC of the count, the count.
+const (
+	gapMarker = 0xFFFFFFFF
+	gapSize   = 12
+)
+
+func appendGap(b []byte, count uint32) []byte {
+	var c [4]byte
+	binary.LittleEndian.PutUint32(c[:], count)
+	b = binary.LittleEndian.AppendUint32(b, gapMarker)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(c[:], castagnoli))
+	return append(b, c[:]...)
+}
+
+// readEntry reads a record or a gap (gap > 0: that many records).
+func readEntry(r io.Reader) (rec []byte, gap uint32, size int64, err error) {
 	var hdr [8]byte
 	n, err := io.ReadFull(r, hdr[:])
 	if err == io.EOF {
-		return nil, 0, io.EOF
+		return nil, 0, 0, io.EOF
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: short header (%d bytes)", ErrCorrupt, n)
+		return nil, 0, 0, fmt.Errorf("%w: short header (%d bytes)", ErrCorrupt, n)
 	}
-	size := binary.LittleEndian.Uint32(hdr[:4])
+	size32 := binary.LittleEndian.Uint32(hdr[:4])
 	sum := binary.LittleEndian.Uint32(hdr[4:])
+	if size32 == gapMarker {
+		var c [4]byte
+		if _, err := io.ReadFull(r, c[:]); err != nil {
+			return nil, 0, 0, fmt.Errorf("%w: short gap", ErrCorrupt)
+		}
+		count := binary.LittleEndian.Uint32(c[:])
+		if crc32.Checksum(c[:], castagnoli) != sum || count == 0 {
+			return nil, 0, 0, fmt.Errorf("%w: bad gap", ErrCorrupt)
+		}
+		return nil, count, gapSize, nil
+	}
+	rec, sz, err := readBody(r, size32, sum)
+	return rec, 0, sz, err
+}
+
+func readBody(r io.Reader, size, sum uint32) ([]byte, int64, error) {
 	if size > MaxRecord {
 		return nil, 0, fmt.Errorf("%w: length %d", ErrCorrupt, size)
 	}
@@ -611,7 +683,7 @@ func (l *Log) ReadMany(idxs []Index, fn func(i int, rec []byte)) error {
 		seg := &l.segs[si]
 		if idxs[i]-seg.first >= uint64(len(seg.offs)) {
 			l.mu.Unlock()
-			return fmt.Errorf("wal: record %d is not stored", idxs[i])
+			return fmt.Errorf("wal: record %d is not stored (compacted away)", idxs[i])
 		}
 		end := func(k uint64) int64 { // end offset of the k-th record of seg
 			if k+1 < uint64(len(seg.offs)) {
@@ -672,6 +744,9 @@ func (l *Log) ReadMany(idxs []Index, fn func(i int, rec []byte)) error {
 			}
 			size := int64(binary.LittleEndian.Uint32(buf[o:]))
 			sum := binary.LittleEndian.Uint32(buf[o+4:])
+			if size == gapMarker {
+				return fmt.Errorf("wal: record %d is not stored (compacted away)", idxs[k])
+			}
 			if o+8+size > int64(len(buf)) {
 				return fmt.Errorf("%w: record %d length %d", ErrCorrupt, idxs[k], size)
 			}
@@ -691,6 +766,154 @@ func (l *Log) Read(idx Index) ([]byte, error) {
 	var out []byte
 	err := l.ReadMany([]Index{idx}, func(_ int, rec []byte) { out = append([]byte(nil), rec...) })
 	return out, err
+}
+
+// Sealed returns the first indexes of the segments that no longer take
+// appends (every segment but the last), oldest first.
+func (l *Log) Sealed() []Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Index, 0, len(l.segs)-1)
+	for _, s := range l.segs[:len(l.segs)-1] {
+		out = append(out, s.first)
+	}
+	return out
+}
+
+// Rewrite compacts the sealed segment starting at first: records for which
+// keep returns false are replaced by gaps, so the others keep their
+// indexes, and reading or replaying a removed record finds nothing. The
+// new file is written beside the old one, synced and renamed over it, so
+// a crash leaves either the old or the new segment. It returns how many
+// records were kept and the segment's size before and after.
+func (l *Log) Rewrite(first Index, keep func(idx Index, rec []byte) bool) (kept int, before, after int64, err error) {
+	l.mu.Lock()
+	si := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].first >= first })
+	if si >= len(l.segs) || l.segs[si].first != first || si == len(l.segs)-1 {
+		l.mu.Unlock()
+		return 0, 0, 0, fmt.Errorf("wal: no sealed segment starts at %d", first)
+	}
+	name, before := l.segs[si].name, l.segs[si].size
+	l.mu.Unlock()
+
+	in, err := l.fs.OpenFile(l.path(name), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("wal: opening %s: %w", name, err)
+	}
+	defer in.Close()
+	tmp := l.path(name + ".compact")
+	out, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("wal: creating %s: %w", tmp, err)
+	}
+	fail := func(err error) (int, int64, int64, error) {
+		out.Close()
+		_ = l.fs.Remove(tmp)
+		return 0, 0, 0, err
+	}
+	r := bufio.NewReaderSize(in, 256<<10)
+	w := bufio.NewWriterSize(out, 256<<10)
+	var offs []uint32
+	var pos int64
+	var run uint32 // records dropped and not yet written as a gap
+	idx := first
+	flushGap := func() error {
+		if run == 0 {
+			return nil
+		}
+		if _, err := w.Write(appendGap(nil, run)); err != nil {
+			return err
+		}
+		pos += gapSize
+		run = 0
+		return nil
+	}
+	gapAt := int64(-1) // offset of the pending gap's header
+	for {
+		rec, gap, _, rerr := readEntry(r)
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fail(fmt.Errorf("wal: compacting %s: %w", name, rerr))
+		}
+		n := uint32(1)
+		drop := gap > 0
+		if gap > 0 {
+			n = gap
+		} else if !keep(idx, rec) {
+			drop = true
+		}
+		if drop {
+			if run == 0 {
+				gapAt = pos
+			}
+			for k := uint32(0); k < n; k++ {
+				offs = append(offs, uint32(gapAt))
+			}
+			run += n
+			idx += Index(n)
+			continue
+		}
+		if err := flushGap(); err != nil {
+			return fail(err)
+		}
+		var hdr [8]byte
+		binary.LittleEndian.PutUint32(hdr[:4], uint32(len(rec)))
+		binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(rec, castagnoli))
+		if _, err := w.Write(hdr[:]); err != nil {
+			return fail(err)
+		}
+		if _, err := w.Write(rec); err != nil {
+			return fail(err)
+		}
+		offs = append(offs, uint32(pos))
+		pos += 8 + int64(len(rec))
+		kept++
+		idx++
+	}
+	if err := flushGap(); err != nil {
+		return fail(err)
+	}
+	if err := w.Flush(); err != nil {
+		return fail(err)
+	}
+	if !l.opts.NoSync {
+		if err := out.Sync(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		_ = l.fs.Remove(tmp)
+		return 0, 0, 0, err
+	}
+	if kept == 0 {
+		offs = nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	si = sort.Search(len(l.segs), func(k int) bool { return l.segs[k].first >= first })
+	if si >= len(l.segs) || l.segs[si].first != first {
+		_ = l.fs.Remove(tmp) // truncated meanwhile
+		return 0, 0, 0, fmt.Errorf("wal: segment %d removed while compacting", first)
+	}
+	if err := l.fs.Rename(tmp, l.path(name)); err != nil {
+		_ = l.fs.Remove(tmp)
+		return 0, 0, 0, fmt.Errorf("wal: replacing %s: %w", name, err)
+	}
+	if err := l.fs.SyncDir(l.opts.Dir); err != nil {
+		return 0, 0, 0, fmt.Errorf("wal: syncing directory: %w", err)
+	}
+	seg := &l.segs[si]
+	if rf := seg.rf; rf != nil {
+		rf.dead = true
+		if rf.refs == 0 {
+			_ = rf.f.Close()
+		}
+		seg.rf = nil
+	}
+	seg.offs, seg.size = offs, pos
+	return kept, before, pos, nil
 }
 
 // SegmentOf returns the first index of the segment holding idx.

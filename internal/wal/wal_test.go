@@ -495,3 +495,89 @@ func TestReadDetectsCorruption(t *testing.T) {
 		t.Fatalf("want ErrCorrupt, got %v", err)
 	}
 }
+
+func TestRewriteLeavesGapsAndKeepsIndexes(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(Options{Dir: dir, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := func(i Index) []byte { return bytes.Repeat([]byte{byte(i)}, 50+int(i%7)) }
+	for i := Index(1); i <= 120; i++ {
+		l.Append(payload(i))
+	}
+	sealed := l.Sealed()
+	if len(sealed) < 3 {
+		t.Fatalf("want several sealed segments, got %v", sealed)
+	}
+	keepOdd := func(idx Index, rec []byte) bool {
+		if !bytes.Equal(rec, payload(idx)) {
+			t.Fatalf("rewrite saw record %d with wrong bytes", idx)
+		}
+		return idx%2 == 1
+	}
+	kept, before, after, err := l.Rewrite(sealed[0], keepOdd)
+	if err != nil || kept == 0 || after >= before {
+		t.Fatalf("rewrite: kept %d, %d → %d bytes, %v", kept, before, after, err)
+	}
+	// rewriting again (gaps in the input) keeps the same records
+	if kept2, _, _, err := l.Rewrite(sealed[0], keepOdd); err != nil || kept2 != kept {
+		t.Fatalf("second rewrite: %d vs %d, %v", kept2, kept, err)
+	}
+	// the second segment loses everything
+	if kept, _, after, err := l.Rewrite(sealed[1], func(Index, []byte) bool { return false }); err != nil || kept != 0 || after != gapSize {
+		t.Fatalf("empty rewrite: kept %d, %d bytes, %v", kept, after, err)
+	}
+	if _, _, _, err := l.Rewrite(l.SegmentOf(120), keepOdd); err == nil {
+		t.Fatal("the active segment must not be rewritten")
+	}
+	check := func(l *Log) {
+		t.Helper()
+		var got []Index
+		if err := l.Replay(0, func(idx Index, rec []byte) error {
+			if !bytes.Equal(rec, payload(idx)) {
+				t.Fatalf("replayed record %d has wrong bytes", idx)
+			}
+			got = append(got, idx)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, idx := range got {
+			if idx < sealed[1] && idx%2 == 0 || idx >= sealed[1] && idx < sealed[2] {
+				t.Fatalf("record %d should be gone", idx)
+			}
+		}
+		if got[len(got)-1] != 120 {
+			t.Fatalf("last record %d", got[len(got)-1])
+		}
+		if r, err := l.Read(sealed[0]); err != nil || !bytes.Equal(r, payload(sealed[0])) {
+			t.Fatalf("kept record unreadable: %v", err)
+		}
+		if _, err := l.Read(sealed[0] + 1); err == nil {
+			t.Fatal("a removed record was readable")
+		}
+		if _, err := l.Read(sealed[1]); err == nil {
+			t.Fatal("a record of the emptied segment was readable")
+		}
+		if r, err := l.Read(sealed[2]); err != nil || !bytes.Equal(r, payload(sealed[2])) {
+			t.Fatalf("record after the gaps: %v", err)
+		}
+	}
+	check(l)
+	l.Close()
+	// a leftover from an interrupted rewrite is ignored and removed
+	os.WriteFile(filepath.Join(dir, segName(sealed[2])+".compact"), []byte("junk"), 0o644)
+	l, err = Open(Options{Dir: dir, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	check(l)
+	if idx, _ := l.Append(payload(121)); idx != 121 {
+		t.Fatalf("next index after reopening %d", idx)
+	}
+	if _, err := os.Stat(filepath.Join(dir, segName(sealed[2])+".compact")); !os.IsNotExist(err) {
+		t.Fatal("leftover .compact file not removed")
+	}
+}
