@@ -468,3 +468,79 @@ func TestRedeliveredAfterKill9(t *testing.T) {
 		}
 	}
 }
+
+// TestSIGTERMIsOrderly stops a node with SIGTERM while a client is
+// connected: the client gets connection.close 320 (CONNECTION_FORCED), the
+// process exits cleanly, and after a restart the persistent messages are
+// all there, none marked redelivered except the one delivered and unacked.
+func TestSIGTERMIsOrderly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and signals real processes")
+	}
+	bin := buildServer(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	srv := startServer(t, bin, dir, port)
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := c.NotifyClose(make(chan *amqp091.Error, 1))
+	ch, _ := c.Channel()
+	ch.QueueDeclare("termq", true, false, false, false, nil)
+	ch.Confirm(false)
+	const n = 2000
+	var last *amqp091.DeferredConfirmation
+	for i := 0; i < n; i++ {
+		last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "termq", false, false,
+			amqp091.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprintf("m%05d", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !last.Wait() {
+		t.Fatal("nacked")
+	}
+	if m, ok, _ := ch.Get("termq", false); !ok || string(m.Body) != "m00000" {
+		t.Fatalf("get: %v %q", ok, m.Body)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != 320 {
+			t.Fatalf("client saw %v, want 320 CONNECTION_FORCED", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection.close after SIGTERM")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			logb, _ := os.ReadFile(srv.log)
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logb)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("node still running 15 s after SIGTERM")
+	}
+	srv = startServer(t, bin, dir, port)
+	c, err = amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ = c.Channel()
+	for i := 0; i < n; i++ {
+		m, ok, err := ch.Get("termq", true)
+		if err != nil || !ok {
+			t.Fatalf("message %d missing after a clean restart: %v", i, err)
+		}
+		if want := fmt.Sprintf("m%05d", i); string(m.Body) != want || m.Redelivered != (i == 0) {
+			t.Fatalf("got %q redelivered=%v, want %q redelivered=%v", m.Body, m.Redelivered, want, i == 0)
+		}
+	}
+}
