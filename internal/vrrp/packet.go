@@ -1,8 +1,9 @@
 // Package vrrp is warren-vrrp (keepalived's role): the VRRPv2 (RFC 3768,
-// with keepalived's PASS authentication) and VRRPv3 (RFC 5798) packet
-// codec, a pure state machine (events in, actions out, time passed in), a
-// keepalived.conf parser, and the daemon that drives them over a raw IP
-// socket (internal/vrrp/netlink holds the OS layer). It imports no broker
+// with keepalived's PASS authentication) and VRRPv3 (RFC 5798, over IPv4
+// or IPv6) packet codec, a pure state machine (events in, actions out,
+// time passed in), a keepalived.conf parser, and the daemon that drives
+// them over raw IP sockets (internal/vrrp/netlink holds the OS layer) and
+// keeps the members of a vrrp_sync_group in step. It imports no broker
 // package.
 //
 //	m := vrrp.NewMachine(vrrp.Params{VRID: 66, Priority: 100, Interval: time.Second, Version: 2, Preempt: true})
