@@ -194,6 +194,10 @@ func TestIPv6KillMasterBackupTakesOver(t *testing.T) {
 	// Master_Down_Interval = 3*1s + (256-90)/256 s ≈ 3.65 s
 	took := l.waitHolder6("wv2", 6*time.Second, true)
 	t.Logf("backup took the IPv6 VIP %v after SIGKILL of the master", took)
+	// added without duplicate address detection (IFA_F_NODAD)
+	if out := sh(t, "ip", "-n", "wv2", "-6", "addr", "show", "dev", "eth0", "to", vip6+"/128"); !strings.Contains(out, "nodad") {
+		t.Fatalf("the VIP was added with DAD: %s", out)
+	}
 	// the neighbour advertisement (sent with the address) replaced the
 	// client's entry; without it the client would keep wv1's MAC for
 	// its reachable time (about 30 s) before probing again
