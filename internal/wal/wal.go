@@ -371,6 +371,7 @@ func (e *GapError) Error() string { return fmt.Sprintf("wal: %d records compacte
 const (
 	gapMarker = 0xFFFFFFFF
 	gapSize   = 12
+	maxGap    = 1 << 24 // more records than a segment can hold: corrupt
 )
 
 func appendGap(b []byte, count uint32) []byte {
@@ -399,7 +400,7 @@ func readEntry(r io.Reader) (rec []byte, gap uint32, size int64, err error) {
 			return nil, 0, 0, fmt.Errorf("%w: short gap", ErrCorrupt)
 		}
 		count := binary.LittleEndian.Uint32(c[:])
-		if crc32.Checksum(c[:], castagnoli) != sum || count == 0 {
+		if crc32.Checksum(c[:], castagnoli) != sum || count == 0 || count > maxGap {
 			return nil, 0, 0, fmt.Errorf("%w: bad gap", ErrCorrupt)
 		}
 		return nil, count, gapSize, nil
@@ -818,14 +819,14 @@ func (l *Log) Rewrite(first Index, keep func(idx Index, rec []byte) bool) (kept 
 	var run uint32 // records dropped and not yet written as a gap
 	idx := first
 	flushGap := func() error {
-		if run == 0 {
-			return nil
+		for run > 0 {
+			n := min(run, maxGap)
+			if _, err := w.Write(appendGap(nil, n)); err != nil {
+				return err
+			}
+			pos += gapSize
+			run -= n
 		}
-		if _, err := w.Write(appendGap(nil, run)); err != nil {
-			return err
-		}
-		pos += gapSize
-		run = 0
 		return nil
 	}
 	gapAt := int64(-1) // offset of the pending gap's header
