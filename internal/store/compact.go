@@ -71,8 +71,9 @@ func (s *MsgStore) markDead(ref uint64) {
 	st.dead++
 }
 
-// compactMinSegments sealed segments, at least half of whose records are
-// dead enqueues, start a compaction pass.
+// compactMinSegments sealed segments where messages died since their last
+// compaction, and whose records are at least half such deaths, start a
+// compaction pass.
 const compactMinSegments = 4
 
 func (s *MsgStore) maybeCompactLocked() {
@@ -92,8 +93,8 @@ func (s *MsgStore) maybeCompactLocked() {
 		} else {
 			next = s.log.SegmentOf(next)
 		}
-		records += next - first
 		if st := s.segs[first]; st != nil && st.dead > 0 {
+			records += next - first
 			dead += uint64(st.dead)
 			stale++
 		}

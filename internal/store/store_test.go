@@ -258,8 +258,10 @@ func TestPinnedMessagesDoNotPinTheDisk(t *testing.T) {
 			t.Fatalf("after %d bytes of traffic the store still uses %d bytes (%d segments)", traffic, dirBytes(t, dir), s.Segments())
 		}
 		// removals trigger the clean-up; keep a little traffic going
-		ref, _ := s.Enqueue("/\x00churn", &queue.Message{Body: body, Persistent: true}, 0)
-		s.Remove("/\x00churn", []uint64{ref})
+		for k := 0; k < 100; k++ {
+			ref, _ := s.Enqueue("/\x00churn", &queue.Message{Body: []byte("small"), Persistent: true}, 0)
+			s.Remove("/\x00churn", []uint64{ref})
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	used := dirBytes(t, dir)
