@@ -311,13 +311,14 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint
 		s.offs = s.offs[:0]
 	}
 	real := 0
+	var scratch []byte
 	defer func() {
 		if index && real == 0 {
 			s.offs = nil // only gaps: nothing to read
 		}
 	}()
 	for {
-		rec, gap, size, rerr := readEntry(r)
+		rec, gap, size, rerr := readEntryInto(r, &scratch)
 		if rerr == io.EOF {
 			return n, valid, nil
 		}
@@ -384,6 +385,12 @@ func appendGap(b []byte, count uint32) []byte {
 
 // readEntry reads a record or a gap (gap > 0: that many records).
 func readEntry(r io.Reader) (rec []byte, gap uint32, size int64, err error) {
+	return readEntryInto(r, nil)
+}
+
+// readEntryInto is readEntry reusing *scratch for the record's bytes when
+// it is not nil (the record is then only valid until the next call).
+func readEntryInto(r io.Reader, scratch *[]byte) (rec []byte, gap uint32, size int64, err error) {
 	var hdr [8]byte
 	n, err := io.ReadFull(r, hdr[:])
 	if err == io.EOF {
@@ -405,15 +412,23 @@ func readEntry(r io.Reader) (rec []byte, gap uint32, size int64, err error) {
 		}
 		return nil, count, gapSize, nil
 	}
-	rec, sz, err := readBody(r, size32, sum)
+	rec, sz, err := readBody(r, size32, sum, scratch)
 	return rec, 0, sz, err
 }
 
-func readBody(r io.Reader, size, sum uint32) ([]byte, int64, error) {
+func readBody(r io.Reader, size, sum uint32, scratch *[]byte) ([]byte, int64, error) {
 	if size > MaxRecord {
 		return nil, 0, fmt.Errorf("%w: length %d", ErrCorrupt, size)
 	}
-	rec := make([]byte, size)
+	var rec []byte
+	if scratch != nil && size <= 1<<20 {
+		if uint32(cap(*scratch)) < size {
+			*scratch = make([]byte, max(size, 64<<10))
+		}
+		rec = (*scratch)[:size]
+	} else {
+		rec = make([]byte, size)
+	}
 	if _, err := io.ReadFull(r, rec); err != nil {
 		return nil, 0, fmt.Errorf("%w: short record", ErrCorrupt)
 	}
@@ -634,7 +649,8 @@ func (l *Log) Fsyncs() uint64 {
 }
 
 // Replay calls fn for every stored record from index from on. Call it
-// before appending (it reads the files as they are on disk).
+// before appending (it reads the files as they are on disk). rec is only
+// valid during the call: copy what must outlive it.
 func (l *Log) Replay(from Index, fn func(Index, []byte) error) error {
 	l.mu.Lock()
 	if err := l.w.Flush(); err != nil {
@@ -816,7 +832,8 @@ func (l *Log) Rewrite(first Index, keep func(idx Index, rec []byte) bool) (kept 
 	w := bufio.NewWriterSize(out, 256<<10)
 	var offs []uint32
 	var pos int64
-	var run uint32 // records dropped and not yet written as a gap
+	var run uint32
+	var scratch []byte // records dropped and not yet written as a gap
 	idx := first
 	flushGap := func() error {
 		for run > 0 {
@@ -831,7 +848,7 @@ func (l *Log) Rewrite(first Index, keep func(idx Index, rec []byte) bool) (kept 
 	}
 	gapAt := int64(-1) // offset of the pending gap's header
 	for {
-		rec, gap, _, rerr := readEntry(r)
+		rec, gap, _, rerr := readEntryInto(r, &scratch)
 		if rerr == io.EOF {
 			break
 		}
