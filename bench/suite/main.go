@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -219,9 +220,23 @@ func startRabbit(tmp string) (*broker, error) {
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"))
 	logf, _ := os.Create(filepath.Join(tmp, "rabbit.out"))
 	var cmd *exec.Cmd
+	// Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user
+	// with su, whose PAM limits cut open files to 1024 (RabbitMQ then
+	// refuses connections past ~830 and crawls when recovering 1,000
+	// queues). Start the real script as that user directly instead, so it
+	// inherits this process's raised limit, as a systemd unit with
+	// LimitNOFILE would give it.
+	cred := rabbitCredential()
 	start := func() error {
-		cmd = exec.Command("rabbitmq-server")
-		cmd.Env = env
+		if cred != nil {
+			cmd = exec.Command("/usr/lib/rabbitmq/bin/rabbitmq-server")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+			cmd.Dir = "/var/lib/rabbitmq"
+			cmd.Env = append(env, "HOME=/var/lib/rabbitmq")
+		} else {
+			cmd = exec.Command("rabbitmq-server")
+			cmd.Env = env
+		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			return err
@@ -257,6 +272,21 @@ func startRabbit(tmp string) (*broker, error) {
 	}
 	return &broker{name: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam, stop: stop,
 		start: start}, nil
+}
+
+// rabbitCredential returns the rabbitmq user's ids when the Debian layout
+// is there (nil: fall back to the rabbitmq-server wrapper).
+func rabbitCredential() *syscall.Credential {
+	u, err := user.Lookup("rabbitmq")
+	if err != nil {
+		return nil
+	}
+	if _, err := os.Stat("/usr/lib/rabbitmq/bin/rabbitmq-server"); err != nil {
+		return nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
 func rss(pid int) int64 {
