@@ -29,6 +29,7 @@ import (
 	"github.com/warrenmq/warren/internal/queue"
 	"github.com/warrenmq/warren/internal/store"
 	"github.com/warrenmq/warren/internal/vhost"
+	"github.com/warrenmq/warren/internal/wal"
 )
 
 // Version is the node's version string.
@@ -43,6 +44,7 @@ type Broker struct {
 	msgs    *store.MsgStore
 	pager   *store.MsgStore // transient messages paged out (nil without a data directory)
 	memory  *queue.Memory
+	storeFS wal.FS // nil: the real file system
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -67,6 +69,12 @@ type Broker struct {
 
 // New builds a node from cfg. Nothing listens until Start.
 func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
+	return newBroker(cfg, log, nil)
+}
+
+// newBroker is New with the file system the message store uses (nil: the
+// real one); tests inject storage faults through it.
+func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -81,6 +89,7 @@ func New(cfg config.Config, log *slog.Logger) (*Broker, error) {
 		alarms:     map[string]bool{},
 		alarmEvery: time.Second,
 		memory:     &queue.Memory{},
+		storeFS:    fs,
 		stopAlarms: make(chan struct{}),
 	}
 	if err := b.recover(); err != nil {
@@ -109,7 +118,7 @@ func (b *Broker) recover() error {
 		return fmt.Errorf("recovering definitions from %s: %w", b.cfg.DataDir, err)
 	}
 	b.metaLog, recovered = ml, cmds
-	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{})
+	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{FS: b.storeFS})
 	if err != nil {
 		return fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
 	}

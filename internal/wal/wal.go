@@ -523,17 +523,19 @@ func (l *Log) syncer() {
 		l.syncReq = false
 		if l.err == nil && l.durable < l.last {
 			target := l.last
+			op := "write"
 			err := l.w.Flush()
 			f := l.f
 			l.mu.Unlock()
 			if err == nil && !l.opts.NoSync {
+				op = "fsync"
 				err = f.Sync()
 			}
 			l.mu.Lock()
 			l.fsyncs++
 			if err != nil {
-				l.err = fmt.Errorf("wal: fsync failed; the log refuses further appends: %w", err)
-				l.log.Error("wal: storage failure", "err", err)
+				l.err = fmt.Errorf("wal: %s failed; the log refuses further appends until the node restarts (check the disk and free space under %s): %w", op, l.opts.Dir, err)
+				l.log.Error("wal: storage failure", "op", op, "dir", l.opts.Dir, "err", err)
 			} else if target > l.durable {
 				l.durable = target
 			}
