@@ -44,17 +44,21 @@ func (b *Broker) checkAlarms() {
 	defer b.checkMu.Unlock()
 	mem := residentMemory()
 	memAlarm := mem > 0 && mem > b.memoryLimit()
-	diskAlarm := false
-	if b.cfg.DataDir != "" && b.cfg.DiskFreeLimit > 0 {
+	diskAlarm, free := false, int64(0)
+	cfg := b.Config()
+	if cfg.DiskFreeLimitRelative > 0 {
+		cfg.DiskFreeLimit = int64(cfg.DiskFreeLimitRelative * float64(totalMemory()))
+	}
+	if cfg.DataDir != "" && cfg.DiskFreeLimit > 0 {
 		var st syscall.Statfs_t
-		if syscall.Statfs(b.cfg.DataDir, &st) == nil {
-			free := int64(st.Bavail) * int64(st.Bsize)
-			diskAlarm = free < b.cfg.DiskFreeLimit
+		if syscall.Statfs(cfg.DataDir, &st) == nil {
+			free = int64(st.Bavail) * int64(st.Bsize)
+			diskAlarm = free < cfg.DiskFreeLimit
 		}
 	}
 	b.pageUnderPressure(mem)
 	b.setAlarm("memory", memAlarm, mem)
-	b.setAlarm("disk", diskAlarm, 0)
+	b.setAlarm("disk", diskAlarm, free)
 }
 
 func (b *Broker) setAlarm(kind string, on bool, value int64) {
@@ -69,7 +73,9 @@ func (b *Broker) setAlarm(kind string, on bool, value int64) {
 	if was == on {
 		return
 	}
-	if on {
+	if on && kind == "disk" {
+		b.log.Warn("resource alarm raised: publishers are blocked; free disk space under the data directory or lower disk_free_limit", "alarm", kind, "free_bytes", value, "limit_bytes", b.Config().DiskFreeLimit)
+	} else if on {
 		b.log.Warn("resource alarm raised: publishers are blocked", "alarm", kind, "memory_bytes", value, "limit_bytes", b.memoryLimit())
 	} else {
 		b.log.Info("resource alarm cleared", "alarm", kind)
@@ -174,3 +180,15 @@ func (b *Broker) pageUnderPressure(mem int64) {
 		b.log.Info("paged message bodies out of memory", "bytes", freed)
 	}
 }
+
+// SetDiskFreeLimit changes disk_free_limit (bytes) and checks the alarms
+// at once (rabbitmqctl set_disk_free_limit).
+func (b *Broker) SetDiskFreeLimit(n int64) {
+	b.mu.Lock()
+	b.cfg.DiskFreeLimit, b.cfg.DiskFreeLimitRelative = n, 0
+	b.mu.Unlock()
+	b.checkAlarms()
+}
+
+// TotalMemory returns the machine's memory in bytes (0 if unknown).
+func TotalMemory() int64 { return totalMemory() }

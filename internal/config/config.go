@@ -42,11 +42,14 @@ type Config struct {
 	// vm_memory_high_watermark_paging_ratio).
 	VMMemoryHighWatermarkPagingRatio float64
 	DiskFreeLimit                    int64
-	LogLevel                         string
-	ClusterName                      string
-	LoadDefinitions                  string
-	ConfigFile                       string
-	Warnings                         []string
+	// DiskFreeLimitRelative, when set, replaces DiskFreeLimit with this
+	// multiple of total memory (disk_free_limit.relative).
+	DiskFreeLimitRelative float64
+	LogLevel              string
+	ClusterName           string
+	LoadDefinitions       string
+	ConfigFile            string
+	Warnings              []string
 }
 
 // Default returns a fresh RabbitMQ node's settings.
@@ -240,7 +243,11 @@ func set(c *Config, k, v string) error {
 		}
 		c.DiskFreeLimit = n
 	case k == "disk_free_limit.relative":
-		c.Warnings = append(c.Warnings, "disk_free_limit.relative is not applied; use disk_free_limit.absolute")
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("expected a positive multiple of total memory, got %q", v)
+		}
+		c.DiskFreeLimitRelative = f
 	case k == "log.console.level" || k == "log.level":
 		switch v {
 		case "debug", "info", "warning", "error", "critical", "none":

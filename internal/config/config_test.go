@@ -48,6 +48,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"listeners.tcp.default\n", "x.conf:1: expected `key = value`"},
 		{"disk_free_limit.absolute = lots\n", "x.conf:1: disk_free_limit.absolute: expected a size"},
 		{"vm_memory_high_watermark.relative = 2\n", "x.conf:1: vm_memory_high_watermark.relative"},
+		{"disk_free_limit.relative = -1\n", "x.conf:1: disk_free_limit.relative: expected a positive multiple"},
+		{"vm_memory_high_watermark_paging_ratio = 1.5\n", "x.conf:1: vm_memory_high_watermark_paging_ratio"},
 	} {
 		c := Default()
 		err := Parse(strings.NewReader(tc.in), "x.conf", &c)
@@ -77,5 +79,15 @@ func TestSizes(t *testing.T) {
 		if got, err := ParseSize(in); err != nil || got != want {
 			t.Errorf("%s: %d %v", in, got, err)
 		}
+	}
+}
+
+func TestRelativeDiskLimitAndPagingRatio(t *testing.T) {
+	c := Default()
+	if err := Parse(strings.NewReader("disk_free_limit.relative = 1.5\nvm_memory_high_watermark_paging_ratio = 0.75\n"), "x.conf", &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.DiskFreeLimitRelative != 1.5 || c.VMMemoryHighWatermarkPagingRatio != 0.75 || len(c.Warnings) != 0 {
+		t.Fatalf("got %v %v %v", c.DiskFreeLimitRelative, c.VMMemoryHighWatermarkPagingRatio, c.Warnings)
 	}
 }

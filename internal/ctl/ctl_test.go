@@ -145,3 +145,35 @@ func TestStopStartApp(t *testing.T) {
 	}
 	_ = strconv.Itoa
 }
+
+// TestSetDiskFreeLimitRaisesTheAlarm sets a limit above any disk's free
+// space: the node reports the disk alarm; setting it back clears it.
+func TestSetDiskFreeLimitRaisesTheAlarm(t *testing.T) {
+	port := startNode(t)
+	alarms := func() string {
+		out, e, code := run(t, port, "--formatter", "json", "status")
+		if code != 0 {
+			t.Fatal(e)
+		}
+		return out
+	}
+	if _, e, code := run(t, port, "set_disk_free_limit", "1000000TB"); code != 0 {
+		t.Fatal(e)
+	}
+	out := alarms()
+	if !strings.Contains(out, `"disk_free_limit":1000000000000000000`) || !strings.Contains(out, `"disk_free_alarm":true`) {
+		t.Fatalf("status after raising the limit: %s", out)
+	}
+	if _, e, code := run(t, port, "set_disk_free_limit", "50MB"); code != 0 {
+		t.Fatal(e)
+	}
+	if out := alarms(); !strings.Contains(out, `"disk_free_alarm":false`) || !strings.Contains(out, `"disk_free_limit":50000000`) {
+		t.Fatalf("status after lowering the limit: %s", out)
+	}
+	if _, e, code := run(t, port, "set_disk_free_limit", "mem_relative", "0.5"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, e, code := run(t, port, "set_disk_free_limit", "lots"); code != 64 || !strings.Contains(e, "cannot read") {
+		t.Fatalf("bad size: exit %d, %q", code, e)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/warrenmq/warren/internal/config"
 )
 
 type verb struct {
@@ -366,6 +368,27 @@ func commands(o *opts) []*cobra.Command {
 			}
 			o.info("Setting memory threshold on %s to %s ...", o.node, a[0])
 			return c.call("PUT", []string{"warren", "vm_memory_high_watermark"}, map[string]float64{"fraction": f}, nil)
+		}},
+		{use: "set_disk_free_limit <limit> | mem_relative <fraction>", short: "Set the free disk space limit (bytes, or 2GB, 500MB, ...; or relative to total memory)", args: cobra.RangeArgs(1, 2), run: func(c *client, a []string) error {
+			body := map[string]any{}
+			switch {
+			case len(a) == 2 && a[0] == "mem_relative":
+				f, err := strconv.ParseFloat(a[1], 64)
+				if err != nil || f <= 0 {
+					return &ExitError{ExitUsage, "mem_relative takes a positive fraction, e.g. 1.5"}
+				}
+				body["mem_relative"] = f
+			case len(a) == 1:
+				n, err := config.ParseSize(a[0])
+				if err != nil || n < 0 {
+					return &ExitError{ExitUsage, fmt.Sprintf("cannot read %q as a size: use bytes or a unit (50000000, 500MB, 2GB)", a[0])}
+				}
+				body["bytes"] = n
+			default:
+				return &ExitError{ExitUsage, "usage: set_disk_free_limit <limit> | set_disk_free_limit mem_relative <fraction>"}
+			}
+			o.info("Setting disk free limit on %s to %s ...", o.node, strings.Join(a, " "))
+			return c.call("PUT", []string{"warren", "disk_free_limit"}, body, nil)
 		}},
 		{use: "environment", short: "Show the node's effective configuration", args: cobra.NoArgs, run: func(c *client, _ []string) error {
 			var env map[string]any

@@ -1331,6 +1331,23 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		}
 		s.b.SetMemoryHighWatermark(body.Fraction)
 		return 204, nil, nil
+	case "disk_free_limit":
+		var body struct {
+			Bytes       *int64   `json:"bytes"`
+			MemRelative *float64 `json:"mem_relative"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		switch {
+		case body.Bytes != nil && *body.Bytes >= 0:
+			s.b.SetDiskFreeLimit(*body.Bytes)
+		case body.MemRelative != nil && *body.MemRelative > 0 && broker.TotalMemory() > 0:
+			s.b.SetDiskFreeLimit(int64(*body.MemRelative * float64(broker.TotalMemory())))
+		default:
+			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with F > 0`)
+		}
+		return 204, nil, nil
 	case "environment":
 		return 200, map[string]any{"node": cfg.NodeName, "listeners": cfg.AMQPListeners, "management_port": cfg.ManagementPort,
 			"prometheus_port": cfg.PrometheusPort, "data_dir": cfg.DataDir, "default_vhost": cfg.DefaultVHost,

@@ -44,7 +44,7 @@ type MsgStore struct {
 	compacting bool
 	closing    bool
 	wg         sync.WaitGroup
-	buf     []byte
+	buf        []byte
 }
 
 // Options tune the store.
