@@ -614,6 +614,8 @@ func (s *Server) policies(u user, r *http.Request, seg []string) (int, any, erro
 func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 	c := q.Config()
 	ready, unacked, consumers := q.Counts()
+	ram, ramBytes := q.InMemory()
+	readyBytes := q.ReadyBytes()
 	st := q.Stats()
 	args := c.Args
 	if args == nil {
@@ -627,7 +629,10 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
 		"arguments": args, "node": s.b.Config().NodeName, "state": "running", "type": "classic",
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
-		"consumers": consumers, "message_bytes_ready": q.ReadyBytes(), "effective_policy_definition": policy,
+		"consumers": consumers, "message_bytes_ready": readyBytes, "effective_policy_definition": policy,
+		// RabbitMQ's classic-queue paging figures
+		"messages_ready_ram": ram, "message_bytes_ram": ramBytes,
+		"messages_paged_out": ready - ram, "message_bytes_paged_out": int64(readyBytes) - ramBytes,
 		"message_stats": map[string]any{"publish": st.Published, "deliver_get": st.Delivered, "ack": st.Acked, "redeliver": st.Redelivered},
 	}
 }

@@ -181,6 +181,9 @@ func TestQueuesPublishGetPurgeDelete(t *testing.T) {
 	if q["messages"] != 1.0 || q["durable"] != true || q["node"] == nil {
 		t.Fatalf("queue %v", q)
 	}
+	if q["messages_ready_ram"] != 1.0 || q["messages_paged_out"] != 0.0 || q["message_bytes_ram"] != 5.0 || q["message_bytes_paged_out"] != 0.0 {
+		t.Fatalf("paging figures %v %v %v %v", q["messages_ready_ram"], q["messages_paged_out"], q["message_bytes_ram"], q["message_bytes_paged_out"])
+	}
 	var msgs []map[string]any
 	g("POST", "/api/queues/%2F/work/get", map[string]any{"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"}).json(t, &msgs)
 	if len(msgs) != 1 || msgs[0]["payload"] != "hello" || msgs[0]["properties"].(map[string]any)["content_type"] != "text/plain" {

@@ -1226,6 +1226,14 @@ func (q *Queue) Counts() (ready, unacked, consumers int) {
 	return q.count, len(q.unacked), len(q.consumers)
 }
 
+// InMemory returns how many ready messages have their body in memory and
+// those bodies' bytes (the rest are paged out to disk).
+func (q *Queue) InMemory() (messages int, bytes int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.nResident, q.resident
+}
+
 // ReadyBytes returns the body bytes of ready messages.
 func (q *Queue) ReadyBytes() int {
 	q.mu.Lock()

@@ -99,6 +99,9 @@ func TestBacklogBeyondMemoryBudget(t *testing.T) {
 	if used := mem.Used(); used > 256*600 {
 		t.Fatalf("%d bytes of bodies in memory for a %d-message backlog", used, n)
 	}
+	if ram, bytes := q.InMemory(); ram < 64 || ram > 256 || bytes != mem.Used() {
+		t.Fatalf("queue reports %d messages / %d bytes in memory (node: %d bytes)", ram, bytes, mem.Used())
+	}
 	segs := s.Segments()
 	for i := 0; i < n; i++ {
 		d, ok := q.Get(i%2 == 0)
