@@ -1,0 +1,514 @@
+// Package consensus runs many Raft groups on one node (go.etcd.io/raft/v3
+// RawNode): one event loop drives every group, their log entries share one
+// write-ahead log (internal/wal) so a single fsync covers every group's
+// appends (group commit across groups), and their messages travel over
+// one Transport per node. A group's state machine is the caller's: the
+// cluster metadata, or one mirrored queue.
+//
+//	h, _ := consensus.Open(consensus.Options{ID: 1, Dir: dir, Transport: tr})
+//	h.AddGroup(7, []uint64{1, 2, 3}, fsm)
+//	res, err := h.Propose(ctx, 7, cmd) // applied on a majority's disk and here
+//
+// Status: a foundation for clustering. Membership is fixed when a group is
+// created (no conf changes yet), state machines are rebuilt by replaying
+// the log at start (no snapshots yet, so the log is never compacted), and
+// the only Transport is the in-memory one used by tests.
+package consensus
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/warrenmq/warren/internal/wal"
+)
+
+// StateMachine is what a group replicates. Apply runs on the host's loop,
+// in log order, on every member; its result goes back to the proposer.
+type StateMachine interface {
+	Apply(index uint64, cmd []byte) any
+}
+
+// Envelope is one Raft message of one group.
+type Envelope struct {
+	Group uint64
+	Msg   pb.Message
+}
+
+// Transport carries envelopes to other hosts. Send must not block for
+// long; Raft tolerates lost messages.
+type Transport interface {
+	Send(to uint64, envs []Envelope)
+}
+
+// Options configure a host.
+type Options struct {
+	ID        uint64 // this node's id in every group, not 0
+	Dir       string // where the host's log lives
+	Transport Transport
+	// Tick is the Raft tick (default 10 ms); elections time out after 10
+	// ticks without a leader's heartbeat (randomised up to 20).
+	Tick   time.Duration
+	NoSync bool // tests only
+	Logger *slog.Logger
+}
+
+// Errors.
+var (
+	ErrUnknownGroup = errors.New("consensus: unknown group")
+	ErrClosed       = errors.New("consensus: host closed")
+	ErrDropped      = errors.New("consensus: proposal dropped (no leader reachable)")
+)
+
+type group struct {
+	id      uint64
+	rn      *raft.RawNode
+	ms      *raft.MemoryStorage
+	sm      StateMachine
+	lead    atomic.Uint64
+	applied atomic.Uint64
+}
+
+type proposal struct {
+	group uint64
+	id    uint64
+	data  []byte
+	done  chan result
+}
+
+type result struct {
+	v   any
+	err error
+}
+
+// Host is one node's multi-raft engine. Safe for concurrent use.
+type Host struct {
+	opts Options
+	lg   *slog.Logger
+	log  *wal.Log
+
+	mu       sync.Mutex
+	groups   map[uint64]*group
+	restored map[uint64]*raft.MemoryStorage // state found in the log, by group
+	waiting  map[uint64]chan result         // proposal id → proposer
+	closed   bool
+
+	inbox  chan []Envelope
+	props  chan proposal
+	adds   chan *group
+	stop   chan struct{}
+	done   chan struct{}
+	nextID atomic.Uint64
+	fsyncs atomic.Uint64
+}
+
+// Log record kinds in the host's WAL.
+const (
+	recSnapshot = 'S' // a group's initial state (its members)
+	recReady    = 'R' // a group's hard state and new entries
+)
+
+// Open recovers the host's log and starts its loop.
+func Open(o Options) (*Host, error) {
+	if o.ID == 0 {
+		return nil, errors.New("consensus: node id 0 is reserved")
+	}
+	if o.Tick <= 0 {
+		o.Tick = 10 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l, err := wal.Open(wal.Options{Dir: o.Dir, NoSync: o.NoSync, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{
+		opts: o, lg: o.Logger, log: l,
+		groups: map[uint64]*group{}, restored: map[uint64]*raft.MemoryStorage{}, waiting: map[uint64]chan result{},
+		inbox: make(chan []Envelope, 1024), props: make(chan proposal, 1024), adds: make(chan *group),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	h.nextID.Store(o.ID << 40)
+	if err := h.replay(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	go h.loop()
+	return h, nil
+}
+
+func (h *Host) replay() error {
+	return h.log.Replay(0, func(_ uint64, rec []byte) error {
+		if len(rec) < 9 {
+			return fmt.Errorf("consensus: short log record")
+		}
+		gid := binary.BigEndian.Uint64(rec[1:9])
+		ms := h.restored[gid]
+		if ms == nil {
+			ms = raft.NewMemoryStorage()
+			h.restored[gid] = ms
+		}
+		b := rec[9:]
+		switch rec[0] {
+		case recSnapshot:
+			var s pb.Snapshot
+			if err := s.Unmarshal(b); err != nil {
+				return fmt.Errorf("consensus: group %d snapshot: %w", gid, err)
+			}
+			return ms.ApplySnapshot(s)
+		case recReady:
+			hsb, rest, err := chunk(b)
+			if err != nil {
+				return err
+			}
+			var ents []pb.Entry
+			for len(rest) > 0 {
+				var eb []byte
+				if eb, rest, err = chunk(rest); err != nil {
+					return err
+				}
+				var e pb.Entry
+				if err := e.Unmarshal(eb); err != nil {
+					return fmt.Errorf("consensus: group %d entry: %w", gid, err)
+				}
+				ents = append(ents, e)
+			}
+			if len(ents) > 0 {
+				if err := ms.Append(ents); err != nil {
+					return err
+				}
+			}
+			if len(hsb) > 0 {
+				var hs pb.HardState
+				if err := hs.Unmarshal(hsb); err != nil {
+					return err
+				}
+				return ms.SetHardState(hs)
+			}
+		}
+		return nil
+	})
+}
+
+func chunk(b []byte) ([]byte, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, fmt.Errorf("consensus: truncated log record")
+	}
+	return b[k : k+int(n)], b[k+int(n):], nil
+}
+
+// AddGroup starts (or, after a restart, resumes) group id with the given
+// members; every member must be created with the same list.
+func (h *Host) AddGroup(id uint64, members []uint64, sm StateMachine) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := h.groups[id]; ok {
+		h.mu.Unlock()
+		return fmt.Errorf("consensus: group %d exists", id)
+	}
+	ms := h.restored[id]
+	delete(h.restored, id)
+	h.mu.Unlock()
+	if ms == nil {
+		ms = raft.NewMemoryStorage()
+		snap := pb.Snapshot{Metadata: pb.SnapshotMetadata{Index: 1, Term: 1, ConfState: pb.ConfState{Voters: members}}}
+		b, _ := snap.Marshal()
+		if _, err := h.log.AppendSync(record(recSnapshot, id, b)); err != nil {
+			return err
+		}
+		if err := ms.ApplySnapshot(snap); err != nil {
+			return err
+		}
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID: h.opts.ID, ElectionTick: 10, HeartbeatTick: 1, Storage: ms,
+		MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, CheckQuorum: true, PreVote: true,
+		Logger: &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)},
+	})
+	if err != nil {
+		return err
+	}
+	g := &group{id: id, rn: rn, ms: ms, sm: sm}
+	select {
+	case h.adds <- g:
+		return nil
+	case <-h.done:
+		return ErrClosed
+	}
+}
+
+func record(kind byte, gid uint64, body []byte) []byte {
+	b := make([]byte, 9, 9+len(body))
+	b[0] = kind
+	binary.BigEndian.PutUint64(b[1:], gid)
+	return append(b, body...)
+}
+
+// Deliver hands envelopes received from another host to the loop.
+func (h *Host) Deliver(envs []Envelope) {
+	select {
+	case h.inbox <- envs:
+	case <-h.done:
+	default: // overloaded: drop, Raft retries
+	}
+}
+
+// Propose replicates cmd in group gid and returns the state machine's
+// result once the command is committed (on a majority of the members'
+// disks) and applied here. Proposals on a follower are forwarded to the
+// leader; without a reachable leader they fail when ctx ends with
+// ErrDropped, and then the outcome is unknown (the command may still be
+// committed later): callers retry with commands that are safe to apply
+// twice.
+func (h *Host) Propose(ctx context.Context, gid uint64, cmd []byte) (any, error) {
+	id := h.nextID.Add(1)
+	data := make([]byte, 8+len(cmd))
+	binary.BigEndian.PutUint64(data, id)
+	copy(data[8:], cmd)
+	p := proposal{group: gid, id: id, data: data, done: make(chan result, 1)}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	h.waiting[id] = p.done
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.waiting, id)
+		h.mu.Unlock()
+	}()
+	select {
+	case h.props <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-h.done:
+		return nil, ErrClosed
+	}
+	select {
+	case r := <-p.done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
+	case <-h.done:
+		return nil, ErrClosed
+	}
+}
+
+// Leader returns the group's current leader as this host knows it (0:
+// none or unknown group).
+func (h *Host) Leader(gid uint64) uint64 {
+	return h.read(gid, func(g *group) uint64 { return g.lead.Load() })
+}
+
+// Applied returns the group's last applied index here.
+func (h *Host) Applied(gid uint64) uint64 {
+	return h.read(gid, func(g *group) uint64 { return g.applied.Load() })
+}
+
+func (h *Host) read(gid uint64, fn func(*group) uint64) uint64 {
+	h.mu.Lock()
+	g := h.groups[gid]
+	h.mu.Unlock()
+	if g == nil {
+		return 0
+	}
+	return fn(g)
+}
+
+// Fsyncs counts the log syncs the host waited for (one per loop round
+// with new entries, whatever the number of groups).
+func (h *Host) Fsyncs() uint64 { return h.fsyncs.Load() }
+
+// Close stops the loop and closes the log.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.done
+	return h.log.Close()
+}
+
+func (h *Host) loop() {
+	defer close(h.done)
+	t := time.NewTicker(h.opts.Tick)
+	defer t.Stop()
+	groups := map[uint64]*group{}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			for _, g := range groups {
+				g.rn.Tick()
+			}
+		case g := <-h.adds:
+			groups[g.id] = g
+			h.mu.Lock()
+			h.groups[g.id] = g
+			h.mu.Unlock()
+		case envs := <-h.inbox:
+			h.step(groups, envs)
+		case p := <-h.props:
+			h.propose(groups, p)
+		}
+		// take whatever else is queued before paying for one fsync
+	drain:
+		for i := 0; i < 256; i++ {
+			select {
+			case envs := <-h.inbox:
+				h.step(groups, envs)
+			case p := <-h.props:
+				h.propose(groups, p)
+			default:
+				break drain
+			}
+		}
+		h.ready(groups)
+	}
+}
+
+func (h *Host) step(groups map[uint64]*group, envs []Envelope) {
+	for _, e := range envs {
+		if g := groups[e.Group]; g != nil {
+			_ = g.rn.Step(e.Msg)
+		}
+	}
+}
+
+func (h *Host) propose(groups map[uint64]*group, p proposal) {
+	g := groups[p.group]
+	var err error
+	if g == nil {
+		err = ErrUnknownGroup
+	} else if err = g.rn.Propose(p.data); err != nil {
+		err = fmt.Errorf("%w: %w", ErrDropped, err)
+	}
+	if err != nil {
+		p.done <- result{err: err}
+	}
+}
+
+// ready persists, sends and applies what every group has ready: all
+// groups' entries go to the log first and share one fsync.
+func (h *Host) ready(groups map[uint64]*group) {
+	type rg struct {
+		g  *group
+		rd raft.Ready
+	}
+	var rds []rg
+	var last uint64
+	for _, g := range groups {
+		if !g.rn.HasReady() {
+			continue
+		}
+		rd := g.rn.Ready()
+		rds = append(rds, rg{g, rd})
+		if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
+			continue
+		}
+		var body []byte
+		if !raft.IsEmptyHardState(rd.HardState) {
+			hs, _ := rd.HardState.Marshal()
+			body = binary.AppendUvarint(body, uint64(len(hs)))
+			body = append(body, hs...)
+		} else {
+			body = binary.AppendUvarint(body, 0)
+		}
+		for _, e := range rd.Entries {
+			eb, _ := e.Marshal()
+			body = binary.AppendUvarint(body, uint64(len(eb)))
+			body = append(body, eb...)
+		}
+		idx, err := h.log.Append(record(recReady, g.id, body))
+		if err != nil {
+			h.lg.Error("consensus: log append failed; stopping the host's progress", "err", err)
+			return
+		}
+		last = idx
+	}
+	if len(rds) == 0 {
+		return
+	}
+	if last > 0 {
+		if err := h.log.WaitDurable(last); err != nil {
+			h.lg.Error("consensus: log sync failed", "err", err)
+			return
+		}
+		h.fsyncs.Add(1)
+	}
+	out := map[uint64][]Envelope{}
+	for _, r := range rds {
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			_ = r.g.ms.SetHardState(r.rd.HardState)
+		}
+		if len(r.rd.Entries) > 0 {
+			_ = r.g.ms.Append(r.rd.Entries)
+		}
+		for _, m := range r.rd.Messages {
+			out[m.To] = append(out[m.To], Envelope{Group: r.g.id, Msg: m})
+		}
+		if r.rd.SoftState != nil {
+			r.g.lead.Store(r.rd.SoftState.Lead)
+		}
+	}
+	for to, envs := range out {
+		h.opts.Transport.Send(to, envs)
+	}
+	for _, r := range rds {
+		h.apply(r.g, r.rd.CommittedEntries)
+		r.g.rn.Advance(r.rd)
+	}
+}
+
+func (h *Host) apply(g *group, ents []pb.Entry) {
+	for _, e := range ents {
+		switch e.Type {
+		case pb.EntryNormal:
+			if len(e.Data) >= 8 {
+				id := binary.BigEndian.Uint64(e.Data)
+				v := g.sm.Apply(e.Index, e.Data[8:])
+				h.mu.Lock()
+				ch := h.waiting[id]
+				h.mu.Unlock()
+				if ch != nil {
+					select {
+					case ch <- result{v: v}:
+					default:
+					}
+				}
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := cc.Unmarshal(e.Data); err == nil {
+				g.rn.ApplyConfChange(cc)
+			}
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := cc.Unmarshal(e.Data); err == nil {
+				g.rn.ApplyConfChange(cc)
+			}
+		}
+		g.applied.Store(e.Index)
+	}
+}

@@ -1,0 +1,290 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/build"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logFSM records the commands it applied.
+type logFSM struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (f *logFSM) Apply(_ uint64, cmd []byte) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cmds = append(f.cmds, string(cmd))
+	return len(f.cmds)
+}
+
+func (f *logFSM) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.cmds...)
+}
+
+type cluster struct {
+	t     *testing.T
+	net   *MemNetwork
+	dir   string
+	ids   []uint64
+	hosts map[uint64]*Host
+	fsms  map[uint64]map[uint64]*logFSM // host → group → fsm
+}
+
+func newCluster(t *testing.T, n int, groups ...uint64) *cluster {
+	c := &cluster{t: t, net: NewMemNetwork(), dir: t.TempDir(), hosts: map[uint64]*Host{}, fsms: map[uint64]map[uint64]*logFSM{}}
+	for i := 1; i <= n; i++ {
+		c.ids = append(c.ids, uint64(i))
+	}
+	for _, id := range c.ids {
+		c.start(id, groups...)
+	}
+	t.Cleanup(func() {
+		for _, h := range c.hosts {
+			h.Close()
+		}
+	})
+	return c
+}
+
+func (c *cluster) start(id uint64, groups ...uint64) {
+	h, err := Open(Options{ID: id, Dir: filepath.Join(c.dir, fmt.Sprint(id)), Transport: c.net.Endpoint(id), NoSync: true})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.hosts[id] = h
+	c.fsms[id] = map[uint64]*logFSM{}
+	c.net.Attach(id, h)
+	for _, g := range groups {
+		f := &logFSM{}
+		c.fsms[id][g] = f
+		if err := h.AddGroup(g, c.ids, f); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (c *cluster) stop(id uint64) {
+	c.net.Detach(id)
+	c.hosts[id].Close()
+	delete(c.hosts, id)
+}
+
+// leader waits until the hosts in among agree on one leader of g.
+func (c *cluster) leader(g uint64, among ...uint64) uint64 {
+	c.t.Helper()
+	if len(among) == 0 {
+		among = c.ids
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		l := c.hosts[among[0]].Leader(g)
+		same := l != 0
+		for _, id := range among {
+			if c.hosts[id].Leader(g) != l {
+				same = false
+			}
+		}
+		inside := false
+		for _, id := range among {
+			inside = inside || id == l
+		}
+		if same && inside {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("group %d: no agreed leader among %v", g, among)
+	return 0
+}
+
+func (c *cluster) propose(via, g uint64, cmd string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.hosts[via].Propose(ctx, g, []byte(cmd))
+	return err
+}
+
+// converge waits until every listed host applied the same commands.
+func (c *cluster) converge(g uint64, want int, ids ...uint64) []string {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ref := c.fsms[ids[0]][g].list()
+		ok := len(ref) == want
+		for _, id := range ids[1:] {
+			if strings.Join(c.fsms[id][g].list(), ",") != strings.Join(ref, ",") {
+				ok = false
+			}
+		}
+		if ok {
+			return ref
+		}
+		if time.Now().After(deadline) {
+			for _, id := range ids {
+				c.t.Logf("host %d applied %d: %v", id, len(c.fsms[id][g].list()), c.fsms[id][g].list())
+			}
+			c.t.Fatalf("group %d did not converge on %d commands", g, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestProposalsReplicateInOneOrder(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	c.leader(1)
+	var wg sync.WaitGroup
+	for _, via := range c.ids {
+		wg.Add(1)
+		go func(via uint64) {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				if err := c.propose(via, 1, fmt.Sprintf("h%d-%d", via, i)); err != nil {
+					t.Errorf("proposal via %d: %v", via, err)
+					return
+				}
+			}
+		}(via)
+	}
+	wg.Wait()
+	got := c.converge(1, 90, c.ids...)
+	seen := map[string]bool{}
+	for _, s := range got {
+		if seen[s] {
+			t.Fatalf("%s applied twice", s)
+		}
+		seen[s] = true
+	}
+}
+
+func TestMinorityCannotCommitMajorityElectsAnew(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	old := c.leader(1)
+	if err := c.propose(old, 1, "before"); err != nil {
+		t.Fatal(err)
+	}
+	c.net.Isolate([]uint64{old}, c.ids)
+	var rest []uint64
+	for _, id := range c.ids {
+		if id != old {
+			rest = append(rest, id)
+		}
+	}
+	// the isolated old leader cannot commit anything
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	_, err := c.hosts[old].Propose(ctx, 1, []byte("lost"))
+	cancel()
+	if err == nil {
+		t.Fatal("a minority committed a proposal")
+	}
+	nl := c.leader(1, rest...)
+	if nl == old {
+		t.Fatal("the isolated node is still leader for the majority")
+	}
+	for i := 0; i < 10; i++ {
+		if err := c.propose(rest[i%2], 1, fmt.Sprintf("after-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.net.Heal()
+	got := c.converge(1, 11, c.ids...)
+	for _, s := range got {
+		if s == "lost" {
+			t.Fatal("the minority's uncommitted proposal was applied")
+		}
+	}
+}
+
+func TestRestartRebuildsFromTheLog(t *testing.T) {
+	c := newCluster(t, 3, 1, 2)
+	c.leader(1)
+	c.leader(2)
+	for i := 0; i < 20; i++ {
+		if err := c.propose(c.ids[i%3], uint64(1+i%2), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.converge(1, 10, c.ids...)
+	c.stop(3)
+	c.leader(1, 1, 2) // a proposal forwarded to a dead leader is lost
+	for i := 20; i < 30; i++ {
+		if err := c.propose(c.ids[i%2], 1, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(3, 1, 2)
+	// host 3 replays its log (10 + 10 commands) and catches up on 10 more
+	c.converge(1, 20, c.ids...)
+	c.converge(2, 10, c.ids...)
+}
+
+func TestGroupsShareFsyncs(t *testing.T) {
+	var groups []uint64
+	for g := uint64(1); g <= 20; g++ {
+		groups = append(groups, g)
+	}
+	c := newCluster(t, 3, groups...)
+	for _, g := range groups {
+		c.leader(g)
+	}
+	before := c.hosts[1].Fsyncs()
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func(g uint64) {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				if err := c.propose(1, g, fmt.Sprint(i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	syncs := c.hosts[1].Fsyncs() - before
+	// 200 commits across 20 groups; without sharing, host 1 would sync at
+	// least once per commit
+	if syncs >= 200 {
+		t.Fatalf("%d syncs for 200 commits in 20 groups", syncs)
+	}
+	t.Logf("200 commits in 20 groups took %d syncs on host 1", syncs)
+}
+
+func TestUnknownGroupAndClosedHost(t *testing.T) {
+	c := newCluster(t, 1, 1)
+	if err := c.propose(1, 9, "x"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("unknown group: %v", err)
+	}
+	c.leader(1)
+	if err := c.propose(1, 1, "x"); err != nil {
+		t.Fatalf("a one-node group commits alone: %v", err)
+	}
+	c.hosts[1].Close()
+	if err := c.propose(1, 1, "y"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed host: %v", err)
+	}
+}
+
+// TestImportsOnlyTheLog enforces the layering: consensus knows the WAL and
+// nothing of queues, connections or the broker.
+func TestImportsOnlyTheLog(t *testing.T) {
+	pkg, err := build.ImportDir(".", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range pkg.Imports {
+		if strings.HasPrefix(imp, "github.com/warrenmq/warren/") && imp != "github.com/warrenmq/warren/internal/wal" {
+			t.Errorf("internal/consensus imports %s; it may only use internal/wal", imp)
+		}
+	}
+}
