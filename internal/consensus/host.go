@@ -9,10 +9,13 @@
 //	h.AddGroup(7, []uint64{1, 2, 3}, fsm)
 //	res, err := h.Propose(ctx, 7, cmd) // applied on a majority's disk and here
 //
-// Status: a foundation for clustering. Membership is fixed when a group is
-// created (no conf changes yet), state machines are rebuilt by replaying
-// the log at start (no snapshots yet, so the log is never compacted), and
-// the only Transport is the in-memory one used by tests.
+// Transports: TCPTransport (one connection per pair of nodes, cookie
+// checked) and MemNetwork (in-process, partitionable, for tests).
+//
+// Status: a foundation for clustering, not yet used by the broker.
+// Membership is fixed when a group is created (no conf changes yet), and
+// state machines are rebuilt by replaying the log at start (no snapshots
+// yet, so the log is never compacted).
 package consensus
 
 import (
