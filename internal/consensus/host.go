@@ -113,6 +113,7 @@ type Host struct {
 	done   chan struct{}
 	nextID atomic.Uint64
 	fsyncs atomic.Uint64
+	retry  []proposal // owned by the loop
 }
 
 // Log record kinds in the host's WAL.
@@ -365,6 +366,17 @@ func (h *Host) loop() {
 			for _, g := range groups {
 				g.rn.Tick()
 			}
+			// proposals made while no leader was known are retried
+			retry := h.retry
+			h.retry = nil
+			for _, p := range retry {
+				h.mu.Lock()
+				_, waiting := h.waiting[p.id]
+				h.mu.Unlock()
+				if waiting {
+					h.propose(groups, p)
+				}
+			}
 		case g := <-h.adds:
 			groups[g.id] = g
 			h.mu.Lock()
@@ -404,7 +416,11 @@ func (h *Host) propose(groups map[uint64]*group, p proposal) {
 	var err error
 	if g == nil {
 		err = ErrUnknownGroup
-	} else if err = g.rn.Propose(p.data); err != nil {
+	} else if err = g.rn.Propose(p.data); errors.Is(err, raft.ErrProposalDropped) {
+		// not appended anywhere (no leader known yet): safe to try again
+		h.retry = append(h.retry, p)
+		return
+	} else if err != nil {
 		err = fmt.Errorf("%w: %w", ErrDropped, err)
 	}
 	if err != nil {

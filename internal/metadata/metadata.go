@@ -303,9 +303,15 @@ type Store struct {
 	observers []func(Command)
 }
 
-// NewStore returns a store with empty definitions.
+// NewStore returns a store with empty definitions. A log that applies
+// commands committed elsewhere (a ReplicatedLog) is bound to the store's
+// apply function here.
 func NewStore(log Log) *Store {
-	return &Store{log: log, state: NewState()}
+	s := &Store{log: log, state: NewState()}
+	if b, ok := log.(interface{ bind(func(Command) error) }); ok {
+		b.bind(s.apply)
+	}
+	return s
 }
 
 // Observe registers fn to run after every applied command (in order, with
