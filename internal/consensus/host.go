@@ -12,10 +12,13 @@
 // Transports: TCPTransport (one connection per pair of nodes, cookie
 // checked) and MemNetwork (in-process, partitionable, for tests).
 //
-// Status: a foundation for clustering, not yet used by the broker.
-// Membership is fixed when a group is created (no conf changes yet), and
-// state machines are rebuilt by replaying the log at start (no snapshots
-// yet, so the log is never compacted).
+// Membership: founding members bootstrap a group with the same list;
+// AddMember / RemoveMember change it one node at a time, and a new node
+// starts its replica with JoinGroup and learns the log from the leader.
+//
+// Status: a foundation for clustering, not yet used by the broker. State
+// machines are rebuilt by replaying the log at start: the log is never
+// compacted yet (no snapshots taken).
 package consensus
 
 import (
@@ -40,6 +43,12 @@ import (
 // in log order, on every member; its result goes back to the proposer.
 type StateMachine interface {
 	Apply(index uint64, cmd []byte) any
+}
+
+// Restorer is a StateMachine that can take its whole state from a
+// snapshot's data (sent by a leader to a member far behind).
+type Restorer interface {
+	Restore(data []byte) error
 }
 
 // Envelope is one Raft message of one group.
@@ -86,6 +95,7 @@ type proposal struct {
 	group uint64
 	id    uint64
 	data  []byte
+	cc    *pb.ConfChange // a membership change instead of data
 	done  chan result
 }
 
@@ -214,8 +224,21 @@ func chunk(b []byte) ([]byte, []byte, error) {
 }
 
 // AddGroup starts (or, after a restart, resumes) group id with the given
-// members; every member must be created with the same list.
+// founding members; every founding member must be created with the same
+// list.
 func (h *Host) AddGroup(id uint64, members []uint64, sm StateMachine) error {
+	if len(members) == 0 {
+		return fmt.Errorf("consensus: group %d needs members", id)
+	}
+	return h.addGroup(id, members, sm)
+}
+
+// JoinGroup starts (or resumes) this host's replica of an existing group
+// that a member adds it to with AddMember: it starts empty and learns the
+// log, membership included, from the group's leader.
+func (h *Host) JoinGroup(id uint64, sm StateMachine) error { return h.addGroup(id, nil, sm) }
+
+func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -228,16 +251,9 @@ func (h *Host) AddGroup(id uint64, members []uint64, sm StateMachine) error {
 	ms := h.restored[id]
 	delete(h.restored, id)
 	h.mu.Unlock()
-	if ms == nil {
+	fresh := ms == nil
+	if fresh {
 		ms = raft.NewMemoryStorage()
-		snap := pb.Snapshot{Metadata: pb.SnapshotMetadata{Index: 1, Term: 1, ConfState: pb.ConfState{Voters: members}}}
-		b, _ := snap.Marshal()
-		if _, err := h.log.AppendSync(record(recSnapshot, id, b)); err != nil {
-			return err
-		}
-		if err := ms.ApplySnapshot(snap); err != nil {
-			return err
-		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID: h.opts.ID, ElectionTick: 10, HeartbeatTick: 1, Storage: ms,
@@ -246,6 +262,17 @@ func (h *Host) AddGroup(id uint64, members []uint64, sm StateMachine) error {
 	})
 	if err != nil {
 		return err
+	}
+	if fresh && len(members) > 0 {
+		// the founding members write the same first entries: one
+		// membership change per member (persisted by the first Ready)
+		peers := make([]raft.Peer, len(members))
+		for i, m := range members {
+			peers[i] = raft.Peer{ID: m}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return err
+		}
 	}
 	g := &group{id: id, rn: rn, ms: ms, sm: sm}
 	select {
@@ -284,7 +311,30 @@ func (h *Host) Propose(ctx context.Context, gid uint64, cmd []byte) (any, error)
 	data := make([]byte, 8+len(cmd))
 	binary.BigEndian.PutUint64(data, id)
 	copy(data[8:], cmd)
-	p := proposal{group: gid, id: id, data: data, done: make(chan result, 1)}
+	return h.submit(ctx, proposal{group: gid, id: id, data: data, done: make(chan result, 1)})
+}
+
+// AddMember adds node to group gid (the node then runs JoinGroup) and
+// returns once the change is applied here. Add one node at a time.
+func (h *Host) AddMember(ctx context.Context, gid, node uint64) error {
+	return h.changeMembers(ctx, gid, pb.ConfChangeAddNode, node)
+}
+
+// RemoveMember removes node from group gid.
+func (h *Host) RemoveMember(ctx context.Context, gid, node uint64) error {
+	return h.changeMembers(ctx, gid, pb.ConfChangeRemoveNode, node)
+}
+
+func (h *Host) changeMembers(ctx context.Context, gid uint64, t pb.ConfChangeType, node uint64) error {
+	id := h.nextID.Add(1)
+	c := make([]byte, 8)
+	binary.BigEndian.PutUint64(c, id)
+	_, err := h.submit(ctx, proposal{group: gid, id: id, cc: &pb.ConfChange{Type: t, NodeID: node, Context: c}, done: make(chan result, 1)})
+	return err
+}
+
+func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
+	id := p.id
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -416,7 +466,7 @@ func (h *Host) propose(groups map[uint64]*group, p proposal) {
 	var err error
 	if g == nil {
 		err = ErrUnknownGroup
-	} else if err = g.rn.Propose(p.data); errors.Is(err, raft.ErrProposalDropped) {
+	} else if err = g.propose(p); errors.Is(err, raft.ErrProposalDropped) {
 		// not appended anywhere (no leader known yet): safe to try again
 		h.retry = append(h.retry, p)
 		return
@@ -443,6 +493,15 @@ func (h *Host) ready(groups map[uint64]*group) {
 		}
 		rd := g.rn.Ready()
 		rds = append(rds, rg{g, rd})
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			sb, _ := rd.Snapshot.Marshal()
+			idx, err := h.log.Append(record(recSnapshot, g.id, sb))
+			if err != nil {
+				h.lg.Error("consensus: log append failed; stopping the host's progress", "err", err)
+				return
+			}
+			last = idx
+		}
 		if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 			continue
 		}
@@ -478,6 +537,14 @@ func (h *Host) ready(groups map[uint64]*group) {
 	}
 	out := map[uint64][]Envelope{}
 	for _, r := range rds {
+		if !raft.IsEmptySnap(r.rd.Snapshot) {
+			_ = r.g.ms.ApplySnapshot(r.rd.Snapshot)
+			if rs, ok := r.g.sm.(Restorer); ok {
+				if err := rs.Restore(r.rd.Snapshot.Data); err != nil {
+					h.lg.Error("consensus: restoring a snapshot failed", "group", r.g.id, "err", err)
+				}
+			}
+		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			_ = r.g.ms.SetHardState(r.rd.HardState)
 		}
@@ -500,27 +567,41 @@ func (h *Host) ready(groups map[uint64]*group) {
 	}
 }
 
+func (g *group) propose(p proposal) error {
+	if p.cc != nil {
+		return g.rn.ProposeConfChange(*p.cc)
+	}
+	return g.rn.Propose(p.data)
+}
+
+// resolve hands a result to the local proposer of id, if any.
+func (h *Host) resolve(id uint64, r result) {
+	h.mu.Lock()
+	ch := h.waiting[id]
+	h.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- r:
+		default:
+		}
+	}
+}
+
 func (h *Host) apply(g *group, ents []pb.Entry) {
 	for _, e := range ents {
 		switch e.Type {
 		case pb.EntryNormal:
 			if len(e.Data) >= 8 {
-				id := binary.BigEndian.Uint64(e.Data)
 				v := g.sm.Apply(e.Index, e.Data[8:])
-				h.mu.Lock()
-				ch := h.waiting[id]
-				h.mu.Unlock()
-				if ch != nil {
-					select {
-					case ch <- result{v: v}:
-					default:
-					}
-				}
+				h.resolve(binary.BigEndian.Uint64(e.Data), result{v: v})
 			}
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := cc.Unmarshal(e.Data); err == nil {
 				g.rn.ApplyConfChange(cc)
+				if len(cc.Context) == 8 {
+					h.resolve(binary.BigEndian.Uint64(cc.Context), result{})
+				}
 			}
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2

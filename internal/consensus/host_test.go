@@ -288,3 +288,54 @@ func TestImportsOnlyTheLog(t *testing.T) {
 		}
 	}
 }
+
+// TestMembershipChanges adds a fourth node to a running group (it learns
+// the whole log), then removes one of the founders and stops it: the
+// group keeps committing with the new membership.
+func TestMembershipChanges(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	c.leader(1)
+	for i := 0; i < 10; i++ {
+		if err := c.propose(c.ids[i%3], 1, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// node 4 starts empty and joins
+	h4, err := Open(Options{ID: 4, Dir: filepath.Join(c.dir, "4"), Transport: c.net.Endpoint(4), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.hosts[4] = h4
+	c.net.Attach(4, h4)
+	c.fsms[4] = map[uint64]*logFSM{1: {}}
+	if err := h4.JoinGroup(1, c.fsms[4][1]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.hosts[2].AddMember(ctx, 1, 4); err != nil {
+		t.Fatal(err)
+	}
+	c.ids = append(c.ids, 4)
+	if err := c.propose(4, 1, "via-4"); err != nil {
+		t.Fatal(err)
+	}
+	c.converge(1, 11, c.ids...)
+	// remove node 1 and stop it: {2,3,4} still has a majority of 2
+	if err := c.hosts[3].RemoveMember(ctx, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(1)
+	c.ids = []uint64{2, 3, 4}
+	c.leader(1, 2, 3, 4)
+	if err := c.propose(3, 1, "after-removal"); err != nil {
+		t.Fatal(err)
+	}
+	// and with one more down, 2 of 3 still commit
+	c.stop(2)
+	c.leader(1, 3, 4)
+	if err := c.propose(4, 1, "two-of-three"); err != nil {
+		t.Fatal(err)
+	}
+	c.converge(1, 13, 3, 4)
+}
