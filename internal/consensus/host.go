@@ -16,9 +16,13 @@
 // AddMember / RemoveMember change it one node at a time, and a new node
 // starts its replica with JoinGroup and learns the log from the leader.
 //
-// Status: a foundation for clustering, not yet used by the broker. State
-// machines are rebuilt by replaying the log at start: the log is never
-// compacted yet (no snapshots taken).
+// Snapshots: a state machine that implements Snapshotter is saved every
+// SnapshotEvery entries (and right after a member is added, so a joiner
+// is never sent a snapshot from before it joined); log segments no group
+// needs any more are deleted. One that does not is rebuilt by replaying
+// its whole log at start, and its log is kept.
+//
+// Status: a foundation for clustering, not yet used by the broker.
 package consensus
 
 import (
@@ -51,6 +55,14 @@ type Restorer interface {
 	Restore(data []byte) error
 }
 
+// Snapshotter is a StateMachine whose state can be saved whole: the host
+// then snapshots it every Options.SnapshotEvery entries and drops the log
+// before the snapshot. Snapshot runs on the host's loop between Applies.
+type Snapshotter interface {
+	Restorer
+	Snapshot() ([]byte, error)
+}
+
 // Envelope is one Raft message of one group.
 type Envelope struct {
 	Group uint64
@@ -72,6 +84,10 @@ type Options struct {
 	// ticks without a leader's heartbeat (randomised up to 20).
 	Tick   time.Duration
 	NoSync bool // tests only
+	// SnapshotEvery is how many applied entries trigger a snapshot of a
+	// group whose state machine is a Snapshotter (default 10,000).
+	SnapshotEvery uint64
+	SegmentSize   int64 // of the host's log (default 64 MiB)
 	Logger *slog.Logger
 }
 
@@ -89,6 +105,13 @@ type group struct {
 	sm      StateMachine
 	lead    atomic.Uint64
 	applied atomic.Uint64
+
+	// owned by the loop
+	cs        pb.ConfState // membership as of the last applied entry
+	snapIndex uint64       // Raft index of the last snapshot taken
+	forceSnap bool         // take one now (a member was added)
+	pin       uint64       // first WAL index this group still needs (0: none yet)
+	recs      []walRec     // records holding entries past the last snapshot
 }
 
 type proposal struct {
@@ -112,7 +135,7 @@ type Host struct {
 
 	mu       sync.Mutex
 	groups   map[uint64]*group
-	restored map[uint64]*raft.MemoryStorage // state found in the log, by group
+	restored map[uint64]*restoredGroup // state found in the log, by group
 	waiting  map[uint64]chan result         // proposal id → proposer
 	closed   bool
 
@@ -140,16 +163,19 @@ func Open(o Options) (*Host, error) {
 	if o.Tick <= 0 {
 		o.Tick = 10 * time.Millisecond
 	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = 10000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l, err := wal.Open(wal.Options{Dir: o.Dir, NoSync: o.NoSync, Logger: o.Logger})
+	l, err := wal.Open(wal.Options{Dir: o.Dir, NoSync: o.NoSync, Logger: o.Logger, SegmentSize: o.SegmentSize})
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
 		opts: o, lg: o.Logger, log: l,
-		groups: map[uint64]*group{}, restored: map[uint64]*raft.MemoryStorage{}, waiting: map[uint64]chan result{},
+		groups: map[uint64]*group{}, restored: map[uint64]*restoredGroup{}, waiting: map[uint64]chan result{},
 		inbox: make(chan []Envelope, 1024), props: make(chan proposal, 1024), adds: make(chan *group),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -162,57 +188,133 @@ func Open(o Options) (*Host, error) {
 	return h, nil
 }
 
+// replay rebuilds every group's storage from the log in two passes: the
+// latest snapshot of each group first, then the entries and hard states
+// written after it (some entries past a snapshot may sit in records
+// written just before it).
 func (h *Host) replay() error {
-	return h.log.Replay(0, func(_ uint64, rec []byte) error {
-		if len(rec) < 9 {
-			return fmt.Errorf("consensus: short log record")
+	snaps := map[uint64]pb.Snapshot{}
+	snapAt := map[uint64]uint64{}
+	err := h.log.Replay(0, func(widx uint64, rec []byte) error {
+		if len(rec) < 9 || rec[0] != recSnapshot {
+			return nil
 		}
 		gid := binary.BigEndian.Uint64(rec[1:9])
-		ms := h.restored[gid]
-		if ms == nil {
-			ms = raft.NewMemoryStorage()
-			h.restored[gid] = ms
+		var sn pb.Snapshot
+		if err := sn.Unmarshal(rec[9:]); err != nil {
+			return fmt.Errorf("consensus: group %d snapshot: %w", gid, err)
 		}
-		b := rec[9:]
-		switch rec[0] {
-		case recSnapshot:
-			var s pb.Snapshot
-			if err := s.Unmarshal(b); err != nil {
-				return fmt.Errorf("consensus: group %d snapshot: %w", gid, err)
-			}
-			return ms.ApplySnapshot(s)
-		case recReady:
-			hsb, rest, err := chunk(b)
-			if err != nil {
-				return err
-			}
-			var ents []pb.Entry
-			for len(rest) > 0 {
-				var eb []byte
-				if eb, rest, err = chunk(rest); err != nil {
-					return err
-				}
-				var e pb.Entry
-				if err := e.Unmarshal(eb); err != nil {
-					return fmt.Errorf("consensus: group %d entry: %w", gid, err)
-				}
-				ents = append(ents, e)
-			}
-			if len(ents) > 0 {
-				if err := ms.Append(ents); err != nil {
-					return err
-				}
-			}
-			if len(hsb) > 0 {
-				var hs pb.HardState
-				if err := hs.Unmarshal(hsb); err != nil {
-					return err
-				}
-				return ms.SetHardState(hs)
-			}
+		if sn.Metadata.Index >= snaps[gid].Metadata.Index {
+			snaps[gid], snapAt[gid] = sn, widx
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	rg := func(gid uint64) *restoredGroup {
+		r := h.restored[gid]
+		if r == nil {
+			r = &restoredGroup{ms: raft.NewMemoryStorage()}
+			if sn, ok := snaps[gid]; ok {
+				if err := r.ms.ApplySnapshot(sn); err != nil {
+					return nil
+				}
+				r.pin = snapAt[gid]
+			}
+			h.restored[gid] = r
+		}
+		return r
+	}
+	for gid := range snaps {
+		if rg(gid) == nil {
+			return fmt.Errorf("consensus: group %d: bad snapshot", gid)
+		}
+	}
+	err = h.log.Replay(0, func(widx uint64, rec []byte) error {
+		if len(rec) < 9 {
+			return fmt.Errorf("consensus: short log record")
+		}
+		if rec[0] != recReady {
+			return nil
+		}
+		gid := binary.BigEndian.Uint64(rec[1:9])
+		r := rg(gid)
+		hs, ents, err := decodeReady(rec[9:])
+		if err != nil {
+			return fmt.Errorf("consensus: group %d: %w", gid, err)
+		}
+		snapIndex := snaps[gid].Metadata.Index
+		if n := len(ents); n > 0 && ents[n-1].Index > snapIndex {
+			last, _ := r.ms.LastIndex()
+			first := ents[0].Index
+			if first > last+1 && first > snapIndex+1 {
+				return fmt.Errorf("consensus: group %d: log entries %d.. missing before %d", gid, last+1, first)
+			}
+			if err := r.ms.Append(ents); err != nil {
+				return err
+			}
+			r.recs = append(r.recs, walRec{idx: widx, last: ents[n-1].Index})
+			if r.pin == 0 || widx < r.pin {
+				r.pin = widx
+			}
+		}
+		if hs != nil {
+			return r.ms.SetHardState(*hs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// a snapshot covers only committed entries: the hard state's commit
+	// is at least its index even if the record saying so was dropped
+	for gid, sn := range snaps {
+		r := h.restored[gid]
+		hs, _, _ := r.ms.InitialState()
+		if hs.Commit < sn.Metadata.Index {
+			hs.Commit = sn.Metadata.Index
+			hs.Term = max(hs.Term, sn.Metadata.Term)
+			_ = r.ms.SetHardState(hs)
+		}
+	}
+	return nil
+}
+
+type restoredGroup struct {
+	ms   *raft.MemoryStorage
+	recs []walRec
+	pin  uint64
+}
+
+// walRec is a log record holding a group's entries up to last.
+type walRec struct{ idx, last uint64 }
+
+func decodeReady(b []byte) (*pb.HardState, []pb.Entry, error) {
+	hsb, rest, err := chunk(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ents []pb.Entry
+	for len(rest) > 0 {
+		var eb []byte
+		if eb, rest, err = chunk(rest); err != nil {
+			return nil, nil, err
+		}
+		var e pb.Entry
+		if err := e.Unmarshal(eb); err != nil {
+			return nil, nil, fmt.Errorf("entry: %w", err)
+		}
+		ents = append(ents, e)
+	}
+	if len(hsb) == 0 {
+		return nil, ents, nil
+	}
+	var hs pb.HardState
+	if err := hs.Unmarshal(hsb); err != nil {
+		return nil, nil, err
+	}
+	return &hs, ents, nil
 }
 
 func chunk(b []byte) ([]byte, []byte, error) {
@@ -248,12 +350,23 @@ func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 		h.mu.Unlock()
 		return fmt.Errorf("consensus: group %d exists", id)
 	}
-	ms := h.restored[id]
+	r := h.restored[id]
 	delete(h.restored, id)
 	h.mu.Unlock()
-	fresh := ms == nil
+	fresh := r == nil
 	if fresh {
-		ms = raft.NewMemoryStorage()
+		r = &restoredGroup{ms: raft.NewMemoryStorage()}
+	}
+	ms := r.ms
+	snap, _ := ms.Snapshot()
+	if snap.Metadata.Index > 0 {
+		rs, ok := sm.(Restorer)
+		if !ok {
+			return fmt.Errorf("consensus: group %d starts from a snapshot but its state machine cannot restore one", id)
+		}
+		if err := rs.Restore(snap.Data); err != nil {
+			return fmt.Errorf("consensus: group %d: restoring its snapshot: %w", id, err)
+		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID: h.opts.ID, ElectionTick: 10, HeartbeatTick: 1, Storage: ms,
@@ -274,7 +387,8 @@ func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 			return err
 		}
 	}
-	g := &group{id: id, rn: rn, ms: ms, sm: sm}
+	g := &group{id: id, rn: rn, ms: ms, sm: sm, cs: snap.Metadata.ConfState, snapIndex: snap.Metadata.Index, pin: r.pin, recs: r.recs}
+	g.applied.Store(snap.Metadata.Index)
 	select {
 	case h.adds <- g:
 		return nil
@@ -384,6 +498,9 @@ func (h *Host) read(gid uint64, fn func(*group) uint64) uint64 {
 	}
 	return fn(g)
 }
+
+// LogSegments returns how many segment files the host's log has.
+func (h *Host) LogSegments() int { return h.log.Segments() }
 
 // Fsyncs counts the log syncs the host waited for (one per loop round
 // with new entries, whatever the number of groups).
@@ -501,6 +618,7 @@ func (h *Host) ready(groups map[uint64]*group) {
 				return
 			}
 			last = idx
+			g.pin = idx
 		}
 		if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 			continue
@@ -524,6 +642,12 @@ func (h *Host) ready(groups map[uint64]*group) {
 			return
 		}
 		last = idx
+		if n := len(rd.Entries); n > 0 {
+			g.recs = append(g.recs, walRec{idx: idx, last: rd.Entries[n-1].Index})
+		}
+		if g.pin == 0 {
+			g.pin = idx
+		}
 	}
 	if len(rds) == 0 {
 		return
@@ -539,6 +663,8 @@ func (h *Host) ready(groups map[uint64]*group) {
 	for _, r := range rds {
 		if !raft.IsEmptySnap(r.rd.Snapshot) {
 			_ = r.g.ms.ApplySnapshot(r.rd.Snapshot)
+			r.g.cs = r.rd.Snapshot.Metadata.ConfState
+			r.g.snapIndex = r.rd.Snapshot.Metadata.Index
 			if rs, ok := r.g.sm.(Restorer); ok {
 				if err := rs.Restore(r.rd.Snapshot.Data); err != nil {
 					h.lg.Error("consensus: restoring a snapshot failed", "group", r.g.id, "err", err)
@@ -561,9 +687,84 @@ func (h *Host) ready(groups map[uint64]*group) {
 	for to, envs := range out {
 		h.opts.Transport.Send(to, envs)
 	}
+	snapped := false
 	for _, r := range rds {
 		h.apply(r.g, r.rd.CommittedEntries)
+		if h.maybeSnapshot(r.g) {
+			snapped = true
+		}
 		r.g.rn.Advance(r.rd)
+	}
+	if snapped {
+		h.compactLog(groups)
+	}
+}
+
+// maybeSnapshot saves a Snapshotter group's state once enough entries
+// were applied since the last snapshot, or at once after a member was
+// added (a new member must not be sent a snapshot from before it joined:
+// Raft would refuse it). The log before the snapshot is then dropped
+// from memory; compactLog drops it from disk.
+func (h *Host) maybeSnapshot(g *group) bool {
+	sn, ok := g.sm.(Snapshotter)
+	applied := g.applied.Load()
+	if !ok || applied <= g.snapIndex || (!g.forceSnap && applied-g.snapIndex < h.opts.SnapshotEvery) {
+		return false
+	}
+	g.forceSnap = false
+	data, err := sn.Snapshot()
+	if err != nil {
+		h.lg.Error("consensus: snapshot failed", "group", g.id, "err", err)
+		return false
+	}
+	cs := g.cs
+	snap, err := g.ms.CreateSnapshot(applied, &cs, data)
+	if err != nil {
+		h.lg.Error("consensus: snapshot failed", "group", g.id, "err", err)
+		return false
+	}
+	sb, _ := snap.Marshal()
+	idx, err := h.log.Append(record(recSnapshot, g.id, sb))
+	if err == nil {
+		err = h.log.WaitDurable(idx)
+	}
+	if err != nil {
+		h.lg.Error("consensus: writing a snapshot failed", "group", g.id, "err", err)
+		return false
+	}
+	_ = g.ms.Compact(applied)
+	g.snapIndex, g.pin = applied, idx
+	// records with entries past the snapshot are still needed, even those
+	// written before it
+	k := 0
+	for _, r := range g.recs {
+		if r.last > applied {
+			g.recs[k] = r
+			k++
+			g.pin = min(g.pin, r.idx)
+		}
+	}
+	g.recs = g.recs[:k]
+	return true
+}
+
+// compactLog deletes the log segments no group needs any more.
+func (h *Host) compactLog(groups map[uint64]*group) {
+	upTo := h.log.LastIndex() + 1
+	for _, g := range groups {
+		if g.pin > 0 {
+			upTo = min(upTo, g.pin)
+		}
+	}
+	h.mu.Lock()
+	for _, r := range h.restored { // groups found in the log but not started
+		if r.pin > 0 {
+			upTo = min(upTo, r.pin)
+		}
+	}
+	h.mu.Unlock()
+	if err := h.log.TruncateFront(upTo); err != nil {
+		h.lg.Error("consensus: log clean-up failed", "err", err)
 	}
 }
 
@@ -598,7 +799,8 @@ func (h *Host) apply(g *group, ents []pb.Entry) {
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := cc.Unmarshal(e.Data); err == nil {
-				g.rn.ApplyConfChange(cc)
+				g.cs = *g.rn.ApplyConfChange(cc)
+				g.forceSnap = cc.Type == pb.ConfChangeAddNode && g.snapIndex > 0
 				if len(cc.Context) == 8 {
 					h.resolve(binary.BigEndian.Uint64(cc.Context), result{})
 				}
@@ -606,7 +808,7 @@ func (h *Host) apply(g *group, ents []pb.Entry) {
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := cc.Unmarshal(e.Data); err == nil {
-				g.rn.ApplyConfChange(cc)
+				g.cs = *g.rn.ApplyConfChange(cc)
 			}
 		}
 		g.applied.Store(e.Index)

@@ -339,3 +339,117 @@ func TestMembershipChanges(t *testing.T) {
 	}
 	c.converge(1, 13, 3, 4)
 }
+
+// snapFSM is a logFSM that can be snapshotted and restored.
+type snapFSM struct {
+	logFSM
+	restores int
+}
+
+func (f *snapFSM) Snapshot() ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return []byte(strings.Join(f.cmds, "\n")), nil
+}
+
+func (f *snapFSM) Restore(b []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cmds = nil
+	if len(b) > 0 {
+		f.cmds = strings.Split(string(b), "\n")
+	}
+	f.restores++
+	return nil
+}
+
+// TestSnapshotsCompactTheLog checks that a snapshotting group's log stays
+// short, that a restarted node comes back from snapshot + tail, and that a
+// node far behind and a node joining late catch up through a snapshot.
+func TestSnapshotsCompactTheLog(t *testing.T) {
+	net := NewMemNetwork()
+	dir := t.TempDir()
+	hosts := map[uint64]*Host{}
+	fsms := map[uint64]*snapFSM{}
+	open := func(id uint64) *Host {
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, SnapshotEvery: 50, SegmentSize: 8 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[id] = h
+		net.Attach(id, h)
+		return h
+	}
+	defer func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	}()
+	for id := uint64(1); id <= 3; id++ {
+		fsms[id] = &snapFSM{}
+		if err := open(id).AddGroup(1, []uint64{1, 2, 3}, fsms[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	propose := func(via uint64, cmd string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := hosts[via].Propose(ctx, 1, []byte(cmd)); err != nil {
+			t.Fatalf("%s via %d: %v", cmd, via, err)
+		}
+	}
+	waitFor(t, "a leader", func() bool { return hosts[1].Leader(1) != 0 && hosts[1].Leader(1) == hosts[2].Leader(1) })
+	// node 3 goes down; the others move far ahead and compact
+	net.Detach(3)
+	hosts[3].Close()
+	delete(hosts, 3)
+	waitFor(t, "a leader without node 3", func() bool {
+		l := hosts[1].Leader(1)
+		return l != 0 && l != 3 && hosts[2].Leader(1) == l
+	})
+	body := strings.Repeat("x", 200)
+	for i := 0; i < 400; i++ {
+		propose(uint64(1+i%2), fmt.Sprintf("%03d-%s", i, body))
+	}
+	// 400 commands of ~200 bytes are ~80 KiB of log: without compaction
+	// that is 10+ segments of 8 KiB
+	if n := hosts[1].LogSegments(); n > 4 {
+		t.Fatalf("node 1's log has %d segments after snapshots every 50 entries", n)
+	}
+	// node 3 comes back from its own log and catches up by snapshot
+	fsms[3] = &snapFSM{}
+	if err := open(3).AddGroup(1, []uint64{1, 2, 3}, fsms[3]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 3 to catch up", func() bool { return len(fsms[3].list()) == 400 })
+	if fsms[3].restores == 0 {
+		t.Fatal("node 3 caught up without a snapshot: the leader did not compact")
+	}
+	// a node joining now starts from a snapshot that includes it
+	fsms[4] = &snapFSM{}
+	if err := open(4).JoinGroup(1, fsms[4]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hosts[1].AddMember(ctx, 1, 4); err != nil {
+		t.Fatal(err)
+	}
+	propose(4, "from-4")
+	waitFor(t, "node 4 to catch up", func() bool { return len(fsms[4].list()) == 401 })
+	// node 1 restarts from snapshot + tail
+	net.Detach(1)
+	hosts[1].Close()
+	fsms[1] = &snapFSM{}
+	if err := open(1).AddGroup(1, []uint64{1, 2, 3}, fsms[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1 to come back", func() bool { return len(fsms[1].list()) == 401 })
+	want := strings.Join(fsms[2].list(), ",")
+	for id, f := range fsms {
+		if strings.Join(f.list(), ",") != want {
+			t.Fatalf("node %d differs", id)
+		}
+	}
+}
