@@ -88,7 +88,7 @@ type Options struct {
 	// group whose state machine is a Snapshotter (default 10,000).
 	SnapshotEvery uint64
 	SegmentSize   int64 // of the host's log (default 64 MiB)
-	Logger *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Errors.
@@ -136,7 +136,7 @@ type Host struct {
 	mu       sync.Mutex
 	groups   map[uint64]*group
 	restored map[uint64]*restoredGroup // state found in the log, by group
-	waiting  map[uint64]chan result         // proposal id → proposer
+	waiting  map[uint64]chan result    // proposal id → proposer
 	closed   bool
 
 	inbox  chan []Envelope
