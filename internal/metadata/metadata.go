@@ -308,8 +308,8 @@ type Store struct {
 // apply function here.
 func NewStore(log Log) *Store {
 	s := &Store{log: log, state: NewState()}
-	if b, ok := log.(interface{ bind(func(Command) error) }); ok {
-		b.bind(s.apply)
+	if b, ok := log.(interface{ bind(*Store) }); ok {
+		b.bind(s)
 	}
 	return s
 }
@@ -333,6 +333,117 @@ func (s *Store) apply(cmd Command) error {
 	for _, fn := range s.observers {
 		fn(cmd)
 	}
+	return nil
+}
+
+// snapshotState is the whole State as JSON-friendly lists.
+type snapshotState struct {
+	VHosts      []VHost      `json:"vhosts"`
+	Users       []User       `json:"users"`
+	Permissions []Permission `json:"permissions"`
+	Exchanges   []Exchange   `json:"exchanges"`
+	Queues      []wireQueue  `json:"queues"`
+	Bindings    []Binding    `json:"bindings"`
+	Policies    []Policy     `json:"policies"`
+}
+
+// wireQueue carries the fields RabbitMQ's definitions format leaves out
+// (exclusivity and its owner) when a queue travels between nodes.
+type wireQueue struct {
+	Queue
+	Exclusive bool   `json:"exclusive,omitempty"`
+	Owner     uint64 `json:"owner,omitempty"`
+}
+
+func toWire(q Queue) wireQueue { return wireQueue{Queue: q, Exclusive: q.Exclusive, Owner: q.Owner} }
+
+func (w wireQueue) queue() Queue {
+	q := w.Queue
+	q.Exclusive, q.Owner = w.Exclusive, w.Owner
+	return q
+}
+
+// snapshot encodes every definition, transient ones included (Export
+// keeps only what RabbitMQ exports), in a deterministic order.
+func (s *Store) snapshot() ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := s.state
+	var ss snapshotState
+	for _, v := range st.VHosts {
+		ss.VHosts = append(ss.VHosts, v)
+	}
+	for _, u := range st.Users {
+		ss.Users = append(ss.Users, u)
+	}
+	for _, p := range st.Permissions {
+		ss.Permissions = append(ss.Permissions, p)
+	}
+	for _, x := range st.Exchanges {
+		ss.Exchanges = append(ss.Exchanges, x)
+	}
+	for _, q := range st.Queues {
+		ss.Queues = append(ss.Queues, toWire(q))
+	}
+	for _, b := range st.Bindings {
+		ss.Bindings = append(ss.Bindings, b)
+	}
+	for _, p := range st.Policies {
+		ss.Policies = append(ss.Policies, p)
+	}
+	sort.Slice(ss.VHosts, func(i, j int) bool { return ss.VHosts[i].Name < ss.VHosts[j].Name })
+	sort.Slice(ss.Users, func(i, j int) bool { return ss.Users[i].Name < ss.Users[j].Name })
+	sort.Slice(ss.Permissions, func(i, j int) bool {
+		return ss.Permissions[i].User+"\x00"+ss.Permissions[i].VHost < ss.Permissions[j].User+"\x00"+ss.Permissions[j].VHost
+	})
+	sort.Slice(ss.Exchanges, func(i, j int) bool {
+		return ss.Exchanges[i].VHost+"\x00"+ss.Exchanges[i].Name < ss.Exchanges[j].VHost+"\x00"+ss.Exchanges[j].Name
+	})
+	sort.Slice(ss.Queues, func(i, j int) bool {
+		return ss.Queues[i].VHost+"\x00"+ss.Queues[i].Name < ss.Queues[j].VHost+"\x00"+ss.Queues[j].Name
+	})
+	sort.Slice(ss.Bindings, func(i, j int) bool { return BindingKey(ss.Bindings[i]) < BindingKey(ss.Bindings[j]) })
+	sort.Slice(ss.Policies, func(i, j int) bool {
+		return ss.Policies[i].VHost+"\x00"+ss.Policies[i].Name < ss.Policies[j].VHost+"\x00"+ss.Policies[j].Name
+	})
+	return json.Marshal(ss)
+}
+
+// restore replaces the whole state with a snapshot's. Observers are not
+// told: whoever keeps runtime objects must rebuild them from the state.
+func (s *Store) restore(b []byte) error {
+	var ss snapshotState
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &ss); err != nil {
+			return fmt.Errorf("metadata snapshot unreadable: %w", err)
+		}
+	}
+	st := NewState()
+	for _, v := range ss.VHosts {
+		st.VHosts[v.Name] = v
+	}
+	for _, u := range ss.Users {
+		st.Users[u.Name] = u
+	}
+	for _, p := range ss.Permissions {
+		st.Permissions[[2]string{p.User, p.VHost}] = p
+	}
+	for _, x := range ss.Exchanges {
+		st.Exchanges[[2]string{x.VHost, x.Name}] = x
+	}
+	for _, w := range ss.Queues {
+		q := w.queue()
+		st.Queues[[2]string{q.VHost, q.Name}] = q
+	}
+	for _, bd := range ss.Bindings {
+		st.Bindings[BindingKey(bd)] = bd
+	}
+	for _, p := range ss.Policies {
+		st.Policies[[2]string{p.VHost, p.Name}] = p
+	}
+	s.mu.Lock()
+	s.state = st
+	s.mu.Unlock()
 	return nil
 }
 

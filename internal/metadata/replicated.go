@@ -24,7 +24,7 @@ type ReplicatedLog struct {
 	Timeout time.Duration
 
 	mu    sync.Mutex
-	apply func(Command) error
+	store *Store
 }
 
 // NewReplicatedLog returns a log over consensus group gid of h, whose
@@ -35,19 +35,22 @@ func NewReplicatedLog(h *consensus.Host, gid uint64, members []uint64) *Replicat
 	return &ReplicatedLog{host: h, group: gid, members: members, Timeout: 30 * time.Second}
 }
 
-// bind is called by NewStore with the store's apply function.
-func (r *ReplicatedLog) bind(apply func(Command) error) {
+// bind is called by NewStore.
+func (r *ReplicatedLog) bind(s *Store) {
 	r.mu.Lock()
-	r.apply = apply
+	r.store = s
 	r.mu.Unlock()
+}
+
+func (r *ReplicatedLog) bound() *Store {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store
 }
 
 // Start joins the consensus group; commands are applied from then on.
 func (r *ReplicatedLog) Start() error {
-	r.mu.Lock()
-	bound := r.apply != nil
-	r.mu.Unlock()
-	if !bound {
+	if r.bound() == nil {
 		return fmt.Errorf("metadata: make the Store with this log before starting it")
 	}
 	return r.host.AddGroup(r.group, r.members, replicatedFSM{r})
@@ -55,23 +58,55 @@ func (r *ReplicatedLog) Start() error {
 
 type replicatedFSM struct{ r *ReplicatedLog }
 
+// wireCommand is a Command as it travels between nodes: with the queue
+// fields the definitions format leaves out.
+type wireCommand struct {
+	Command
+	Queue *wireQueue `json:"queue,omitempty"`
+}
+
+func encodeCommand(c Command) ([]byte, error) {
+	w := wireCommand{Command: c}
+	if c.Queue != nil {
+		q := toWire(*c.Queue)
+		w.Queue = &q
+	}
+	return json.Marshal(w)
+}
+
+func decodeCommand(b []byte) (Command, error) {
+	var w wireCommand
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Command{}, err
+	}
+	c := w.Command
+	if w.Queue != nil {
+		q := w.Queue.queue()
+		c.Queue = &q
+	}
+	return c, nil
+}
+
 func (f replicatedFSM) Apply(_ uint64, data []byte) any {
-	var cmd Command
-	if err := json.Unmarshal(data, &cmd); err != nil {
+	cmd, err := decodeCommand(data)
+	if err != nil {
 		return fmt.Errorf("metadata: undecodable replicated command: %w", err)
 	}
-	f.r.mu.Lock()
-	apply := f.r.apply
-	f.r.mu.Unlock()
-	if err := apply(cmd); err != nil {
+	if err := f.r.bound().apply(cmd); err != nil {
 		return err
 	}
 	return nil
 }
 
+// Snapshot and Restore let the consensus host compact the group's log.
+func (f replicatedFSM) Snapshot() ([]byte, error) { return f.r.bound().snapshot() }
+
+// Restore replaces the definitions with a snapshot's.
+func (f replicatedFSM) Restore(b []byte) error { return f.r.bound().restore(b) }
+
 // Append proposes cmd to the group and waits until it is applied here.
 func (r *ReplicatedLog) Append(cmd Command, _ func(Command) error) error {
-	raw, err := json.Marshal(cmd)
+	raw, err := encodeCommand(cmd)
 	if err != nil {
 		return err
 	}
