@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -137,23 +138,28 @@ func (b *Broker) recover() error {
 		return fmt.Errorf("compacting the metadata log: %w", err)
 	}
 	restored, dropped := 0, 0
-	for key, ms := range queued {
+	for _, key := range queued.Queues() {
 		vh, name, _ := strings.Cut(key, "\x00")
 		var q *queue.Queue
 		if v := b.VHost(vh); v != nil {
 			q = v.LookupQueue(name)
 		}
+		n := queued.Count(key)
 		if q == nil || !q.Config().Durable {
-			refs := make([]uint64, len(ms))
-			for i, m := range ms {
-				refs[i] = m.Ref
+			refs := make([]uint64, 0, n)
+			for m := range queued.Messages(key) {
+				refs = append(refs, m.Ref)
 			}
 			msgs.Remove(key, refs)
-			dropped += len(ms)
+			dropped += n
 			continue
 		}
-		q.Restore(ms)
-		restored += len(ms)
+		q.Restore(queued.Messages(key))
+		restored += n
+	}
+	queued = nil // the index is in the queues now
+	if restored > 100_000 {
+		debug.FreeOSMemory() // give the recovery's scratch memory back now
 	}
 	if len(recovered) > 0 || restored > 0 {
 		b.log.Info("node recovered", "definitions", len(durable), "messages", restored, "orphaned_messages_dropped", dropped, "took", time.Since(start).Round(time.Millisecond))

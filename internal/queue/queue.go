@@ -19,6 +19,7 @@ package queue
 
 import (
 	"errors"
+	"iter"
 	"log/slog"
 	"sort"
 	"sync"
@@ -1195,10 +1196,10 @@ type Recovered struct {
 }
 
 // Restore puts recovered messages back, in order.
-func (q *Queue) Restore(ms []Recovered) {
+func (q *Queue) Restore(ms iter.Seq[Recovered]) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for _, r := range ms {
+	for r := range ms {
 		q.nextID++
 		p := 0
 		if len(q.levels) > 1 {

@@ -5,7 +5,7 @@
 // publishers). Segments whose messages have all left their queues are
 // deleted, so disk use falls back after a backlog drains.
 //
-//	s, recovered, err := store.Open(dir, logger)   // recovered: queue key → messages
+//	s, recovered, err := store.Open(dir, logger)   // recovered.Messages(queue key)
 //	ref, err := s.Enqueue("/\x00orders", msg)
 //	s.OnDurable(ref, func(err error) { ... confirm ... })
 //	s.Remove("/\x00orders", []uint64{ref})
@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
-	"time"
 
 	"github.com/warrenmq/warren/internal/queue"
 	"github.com/warrenmq/warren/internal/wal"
@@ -54,11 +52,11 @@ type Options struct {
 	FS          wal.FS
 }
 
-// Open recovers the store in dir and returns the persisted messages still
-// in each queue (by queue key), in publish order. Bodies stay on disk: a
+// Open recovers the store in dir and returns, with it, the persisted
+// messages still in each queue (see Recovery). Bodies stay on disk: a
 // queue reads them back as they reach its head, so recovering a backlog
 // larger than memory needs memory only for its index.
-func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue.Recovered, error) {
+func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, *Recovery, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
@@ -67,119 +65,13 @@ func Open(dir string, lg *slog.Logger, o Options) (*MsgStore, map[string][]queue
 		return nil, nil, err
 	}
 	s := &MsgStore{log: l, lg: lg, segs: map[uint64]*segState{}}
-	// Enqueue records arrive in ascending index order, so the live set is
-	// a sorted slice and later records find theirs by binary search.
-	type meta struct {
-		ref       uint64
-		exp       int64
-		queue     uint32
-		size      uint32
-		prio      uint8
-		delivered bool
-		removed   bool
-	}
-	var metas []meta
-	queues := map[string]uint32{}
-	var names []string
-	find := func(ref uint64) *meta {
-		i := sort.Search(len(metas), func(i int) bool { return metas[i].ref >= ref })
-		if i < len(metas) && metas[i].ref == ref && !metas[i].removed {
-			return &metas[i]
-		}
-		return nil
-	}
-	count, live := 0, 0
-	start := time.Now()
-	last := start
-	err = l.Replay(0, func(idx uint64, rec []byte) error {
-		count++
-		if count%65536 == 0 && time.Since(last) > time.Second {
-			last = time.Now()
-			lg.Info("recovering message store", "records_scanned", count, "messages", live, "queues", len(queues), "elapsed", time.Since(start).Round(time.Millisecond))
-		}
-		if len(rec) == 0 {
-			return nil
-		}
-		switch rec[0] {
-		case recEnqueue:
-			h, err := decodeHeader(rec[1:])
-			if err != nil {
-				lg.Error("message store: undecodable enqueue record skipped", "index", idx, "err", err)
-				return nil
-			}
-			qid, ok := queues[string(h.key)]
-			if !ok {
-				qid = uint32(len(names))
-				queues[string(h.key)] = qid
-				names = append(names, string(h.key))
-			}
-			metas = append(metas, meta{ref: idx, exp: h.exp, queue: qid, size: uint32(h.bodyLen), prio: h.prio})
-			live++
-		case recRemove, recDelivered:
-			_, refs, err := decodeRemove(rec[1:])
-			if err != nil {
-				lg.Error("message store: undecodable record skipped", "index", idx, "kind", string(rec[0]), "err", err)
-				return nil
-			}
-			for _, r := range refs {
-				if m := find(r); m != nil {
-					if rec[0] == recRemove {
-						m.removed = true
-						live--
-					} else {
-						m.delivered = true
-					}
-				}
-			}
-			// drop removed entries now and then so the search stays short
-			if live < len(metas)/2 && len(metas) > 4096 {
-				k := 0
-				for _, m := range metas {
-					if !m.removed {
-						metas[k] = m
-						k++
-					}
-				}
-				metas = metas[:k]
-			}
-		}
-		return nil
-	})
+	rec, err := s.recover()
 	if err != nil {
 		l.Close()
 		return nil, nil, err
 	}
-	perQueue := make([]int, len(names))
-	for _, m := range metas {
-		if !m.removed {
-			perQueue[m.queue]++
-		}
-	}
-	lists := make([][]queue.Recovered, len(names))
-	for i, n := range perQueue {
-		if n > 0 {
-			lists[i] = make([]queue.Recovered, 0, n)
-		}
-	}
-	for _, m := range metas {
-		if m.removed {
-			continue
-		}
-		lists[m.queue] = append(lists[m.queue], queue.Recovered{Ref: m.ref, ExpiresAt: m.exp, Size: m.size, Priority: m.prio, Redelivered: m.delivered})
-		s.markLive(m.ref)
-	}
-	metas = nil
-	out := make(map[string][]queue.Recovered, len(names))
-	for i, rs := range lists {
-		if len(rs) > 0 {
-			out[names[i]] = rs
-		}
-	}
-	if live > 0 || count > 0 {
-		lg.Info("message store recovered", "messages", live, "queues", len(out), "records_scanned", count, "took", time.Since(start).Round(time.Millisecond))
-	}
 	s.gc()
-	return s, out, nil
+	return s, rec, nil
 }
 
 // OpenPager opens a store for paging transient messages out of memory: it

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,8 +20,8 @@ func msg(i int) *queue.Message {
 func TestRecoveryKeepsOrderFlagsAndBodies(t *testing.T) {
 	dir := t.TempDir()
 	s, rec, err := Open(dir, nil, Options{NoSync: true, SegmentSize: 8 << 10})
-	if err != nil || len(rec) != 0 {
-		t.Fatalf("open: %v %d", err, len(rec))
+	if err != nil || len(rec.Queues()) != 0 {
+		t.Fatalf("open: %v %d", err, len(rec.Queues()))
 	}
 	refs := map[string][]uint64{}
 	for i := 0; i < 300; i++ {
@@ -44,10 +45,10 @@ func TestRecoveryKeepsOrderFlagsAndBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if len(rec) != 1 || len(rec["/\x00a"]) != 100 {
-		t.Fatalf("recovered %d queues, a has %d messages (want 1 queue, 100)", len(rec), len(rec["/\x00a"]))
+	if len(rec.Queues()) != 1 || rec.Count("/\x00a") != 100 {
+		t.Fatalf("recovered %d queues, a has %d messages (want 1 queue, 100)", len(rec.Queues()), rec.Count("/\x00a"))
 	}
-	got := rec["/\x00a"]
+	got := slices.Collect(rec.Messages("/\x00a"))
 	loadRefs := make([]uint64, len(got))
 	for k, r := range got {
 		i := 2 * (50 + k) // message number of a's (50+k)-th message
@@ -276,10 +277,10 @@ func TestPinnedMessagesDoNotPinTheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if len(rec) != 2 || len(rec["/\x00pinned"]) != 1 || len(rec["/\x00middle"]) != 1 {
-		t.Fatalf("recovered %d queues: %v", len(rec), rec)
+	if len(rec.Queues()) != 2 || rec.Count("/\x00pinned") != 1 || rec.Count("/\x00middle") != 1 {
+		t.Fatalf("recovered queues: %v", rec.Queues())
 	}
-	p, m := rec["/\x00pinned"][0], rec["/\x00middle"][0]
+	p, m := slices.Collect(rec.Messages("/\x00pinned"))[0], slices.Collect(rec.Messages("/\x00middle"))[0]
 	if p.Ref != first || !p.Redelivered || m.Ref != middle || m.Redelivered {
 		t.Fatalf("recovered %+v and %+v", p, m)
 	}
