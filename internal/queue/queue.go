@@ -547,6 +547,9 @@ func (q *Queue) pageOut(e entry) entry {
 func (q *Queue) PageOut() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.nResident <= residentHead {
+		return 0 // nothing beyond the head: no need to walk the queue
+	}
 	before := q.resident
 	kept := 0
 	for i := len(q.levels) - 1; i >= 0; i-- {
