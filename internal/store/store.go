@@ -236,6 +236,15 @@ func (s *MsgStore) Delivered(q string, refs []uint64) {
 // Load reads messages back by reference (fn gets each one's position in
 // refs).
 func (s *MsgStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
+	s.mu.Lock()
+	for _, r := range refs {
+		first := s.log.SegmentOf(r)
+		if st := s.segs[first]; st == nil || !st.has(r-first) {
+			s.mu.Unlock()
+			return fmt.Errorf("message store: message %d is not in any queue", r)
+		}
+	}
+	s.mu.Unlock()
 	var derr error
 	err := s.log.ReadMany(refs, func(i int, rec []byte) {
 		if derr != nil {

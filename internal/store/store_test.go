@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/queue/storetest"
 )
 
 func msg(i int) *queue.Message {
@@ -293,4 +294,15 @@ func TestPinnedMessagesDoNotPinTheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d bytes of traffic, %d bytes on disk after compaction", traffic, used)
+}
+
+func TestMsgStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) queue.Store {
+		s, _, err := Open(t.TempDir(), nil, Options{NoSync: true, SegmentSize: 64 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }
