@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,8 +96,12 @@ type SyncGroup struct {
 	// keepalived, a member's failing track_script puts it (and so the
 	// group) in FAULT whatever the script's weight.
 	TrackingWeight bool
-	File           string
-	Line           int
+	// Tracks and TrackInterfaces are the group's own track_script and
+	// track_interface: one failing puts every member in FAULT.
+	Tracks          []Track
+	TrackInterfaces []string
+	File            string
+	Line            int
 }
 
 type token struct {
@@ -715,7 +720,26 @@ func (p *cparser) syncGroup(st []token, name string) error {
 			}
 		case "sync_group_tracking_weight":
 			g.TrackingWeight = true
-		case "smtp_alert", "global_tracking", "track_script":
+		case "track_script":
+			if !opens(w) {
+				return p.errf(w[0], "track_script expects a block")
+			}
+			return p.block(w[len(w)-1], func(a []token) error {
+				if len(a) > 1 {
+					p.warnf(a[1], "a sync group's track_script puts the group in FAULT when it fails; '%s' is ignored", a[1].s)
+				}
+				g.Tracks = append(g.Tracks, Track{Script: a[0].s, HasWeight: true})
+				return nil
+			})
+		case "track_interface":
+			if !opens(w) {
+				return p.errf(w[0], "track_interface expects a block")
+			}
+			return p.block(w[len(w)-1], func(a []token) error {
+				g.TrackInterfaces = append(g.TrackInterfaces, a[0].s)
+				return nil
+			})
+		case "smtp_alert", "global_tracking":
 			p.warnf(w[0], "'%s' in vrrp_sync_group is accepted but not applied", w[0].s)
 			if opens(w) {
 				return p.skip(w[len(w)-1])
@@ -764,6 +788,24 @@ func (p *cparser) check() error {
 			for _, in := range p.cfg.Instances {
 				if inGroup[in.Name] == g.Name && len(in.Tracks) > 0 {
 					p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: vrrp_instance %s is in a sync group: a failing track_script puts it in FAULT, its weight is ignored (set sync_group_tracking_weight to apply weights)", where, in.Name))
+				}
+			}
+		}
+		for _, t := range g.Tracks {
+			if _, ok := p.cfg.Scripts[t.Script]; !ok {
+				return fmt.Errorf("%s: track_script refers to '%s', which is not defined by a vrrp_script", where, t.Script)
+			}
+		}
+		// the group's own tracking applies to every member, as weight 0
+		// (FAULT when failing)
+		for _, in := range p.cfg.Instances {
+			if inGroup[in.Name] != g.Name {
+				continue
+			}
+			in.Tracks = append(in.Tracks, g.Tracks...)
+			for _, ifn := range g.TrackInterfaces {
+				if !slices.Contains(in.TrackInterfaces, ifn) {
+					in.TrackInterfaces = append(in.TrackInterfaces, ifn)
 				}
 			}
 		}

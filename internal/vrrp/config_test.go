@@ -1,10 +1,15 @@
 package vrrp
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 func parseText(t *testing.T, text string) (*Config, error) {
@@ -73,4 +78,96 @@ func TestParseSyncGroup(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), ":27: vrrp_sync_group G2: vrrp_instance VI_1 is already in vrrp_sync_group G1") {
 		t.Fatalf("an instance in two groups: %v", err)
 	}
+}
+
+// TestSyncGroupOwnTracking checks a sync group's own track_script and
+// track_interface: every member tracks them, a failing one means FAULT.
+func TestSyncGroupOwnTracking(t *testing.T) {
+	cfg, err := parseText(t, twoInstances+`vrrp_script grp {
+   script "true"
+   weight -5
+}
+vrrp_sync_group G1 {
+   group {
+       VI_1
+       VI_2
+   }
+   track_script {
+       grp
+   }
+   track_interface {
+       eth1
+   }
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range cfg.Instances {
+		found := false
+		for _, tr := range in.Tracks {
+			if tr.Script == "grp" && tr.HasWeight && tr.Weight == 0 {
+				found = true
+			}
+		}
+		if !found || !slices.Contains(in.TrackInterfaces, "eth1") {
+			t.Fatalf("%s tracks %+v and interfaces %v", in.Name, in.Tracks, in.TrackInterfaces)
+		}
+	}
+	_, err = parseText(t, twoInstances+"vrrp_sync_group G1 {\n group {\n  VI_1\n  VI_2\n }\n track_script {\n  nosuch\n }\n}\n")
+	if err == nil || !strings.Contains(err.Error(), ":22: vrrp_sync_group G1: track_script refers to 'nosuch'") {
+		t.Fatalf("unknown group script: %v", err)
+	}
+}
+
+// TestSyncGroupScriptFaultsEveryMember runs a parsed configuration whose
+// sync group has its own failing tracking script: both members go to
+// FAULT and release their addresses; when it recovers they come back.
+func TestSyncGroupScriptFaultsEveryMember(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "ok")
+	os.WriteFile(flag, nil, 0o644)
+	cfg, err := parseText(t, twoInstances+`vrrp_script grp {
+   script "test -e `+flag+`"
+   interval 1
+   fall 1
+   rise 1
+}
+vrrp_sync_group G1 {
+   group {
+       VI_1
+       VI_2
+   }
+   track_script {
+       grp
+   }
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		a := (&fakeLAN{}).host("10.77.8.1")
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		d, _ := startDaemon(t, ctx, &wg, cfg, a)
+		time.Sleep(6 * time.Second) // alone on the link: both become MASTER
+		synctest.Wait()
+		if states(d) != "MASTER,MASTER" || !a.holdsBoth() {
+			t.Fatalf("before the failure: %s", states(d))
+		}
+		os.Remove(flag)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if states(d) != "FAULT,FAULT" || !a.holdsNone() {
+			t.Fatalf("after the group's script failed: %s", states(d))
+		}
+		os.WriteFile(flag, nil, 0o644)
+		time.Sleep(8 * time.Second)
+		synctest.Wait()
+		if states(d) != "MASTER,MASTER" || !a.holdsBoth() {
+			t.Fatalf("after it recovered: %s", states(d))
+		}
+	})
 }
