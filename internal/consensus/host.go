@@ -88,7 +88,9 @@ type Options struct {
 	// group whose state machine is a Snapshotter (default 10,000).
 	SnapshotEvery uint64
 	SegmentSize   int64 // of the host's log (default 64 MiB)
-	Logger        *slog.Logger
+	// ProposalTimeout bounds a ProposeAsync (default 10 s).
+	ProposalTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // Errors.
@@ -115,16 +117,29 @@ type group struct {
 }
 
 type proposal struct {
-	group uint64
-	id    uint64
-	data  []byte
-	cc    *pb.ConfChange // a membership change instead of data
-	done  chan result
+	group   uint64
+	id      uint64
+	data    []byte
+	cc      *pb.ConfChange // a membership change instead of data
+	done    chan result
+	async   bool
+	retried bool
 }
 
 type result struct {
 	v   any
 	err error
+}
+
+// waiter is a local proposer: a blocked Propose (ch) or a callback.
+type waiter struct {
+	ch chan result
+	fn func(any, error)
+}
+
+type asyncWait struct {
+	id       uint64
+	deadline time.Time
 }
 
 // Host is one node's multi-raft engine. Safe for concurrent use.
@@ -136,7 +151,8 @@ type Host struct {
 	mu       sync.Mutex
 	groups   map[uint64]*group
 	restored map[uint64]*restoredGroup // state found in the log, by group
-	waiting  map[uint64]chan result    // proposal id → proposer
+	waiting  map[uint64]*waiter        // proposal id → proposer
+	async    []asyncWait               // ProposeAsync deadlines, oldest first (loop)
 	closed   bool
 
 	inbox  chan []Envelope
@@ -163,6 +179,9 @@ func Open(o Options) (*Host, error) {
 	if o.Tick <= 0 {
 		o.Tick = 10 * time.Millisecond
 	}
+	if o.ProposalTimeout <= 0 {
+		o.ProposalTimeout = 10 * time.Second
+	}
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = 10000
 	}
@@ -175,7 +194,7 @@ func Open(o Options) (*Host, error) {
 	}
 	h := &Host{
 		opts: o, lg: o.Logger, log: l,
-		groups: map[uint64]*group{}, restored: map[uint64]*restoredGroup{}, waiting: map[uint64]chan result{},
+		groups: map[uint64]*group{}, restored: map[uint64]*restoredGroup{}, waiting: map[uint64]*waiter{},
 		inbox: make(chan []Envelope, 1024), props: make(chan proposal, 1024), adds: make(chan *group),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -454,7 +473,7 @@ func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
 		h.mu.Unlock()
 		return nil, ErrClosed
 	}
-	h.waiting[id] = p.done
+	h.waiting[id] = &waiter{ch: p.done}
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
@@ -475,6 +494,32 @@ func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
 		return nil, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
 	case <-h.done:
 		return nil, ErrClosed
+	}
+}
+
+// ProposeAsync submits cmd to group gid without waiting. done runs on the
+// host's loop (it must be quick and must not call the host) with the
+// state machine's result once the command is applied here, or with
+// ErrDropped when it is not within Options.ProposalTimeout (the outcome
+// is then unknown, as with Propose). Commands proposed one after another
+// on the group's leader are applied in that order.
+func (h *Host) ProposeAsync(gid uint64, cmd []byte, done func(any, error)) {
+	id := h.nextID.Add(1)
+	data := make([]byte, 8+len(cmd))
+	binary.BigEndian.PutUint64(data, id)
+	copy(data[8:], cmd)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		done(nil, ErrClosed)
+		return
+	}
+	h.waiting[id] = &waiter{fn: done}
+	h.mu.Unlock()
+	select {
+	case h.props <- proposal{group: gid, id: id, data: data, async: true}:
+	case <-h.done:
+		h.resolve(id, result{err: ErrClosed})
 	}
 }
 
@@ -529,10 +574,11 @@ func (h *Host) loop() {
 		select {
 		case <-h.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			for _, g := range groups {
 				g.rn.Tick()
 			}
+			h.expireAsync(now)
 			// proposals made while no leader was known are retried
 			retry := h.retry
 			h.retry = nil
@@ -581,6 +627,10 @@ func (h *Host) step(groups map[uint64]*group, envs []Envelope) {
 func (h *Host) propose(groups map[uint64]*group, p proposal) {
 	g := groups[p.group]
 	var err error
+	if p.async && !p.retried {
+		p.retried = true // registered once, however often it is retried
+		h.async = append(h.async, asyncWait{id: p.id, deadline: time.Now().Add(h.opts.ProposalTimeout)})
+	}
 	if g == nil {
 		err = ErrUnknownGroup
 	} else if err = g.propose(p); errors.Is(err, raft.ErrProposalDropped) {
@@ -591,7 +641,11 @@ func (h *Host) propose(groups map[uint64]*group, p proposal) {
 		err = fmt.Errorf("%w: %w", ErrDropped, err)
 	}
 	if err != nil {
-		p.done <- result{err: err}
+		if p.async {
+			h.resolve(p.id, result{err: err})
+		} else {
+			p.done <- result{err: err}
+		}
 	}
 }
 
@@ -778,13 +832,32 @@ func (g *group) propose(p proposal) error {
 // resolve hands a result to the local proposer of id, if any.
 func (h *Host) resolve(id uint64, r result) {
 	h.mu.Lock()
-	ch := h.waiting[id]
+	w := h.waiting[id]
+	if w != nil && w.fn != nil {
+		delete(h.waiting, id)
+	}
 	h.mu.Unlock()
-	if ch != nil {
+	switch {
+	case w == nil:
+	case w.fn != nil:
+		w.fn(r.v, r.err)
+	default:
 		select {
-		case ch <- r:
+		case w.ch <- r:
 		default:
 		}
+	}
+}
+
+// expireAsync fails asynchronous proposals past their deadline.
+func (h *Host) expireAsync(now time.Time) {
+	for len(h.async) > 0 && now.After(h.async[0].deadline) {
+		id := h.async[0].id
+		h.async = h.async[1:]
+		h.resolve(id, result{err: fmt.Errorf("%w: not applied within %v", ErrDropped, h.opts.ProposalTimeout)})
+	}
+	if len(h.async) == 0 {
+		h.async = nil
 	}
 }
 

@@ -453,3 +453,58 @@ func TestSnapshotsCompactTheLog(t *testing.T) {
 		}
 	}
 }
+
+func TestProposeAsyncAppliesInOrderAndTimesOut(t *testing.T) {
+	net := NewMemNetwork()
+	dir := t.TempDir()
+	hosts := map[uint64]*Host{}
+	fsms := map[uint64]*logFSM{}
+	for id := uint64(1); id <= 3; id++ {
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, ProposalTimeout: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		hosts[id] = h
+		net.Attach(id, h)
+		fsms[id] = &logFSM{}
+		h.AddGroup(1, []uint64{1, 2, 3}, fsms[id])
+	}
+	waitFor(t, "a leader", func() bool { l := hosts[1].Leader(1); return l != 0 && hosts[2].Leader(1) == l && hosts[3].Leader(1) == l })
+	lead := hosts[1].Leader(1)
+	var mu sync.Mutex
+	var results []int
+	var errs []error
+	for i := 0; i < 100; i++ {
+		hosts[lead].ProposeAsync(1, []byte(fmt.Sprint(i)), func(v any, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			results = append(results, v.(int))
+		})
+	}
+	waitFor(t, "100 callbacks", func() bool { mu.Lock(); defer mu.Unlock(); return len(results)+len(errs) == 100 })
+	if len(errs) > 0 {
+		t.Fatalf("errors: %v", errs[0])
+	}
+	for i, n := range results {
+		if n != i+1 {
+			t.Fatalf("callback %d reported position %d: out of order", i, n)
+		}
+	}
+	// an isolated leader cannot commit: its callbacks report ErrDropped
+	net.Isolate([]uint64{lead}, []uint64{1, 2, 3})
+	got := make(chan error, 1)
+	hosts[lead].ProposeAsync(1, []byte("lost"), func(_ any, err error) { got <- err })
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrDropped) {
+			t.Fatalf("isolated proposal: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no callback for a proposal that cannot commit")
+	}
+}
