@@ -470,7 +470,10 @@ func TestProposeAsyncAppliesInOrderAndTimesOut(t *testing.T) {
 		fsms[id] = &logFSM{}
 		h.AddGroup(1, []uint64{1, 2, 3}, fsms[id])
 	}
-	waitFor(t, "a leader", func() bool { l := hosts[1].Leader(1); return l != 0 && hosts[2].Leader(1) == l && hosts[3].Leader(1) == l })
+	waitFor(t, "a leader", func() bool {
+		l := hosts[1].Leader(1)
+		return l != 0 && hosts[2].Leader(1) == l && hosts[3].Leader(1) == l
+	})
 	lead := hosts[1].Leader(1)
 	var mu sync.Mutex
 	var results []int
