@@ -451,6 +451,8 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	dls := q.takeDL()
 	q.mu.Unlock()
 	q.deadLetter(dls)
+	// e.ref is the durable store's reference (0 for a transient message,
+	// even one pageOut wrote to the pager): what a confirm waits for
 	return Enqueued, e.ref
 }
 
