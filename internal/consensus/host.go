@@ -719,6 +719,8 @@ func (h *Host) ready(groups map[uint64]*group) {
 			_ = r.g.ms.ApplySnapshot(r.rd.Snapshot)
 			r.g.cs = r.rd.Snapshot.Metadata.ConfState
 			r.g.snapIndex = r.rd.Snapshot.Metadata.Index
+			r.g.applied.Store(r.g.snapIndex)
+			r.g.recs = nil // the snapshot supersedes every earlier record
 			if rs, ok := r.g.sm.(Restorer); ok {
 				if err := rs.Restore(r.rd.Snapshot.Data); err != nil {
 					h.lg.Error("consensus: restoring a snapshot failed", "group", r.g.id, "err", err)
