@@ -173,6 +173,16 @@ const (
 
 // Open recovers the host's log and starts its loop.
 func Open(o Options) (*Host, error) {
+	h, err := open(o)
+	if err != nil {
+		return nil, err
+	}
+	go h.loop()
+	return h, nil
+}
+
+// open recovers the host without starting its loop (tests drive it).
+func open(o Options) (*Host, error) {
 	if o.ID == 0 {
 		return nil, errors.New("consensus: node id 0 is reserved")
 	}
@@ -203,7 +213,6 @@ func Open(o Options) (*Host, error) {
 		l.Close()
 		return nil, err
 	}
-	go h.loop()
 	return h, nil
 }
 
@@ -360,14 +369,29 @@ func (h *Host) AddGroup(id uint64, members []uint64, sm StateMachine) error {
 func (h *Host) JoinGroup(id uint64, sm StateMachine) error { return h.addGroup(id, nil, sm) }
 
 func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
+	g, err := h.newGroup(id, members, sm)
+	if err != nil {
+		return err
+	}
+	select {
+	case h.adds <- g:
+		return nil
+	case <-h.done:
+		return ErrClosed
+	}
+}
+
+// newGroup builds a group's Raft node from what the log holds for it, or
+// fresh (bootstrapped with members, or empty to join).
+func (h *Host) newGroup(id uint64, members []uint64, sm StateMachine) (*group, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if _, ok := h.groups[id]; ok {
 		h.mu.Unlock()
-		return fmt.Errorf("consensus: group %d exists", id)
+		return nil, fmt.Errorf("consensus: group %d exists", id)
 	}
 	r := h.restored[id]
 	delete(h.restored, id)
@@ -381,10 +405,10 @@ func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 	if snap.Metadata.Index > 0 {
 		rs, ok := sm.(Restorer)
 		if !ok {
-			return fmt.Errorf("consensus: group %d starts from a snapshot but its state machine cannot restore one", id)
+			return nil, fmt.Errorf("consensus: group %d starts from a snapshot but its state machine cannot restore one", id)
 		}
 		if err := rs.Restore(snap.Data); err != nil {
-			return fmt.Errorf("consensus: group %d: restoring its snapshot: %w", id, err)
+			return nil, fmt.Errorf("consensus: group %d: restoring its snapshot: %w", id, err)
 		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
@@ -393,7 +417,7 @@ func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 		Logger: &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if fresh && len(members) > 0 {
 		// the founding members write the same first entries: one
@@ -403,17 +427,12 @@ func (h *Host) addGroup(id uint64, members []uint64, sm StateMachine) error {
 			peers[i] = raft.Peer{ID: m}
 		}
 		if err := rn.Bootstrap(peers); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	g := &group{id: id, rn: rn, ms: ms, sm: sm, cs: snap.Metadata.ConfState, snapIndex: snap.Metadata.Index, pin: r.pin, recs: r.recs}
 	g.applied.Store(snap.Metadata.Index)
-	select {
-	case h.adds <- g:
-		return nil
-	case <-h.done:
-		return ErrClosed
-	}
+	return g, nil
 }
 
 func record(kind byte, gid uint64, body []byte) []byte {
