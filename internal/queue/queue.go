@@ -189,6 +189,10 @@ type Settings struct {
 	HasDLRK     bool
 	MaxPriority int
 	SAC         bool
+	// Lazy is x-queue-mode (or the queue-mode policy key) "lazy": as in
+	// RabbitMQ, messages past the head of the queue go to disk at once,
+	// not only under memory pressure.
+	Lazy bool
 }
 
 // entry is a message in the queue. msg is nil while the body is paged
@@ -337,6 +341,9 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 	if b, ok := args["x-single-active-consumer"].(bool); ok {
 		s.SAC = b
 	}
+	if v, ok := pick("x-queue-mode", "queue-mode"); ok {
+		s.Lazy = v == "lazy"
+	}
 	return s
 }
 
@@ -345,9 +352,12 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 func (q *Queue) SetPolicy(def map[string]any) {
 	q.mu.Lock()
 	q.cfg.Policy = def
-	maxPrio := q.set.MaxPriority
+	maxPrio, wasLazy := q.set.MaxPriority, q.set.Lazy
 	q.set = EffectiveSettings(q.cfg.Args, def)
 	q.set.MaxPriority = maxPrio
+	if q.set.Lazy && !wasLazy {
+		q.pageOutLocked() // a queue turned lazy moves its backlog to disk now
+	}
 	q.enforceLimits()
 	q.armExpiry()
 	dls := q.takeDL()
@@ -527,13 +537,13 @@ func (q *Queue) pageOut(e entry) entry {
 		return e
 	}
 	mem := q.cfg.Memory
-	over := mem != nil && mem.over()
+	over := q.set.Lazy || (mem != nil && mem.over())
 	switch {
 	case e.ref != 0:
 		if over || q.nResident >= residentMax {
 			e.msg = nil
 		}
-	case q.cfg.Pager != nil && mem != nil && mem.Pressure():
+	case q.cfg.Pager != nil && (q.set.Lazy || (mem != nil && mem.Pressure())):
 		ref, err := q.cfg.Pager.Enqueue("", e.msg, 0)
 		if err == nil {
 			e.ref, e.paged, e.msg = ref, true, nil
@@ -549,6 +559,10 @@ func (q *Queue) pageOut(e entry) entry {
 func (q *Queue) PageOut() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.pageOutLocked()
+}
+
+func (q *Queue) pageOutLocked() int64 {
 	if q.nResident <= residentHead {
 		return 0 // nothing beyond the head: no need to walk the queue
 	}

@@ -306,3 +306,64 @@ func TestMsgStoreConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestLazyQueueKeepsOnlyItsHeadInMemory checks x-queue-mode=lazy: without
+// any memory pressure, persistent and transient messages past the head go
+// to disk (the store and the pager), and come back in order.
+func TestLazyQueueKeepsOnlyItsHeadInMemory(t *testing.T) {
+	st, _, err := Open(t.TempDir(), nil, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pager, err := OpenPager(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pager.Close()
+	mem := &queue.Memory{} // no budget, no pressure
+	q := queue.New(queue.Config{VHost: "/", Name: "lazy", Durable: true, Store: st, Pager: pager, Memory: mem,
+		Args: map[string]any{"x-queue-mode": "lazy"}})
+	for i := 0; i < 1000; i++ {
+		q.Publish(&queue.Message{Body: []byte(fmt.Sprintf("%04d", i)), Persistent: i%2 == 0})
+	}
+	if ram, _ := q.InMemory(); ram > 64 {
+		t.Fatalf("a lazy queue holds %d of 1000 bodies in memory", ram)
+	}
+	for i := 0; i < 1000; i++ {
+		d, ok := q.Get(true)
+		if !ok || string(d.Msg.Body) != fmt.Sprintf("%04d", i) {
+			t.Fatalf("message %d: %v %q", i, ok, d.Msg.Body)
+		}
+	}
+	// the same queue without the argument keeps them in memory
+	q2 := queue.New(queue.Config{VHost: "/", Name: "default", Durable: true, Store: st, Pager: pager, Memory: mem})
+	for i := 0; i < 1000; i++ {
+		q2.Publish(&queue.Message{Body: []byte("x"), Persistent: i%2 == 0})
+	}
+	if ram, _ := q2.InMemory(); ram != 1000 {
+		t.Fatalf("a default queue holds %d of 1000 bodies in memory", ram)
+	}
+}
+
+func TestPolicyTurnsAQueueLazy(t *testing.T) {
+	st, _, err := Open(t.TempDir(), nil, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := queue.New(queue.Config{VHost: "/", Name: "q", Durable: true, Store: st, Memory: &queue.Memory{}})
+	for i := 0; i < 500; i++ {
+		q.Publish(&queue.Message{Body: []byte(fmt.Sprintf("%04d", i)), Persistent: true})
+	}
+	if ram, _ := q.InMemory(); ram != 500 {
+		t.Fatalf("before the policy: %d in memory", ram)
+	}
+	q.SetPolicy(map[string]any{"queue-mode": "lazy"})
+	if ram, _ := q.InMemory(); ram > 64 {
+		t.Fatalf("after queue-mode lazy: %d of 500 in memory", ram)
+	}
+	if d, ok := q.Get(true); !ok || string(d.Msg.Body) != "0000" {
+		t.Fatalf("head after paging: %q", d.Msg.Body)
+	}
+}
