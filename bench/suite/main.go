@@ -116,6 +116,7 @@ func main() {
 			}
 			for _, b := range brokers {
 				fmt.Fprintf(os.Stderr, "round %d/%d scenario %d (%s) on %s ...\n", round, *rounds, s.id, s.name, b.name)
+				current = s.id
 				v, err := s.run(b)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "  error: %v\n", err)
@@ -304,12 +305,49 @@ func rss(pid int) int64 {
 	return 0
 }
 
+// current is the scenario being run; cpuPerMillion collects, per broker
+// and scenario, the broker's CPU seconds per million messages delivered:
+// the load generator shares the machine, so throughput alone can hide how
+// much CPU each broker spends.
+var (
+	current       int
+	cpuPerMillion = map[string]map[int][]float64{}
+)
+
+// cpuSeconds returns a process's user+system CPU time.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// fields after the command name (which may hold spaces) in parentheses
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
 func perfRun(b *broker, c perf.Config) (perf.Result, error) {
 	c.URIs = []string{b.url}
 	if c.Duration == 0 {
 		c.Duration = *duration
 	}
-	return perf.Run(context.Background(), c, io.Discard)
+	pid := b.pid()
+	before, start := cpuSeconds(pid), time.Now()
+	r, err := perf.Run(context.Background(), c, io.Discard)
+	used := cpuSeconds(pid) - before
+	if delivered := float64(r.Received); err == nil && delivered > 0 && used > 0 {
+		per := used / delivered * 1e6
+		fmt.Fprintf(os.Stderr, "  broker CPU %.2f s over %.1f s for %.0f deliveries (%.2f s per million)\n", used, time.Since(start).Seconds(), delivered, per)
+		if cpuPerMillion[b.name] == nil {
+			cpuPerMillion[b.name] = map[int][]float64{}
+		}
+		cpuPerMillion[b.name][current] = append(cpuPerMillion[b.name][current], per)
+	}
+	return r, err
 }
 
 func throughput(c perf.Config) func(b *broker) (float64, error) {
@@ -540,6 +578,21 @@ func printTable(scen []scenario, res map[string]map[int][]float64) {
 			}
 		}
 		fmt.Printf("| %d | %s | %s | %.1f | %.1f | %s |\n", s.id, s.name, s.metric, w, r, ratio)
+	}
+	if len(cpuPerMillion) == 0 {
+		return
+	}
+	fmt.Printf("\nBroker CPU seconds per million messages delivered (medians; lower is better)\n\n| # | Warren | RabbitMQ | ratio |\n|---|---|---|---|\n")
+	for _, s := range scen {
+		w, r := perf.Median(cpuPerMillion["Warren"][s.id]), perf.Median(cpuPerMillion["RabbitMQ"][s.id])
+		if w == 0 && r == 0 {
+			continue
+		}
+		ratio := "n/a"
+		if w > 0 && r > 0 {
+			ratio = fmt.Sprintf("%.2fx", r/w)
+		}
+		fmt.Printf("| %d | %.2f | %.2f | %s |\n", s.id, w, r, ratio)
 	}
 }
 
