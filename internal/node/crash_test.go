@@ -71,6 +71,31 @@ func startServer(t *testing.T, bin, dir string, port int, extra ...string) *serv
 	}
 }
 
+// setup skips in -short mode, builds the server and picks a data
+// directory and a port.
+func setup(t *testing.T) (bin, dir string, port int, url string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and kills real processes")
+	}
+	port = freePort(t)
+	return buildServer(t), t.TempDir(), port, fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+}
+
+// dial opens a connection and a channel.
+func dial(t *testing.T, url string) (*amqp091.Connection, *amqp091.Channel) {
+	t.Helper()
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ch
+}
+
 func (s *server) kill9() {
 	s.cmd.Process.Signal(syscall.SIGKILL)
 	s.cmd.Wait()
@@ -81,13 +106,7 @@ func (s *server) kill9() {
 // moment, restarts it, and checks that every confirmed message is there
 // (redelivery allowed, loss never). Repeated with different kill points.
 func TestKill9KeepsConfirmedMessages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	bin, dir, port, url := setup(t)
 	const queues = 3
 	rounds := 6
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -212,19 +231,9 @@ func TestKill9KeepsConfirmedMessages(t *testing.T) {
 // TestDefinitionsSurviveRestart checks that durable definitions come back
 // and transient ones do not.
 func TestDefinitionsSurviveRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	bin, dir, port, url := setup(t)
 	srv := startServer(t, bin, dir, port)
-	c, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := c.Channel()
+	c, ch := dial(t, url)
 	ch.ExchangeDeclare("dx", "topic", true, false, false, false, nil)
 	ch.ExchangeDeclare("tx", "topic", false, false, false, false, nil)
 	ch.QueueDeclare("dq", true, false, false, false, amqp091.Table{"x-max-length": int32(100)})
@@ -238,12 +247,8 @@ func TestDefinitionsSurviveRestart(t *testing.T) {
 	c.Close()
 	srv.kill9()
 	srv = startServer(t, bin, dir, port)
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	if err := ch.ExchangeDeclarePassive("dx", "topic", true, false, false, false, nil); err != nil {
 		t.Fatalf("durable exchange lost: %v", err)
 	}
@@ -277,22 +282,13 @@ func TestDefinitionsSurviveRestart(t *testing.T) {
 // TestRecoverThousandQueues checks that 1,000 durable queues with
 // persistent messages all come back after kill -9.
 func TestRecoverThousandQueues(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	bin, dir, port, url := setup(t)
 	srv := startServer(t, bin, dir, port)
-	c, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := c.Channel()
+	c, ch := dial(t, url)
 	ch.Confirm(false)
 	const queues, per = 1000, 3
 	var last *amqp091.DeferredConfirmation
+	var err error
 	for q := 0; q < queues; q++ {
 		name := fmt.Sprintf("rq-%04d", q)
 		if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
@@ -314,12 +310,8 @@ func TestRecoverThousandQueues(t *testing.T) {
 	start := time.Now()
 	srv = startServer(t, bin, dir, port)
 	t.Logf("restart with %d queues / %d messages took %v", queues, queues*per, time.Since(start))
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	for q := 0; q < queues; q++ {
 		name := fmt.Sprintf("rq-%04d", q)
 		r, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
@@ -339,19 +331,9 @@ func TestRecoverThousandQueues(t *testing.T) {
 // TestTTLSurvivesRestart checks that a persistent message keeps its TTL
 // deadline across a kill -9 (a restart neither drops nor extends it).
 func TestTTLSurvivesRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	bin, dir, port, url := setup(t)
 	srv := startServer(t, bin, dir, port)
-	c, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := c.Channel()
+	c, ch := dial(t, url)
 	ch.QueueDeclare("ttlq", true, false, false, false, nil)
 	ch.Confirm(false)
 	dc, _ := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "ttlq", false, false,
@@ -365,12 +347,8 @@ func TestTTLSurvivesRestart(t *testing.T) {
 	c.Close()
 	srv.kill9()
 	srv = startServer(t, bin, dir, port)
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	if q, _ := ch.QueueDeclarePassive("ttlq", true, false, false, false, nil); q.Messages != 2 && time.Since(published) < 2*time.Second {
 		t.Fatalf("after restart %d messages, want 2", q.Messages)
 	}
@@ -401,19 +379,9 @@ func TestTTLSurvivesRestart(t *testing.T) {
 // message delivered but not acked comes back redelivered, the ones never
 // delivered do not.
 func TestRedeliveredAfterKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	bin, dir, port, url := setup(t)
 	srv := startServer(t, bin, dir, port)
-	c, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := c.Channel()
+	c, ch := dial(t, url)
 	ch.QueueDeclare("rdq", true, false, false, false, nil)
 	ch.Confirm(false)
 	for _, b := range []string{"one", "two", "three"} {
@@ -450,12 +418,8 @@ func TestRedeliveredAfterKill9(t *testing.T) {
 	srv.kill9()
 	c.Close()
 	srv = startServer(t, bin, dir, port)
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	want := []struct {
 		body        string
 		redelivered bool
@@ -530,12 +494,8 @@ func TestSIGTERMIsOrderly(t *testing.T) {
 		t.Fatal("node still running 15 s after SIGTERM")
 	}
 	srv = startServer(t, bin, dir, port)
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	for i := 0; i < n; i++ {
 		m, ok, err := ch.Get("termq", true)
 		if err != nil || !ok {
@@ -553,28 +513,19 @@ func TestSIGTERMIsOrderly(t *testing.T) {
 // every confirmed message was either received or is still queued, in
 // order, with its body intact.
 func TestKill9WithBacklogOnDisk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills real processes")
-	}
-	bin := buildServer(t)
-	dir := t.TempDir()
+	bin, dir, port, url := setup(t)
 	conf := filepath.Join(dir, "warren.conf")
 	// the node is always above 1% of the watermark: queues keep only the
 	// head of a backlog in memory (they would past 4,096 messages anyway)
 	os.WriteFile(conf, []byte("vm_memory_high_watermark.absolute = 400MB\nvm_memory_high_watermark_paging_ratio = 0.01\n"), 0o644)
-	port := freePort(t)
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
 	srv := startServer(t, bin, dir, port, "--config", conf)
-	c, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := c.Channel()
+	c, ch := dial(t, url)
 	ch.QueueDeclare("disk-backlog", true, false, false, false, nil)
 	ch.Confirm(false)
 	const n = 20000
 	body := func(i int) []byte { return []byte(fmt.Sprintf("%06d|%s", i, strings.Repeat("b", 1000))) }
 	var last *amqp091.DeferredConfirmation
+	var err error
 	for i := 0; i < n; i++ {
 		last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "disk-backlog", false, false,
 			amqp091.Publishing{DeliveryMode: 2, Body: body(i)})
@@ -605,12 +556,8 @@ func TestKill9WithBacklogOnDisk(t *testing.T) {
 	srv.kill9()
 	c.Close()
 	srv = startServer(t, bin, dir, port, "--config", conf)
-	c, err = amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ch = dial(t, url)
 	defer c.Close()
-	ch, _ = c.Channel()
 	// what comes back starts at or before the first unacked message and
 	// runs in order to the end
 	m, ok, err := ch.Get("disk-backlog", true)
