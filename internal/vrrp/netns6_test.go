@@ -17,66 +17,7 @@ import (
 
 const vip6 = "fd77:77::66"
 
-func newLab6(t *testing.T, n int) *lab {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 (ip) not installed")
-	}
-	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
-		t.Skip("the kernel has no IPv6 (no /proc/sys/net/ipv6)")
-	}
-	cleanupNS()
-	t.Cleanup(cleanupNS)
-	l := &lab{t: t, dir: t.TempDir()}
-	l.bin = filepath.Join(l.dir, "warren-vrrp")
-	if out, err := exec.Command("go", "build", "-o", l.bin, "github.com/warrenmq/warren/cmd/warren-vrrp").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v %s", err, out)
-	}
-	br := prefix + "br"
-	sh(t, "ip", "netns", "add", br)
-	sh(t, "ip", "-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-	sh(t, "ip", "-n", br, "link", "set", "br0", "up")
-	sysctl := func(ns, kv string) { sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", kv) }
-	add := func(name, addr string) {
-		sh(t, "ip", "netns", "add", name)
-		// IPv6 on and DAD off in the namespace before any interface is up
-		sysctl(name, "net.ipv6.conf.all.disable_ipv6=0")
-		sysctl(name, "net.ipv6.conf.default.disable_ipv6=0")
-		sysctl(name, "net.ipv6.conf.default.accept_dad=0")
-		sh(t, "ip", "link", "add", name+"-e", "type", "veth", "peer", "name", name+"-b")
-		sh(t, "ip", "link", "set", name+"-e", "netns", name)
-		sh(t, "ip", "link", "set", name+"-b", "netns", br)
-		sh(t, "ip", "-n", name, "link", "set", name+"-e", "name", "eth0")
-		sysctl(name, "net.ipv6.conf.eth0.accept_dad=0")
-		sh(t, "ip", "-n", name, "addr", "add", addr+"/64", "dev", "eth0")
-		sh(t, "ip", "-n", name, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", name, "link", "set", "lo", "up")
-		sh(t, "ip", "-n", br, "link", "set", name+"-b", "master", "br0")
-		sh(t, "ip", "-n", br, "link", "set", name+"-b", "up")
-	}
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("%s%d", prefix, i)
-		add(name, fmt.Sprintf("fd77:77::%d", i))
-		l.hosts = append(l.hosts, name)
-	}
-	add(prefix+"c", "fd77:77::100")
-	// the link-local addresses exist once the links are up
-	for _, h := range append(append([]string(nil), l.hosts...), prefix+"c") {
-		for i := 0; ; i++ {
-			out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0", "scope", "link").Output()
-			if strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
-				break
-			}
-			if i == 100 {
-				t.Fatalf("%s: no usable IPv6 link-local address after 2s:\n%s", h, out)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return l
-}
+func newLab6(t *testing.T, n int) *lab { return buildLab(t, n, true) }
 
 func (l *lab) conf6(name, state string, prio int, advert string) string {
 	p := filepath.Join(l.dir, name+".conf")

@@ -50,12 +50,20 @@ type lab struct {
 
 // newLab makes a bridge namespace and n hosts wv1..wvn with 10.77.8.i/24
 // on eth0, plus a client host wvc at 10.77.8.100.
-func newLab(t *testing.T, n int) *lab {
+func newLab(t *testing.T, n int) *lab { return buildLab(t, n, false) }
+
+// buildLab makes the lab over IPv4 (10.77.8.i/24) or IPv6 (fd77:77::i/64,
+// with DAD off and multicast snooping off on the bridge, and waiting for
+// the link-local addresses every VRRPv3-over-IPv6 packet is sent from).
+func buildLab(t *testing.T, n int, v6 bool) *lab {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespace tests need root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("iproute2 (ip) not installed")
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv6"); v6 && err != nil {
+		t.Skip("the kernel has no IPv6 (no /proc/sys/net/ipv6)")
 	}
 	cleanupNS()
 	t.Cleanup(cleanupNS)
@@ -66,26 +74,61 @@ func newLab(t *testing.T, n int) *lab {
 	}
 	br := prefix + "br"
 	sh(t, "ip", "netns", "add", br)
-	sh(t, "ip", "-n", br, "link", "add", "br0", "type", "bridge")
+	bridge := []string{"ip", "-n", br, "link", "add", "br0", "type", "bridge"}
+	if v6 {
+		bridge = append(bridge, "mcast_snooping", "0")
+	}
+	sh(t, bridge...)
 	sh(t, "ip", "-n", br, "link", "set", "br0", "up")
+	sysctl := func(ns, kv string) { sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", kv) }
 	add := func(name, addr string) {
 		sh(t, "ip", "netns", "add", name)
+		if v6 { // IPv6 on and DAD off in the namespace before any interface is up
+			sysctl(name, "net.ipv6.conf.all.disable_ipv6=0")
+			sysctl(name, "net.ipv6.conf.default.disable_ipv6=0")
+			sysctl(name, "net.ipv6.conf.default.accept_dad=0")
+		}
 		sh(t, "ip", "link", "add", name+"-e", "type", "veth", "peer", "name", name+"-b")
 		sh(t, "ip", "link", "set", name+"-e", "netns", name)
 		sh(t, "ip", "link", "set", name+"-b", "netns", br)
 		sh(t, "ip", "-n", name, "link", "set", name+"-e", "name", "eth0")
-		sh(t, "ip", "-n", name, "addr", "add", addr+"/24", "dev", "eth0")
+		if v6 {
+			sysctl(name, "net.ipv6.conf.eth0.accept_dad=0")
+		}
+		sh(t, "ip", "-n", name, "addr", "add", addr, "dev", "eth0")
 		sh(t, "ip", "-n", name, "link", "set", "eth0", "up")
 		sh(t, "ip", "-n", name, "link", "set", "lo", "up")
 		sh(t, "ip", "-n", br, "link", "set", name+"-b", "master", "br0")
 		sh(t, "ip", "-n", br, "link", "set", name+"-b", "up")
 	}
+	addr := func(i int) string {
+		if v6 {
+			return fmt.Sprintf("fd77:77::%d/64", i)
+		}
+		return fmt.Sprintf("10.77.8.%d/24", i)
+	}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("%s%d", prefix, i)
-		add(name, fmt.Sprintf("10.77.8.%d", i))
+		add(name, addr(i))
 		l.hosts = append(l.hosts, name)
 	}
-	add(prefix+"c", "10.77.8.100")
+	add(prefix+"c", addr(100))
+	if !v6 {
+		return l
+	}
+	// the link-local addresses exist once the links are up
+	for _, h := range append(append([]string(nil), l.hosts...), prefix+"c") {
+		for i := 0; ; i++ {
+			out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0", "scope", "link").Output()
+			if strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
+				break
+			}
+			if i == 100 {
+				t.Fatalf("%s: no usable IPv6 link-local address after 2s:\n%s", h, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return l
 }
 
