@@ -363,12 +363,8 @@ func (w wireQueue) queue() Queue {
 	return q
 }
 
-// snapshot encodes every definition, transient ones included (Export
-// keeps only what RabbitMQ exports), in a deterministic order.
-func (s *Store) snapshot() ([]byte, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	st := s.state
+// sortedState lists every definition of st, in a deterministic order.
+func sortedState(st *State) snapshotState {
 	var ss snapshotState
 	for _, v := range st.VHosts {
 		ss.VHosts = append(ss.VHosts, v)
@@ -391,22 +387,31 @@ func (s *Store) snapshot() ([]byte, error) {
 	for _, p := range st.Policies {
 		ss.Policies = append(ss.Policies, p)
 	}
+	key := func(a, b string) string { return a + "\x00" + b }
 	sort.Slice(ss.VHosts, func(i, j int) bool { return ss.VHosts[i].Name < ss.VHosts[j].Name })
 	sort.Slice(ss.Users, func(i, j int) bool { return ss.Users[i].Name < ss.Users[j].Name })
 	sort.Slice(ss.Permissions, func(i, j int) bool {
-		return ss.Permissions[i].User+"\x00"+ss.Permissions[i].VHost < ss.Permissions[j].User+"\x00"+ss.Permissions[j].VHost
+		return key(ss.Permissions[i].User, ss.Permissions[i].VHost) < key(ss.Permissions[j].User, ss.Permissions[j].VHost)
 	})
 	sort.Slice(ss.Exchanges, func(i, j int) bool {
-		return ss.Exchanges[i].VHost+"\x00"+ss.Exchanges[i].Name < ss.Exchanges[j].VHost+"\x00"+ss.Exchanges[j].Name
+		return key(ss.Exchanges[i].VHost, ss.Exchanges[i].Name) < key(ss.Exchanges[j].VHost, ss.Exchanges[j].Name)
 	})
 	sort.Slice(ss.Queues, func(i, j int) bool {
-		return ss.Queues[i].VHost+"\x00"+ss.Queues[i].Name < ss.Queues[j].VHost+"\x00"+ss.Queues[j].Name
+		return key(ss.Queues[i].VHost, ss.Queues[i].Name) < key(ss.Queues[j].VHost, ss.Queues[j].Name)
 	})
 	sort.Slice(ss.Bindings, func(i, j int) bool { return BindingKey(ss.Bindings[i]) < BindingKey(ss.Bindings[j]) })
 	sort.Slice(ss.Policies, func(i, j int) bool {
-		return ss.Policies[i].VHost+"\x00"+ss.Policies[i].Name < ss.Policies[j].VHost+"\x00"+ss.Policies[j].Name
+		return key(ss.Policies[i].VHost, ss.Policies[i].Name) < key(ss.Policies[j].VHost, ss.Policies[j].Name)
 	})
-	return json.Marshal(ss)
+	return ss
+}
+
+// snapshot encodes every definition, transient ones included (Export
+// keeps only what RabbitMQ exports), in a deterministic order.
+func (s *Store) snapshot() ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return json.Marshal(sortedState(s.state))
 }
 
 // restore replaces the whole state with a snapshot's. Observers are not
@@ -480,57 +485,39 @@ func (s *Store) Export() Definitions {
 }
 
 func exportState(st *State) Definitions {
-	d := Definitions{TopicPerms: []any{}, Parameters: []any{}, GlobalParams: []any{}}
-	for _, u := range st.Users {
+	all := sortedState(st)
+	d := Definitions{TopicPerms: []any{}, Parameters: []any{}, GlobalParams: []any{},
+		Users: []User{}, VHosts: append([]VHost{}, all.VHosts...), Permissions: append([]Permission{}, all.Permissions...),
+		Policies: append([]Policy{}, all.Policies...), Queues: []Queue{}, Exchanges: []Exchange{}, Bindings: []Binding{}}
+	for _, u := range all.Users {
 		if u.Tags == nil {
 			u.Tags = []string{}
 		}
 		d.Users = append(d.Users, u)
 	}
-	sort.Slice(d.Users, func(i, j int) bool { return d.Users[i].Name < d.Users[j].Name })
-	for _, v := range st.VHosts {
-		d.VHosts = append(d.VHosts, v)
-	}
-	sort.Slice(d.VHosts, func(i, j int) bool { return d.VHosts[i].Name < d.VHosts[j].Name })
-	for _, p := range st.Permissions {
-		d.Permissions = append(d.Permissions, p)
-	}
-	sort.Slice(d.Permissions, func(i, j int) bool {
-		return d.Permissions[i].User+"\x00"+d.Permissions[i].VHost < d.Permissions[j].User+"\x00"+d.Permissions[j].VHost
-	})
-	for _, p := range st.Policies {
-		d.Policies = append(d.Policies, p)
-	}
-	sort.Slice(d.Policies, func(i, j int) bool {
-		return d.Policies[i].VHost+"\x00"+d.Policies[i].Name < d.Policies[j].VHost+"\x00"+d.Policies[j].Name
-	})
+	// RabbitMQ exports durable objects only, and no built-in exchanges
 	durableQ := map[[2]string]bool{}
-	for k, q := range st.Queues {
+	for _, w := range all.Queues {
+		q := w.queue()
 		if q.Durable && !q.Exclusive {
-			durableQ[k] = true
+			durableQ[[2]string{q.VHost, q.Name}] = true
 			if q.Arguments == nil {
 				q.Arguments = map[string]any{}
 			}
 			d.Queues = append(d.Queues, q)
 		}
 	}
-	sort.Slice(d.Queues, func(i, j int) bool {
-		return d.Queues[i].VHost+"\x00"+d.Queues[i].Name < d.Queues[j].VHost+"\x00"+d.Queues[j].Name
-	})
 	durableX := map[[2]string]bool{}
-	for k, x := range st.Exchanges {
+	for _, x := range all.Exchanges {
 		if x.Durable && x.Name != "" && !isBuiltin(x.Name) {
-			durableX[k] = true
+			durableX[[2]string{x.VHost, x.Name}] = true
 			if x.Arguments == nil {
 				x.Arguments = map[string]any{}
 			}
 			d.Exchanges = append(d.Exchanges, x)
 		}
 	}
-	sort.Slice(d.Exchanges, func(i, j int) bool {
-		return d.Exchanges[i].VHost+"\x00"+d.Exchanges[i].Name < d.Exchanges[j].VHost+"\x00"+d.Exchanges[j].Name
-	})
-	for _, b := range st.Bindings {
+	for _, b := range all.Bindings {
 		srcOK := durableX[[2]string{b.VHost, b.Source}] || isBuiltin(b.Source)
 		dst := [2]string{b.VHost, b.Destination}
 		dstOK := (b.DestinationType == "queue" && durableQ[dst]) || (b.DestinationType == "exchange" && (durableX[dst] || isBuiltin(b.Destination)))
@@ -540,30 +527,6 @@ func exportState(st *State) Definitions {
 			}
 			d.Bindings = append(d.Bindings, b)
 		}
-	}
-	sort.Slice(d.Bindings, func(i, j int) bool { return BindingKey(d.Bindings[i]) < BindingKey(d.Bindings[j]) })
-	for _, p := range []*[]User{&d.Users} {
-		if *p == nil {
-			*p = []User{}
-		}
-	}
-	if d.VHosts == nil {
-		d.VHosts = []VHost{}
-	}
-	if d.Permissions == nil {
-		d.Permissions = []Permission{}
-	}
-	if d.Policies == nil {
-		d.Policies = []Policy{}
-	}
-	if d.Queues == nil {
-		d.Queues = []Queue{}
-	}
-	if d.Exchanges == nil {
-		d.Exchanges = []Exchange{}
-	}
-	if d.Bindings == nil {
-		d.Bindings = []Binding{}
 	}
 	return d
 }
