@@ -22,7 +22,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/warrenmq/warren/internal/consensus"
@@ -236,11 +237,7 @@ func (s *Store) Barrier(ctx context.Context) error {
 func (s *Store) Recovered() []queue.Recovered {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	refs := make([]uint64, 0, len(s.msgs))
-	for r := range s.msgs {
-		refs = append(refs, r)
-	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i] < refs[j] })
+	refs := slices.Sorted(maps.Keys(s.msgs))
 	out := make([]queue.Recovered, 0, len(refs))
 	for _, r := range refs {
 		rec := s.msgs[r]
@@ -308,11 +305,7 @@ func (f fsm) Snapshot() ([]byte, error) {
 	s := f.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	refs := make([]uint64, 0, len(s.msgs))
-	for r := range s.msgs {
-		refs = append(refs, r)
-	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i] < refs[j] })
+	refs := slices.Sorted(maps.Keys(s.msgs))
 	var b []byte
 	for _, r := range refs {
 		e := encodeEnqueue(r, s.msgs[r])
