@@ -28,6 +28,7 @@ import (
 
 	"github.com/warrenmq/warren/internal/consensus"
 	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/store"
 )
 
 // Command kinds in the group's log.
@@ -344,76 +345,30 @@ func (f fsm) Restore(b []byte) error {
 	return nil
 }
 
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
+// An enqueue command is the reference, a flags byte, then the message in
+// the durable store's encoding (store.AppendMessage).
 func encodeEnqueue(ref uint64, r *record) []byte {
 	b := []byte{cmdEnqueue}
 	b = binary.AppendUvarint(b, ref)
-	b = binary.AppendVarint(b, r.expiresAt)
-	b = appendBytes(b, []byte(r.msg.Exchange))
-	b = appendBytes(b, []byte(r.msg.RoutingKey))
-	b = appendBytes(b, r.msg.Props)
 	flags := byte(0)
-	if r.msg.Persistent {
-		flags |= 1
-	}
 	if r.delivered {
-		flags |= 2
+		flags = 1
 	}
-	b = append(b, r.msg.Priority, flags)
-	return appendBytes(b, r.msg.Body)
-}
-
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) uvarint() uint64 {
-	v, k := binary.Uvarint(r.b)
-	if k <= 0 {
-		r.err = errors.New("mirror: truncated command")
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.uvarint()
-	if r.err != nil || n > uint64(len(r.b)) {
-		r.err = errors.New("mirror: truncated command")
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
+	b = append(b, flags)
+	return store.AppendMessage(b, "", &r.msg, r.expiresAt)
 }
 
 func decodeEnqueue(b []byte) (uint64, *record, error) {
-	r := reader{b: b}
-	ref := r.uvarint()
-	exp, k := binary.Varint(r.b)
-	if r.err != nil || k <= 0 {
+	ref, k := binary.Uvarint(b)
+	if k <= 0 || len(b) < k+1 {
 		return 0, nil, errors.New("mirror: truncated command")
 	}
-	r.b = r.b[k:]
-	ex, rk, props := r.bytes(), r.bytes(), r.bytes()
-	if r.err != nil || len(r.b) < 2 {
-		return 0, nil, errors.New("mirror: truncated command")
+	flags := b[k]
+	_, m, exp, err := store.DecodeMessage(b[k+1:])
+	if err != nil {
+		return 0, nil, fmt.Errorf("mirror: %w", err)
 	}
-	prio, flags := r.b[0], r.b[1]
-	r.b = r.b[2:]
-	body := r.bytes()
-	if r.err != nil {
-		return 0, nil, r.err
-	}
-	rec := &record{expiresAt: exp, delivered: flags&2 != 0, msg: queue.Message{Exchange: string(ex), RoutingKey: string(rk),
-		Props: append([]byte(nil), props...), Body: append([]byte(nil), body...), Persistent: flags&1 != 0, Priority: prio}}
-	return ref, rec, nil
+	return ref, &record{msg: *m, expiresAt: exp, delivered: flags&1 != 0}, nil
 }
 
 func encodeRefs(kind byte, refs []uint64) []byte {
@@ -426,14 +381,19 @@ func encodeRefs(kind byte, refs []uint64) []byte {
 }
 
 func decodeRefs(b []byte) ([]uint64, error) {
-	r := reader{b: b}
-	n := r.uvarint()
-	if r.err != nil || n > uint64(len(r.b)) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
 		return nil, errors.New("mirror: truncated command")
 	}
+	b = b[k:]
 	refs := make([]uint64, 0, n)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		refs = append(refs, r.uvarint())
+	for i := uint64(0); i < n; i++ {
+		r, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errors.New("mirror: truncated command")
+		}
+		refs = append(refs, r)
+		b = b[k:]
 	}
-	return refs, r.err
+	return refs, nil
 }

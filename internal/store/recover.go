@@ -54,6 +54,7 @@ func (l *metaList) truncate(n int) {
 // publish order, as a compact index.
 type Recovery struct {
 	names   []string
+	ids     map[string]uint32 // name → index in names
 	metas   metaList
 	byQueue [][]int32 // per queue: positions in metas
 }
@@ -78,10 +79,8 @@ func (r *Recovery) Count(key string) int {
 }
 
 func (r *Recovery) index(key string) int {
-	for i, n := range r.names {
-		if n == key {
-			return i
-		}
+	if i, ok := r.ids[key]; ok {
+		return int(i)
 	}
 	return -1
 }
@@ -106,8 +105,8 @@ func (r *Recovery) Messages(key string) iter.Seq[queue.Recovered] {
 // order, so the live set is sorted and later remove and delivery records
 // find theirs by binary search.
 func (s *MsgStore) recover() (*Recovery, error) {
-	r := &Recovery{}
-	queues := map[string]uint32{}
+	r := &Recovery{ids: map[string]uint32{}}
+	queues := r.ids
 	find := func(ref uint64) *meta {
 		i := sort.Search(r.metas.len(), func(i int) bool { return r.metas.at(i).ref >= ref })
 		if i < r.metas.len() {

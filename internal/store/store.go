@@ -154,17 +154,32 @@ func decodeHeader(b []byte) (header, error) {
 	return h, nil
 }
 
-// decodeMessage rebuilds a message from an enqueue record; props and body
-// share one copy of the record's bytes.
-func decodeMessage(b []byte) (*queue.Message, error) {
+// AppendMessage appends the store's encoding of a persisted message
+// (queue key, exchange, routing key, properties, priority, TTL deadline,
+// body): the body of an enqueue record. The mirrored-queue store uses
+// the same encoding.
+func AppendMessage(b []byte, key string, m *queue.Message, expiresAt int64) []byte {
+	b = putStr(b, key)
+	b = putStr(b, m.Exchange)
+	b = putStr(b, m.RoutingKey)
+	b = putBytes(b, m.Props)
+	b = append(b, m.Priority)
+	b = binary.AppendUvarint(b, uint64(expiresAt))
+	return append(b, m.Body...)
+}
+
+// DecodeMessage decodes AppendMessage's encoding into a persistent
+// message whose props and body share one copy of b's bytes.
+func DecodeMessage(b []byte) (key string, m *queue.Message, expiresAt int64, err error) {
 	h, err := decodeHeader(b)
 	if err != nil {
-		return nil, err
+		return "", nil, 0, err
 	}
 	buf := make([]byte, len(h.props)+len(h.body))
 	n := copy(buf, h.props)
 	copy(buf[n:], h.body)
-	return &queue.Message{Exchange: string(h.exchange), RoutingKey: string(h.rk), Props: buf[:n:n], Body: buf[n:], Persistent: true, Priority: h.prio}, nil
+	m = &queue.Message{Exchange: string(h.exchange), RoutingKey: string(h.rk), Props: buf[:n:n], Body: buf[n:], Persistent: true, Priority: h.prio}
+	return string(h.key), m, h.exp, nil
 }
 
 func decodeRemove(b []byte) (string, []uint64, error) {
@@ -185,14 +200,7 @@ func decodeRemove(b []byte) (string, []uint64, error) {
 func (s *MsgStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := append(s.buf[:0], recEnqueue)
-	b = putStr(b, q)
-	b = putStr(b, m.Exchange)
-	b = putStr(b, m.RoutingKey)
-	b = putBytes(b, m.Props)
-	b = append(b, m.Priority)
-	b = binary.AppendUvarint(b, uint64(expiresAt))
-	b = append(b, m.Body...)
+	b := AppendMessage(append(s.buf[:0], recEnqueue), q, m, expiresAt)
 	s.buf = b
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
@@ -254,7 +262,7 @@ func (s *MsgStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
 			derr = fmt.Errorf("message store: record %d is not a message", refs[i])
 			return
 		}
-		m, err := decodeMessage(rec[1:])
+		_, m, _, err := DecodeMessage(rec[1:])
 		if err != nil {
 			derr = fmt.Errorf("message store: record %d: %w", refs[i], err)
 			return
