@@ -45,15 +45,11 @@ func sampleRSS(pid func() int, stop <-chan struct{}) *atomic.Int64 {
 // publishPersistent publishes n persistent messages of size bytes to
 // queue with confirms (window outstanding) and waits for every confirm.
 func publishPersistent(url, queue string, n, size, window int, progress func(done int)) error {
-	c, err := amqp.Dial(url)
+	c, ch, err := openChannel(url)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return err
-	}
 	if err := ch.Confirm(false); err != nil {
 		return err
 	}
@@ -97,15 +93,11 @@ func publishPersistent(url, queue string, n, size, window int, progress func(don
 // drain consumes n messages from queue with manual acks (prefetch 1000,
 // multiple acks every 100).
 func drain(url, queue string, n int, progress func(done int)) error {
-	c, err := amqp.Dial(url)
+	c, ch, err := openChannel(url)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return err
-	}
 	ch.Qos(1000, 0, false)
 	ds, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
@@ -135,15 +127,11 @@ func drain(url, queue string, n int, progress func(done int)) error {
 }
 
 func declareDurable(url string, names ...string) error {
-	c, err := amqp.Dial(url)
+	c, ch, err := openChannel(url)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return err
-	}
 	for _, q := range names {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
 			return err
@@ -253,15 +241,11 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 }
 
 func allBack(url string, names []string, per int) (bool, error) {
-	c, err := amqp.Dial(url)
+	c, ch, err := openChannel(url)
 	if err != nil {
 		return false, err
 	}
 	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return false, err
-	}
 	for _, q := range names {
 		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
 		if err != nil {
@@ -272,4 +256,18 @@ func allBack(url string, names []string, per int) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// openChannel dials url and opens a channel.
+func openChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
+	c, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := c.Channel()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, ch, nil
 }

@@ -40,16 +40,7 @@ vrrp_instance VI_6 {
 	return p
 }
 
-func (l *lab) holders6() []string {
-	var hs []string
-	for _, h := range l.hosts {
-		out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0").Output()
-		if strings.Contains(string(out), vip6+"/") {
-			hs = append(hs, h)
-		}
-	}
-	return hs
-}
+func (l *lab) holders6() []string { return l.holdersOf("-6", vip6) }
 
 func (l *lab) logs() string {
 	logs := ""

@@ -237,11 +237,14 @@ func (p *proc) signal(s syscall.Signal) {
 	p.cmd.Wait()
 }
 
-func (l *lab) holders() []string {
+func (l *lab) holders() []string { return l.holdersOf("-4", vip) }
+
+// holdersOf lists the hosts whose eth0 has addr (family "-4" or "-6").
+func (l *lab) holdersOf(family, addr string) []string {
 	var hs []string
 	for _, h := range l.hosts {
-		out, _ := exec.Command("ip", "-n", h, "-4", "addr", "show", "dev", "eth0").Output()
-		if strings.Contains(string(out), vip+"/") {
+		out, _ := exec.Command("ip", "-n", h, family, "addr", "show", "dev", "eth0").Output()
+		if strings.Contains(string(out), addr+"/") {
 			hs = append(hs, h)
 		}
 	}
