@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -134,14 +133,7 @@ func run(args []string) int {
 		}
 	}()
 	if status != "" {
-		go http.ListenAndServe(status, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			if r.URL.Path == "/sync_groups" {
-				json.NewEncoder(w).Encode(d.GroupState())
-				return
-			}
-			json.NewEncoder(w).Encode(d.State())
-		}))
+		go http.ListenAndServe(status, d.StatusHandler())
 	}
 	d.Run(ctx)
 	return 0

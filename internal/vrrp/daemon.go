@@ -2,9 +2,11 @@ package vrrp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -298,6 +300,20 @@ func (d *Daemon) State() map[string]string {
 
 // GroupState returns each vrrp_sync_group's state by name (INIT until
 // every member has left INIT).
+// StatusHandler serves the instances' states as JSON ({"VI_1":"MASTER"})
+// and, at /sync_groups, the sync groups' states (warren-vrrp
+// --status-addr).
+func (d *Daemon) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/sync_groups" {
+			json.NewEncoder(w).Encode(d.GroupState())
+			return
+		}
+		json.NewEncoder(w).Encode(d.State())
+	})
+}
+
 func (d *Daemon) GroupState() map[string]string {
 	res := map[string]string{}
 	for _, l := range d.loops {

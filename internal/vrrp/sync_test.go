@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,6 +115,14 @@ func TestSyncGroupFault(t *testing.T) {
 		}
 		if groupState(da) != "MASTER" || !na.has("/n/master") || !na.has("/n/notify GROUP G1 MASTER 0") {
 			t.Fatalf("a's group %s, notifies %q", groupState(da), na.calls)
+		}
+		// the --status-addr endpoint reports the same
+		for path, want := range map[string]string{"/": `{"VI_1":"MASTER","VI_2":"MASTER"}`, "/sync_groups": `{"G1":"MASTER"}`} {
+			rec := httptest.NewRecorder()
+			da.StatusHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if got := strings.TrimSpace(rec.Body.String()); got != want || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("status %s: %s", path, got)
+			}
 		}
 		if groupState(db) != "BACKUP" || !nb.has("/n/backup") || !nb.has("/n/notify GROUP G1 BACKUP 0") || nb.has("/n/notify GROUP G1 MASTER 0") {
 			t.Fatalf("b's group %s, notifies %q", groupState(db), nb.calls)
