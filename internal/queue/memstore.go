@@ -70,10 +70,3 @@ func (s *MemStore) Load(refs []uint64, fn func(i int, m *Message)) error {
 	}
 	return nil
 }
-
-// Len returns how many messages the store holds.
-func (s *MemStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
-}
