@@ -14,6 +14,7 @@ import (
 	"github.com/warrenmq/warren/internal/auth"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
 func TestHandshakeAndServerProperties(t *testing.T) {
@@ -71,7 +72,7 @@ func TestGuestOnlyFromLoopback(t *testing.T) {
 		c.Close()
 	}
 	if ext == "" {
-		t.Skip("no non-loopback IPv4 address on this host")
+		testenv.Skip(t, "no non-loopback IPv4 address on this host")
 	}
 	_, err := amqp091.Dial("amqp://guest:guest@" + ext + ":" + port + "/")
 	amqpErr(t, err, 403, true)

@@ -10,29 +10,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
-// guideFile finds ../shared/guide/<name> from the repository root.
+// guideFile is the guide's file <name>, kept in the repository as the
+// user's configuration (examples/guide).
 func guideFile(t *testing.T, name string) string {
-	dir, _ := os.Getwd()
-	for i := 0; i < 6; i++ {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "..", "shared", "guide", name)
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("guide file %s not present", p)
-			}
-			return p
-		}
-		dir = filepath.Dir(dir)
-	}
-	t.Skip("repository root not found")
-	return ""
+	return filepath.Join(testenv.RepoRoot(t), "examples", "guide", name)
 }
 
 func TestGuideConfigVerbatim(t *testing.T) {

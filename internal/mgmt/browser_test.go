@@ -16,6 +16,7 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
 // webdriver is a minimal W3C WebDriver client for chromedriver.
@@ -117,11 +118,8 @@ func (w *webdriver) open(url string) {
 // a client, publishes and gets a message through the UI, and saves a
 // screenshot (to $WARREN_ARTIFACT_DIR, default /tmp/warren-artifacts).
 func TestBrowserUI(t *testing.T) {
-	chromium, err1 := exec.LookPath("chromium")
-	driver, err2 := exec.LookPath("chromedriver")
-	if err1 != nil || err2 != nil {
-		t.Skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-	}
+	chromium := testenv.NeedCommand(t, "chromium", "apt-get install chromium; .ci/run installs it")
+	driver := testenv.NeedCommand(t, "chromedriver", "apt-get install chromium-driver; .ci/run installs it")
 	n, base := start(t)
 	c, err := amqp091.Dial("amqp://guest:guest@" + amqpAddr(t, base) + "/")
 	if err != nil {

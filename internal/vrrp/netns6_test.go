@@ -72,7 +72,7 @@ func (l *lab) waitHolder6(host string, limit time.Duration, others bool) time.Du
 func (l *lab) ping6(limit time.Duration) bool {
 	start := time.Now()
 	for time.Since(start) < limit {
-		if exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-6", "-c", "1", "-W", "1", vip6).Run() == nil {
+		if l.net.Command("wvc", "ping", "-6", "-c", "1", "-W", "1", vip6).Run() == nil {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -80,8 +80,9 @@ func (l *lab) ping6(limit time.Duration) bool {
 	return false
 }
 
-func mac(t *testing.T, host string) string {
-	out := sh(t, "ip", "-n", host, "-o", "link", "show", "dev", "eth0")
+func (l *lab) mac(host string) string {
+	t := l.t
+	out := l.net.IP(host, "-o", "link", "show", "dev", "eth0")
 	f := strings.Fields(out)
 	for i := range f {
 		if f[i] == "link/ether" && i+1 < len(f) {
@@ -115,27 +116,27 @@ func TestIPv6KillMasterBackupTakesOver(t *testing.T) {
 		}
 	} else {
 		t.Log("ping not installed (apt-get install iputils-ping): the client's neighbour entry is set by hand")
-		sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "replace", vip6, "lladdr", mac(t, "wv1"), "dev", "eth0", "nud", "reachable")
+		l.net.IP("wvc", "-6", "neigh", "replace", vip6, "lladdr", l.mac("wv1"), "dev", "eth0", "nud", "reachable")
 	}
-	neigh := sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "show", vip6)
-	if !strings.Contains(neigh, mac(t, "wv1")) {
-		t.Fatalf("client's neighbour entry for the VIP %q is not wv1's MAC %s", neigh, mac(t, "wv1"))
+	neigh := l.net.IP("wvc", "-6", "neigh", "show", vip6)
+	if !strings.Contains(neigh, l.mac("wv1")) {
+		t.Fatalf("client's neighbour entry for the VIP %q is not wv1's MAC %s", neigh, l.mac("wv1"))
 	}
 	m.signal(syscall.SIGKILL)
-	sh(t, "ip", "-n", "wv1", "link", "set", "eth0", "down")
+	l.net.IP("wv1", "link", "set", "eth0", "down")
 	// Master_Down_Interval = 3*1s + (256-90)/256 s ≈ 3.65 s
 	took := l.waitHolder6("wv2", 6*time.Second, true)
 	t.Logf("backup took the IPv6 VIP %v after SIGKILL of the master", took)
 	// added without duplicate address detection (IFA_F_NODAD)
-	if out := sh(t, "ip", "-n", "wv2", "-6", "addr", "show", "dev", "eth0", "to", vip6+"/128"); !strings.Contains(out, "nodad") {
+	if out := l.net.IP("wv2", "-6", "addr", "show", "dev", "eth0", "to", vip6+"/128"); !strings.Contains(out, "nodad") {
 		t.Fatalf("the VIP was added with DAD: %s", out)
 	}
 	// the neighbour advertisement (sent with the address) replaced the
 	// client's entry; without it the client would keep wv1's MAC for
 	// its reachable time (about 30 s) before probing again
-	want := mac(t, "wv2")
+	want := l.mac("wv2")
 	for i := 0; ; i++ {
-		neigh = sh(t, "ip", "-n", prefix+"c", "-6", "neigh", "show", vip6)
+		neigh = l.net.IP("wvc", "-6", "neigh", "show", vip6)
 		if strings.Contains(neigh, want) {
 			break
 		}

@@ -9,97 +9,36 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warrenmq/warren/internal/netlab"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
-// Multi-host tests: hosts are network namespaces (wv*) on a bridge that
-// lives in its own namespace, addresses 10.77.8.0/24 only. Everything is
-// torn down after each test, and leftovers are removed before.
-
-const prefix = "wv"
-
-func sh(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func cleanupNS() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
-			// end every process still in the namespace (keepalived's VRRP
-			// child outlives a killed parent), then delete it
-			if pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output(); len(strings.Fields(string(pids))) > 0 {
-				exec.Command("kill", append([]string{"-9"}, strings.Fields(string(pids))...)...).Run()
-			}
-			exec.Command("ip", "netns", "del", f[0]).Run()
-		}
-	}
-}
+// Multi-host tests: hosts are network namespaces of a netlab lab (names
+// unique per run, so two runs can share a machine) on one bridge,
+// addresses 10.77.8.0/24 (or fd77:77::/64) only inside them. The lab is
+// torn down after each test, ending only the processes inside it.
 
 type lab struct {
 	t     *testing.T
+	net   *netlab.Lab
 	bin   string
 	dir   string
-	hosts []string
+	hosts []string // wv1..wvn; the client host is wvc
 }
 
-// newLab makes a bridge namespace and n hosts wv1..wvn with 10.77.8.i/24
-// on eth0, plus a client host wvc at 10.77.8.100.
+// newLab makes hosts wv1..wvn with 10.77.8.i/24 on eth0, plus a client
+// host wvc at 10.77.8.100.
 func newLab(t *testing.T, n int) *lab { return buildLab(t, n, false) }
 
 // buildLab makes the lab over IPv4 (10.77.8.i/24) or IPv6 (fd77:77::i/64,
 // with DAD off and multicast snooping off on the bridge, and waiting for
 // the link-local addresses every VRRPv3-over-IPv6 packet is sent from).
 func buildLab(t *testing.T, n int, v6 bool) *lab {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 (ip) not installed")
-	}
-	if _, err := os.Stat("/proc/sys/net/ipv6"); v6 && err != nil {
-		t.Skip("the kernel has no IPv6 (no /proc/sys/net/ipv6)")
-	}
-	cleanupNS()
-	t.Cleanup(cleanupNS)
-	l := &lab{t: t, dir: t.TempDir()}
+	l := &lab{t: t, net: netlab.New(t, netlab.Options{IPv6: v6}), dir: t.TempDir()}
 	l.bin = filepath.Join(l.dir, "warren-vrrp")
 	if out, err := exec.Command("go", "build", "-o", l.bin, "github.com/warrenmq/warren/cmd/warren-vrrp").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v %s", err, out)
-	}
-	br := prefix + "br"
-	sh(t, "ip", "netns", "add", br)
-	bridge := []string{"ip", "-n", br, "link", "add", "br0", "type", "bridge"}
-	if v6 {
-		bridge = append(bridge, "mcast_snooping", "0")
-	}
-	sh(t, bridge...)
-	sh(t, "ip", "-n", br, "link", "set", "br0", "up")
-	sysctl := func(ns, kv string) { sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", kv) }
-	add := func(name, addr string) {
-		sh(t, "ip", "netns", "add", name)
-		if v6 { // IPv6 on and DAD off in the namespace before any interface is up
-			sysctl(name, "net.ipv6.conf.all.disable_ipv6=0")
-			sysctl(name, "net.ipv6.conf.default.disable_ipv6=0")
-			sysctl(name, "net.ipv6.conf.default.accept_dad=0")
-		}
-		sh(t, "ip", "link", "add", name+"-e", "type", "veth", "peer", "name", name+"-b")
-		sh(t, "ip", "link", "set", name+"-e", "netns", name)
-		sh(t, "ip", "link", "set", name+"-b", "netns", br)
-		sh(t, "ip", "-n", name, "link", "set", name+"-e", "name", "eth0")
-		if v6 {
-			sysctl(name, "net.ipv6.conf.eth0.accept_dad=0")
-		}
-		sh(t, "ip", "-n", name, "addr", "add", addr, "dev", "eth0")
-		sh(t, "ip", "-n", name, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", name, "link", "set", "lo", "up")
-		sh(t, "ip", "-n", br, "link", "set", name+"-b", "master", "br0")
-		sh(t, "ip", "-n", br, "link", "set", name+"-b", "up")
 	}
 	addr := func(i int) string {
 		if v6 {
@@ -108,27 +47,11 @@ func buildLab(t *testing.T, n int, v6 bool) *lab {
 		return fmt.Sprintf("10.77.8.%d/24", i)
 	}
 	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("%s%d", prefix, i)
-		add(name, addr(i))
+		name := fmt.Sprintf("wv%d", i)
+		l.net.AddHost(name, addr(i))
 		l.hosts = append(l.hosts, name)
 	}
-	add(prefix+"c", addr(100))
-	if !v6 {
-		return l
-	}
-	// the link-local addresses exist once the links are up
-	for _, h := range append(append([]string(nil), l.hosts...), prefix+"c") {
-		for i := 0; ; i++ {
-			out, _ := exec.Command("ip", "-n", h, "-6", "addr", "show", "dev", "eth0", "scope", "link").Output()
-			if strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
-				break
-			}
-			if i == 100 {
-				t.Fatalf("%s: no usable IPv6 link-local address after 2s:\n%s", h, out)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	l.net.AddHost("wvc", addr(100))
 	return l
 }
 
@@ -194,7 +117,7 @@ type proc struct {
 func (l *lab) start(host, conf string) *proc {
 	logf := filepath.Join(l.dir, host+".log")
 	f, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	cmd := exec.Command("ip", "netns", "exec", host, l.bin, "-f", conf)
+	cmd := l.net.Command(host, l.bin, "-f", conf)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
@@ -205,12 +128,10 @@ func (l *lab) start(host, conf string) *proc {
 }
 
 func (l *lab) startKeepalived(host, conf string) *proc {
-	if _, err := exec.LookPath("keepalived"); err != nil {
-		l.t.Skip("keepalived not installed (apt-get install keepalived)")
-	}
+	testenv.NeedCommand(l.t, "keepalived", "apt-get install keepalived")
 	logf := filepath.Join(l.dir, host+"-keepalived.log")
 	f, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	cmd := exec.Command("ip", "netns", "exec", host, "keepalived", "-n", "-l", "-P", "-f", conf,
+	cmd := l.net.Command(host, "keepalived", "-n", "-l", "-P", "-f", conf,
 		"-p", filepath.Join(l.dir, host+".pid"), "-r", filepath.Join(l.dir, host+"-vrrp.pid"))
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -243,7 +164,7 @@ func (l *lab) holders() []string { return l.holdersOf("-4", vip) }
 func (l *lab) holdersOf(family, addr string) []string {
 	var hs []string
 	for _, h := range l.hosts {
-		out, _ := exec.Command("ip", "-n", h, family, "addr", "show", "dev", "eth0").Output()
+		out, _ := exec.Command("ip", "-n", l.net.NS(h), family, "addr", "show", "dev", "eth0").Output()
 		if strings.Contains(string(out), addr+"/") {
 			hs = append(hs, h)
 		}
@@ -295,7 +216,7 @@ func contains(xs []string, x string) bool {
 }
 
 func (l *lab) answering() bool {
-	return exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-c", "1", "-W", "1", vip).Run() == nil
+	return l.net.Command("wvc", "ping", "-c", "1", "-W", "1", vip).Run() == nil
 }
 
 func TestKillMasterBackupTakesOver(t *testing.T) {
@@ -341,15 +262,15 @@ func TestTrackScriptMovesVIPAndPreemptsBack(t *testing.T) {
 func TestTrackInterfaceFault(t *testing.T) {
 	l := newLab(t, 2)
 	// a second interface on wv1 that the instance tracks
-	sh(t, "ip", "-n", "wv1", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
-	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "up")
-	sh(t, "ip", "-n", "wv1", "link", "set", "trk1", "up")
+	l.net.IP("wv1", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
+	l.net.IP("wv1", "link", "set", "trk0", "up")
+	l.net.IP("wv1", "link", "set", "trk1", "up")
 	l.start("wv1", l.conf("wv1", "MASTER", 100, "0.1", 3, "track:trk0"))
 	l.start("wv2", l.conf("wv2", "BACKUP", 90, "0.1", 3, ""))
 	l.waitHolder("wv1", 3*time.Second)
-	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "down")
+	l.net.IP("wv1", "link", "set", "trk0", "down")
 	l.waitHolder("wv2", 3*time.Second)
-	sh(t, "ip", "-n", "wv1", "link", "set", "trk0", "up")
+	l.net.IP("wv1", "link", "set", "trk0", "up")
 	l.waitHolder("wv1", 3*time.Second)
 }
 
@@ -419,9 +340,7 @@ func TestFailoverFigures(t *testing.T) {
 	if os.Getenv("WARREN_VRRP_FIGURES") == "" {
 		t.Skip("a measurement: set WARREN_VRRP_FIGURES=1 (bench/vrrp/run.sh)")
 	}
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skip("ping not installed (apt-get install iputils-ping)")
-	}
+	testenv.NeedCommand(t, "ping", "apt-get install iputils-ping")
 	type row struct {
 		name     string
 		took     time.Duration
@@ -452,7 +371,7 @@ func TestFailoverFigures(t *testing.T) {
 				lost, sent := 0, 0
 				for time.Since(start) < 10*time.Second {
 					sent++
-					if exec.Command("ip", "netns", "exec", prefix+"c", "ping", "-c", "1", "-W", "0.05", "-i", "0.05", vip).Run() == nil && time.Since(start) > 100*time.Millisecond {
+					if l.net.Command("wvc", "ping", "-c", "1", "-W", "0.05", "-i", "0.05", vip).Run() == nil && time.Since(start) > 100*time.Millisecond {
 						done <- row{tc.name, time.Since(start), lost, sent}
 						return
 					}
@@ -461,13 +380,12 @@ func TestFailoverFigures(t *testing.T) {
 				done <- row{tc.name, -1, lost, sent}
 			}()
 			// the host dies: every process in its namespace at once, then its link
-			out, _ := exec.Command("ip", "netns", "pids", "wv1").Output()
-			exec.Command("kill", append([]string{"-9"}, strings.Fields(string(out))...)...).Run()
-			exec.Command("ip", "-n", "wv1", "link", "set", "eth0", "down").Run()
+			l.net.KillHost("wv1")
+			exec.Command("ip", "-n", l.net.NS("wv1"), "link", "set", "eth0", "down").Run()
 			m.cmd.Wait()
 			r := <-done
 			rows = append(rows, r)
-			cleanupNS()
+			l.net.Close()
 		}
 	}
 	fmt.Printf("\n| setup | failover (kill to VIP answering) | pings lost (50 ms apart) |\n|---|---|---|\n")
