@@ -76,7 +76,9 @@ func TestDaemonIPv6(t *testing.T) {
 		go func() { defer wg.Done(); d.Run(ctx) }()
 		defer wg.Wait()
 		defer cancel()
-		time.Sleep(1500 * time.Millisecond)
+		// "state MASTER" starts as BACKUP and takes over after
+		// Master_Down_Interval (3 * 1 s + skew) with nobody else speaking
+		time.Sleep(5 * time.Second) // master at ~3.6 s, adverts every 1 s
 		synctest.Wait()
 		if d.State()["VI_6"] != "MASTER" || !a.holdsAddr("fd77:77::66") || !a.holdsAddr("fe80::66") {
 			t.Fatalf("state %v", d.State())

@@ -144,7 +144,8 @@ func (m *Machine) toBackup(now time.Time, reason string, acts []Action) []Action
 }
 
 // Start leaves Init (RFC 5798 6.4.1): the address owner (priority 255)
-// becomes Master at once; everyone else starts as Backup.
+// becomes Master at once; everyone else, "state MASTER" included, starts
+// as Backup, as keepalived does.
 func (m *Machine) Start(now time.Time) []Action {
 	if m.state == Fault {
 		return nil
@@ -159,11 +160,11 @@ func (m *Machine) Start(now time.Time) []Action {
 	if m.prio == 255 {
 		return m.toMaster(now, "address owner", nil)
 	}
-	if m.p.InitialState == Master {
-		// keepalived's "state MASTER": take over now; the election that
-		// follows the first advertisements settles it
-		return m.toMaster(now, "initial state MASTER", nil)
-	}
+	// keepalived's "state MASTER" below priority 255 also starts as
+	// Backup: it takes the addresses only when no better master speaks
+	// within Master_Down_Interval, by which time its tracking scripts have
+	// reported. Claiming at once would take the VIP from a working master
+	// (and give it back), interrupting clients twice.
 	return m.toBackup(now, "startup", nil)
 }
 
