@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,9 +26,24 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+const proxyUsage = `usage: warren-proxy -f haproxy.cfg [-f more.cfg] [-c] [-D] [-db] [-q] [-p pidfile] [--haproxy-checks]
+  -f FILE            configuration file (may be repeated)
+  -c                 check the configuration and exit
+  -D                 run in the background (also the global 'daemon' keyword)
+  -db                stay in the foreground even with 'daemon'
+  -q                 quiet: no warnings
+  -p FILE            write the process id to FILE (also the global 'pidfile' keyword)
+  --haproxy-checks   server health from checks only, exactly as HAProxy: live traffic
+                     errors count only for servers with 'observe layer4' (by default
+                     warren-proxy also observes every checked server; see the README)
+  -h, --help         this text
+  -v                 the version
+`
+
 func run(args []string) int {
 	var files []string
-	check, daemon, foreground, quiet := false, false, false, false
+	check, daemon, foreground, quiet, haproxyChecks := false, false, false, false, false
+	pidFile := ""
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; a {
 		case "-f":
@@ -45,15 +61,27 @@ func run(args []string) int {
 			foreground = true
 		case "-q":
 			quiet = true
+		case "-p":
+			if i+1 >= len(args) {
+				fmt.Fprintln(os.Stderr, "warren-proxy: -p needs a file")
+				return 64
+			}
+			i++
+			pidFile = args[i]
+		case "--haproxy-checks":
+			haproxyChecks = true
+		case "-h", "--help":
+			fmt.Print(proxyUsage)
+			return 0
 		case "-v", "-vv":
-			fmt.Println("warren-proxy version 0.1.0 (HAProxy-compatible configuration subset)")
+			fmt.Printf("warren-proxy version %s (HAProxy-compatible configuration subset)\n", lb.Version)
 			return 0
 		default:
 			if strings.HasPrefix(a, "-f") && len(a) > 2 {
 				files = append(files, a[2:])
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "warren-proxy: unknown option %s\nusage: warren-proxy -f haproxy.cfg [-f more.cfg] [-c] [-D] [-db] [-q]\n", a)
+			fmt.Fprintf(os.Stderr, "warren-proxy: unknown option %s\n%s", a, proxyUsage)
 			return 64
 		}
 	}
@@ -80,9 +108,21 @@ func run(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
 	rt := lb.New(log)
+	rt.HAProxyChecks = haproxyChecks
 	if err := rt.Apply(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "[ALERT] Starting proxies: %v\n", err)
 		return 1
+	}
+	if pidFile == "" {
+		pidFile = cfg.Global.PidFile
+	}
+	if pidFile != "" {
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "[ALERT] cannot write the pid file %s: %v (choose a writable path with 'pidfile' or -p)\n", pidFile, err)
+			rt.Close(context.Background(), false)
+			return 1
+		}
+		defer os.Remove(pidFile)
 	}
 	log.Info("warren-proxy started", "files", strings.Join(files, ","))
 	sig := make(chan os.Signal, 4)

@@ -28,6 +28,18 @@ import (
 
 func main() { os.Exit(run(os.Args[1:])) }
 
+const vrrpUsage = `usage: warren-vrrp [-f keepalived.conf] [-t] [-D] [-p pidfile] [--status-addr 127.0.0.1:9000] [--dump-file F]
+  -f, --use-file FILE    configuration (default /etc/keepalived/keepalived.conf)
+  -t, --config-test      check the configuration and exit
+  -D, --daemon           accepted (warren-vrrp stays in the foreground; run it under a service manager)
+  -p, --pid-file FILE    write the process id to FILE
+  --status-addr ADDR     serve the instances' state as JSON on ADDR
+  --dump-file FILE       where SIGUSR1 writes the state dump (default /tmp/warren-vrrp.data)
+  -n, -l, -P             accepted for keepalived compatibility
+  -h, --help             this text
+  -v, --version          the version
+`
+
 func run(args []string) int {
 	file := "/etc/keepalived/keepalived.conf"
 	test, daemon := false, false
@@ -56,8 +68,14 @@ func run(args []string) int {
 			status = next()
 		case "--dump-file":
 			dump = next()
+		case "-h", "--help":
+			fmt.Print(vrrpUsage)
+			return 0
+		case "-v", "--version":
+			fmt.Println("warren-vrrp 0.1.0 (keepalived-compatible VRRP subset)")
+			return 0
 		default:
-			fmt.Fprintf(os.Stderr, "warren-vrrp: unknown option %s\nusage: warren-vrrp -f keepalived.conf [-t] [-D] [--pid-file F] [--status-addr 127.0.0.1:9000]\n", args[i])
+			fmt.Fprintf(os.Stderr, "warren-vrrp: unknown option %s\n%s", args[i], vrrpUsage)
 			return 64
 		}
 	}

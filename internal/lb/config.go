@@ -30,9 +30,11 @@ type Config struct {
 
 // Global holds the global section.
 type Global struct {
-	Daemon  bool
-	Maxconn int
-	Log     []string
+	Daemon      bool
+	Maxconn     int
+	Log         []string
+	PidFile     string       // pidfile: written by warren-proxy at start, removed at exit
+	StatsSocket *StatsSocket // stats socket: the runtime API (runtime.go)
 }
 
 // Timeouts of a proxy.
@@ -92,6 +94,12 @@ type Server struct {
 	ShutdownBackupOnUp     bool
 	SendProxy              bool
 	SendProxyV2            bool
+	// Passive health: Observe is "layer4", "layer7" (treated as layer4:
+	// warren-proxy sees no layer 7 traffic) or "" (not set: warren-proxy
+	// observes checked servers anyway unless run with --haproxy-checks).
+	Observe    string
+	ErrorLimit int    // error-limit: consecutive errors before OnError (0: default)
+	OnError    string // on-error: fastinter, fail-check, sudden-death, mark-down
 }
 
 // ParseError carries file and line.
@@ -136,13 +144,14 @@ func defaultProxy() Proxy {
 }
 
 type parser struct {
-	cfg      *Config
-	defaults Proxy
-	cur      *Proxy
-	inDef    bool
-	inGlobal bool
-	file     string
-	line     int
+	cfg          *Config
+	defaults     Proxy
+	cur          *Proxy
+	inDef        bool
+	inGlobal     bool
+	file         string
+	line         int
+	statsTimeout time.Duration // global "stats timeout", for the stats socket
 }
 
 func (p *parser) errf(format string, a ...any) error {
@@ -299,7 +308,41 @@ func (p *parser) global(w []string) error {
 			return p.errf("%v", err)
 		}
 		p.cfg.Global.Log = w[1:]
-	case "chroot", "user", "group", "uid", "gid", "nbproc", "nbthread", "pidfile", "stats", "tune.ssl.default-dh-param", "ulimit-n", "quiet", "node", "description", "ssl-default-bind-ciphers", "ssl-default-bind-options", "cpu-map":
+	case "pidfile":
+		if len(w) != 2 {
+			return p.errf("'pidfile' expects a file path")
+		}
+		p.cfg.Global.PidFile = w[1]
+	case "stats":
+		switch {
+		case len(w) >= 2 && w[1] == "socket":
+			s, err := parseStatsSocket(w)
+			if err != nil {
+				return p.errf("%v", err)
+			}
+			if p.cfg.Global.StatsSocket != nil {
+				p.warnf("only the first 'stats socket' is served; this one is ignored")
+				return nil
+			}
+			if p.statsTimeout > 0 {
+				s.Timeout = p.statsTimeout
+			}
+			p.cfg.Global.StatsSocket = s
+		case len(w) >= 2 && w[1] == "timeout":
+			d, err := p.timeArg(w, 2)
+			if err != nil {
+				return err
+			}
+			p.statsTimeout = d
+			if p.cfg.Global.StatsSocket != nil {
+				p.cfg.Global.StatsSocket.Timeout = d
+			}
+		case len(w) >= 2 && (w[1] == "maxconn" || w[1] == "bind-process"):
+			p.warnf("'stats %s' is accepted but not applied", w[1])
+		default:
+			return p.errf("'stats' in 'global' expects 'socket' or 'timeout'")
+		}
+	case "chroot", "user", "group", "uid", "gid", "nbproc", "nbthread", "tune.ssl.default-dh-param", "ulimit-n", "quiet", "node", "description", "ssl-default-bind-ciphers", "ssl-default-bind-options", "cpu-map":
 		p.warnf("'%s' is understood but not applied by warren-proxy (it runs as the invoking user, in one process)", w[0])
 	default:
 		return p.errf("unknown keyword '%s' in 'global' section (warren-proxy supports daemon, maxconn, log; chroot, user, group, uid, gid, nbproc... are accepted with a warning)", w[0])
@@ -603,7 +646,32 @@ func (p *parser) server(w []string) (*Server, error) {
 			}
 			i++
 			s.ShutdownBackupOnUp = true
-		case "port", "addr", "cookie", "id", "slowstart", "observe", "error-limit":
+		case "observe":
+			if i+1 >= len(w) || (w[i+1] != "layer4" && w[i+1] != "layer7") {
+				return nil, p.errf("server '%s': 'observe' expects 'layer4' or 'layer7'", s.Name)
+			}
+			i++
+			s.Observe = w[i]
+			if s.Observe == "layer7" {
+				p.warnf("server '%s': 'observe layer7' is applied as 'observe layer4' (warren-proxy forwards TCP and sees no HTTP responses)", s.Name)
+			}
+		case "error-limit":
+			s.ErrorLimit, err = needInt()
+			if err == nil && (s.ErrorLimit < 1 || s.ErrorLimit > 1000000) {
+				err = p.errf("server '%s': error-limit must be between 1 and 1000000", s.Name)
+			}
+		case "on-error":
+			if i+1 >= len(w) {
+				return nil, p.errf("server '%s': 'on-error' expects fastinter, fail-check, sudden-death or mark-down", s.Name)
+			}
+			i++
+			switch w[i] {
+			case "fastinter", "fail-check", "sudden-death", "mark-down":
+				s.OnError = w[i]
+			default:
+				return nil, p.errf("server '%s': 'on-error' expects fastinter, fail-check, sudden-death or mark-down, not '%s'", s.Name, w[i])
+			}
+		case "port", "addr", "cookie", "id", "slowstart":
 			if i+1 < len(w) {
 				i++
 			}

@@ -18,6 +18,12 @@ import (
 // Runtime runs a configuration: listeners, backends, health checks, stats.
 // Apply may be called again to reload; established sessions continue.
 type Runtime struct {
+	// HAProxyChecks makes server health come from checks only, as in
+	// HAProxy: live traffic errors count only for servers configured with
+	// "observe layer4". Without it (the default) every checked server is
+	// observed (see health.go). Set before Apply.
+	HAProxyChecks bool
+
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -28,6 +34,7 @@ type Runtime struct {
 	started   time.Time
 	wg        sync.WaitGroup
 	draining  atomic.Bool
+	sock      *statsSocket // the runtime API (global "stats socket"), nil without one
 }
 
 // New returns an empty runtime.
@@ -71,6 +78,7 @@ func (rt *Runtime) Apply(cfg *Config) error {
 			continue
 		}
 		b := newBackend(px, rt.log)
+		b.haproxyChecks = rt.HAProxyChecks
 		newBackends[px.Name] = b
 		order = append(order, b)
 	}
@@ -107,6 +115,9 @@ func (rt *Runtime) Apply(cfg *Config) error {
 		for _, a := range px.Binds {
 			wanted[a] = fe
 		}
+	}
+	if err := rt.applyStatsSocket(cfg.Global.StatsSocket); err != nil {
+		return err
 	}
 	// open new listeners first so a bad address fails the reload cleanly
 	opened := map[string]*listener{}
@@ -149,6 +160,16 @@ func (rt *Runtime) Apply(cfg *Config) error {
 		b.start()
 	}
 	return nil
+}
+
+// StatsSocketAddr is the runtime API's address (nil without one).
+func (rt *Runtime) StatsSocketAddr() net.Addr {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.sock == nil {
+		return nil
+	}
+	return rt.sock.ln.Addr()
 }
 
 // Addr returns the bound address of a bind line (for tests using port 0).
@@ -303,6 +324,7 @@ func (rt *Runtime) logSession(fe *frontend, b *backend, s *server, c net.Conn, s
 // Close stops listening and health checking; with drain, it waits (bounded
 // by ctx) for established sessions to end.
 func (rt *Runtime) Close(ctx context.Context, drain bool) {
+	rt.closeStatsSocket(ctx)
 	rt.mu.Lock()
 	for a, l := range rt.listeners {
 		l.ln.Close()
@@ -334,23 +356,25 @@ func (rt *Runtime) Close(ctx context.Context, drain bool) {
 // ---- backends and servers ----
 
 type backend struct {
-	cfg     *Proxy
-	servers []*server
-	log     *slog.Logger
-	mu      sync.Mutex
-	rrIdx   int
-	cw      []int // smooth weighted round-robin current weights
-	stopCh  chan struct{}
-	wg      sync.WaitGroup
+	cfg           *Proxy
+	servers       []*server
+	log           *slog.Logger
+	haproxyChecks bool // Runtime.HAProxyChecks when the backend was built
+	mu            sync.Mutex
+	rrIdx         int
+	cw            []int // smooth weighted round-robin current weights
+	stopCh        chan struct{}
+	wg            sync.WaitGroup
 }
 
 func newBackend(px *Proxy, log *slog.Logger) *backend {
 	b := &backend{cfg: px, log: log.With("backend", px.Name), stopCh: make(chan struct{})}
 	for _, sc := range px.Servers {
-		s := &server{cfg: sc, b: b, sessions: map[*session]struct{}{}, lastChange: time.Now()}
+		s := &server{cfg: sc, b: b, sessions: map[*session]struct{}{}, lastChange: time.Now(), checkWake: make(chan struct{}, 1)}
 		s.health = sc.Rise + sc.Fall - 1 // HAProxy starts a checked server UP
 		s.up.Store(!sc.Disabled)
 		s.maint = sc.Disabled
+		s.wt.Store(int32(sc.Weight))
 		s.checkStatus = "INI"
 		if !sc.Check {
 			s.checkStatus = "no check"
@@ -363,7 +387,7 @@ func newBackend(px *Proxy, log *slog.Logger) *backend {
 
 func (b *backend) start() {
 	for _, s := range b.servers {
-		if s.cfg.Check && !s.maint {
+		if s.cfg.Check {
 			b.wg.Add(1)
 			go func(s *server) {
 				defer b.wg.Done()
@@ -393,7 +417,7 @@ func (b *backend) killAll() {
 func (b *backend) usable(exclude *server) []*server {
 	var act, bak []*server
 	for _, s := range b.servers {
-		if s == exclude || !s.up.Load() || s.maint || s.cfg.Weight == 0 && b.cfg.Balance != "first" {
+		if s == exclude || !s.up.Load() || !s.takesNew() || s.weight() == 0 && b.cfg.Balance != "first" {
 			continue
 		}
 		if s.cfg.Maxconn > 0 && s.cur.Load() >= int64(s.cfg.Maxconn) {
@@ -427,7 +451,7 @@ func (b *backend) pick(client net.Addr, exclude *server) *server {
 		best := cands[0]
 		for _, s := range cands[1:] {
 			// compare cur/weight without division
-			if s.cur.Load()*int64(max(best.cfg.Weight, 1)) < best.cur.Load()*int64(max(s.cfg.Weight, 1)) {
+			if s.cur.Load()*int64(max(best.weight(), 1)) < best.cur.Load()*int64(max(s.weight(), 1)) {
 				best = s
 			}
 		}
@@ -438,11 +462,11 @@ func (b *backend) pick(client net.Addr, exclude *server) *server {
 		h.Write([]byte(host))
 		total := 0
 		for _, s := range cands {
-			total += max(s.cfg.Weight, 1)
+			total += max(s.weight(), 1)
 		}
 		x := int(h.Sum32() % uint32(total))
 		for _, s := range cands {
-			x -= max(s.cfg.Weight, 1)
+			x -= max(s.weight(), 1)
 			if x < 0 {
 				return s
 			}
@@ -460,7 +484,7 @@ func (b *backend) pick(client net.Addr, exclude *server) *server {
 	bestIdx := -1
 	for _, s := range cands {
 		i := b.index(s)
-		w := max(s.cfg.Weight, 1)
+		w := max(s.weight(), 1)
 		b.cw[i] += w
 		total += w
 		if best == nil || b.cw[i] > b.cw[bestIdx] {
@@ -481,8 +505,8 @@ func (b *backend) index(s *server) int {
 }
 
 // connect picks a server and connects, retrying up to `retries` times;
-// with option redispatch a retry goes to another server. A failed connect
-// counts as a failed check (observe layer4).
+// with option redispatch a retry goes to another server. Failed connects
+// feed the server's passive health (observe layer4, see health.go).
 func (b *backend) connect(client net.Addr) (*server, *net.TCPConn, int, time.Duration) {
 	start := time.Now()
 	var last *server
@@ -514,11 +538,12 @@ func (b *backend) connect(client net.Addr) (*server, *net.TCPConn, int, time.Dur
 		if err == nil {
 			tc := c.(*net.TCPConn)
 			_ = tc.SetNoDelay(true)
+			s.observeSuccess()
 			return s, tc, i, time.Since(start)
 		}
 		s.release()
 		s.connFail.Add(1)
-		s.observeFailure()
+		s.observeFailure(err)
 		b.log.Warn("connect to server failed", "server", s.cfg.Name, "err", err, "retry", i+1 < tries)
 		last = s
 	}
@@ -530,7 +555,7 @@ func (b *backend) connect(client net.Addr) (*server, *net.TCPConn, int, time.Dur
 func (b *backend) full() bool {
 	up := false
 	for _, s := range b.servers {
-		if !s.up.Load() || s.maint {
+		if !s.up.Load() || !s.takesNew() {
 			continue
 		}
 		up = true
@@ -569,15 +594,18 @@ type server struct {
 
 	mu          sync.Mutex
 	health      int
-	maint       bool
+	maint       bool // MAINT: no traffic, no checks (disabled, or set by the runtime API)
+	drain       bool // DRAIN: no new sessions, checks go on (runtime API)
+	consecErr   int  // consecutive errors seen on live traffic (observe layer4)
 	up          atomic.Bool
+	wt          atomic.Int32 // current weight (the configured one until `set weight`)
 	lastChange  time.Time
 	downSince   time.Time
 	downtime    time.Duration
 	checkStatus string
 	checkDur    time.Duration
 	chkfail     uint64
-	checkWake   chan struct{}
+	checkWake   chan struct{} // asks the checker for a check now (made once, never closed)
 
 	cur, max atomic.Int64
 	total    atomic.Uint64
@@ -587,6 +615,17 @@ type server struct {
 
 	smu      sync.Mutex
 	sessions map[*session]struct{}
+}
+
+// weight is the server's current weight.
+func (s *server) weight() int { return int(s.wt.Load()) }
+
+// takesNew reports whether the server may get new sessions (not in
+// maintenance, not draining).
+func (s *server) takesNew() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.maint && !s.drain
 }
 
 func (s *server) acquire() {

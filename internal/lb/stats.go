@@ -57,7 +57,7 @@ func (rt *Runtime) Rows() []Row {
 				down += time.Since(s.downSince)
 			}
 			r := Row{PxName: b.cfg.Name, SvName: s.cfg.Name, Scur: s.cur.Load(), Smax: s.max.Load(), Slim: int64(s.cfg.Maxconn),
-				Stot: int64(s.total.Load()), Bin: s.bin.Load(), Bout: s.bout.Load(), Econ: s.connFail.Load(), Weight: s.cfg.Weight,
+				Stot: int64(s.total.Load()), Bin: s.bin.Load(), Bout: s.bout.Load(), Econ: s.connFail.Load(), Weight: s.weight(),
 				Chkfail: s.chkfail, Lastchg: since, Downtime: int64(down.Seconds()), CheckStatus: s.checkStatus, CheckDuration: s.checkDur.Milliseconds(), Type: 2}
 			s.mu.Unlock()
 			r.Status = s.statusText()
@@ -72,7 +72,7 @@ func (rt *Runtime) Rows() []Row {
 				} else {
 					br.Act++
 				}
-				br.Weight += s.cfg.Weight
+				br.Weight += s.weight()
 			}
 			br.Scur += r.Scur
 			br.Smax = max(br.Smax, r.Smax)
