@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // --pprof
@@ -19,7 +20,22 @@ import (
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/node"
+	"github.com/warrenmq/warren/internal/wal"
 )
+
+// repair runs the offline WAL repair (wal.Repair) and prints its report.
+func repair(dir string, out io.Writer) error {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--repair-wal %s: not a directory (give the log directory named in the error, e.g. DATA_DIR/msgs or DATA_DIR/meta/log)", dir)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := wal.Repair(wal.Options{Dir: dir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("repairing %s: %w", dir, err)
+	}
+	fmt.Fprint(out, rep)
+	return nil
+}
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -37,8 +53,12 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	repairWAL := fs.String("repair-wal", "", "offline: move the damaged segments of the write-ahead log in this directory aside (nothing is deleted), report what was lost, and exit; stop the node first")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *repairWAL != "" {
+		return repair(*repairWAL, os.Stdout)
 	}
 	cfg := config.Default()
 	if *cfgFile != "" {
