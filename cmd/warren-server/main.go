@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +55,7 @@ func run(args []string) error {
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	repairWAL := fs.String("repair-wal", "", "offline: move the damaged segments of the write-ahead log in this directory aside (nothing is deleted), report what was lost, and exit; stop the node first")
+	recreate := fs.Bool("recreate-missing-queues", false, "offline: declare again (durable, default arguments) every queue the message store holds messages for but the definitions lack, then exit; stop the node first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,6 +98,18 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
+	}
+	if *recreate {
+		keys, err := broker.RecreateMissingQueues(cfg.DataDir, log, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			vh, name, _ := strings.Cut(k, "\x00")
+			fmt.Printf("declared queue %q in vhost %q\n", name, vh)
+		}
+		fmt.Printf("%d queues declared again under %s\n", len(keys), cfg.DataDir)
+		return nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %s: %w (set --data-dir or WARREN_DATA_DIR)", cfg.DataDir, err)
