@@ -37,6 +37,46 @@ type MemFS struct {
 
 	ignoreSync bool
 	syncs      int64
+
+	ops     int64 // mutating operations so far
+	crashAt int64 // take a crash image after this many (0: never)
+	crashO  CrashOptions
+	crashed *MemFS
+}
+
+// Ops returns how many mutating operations (writes, truncations, syncs,
+// creations, removals, renames) ran so far.
+func (m *MemFS) Ops() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ops
+}
+
+// SetCrashPoint arranges for a power loss right after the n-th mutating
+// operation (counted as Ops counts): the file system as that loss leaves
+// it is kept (see Crashed) while the running code carries on unaware.
+// This puts crashes inside multi-step operations (a segment roll, a
+// compaction's rename) that a test cannot interrupt from outside.
+func (m *MemFS) SetCrashPoint(n int64, o CrashOptions) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.crashAt, m.crashO, m.crashed = n, o, nil
+}
+
+// Crashed returns the crash image taken at the crash point, or nil if the
+// point was not reached.
+func (m *MemFS) Crashed() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.crashed
+}
+
+// tick counts a mutating operation; m.mu is held.
+func (m *MemFS) tick() {
+	m.ops++
+	if m.ops == m.crashAt {
+		m.crashed = m.crashCloneLocked(m.crashO)
+	}
 }
 
 type tree map[string]map[string]*inode // dir → name → file
@@ -106,6 +146,7 @@ func (m *MemFS) MkdirAll(p string, _ os.FileMode) error {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: errors.New("not a directory")}
 	}
 	m.mkdirLocked(p)
+	m.tick()
 	return nil
 }
 
@@ -153,6 +194,9 @@ func (m *MemFS) OpenFile(name string, flag int, _ os.FileMode) (File, error) {
 	if flag&os.O_TRUNC != 0 && f.write {
 		ino.truncate(0)
 	}
+	if !ok || flag&os.O_TRUNC != 0 && f.write {
+		m.tick()
+	}
 	return f, nil
 }
 
@@ -181,6 +225,7 @@ func (m *MemFS) Remove(name string) error {
 	}
 	delete(m.cur[dir], base)
 	m.pending = append(m.pending, dirOp{remove: true, dir: dir, name: base})
+	m.tick()
 	return nil
 }
 
@@ -204,6 +249,7 @@ func (m *MemFS) Rename(from, to string) error {
 	delete(m.cur[d1], n1)
 	m.cur[d2][n2] = ino
 	m.pending = append(m.pending, dirOp{dir: d1, name: n1, dir2: d2, nam2: n2, ino: ino})
+	m.tick()
 	return nil
 }
 
@@ -239,6 +285,7 @@ func (m *MemFS) SyncDir(dir string) error {
 		return &fs.PathError{Op: "sync", Path: dir, Err: fs.ErrNotExist}
 	}
 	m.syncs++
+	defer m.tick()
 	if m.ignoreSync {
 		return nil
 	}
@@ -292,6 +339,10 @@ const PageSize = 4096
 func (m *MemFS) CrashClone(o CrashOptions) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.crashCloneLocked(o)
+}
+
+func (m *MemFS) crashCloneLocked(o CrashOptions) *MemFS {
 	rng := o.Rand
 	t := tree{}
 	for d, entries := range m.dur {
@@ -476,6 +527,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 	}
 	ino.dirty = min(ino.dirty, int(f.pos))
 	f.pos = int64(end)
+	f.fs.tick()
 	return len(p), nil
 }
 
@@ -506,6 +558,7 @@ func (f *memFile) Truncate(size int64) error {
 		return err
 	}
 	f.ino.truncate(int(size))
+	f.fs.tick()
 	return nil
 }
 
@@ -520,6 +573,7 @@ func (f *memFile) Sync() error {
 	if f.isDir {
 		return nil // use SyncDir
 	}
+	defer f.fs.tick()
 	if f.fs.ignoreSync {
 		return nil
 	}
