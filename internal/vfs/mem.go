@@ -63,6 +63,13 @@ func (m *MemFS) SetCrashPoint(n int64, o CrashOptions) {
 	m.crashAt, m.crashO, m.crashed = n, o, nil
 }
 
+// CrashPoint returns the operation count set by SetCrashPoint.
+func (m *MemFS) CrashPoint() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.crashAt
+}
+
 // Crashed returns the crash image taken at the crash point, or nil if the
 // point was not reached.
 func (m *MemFS) Crashed() *MemFS {

@@ -103,9 +103,9 @@ func TestCrashPointAndLyingDisk(t *testing.T) {
 	m.MkdirAll("/d", 0o750)
 	m.SetCrashPoint(m.Ops()+3, CrashOptions{})
 	f, _ := m.OpenFile("/d/a", os.O_RDWR|os.O_CREATE, 0o640) // 1
-	write(t, f, "x")                                          // 2
-	m.SyncDir("/d")                                           // 3: crash image here
-	f.Sync()                                                  // 4
+	write(t, f, "x")                                         // 2
+	m.SyncDir("/d")                                          // 3: crash image here
+	f.Sync()                                                 // 4
 	c := m.Crashed()
 	if c == nil {
 		t.Fatal("no crash image")

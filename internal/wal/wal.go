@@ -395,10 +395,17 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool, limit i
 	}
 	defer f.Close()
 	var src io.Reader = f
+	bufSize := int64(256 << 10)
 	if limit >= 0 {
 		src = io.LimitReader(f, limit)
+		bufSize = min(bufSize, limit)
+	} else if end, err := f.Seek(0, io.SeekEnd); err == nil {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return res, fmt.Errorf("wal: reading %s: %w", l.path(s.name), err)
+		}
+		bufSize = min(bufSize, end)
 	}
-	r := bufio.NewReaderSize(src, 256<<10)
+	r := bufio.NewReaderSize(src, int(max(bufSize, 4096)))
 	if index {
 		s.offs = s.offs[:0]
 	}
@@ -1065,6 +1072,18 @@ func (l *Log) SegmentOf(idx Index) Index {
 		return l.segs[0].first
 	}
 	return l.segs[i-1].first
+}
+
+// NextSegment returns the first index of the segment after the one that
+// starts at first (the next index to append when it is the last).
+func (l *Log) NextSegment(first Index) Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > first })
+	if i < len(l.segs) {
+		return l.segs[i].first
+	}
+	return l.last + 1
 }
 
 // TruncateFront deletes whole segments whose records are all below upTo.
