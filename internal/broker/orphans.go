@@ -105,6 +105,11 @@ func RecreateMissingQueues(dataDir string, lg *slog.Logger, fs vfs.FS) ([]string
 		return nil, err
 	}
 	_, _, missing := classifyQueued(recovered, st, queued)
+	var users int
+	st.Read(func(s *metadata.State) { users = len(s.Users) })
+	if users == 0 && len(missing) > 0 {
+		lg.Warn("the definitions hold no users (they were lost too): the node will not create the default user once a vhost exists; add one with `warrenctl add_user` (it authenticates by the node's cookie)")
+	}
 	for _, key := range missing {
 		vh, name, _ := strings.Cut(key, "\x00")
 		var hasVHost bool
