@@ -325,19 +325,56 @@ func (l *Log) readFrom(name string, off int64) ([]byte, error) {
 	return b, nil
 }
 
-// validAfter looks for a valid record (or gap) starting anywhere after the
-// bad one at off: if there is one, the damage is not a torn tail. It
-// returns the offset found (-1 if none) and the file's size.
+// validAfter decides whether the bad record at off in the last segment is
+// a torn tail: it returns the offset of a valid record after it (-1 if
+// none: a torn tail) and the file's size.
+//
+// When the bad record's header is plausible and its extent ends inside
+// the file (a checksum mismatch), any valid record from that end on means
+// damage, not a tear. When the extent runs past the end of the file (what
+// a tear looks like, or a damaged length field) or the header is
+// implausible, the bytes inside it may be the payload of the record the
+// crash cut short (a message body can contain anything, even a valid
+// frame), so only a chain of valid records running exactly to the end of
+// the file counts: records written after the damaged one.
 func (l *Log) validAfter(name string, off int64) (int64, int64, error) {
 	b, err := l.readFrom(name, off)
 	if err != nil {
 		return 0, 0, err
 	}
-	at := findFrame(b, 1)
-	if at >= 0 {
-		return off + int64(at), off + int64(len(b)), nil
+	size := off + int64(len(b))
+	if len(b) >= 8 {
+		n := binary.LittleEndian.Uint32(b)
+		if n != gapMarker && n > 0 && n <= MaxRecord && 8+int64(n) <= int64(len(b)) {
+			if at := findFrame(b, 8+int(n)); at >= 0 {
+				return off + int64(at), size, nil
+			}
+			return -1, size, nil
+		}
 	}
-	return -1, off + int64(len(b)), nil
+	budget := resyncBudget
+	for o := 1; ; {
+		at := findFrameBudget(b, o, &budget)
+		if at < 0 {
+			return -1, size, nil
+		}
+		if budget < 0 || chainsToEnd(b[at:]) {
+			return off + int64(at), size, nil // (out of budget: refuse)
+		}
+		o = at + 1
+	}
+}
+
+// chainsToEnd reports whether b is a sequence of valid records and gaps
+// ending exactly at its end.
+func chainsToEnd(b []byte) bool {
+	r := &sliceReader{b: b}
+	for len(r.b) > 0 {
+		if _, _, _, err := readEntry(r); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // resyncBudget bounds the bytes checksummed while looking for a valid
@@ -346,10 +383,15 @@ func (l *Log) validAfter(name string, off int64) (int64, int64, error) {
 const resyncBudget = 1 << 30
 
 // findFrame returns the first offset >= from in b where a complete, valid
-// record or gap starts, or -1. It returns 0 when the budget runs out: the
-// caller then refuses to repair, which is the safe answer.
+// record or gap starts, or -1. It reports the offset where the checksum
+// budget ran out as found: the caller then refuses to repair, the safe
+// answer.
 func findFrame(b []byte, from int) int {
 	budget := resyncBudget
+	return findFrameBudget(b, from, &budget)
+}
+
+func findFrameBudget(b []byte, from int, budget *int) int {
 	for o := from; o+8 <= len(b); o++ {
 		size := binary.LittleEndian.Uint32(b[o:])
 		sum := binary.LittleEndian.Uint32(b[o+4:])
@@ -366,8 +408,8 @@ func findFrame(b []byte, from int) int {
 		if size == 0 || size > MaxRecord || int64(o)+8+int64(size) > int64(len(b)) {
 			continue
 		}
-		budget -= int(size)
-		if budget < 0 {
+		*budget -= int(size)
+		if *budget < 0 {
 			return o
 		}
 		if crc32.Checksum(b[o+8:o+8+int(size)], castagnoli) == sum {

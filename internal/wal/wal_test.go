@@ -439,6 +439,53 @@ func TestTornTailKinds(t *testing.T) {
 	}
 }
 
+// TestTornRecordWithFrameInsideIsATornTail: a message body can hold
+// anything, even bytes that form a valid frame; when a crash cuts such a
+// record short, what is left is still a torn tail.
+func TestTornRecordWithFrameInsideIsATornTail(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 10, 1<<20)
+	inner := []byte("a frame inside a body")
+	body := append(bytes.Repeat([]byte{'b'}, 50), frameOf(inner)...)
+	body = append(body, bytes.Repeat([]byte{'c'}, 100)...)
+	torn := frameOf(body)[:8+50+len(frameOf(inner))+10] // cut after the inner frame
+	seg := lastSegment(t, dir)
+	f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(torn)
+	f.Close()
+	l, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("a torn record holding a frame was called damage: %v", err)
+	}
+	defer l.Close()
+	if got := replayAll(t, l); len(got) != 10 {
+		t.Fatalf("%d records", len(got))
+	}
+}
+
+// TestDamagedLengthInLastSegmentRefuses: a length field damaged so that
+// the record seems to run past the end of the file looks like a tear, but
+// the records after it chain to the end of the file: damage.
+func TestDamagedLengthInLastSegmentRefuses(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 20, 1<<20)
+	seg := lastSegment(t, dir)
+	b, _ := os.ReadFile(seg)
+	off := offsetOf(1, 12)
+	b[off+2] ^= 0x10 // +1 MiB
+	os.WriteFile(seg, b, 0o640)
+	var ce *CorruptionError
+	if _, err := Open(Options{Dir: dir}); !errors.As(err, &ce) || ce.Index != 12 {
+		t.Fatalf("want a CorruptionError at record 12, got %v", err)
+	}
+}
+
+func frameOf(rec []byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(rec)))
+	b = binary.LittleEndian.AppendUint32(b, crcOf(rec))
+	return append(b, rec...)
+}
+
 func fileSize(t *testing.T, p string) int64 {
 	fi, err := os.Stat(p)
 	if err != nil {
