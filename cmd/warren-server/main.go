@@ -7,19 +7,36 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // --pprof
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/node"
+	"github.com/warrenmq/warren/internal/wal"
 )
+
+// repair runs the offline WAL repair (wal.Repair) and prints its report.
+func repair(dir string, out io.Writer) error {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--repair-wal %s: not a directory (give the log directory named in the error, e.g. DATA_DIR/msgs or DATA_DIR/meta/log)", dir)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := wal.Repair(wal.Options{Dir: dir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("repairing %s: %w", dir, err)
+	}
+	fmt.Fprint(out, rep)
+	return nil
+}
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -37,8 +54,13 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	repairWAL := fs.String("repair-wal", "", "offline: move the damaged segments of the write-ahead log in this directory aside (nothing is deleted), report what was lost, and exit; stop the node first")
+	recreate := fs.Bool("recreate-missing-queues", false, "offline: declare again (durable, default arguments) every queue the message store holds messages for but the definitions lack, then exit; stop the node first")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *repairWAL != "" {
+		return repair(*repairWAL, os.Stdout)
 	}
 	cfg := config.Default()
 	if *cfgFile != "" {
@@ -76,6 +98,18 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
+	}
+	if *recreate {
+		keys, err := broker.RecreateMissingQueues(cfg.DataDir, log, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			vh, name, _ := strings.Cut(k, "\x00")
+			fmt.Printf("declared queue %q in vhost %q\n", name, vh)
+		}
+		fmt.Printf("%d queues declared again under %s\n", len(keys), cfg.DataDir)
+		return nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %s: %w (set --data-dir or WARREN_DATA_DIR)", cfg.DataDir, err)

@@ -134,35 +134,51 @@ func (b *Broker) recover() error {
 	if err := b.meta.Bootstrap(durable); err != nil {
 		return err
 	}
+	live, gone, missing := classifyQueued(recovered, b.meta, queued)
+	if len(missing) > 0 {
+		e := &MissingQueuesError{DataDir: b.cfg.DataDir, Queues: map[string]int{}}
+		for _, key := range missing {
+			e.Queues[key] = queued.Count(key)
+		}
+		return e
+	}
+	restored, dropped := 0, 0
+	for _, key := range gone {
+		// deleted (or exclusive, or transient) queues: their messages are
+		// dead; the removal is synced before compaction forgets the queue
+		refs := make([]uint64, 0, queued.Count(key))
+		for m := range queued.Messages(key) {
+			refs = append(refs, m.Ref)
+		}
+		msgs.Remove(key, refs)
+		dropped += len(refs)
+	}
+	if dropped > 0 {
+		if err := msgs.Sync(); err != nil {
+			return fmt.Errorf("recording the removal of %d messages of deleted queues: %w", dropped, err)
+		}
+	}
 	if err := ml.Compact(durable); err != nil {
 		return fmt.Errorf("compacting the metadata log: %w", err)
 	}
-	restored, dropped := 0, 0
-	for _, key := range queued.Queues() {
+	for _, key := range live {
 		vh, name, _ := strings.Cut(key, "\x00")
 		var q *queue.Queue
 		if v := b.VHost(vh); v != nil {
 			q = v.LookupQueue(name)
 		}
-		n := queued.Count(key)
-		if q == nil || !q.Config().Durable {
-			refs := make([]uint64, 0, n)
-			for m := range queued.Messages(key) {
-				refs = append(refs, m.Ref)
-			}
-			msgs.Remove(key, refs)
-			dropped += n
-			continue
+		if q == nil {
+			return fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
 		}
 		q.Restore(queued.Messages(key))
-		restored += n
+		restored += queued.Count(key)
 	}
 	queued = nil // the index is in the queues now
 	if restored > 100_000 {
 		debug.FreeOSMemory() // give the recovery's scratch memory back now
 	}
 	if len(recovered) > 0 || restored > 0 {
-		b.log.Info("node recovered", "definitions", len(durable), "messages", restored, "orphaned_messages_dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
+		b.log.Info("node recovered", "definitions", len(durable), "messages", restored, "messages_of_deleted_queues_dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -406,21 +406,49 @@ func sortedState(st *State) snapshotState {
 	return ss
 }
 
+// binState is the whole State in the byte-exact encoding (codec.go).
+type binState struct {
+	VHosts      []VHost
+	Users       []User
+	Permissions []Permission
+	Exchanges   []Exchange
+	Queues      []Queue
+	Bindings    []Binding
+	Policies    []Policy
+}
+
 // snapshot encodes every definition, transient ones included (Export
-// keeps only what RabbitMQ exports), in a deterministic order.
+// keeps only what RabbitMQ exports), in a deterministic order, byte-exact.
 func (s *Store) snapshot() ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return json.Marshal(sortedState(s.state))
+	ss := sortedState(s.state)
+	bs := binState{VHosts: ss.VHosts, Users: ss.Users, Permissions: ss.Permissions, Exchanges: ss.Exchanges, Bindings: ss.Bindings, Policies: ss.Policies}
+	for _, w := range ss.Queues {
+		bs.Queues = append(bs.Queues, w.queue())
+	}
+	return marshalBinary(&bs)
 }
 
-// restore replaces the whole state with a snapshot's. Observers are not
-// told: whoever keeps runtime objects must rebuild them from the state.
+// restore replaces the whole state with a snapshot's (byte-exact, or the
+// JSON of earlier versions). Observers are not told: whoever keeps
+// runtime objects must rebuild them from the state.
 func (s *Store) restore(b []byte) error {
 	var ss snapshotState
-	if len(b) > 0 {
+	switch {
+	case len(b) == 0:
+	case b[0] == '{':
 		if err := json.Unmarshal(b, &ss); err != nil {
 			return fmt.Errorf("metadata snapshot unreadable: %w", err)
+		}
+	default:
+		var bs binState
+		if err := unmarshalBinary(b, &bs); err != nil {
+			return fmt.Errorf("metadata snapshot unreadable: %w", err)
+		}
+		ss = snapshotState{VHosts: bs.VHosts, Users: bs.Users, Permissions: bs.Permissions, Exchanges: bs.Exchanges, Bindings: bs.Bindings, Policies: bs.Policies}
+		for _, q := range bs.Queues {
+			ss.Queues = append(ss.Queues, toWire(q))
 		}
 	}
 	st := NewState()

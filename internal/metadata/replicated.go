@@ -58,23 +58,21 @@ func (r *ReplicatedLog) Start() error {
 
 type replicatedFSM struct{ r *ReplicatedLog }
 
-// wireCommand is a Command as it travels between nodes: with the queue
-// fields the definitions format leaves out.
+// wireCommand is a Command in the JSON of earlier versions: with the
+// queue fields the definitions format leaves out. Still decoded.
 type wireCommand struct {
 	Command
 	Queue *wireQueue `json:"queue,omitempty"`
 }
 
-func encodeCommand(c Command) ([]byte, error) {
-	w := wireCommand{Command: c}
-	if c.Queue != nil {
-		q := toWire(*c.Queue)
-		w.Queue = &q
-	}
-	return json.Marshal(w)
-}
+// encodeCommand is the byte-exact encoding (codec.go): a command travels
+// and is stored in the consensus log unchanged.
+func encodeCommand(c Command) ([]byte, error) { return EncodeCommand(c) }
 
 func decodeCommand(b []byte) (Command, error) {
+	if len(b) == 0 || b[0] != '{' {
+		return DecodeCommand(b)
+	}
 	var w wireCommand
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Command{}, err

@@ -74,7 +74,7 @@ func (s *MsgStore) markDead(ref uint64) {
 // compactMinSegments sealed segments where messages died since their last
 // compaction, and whose records are at least half such deaths, start a
 // compaction pass.
-const compactMinSegments = 4
+var compactMinSegments = 4 // a var so tests can compact sooner
 
 func (s *MsgStore) maybeCompactLocked() {
 	if s.compacting || s.closing {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"iter"
 	"sort"
 	"time"
@@ -117,6 +118,11 @@ func (s *MsgStore) recover() (*Recovery, error) {
 		return nil
 	}
 	count, live := 0, 0
+	// enqueue records per segment: those not live at the end are dead
+	// records still on disk, which compaction must remove before any
+	// later segment's remove records (see compact.go)
+	enqueues := map[uint64]int{}
+	curSeg, curNext := uint64(0), uint64(0)
 	start := time.Now()
 	last := start
 	err := s.log.Replay(0, func(idx uint64, rec []byte) error {
@@ -130,10 +136,16 @@ func (s *MsgStore) recover() (*Recovery, error) {
 		}
 		switch rec[0] {
 		case recEnqueue:
+			if idx >= curNext || idx < curSeg {
+				curSeg = s.log.SegmentOf(idx)
+				curNext = s.log.NextSegment(curSeg)
+			}
+			enqueues[curSeg]++
 			h, err := decodeHeader(rec[1:])
 			if err != nil {
-				s.lg.Error("message store: undecodable enqueue record skipped", "index", idx, "err", err)
-				return nil
+				// CRC-valid but undecodable: skipping it would lose a
+				// message silently (and let clean-up delete its segment)
+				return undecodable(idx, rec[0], err)
 			}
 			qid, ok := queues[string(h.key)]
 			if !ok {
@@ -146,8 +158,7 @@ func (s *MsgStore) recover() (*Recovery, error) {
 		case recRemove, recDelivered:
 			_, refs, err := decodeRemove(rec[1:])
 			if err != nil {
-				s.lg.Error("message store: undecodable record skipped", "index", idx, "kind", string(rec[0]), "err", err)
-				return nil
+				return undecodable(idx, rec[0], err)
 			}
 			for _, ref := range refs {
 				if m := find(ref); m != nil {
@@ -163,6 +174,8 @@ func (s *MsgStore) recover() (*Recovery, error) {
 			if live < r.metas.len()/2 && r.metas.len() > 4096 {
 				r.compact()
 			}
+		default:
+			return undecodable(idx, rec[0], fmt.Errorf("unknown record kind"))
 		}
 		return nil
 	})
@@ -183,10 +196,26 @@ func (s *MsgStore) recover() (*Recovery, error) {
 		r.byQueue[m.queue] = append(r.byQueue[m.queue], int32(i))
 		s.markLive(m.ref)
 	}
+	for first, n := range enqueues {
+		st := s.segs[first]
+		if st == nil {
+			st = &segState{}
+			s.segs[first] = st
+		}
+		st.dead = n - st.live
+	}
 	if live > 0 || count > 0 {
 		s.lg.Info("message store recovered", "messages", live, "queues", len(r.Queues()), "records_scanned", count, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return r, nil
+}
+
+// undecodable is the error for a record that passed its checksum but
+// cannot be read (written by a newer version, or a bug): recovery stops
+// rather than skip it.
+func undecodable(idx uint64, kind byte, err error) error {
+	return fmt.Errorf("message store: record %d (kind %q) passed its checksum but cannot be decoded: %w; "+
+		"the node refuses to start rather than skip it (was the data directory written by a newer version? run that version, or restore a backup)", idx, kind, err)
 }
 
 // compact drops removed metas.

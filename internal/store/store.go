@@ -322,6 +322,10 @@ func (s *MsgStore) gcLocked() {
 	s.maybeCompactLocked()
 }
 
+// Sync waits until every record appended so far (enqueues, removes,
+// delivery marks) is on disk.
+func (s *MsgStore) Sync() error { return s.log.WaitDurable(s.log.LastIndex()) }
+
 // OnDurable calls fn once ref is on disk.
 func (s *MsgStore) OnDurable(ref uint64, fn func(error)) { s.log.OnDurable(ref, fn) }
 

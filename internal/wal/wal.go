@@ -1,8 +1,17 @@
 // Package wal is a CRC-checked segment log with group commit. Records get
-// consecutive indexes from 1; many appenders share one fsync; a torn or
-// corrupt tail is detected on open, logged and truncated, and nothing after
-// the first bad record is trusted. A write or fsync error is sticky: the log
-// refuses further appends rather than risk silent loss.
+// consecutive indexes from 1; many appenders share one fsync. A write or
+// fsync error is sticky: the log refuses further appends rather than risk
+// silent loss.
+//
+// Recovery never deletes a record that may have been acknowledged: only a
+// torn tail of the last segment (bytes after the last good record, with no
+// valid record after them: what a crash during an unsynced write leaves)
+// is truncated, and logged with the file, offset and bytes dropped. A bad
+// record anywhere else, a broken sequence of segments, or an I/O error
+// makes Open fail with an error naming the file and offset
+// (*CorruptionError for damage). Repair (`warren-server --repair-wal DIR`)
+// is the operator's way out: it moves the damaged segment and every later
+// one aside, deleting nothing, and keeps the records before the damage.
 //
 //	l, err := wal.Open(wal.Options{Dir: "data/msgs"})
 //	idx, err := l.Append(rec)          // buffered
@@ -28,6 +37,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/warrenmq/warren/internal/vfs"
 )
 
 // Index is a record's position in the log, from 1.
@@ -35,6 +46,11 @@ type Index = uint64
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("wal: closed")
+
+// ErrEmpty is returned by Append for an empty record: on disk it would
+// look like the zero-filled region a crash can leave, which recovery
+// treats as damage.
+var ErrEmpty = errors.New("wal: empty records are not allowed")
 
 // ErrCorrupt marks a record that failed its checks.
 var ErrCorrupt = errors.New("wal: corrupt record")
@@ -44,66 +60,15 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // MaxRecord bounds one record (protects recovery from hostile lengths).
 const MaxRecord = 512 << 20
 
-// FS is the file system the log uses; tests inject faults through it.
-type FS interface {
-	OpenFile(name string, flag int, perm os.FileMode) (File, error)
-	Remove(name string) error
-	Rename(from, to string) error
-	MkdirAll(path string, perm os.FileMode) error
-	ReadDir(name string) ([]string, error)
-	SyncDir(dir string) error
-}
+// FS is the file system the log uses; tests inject faults and power loss
+// through it (see internal/vfs).
+type FS = vfs.FS
 
 // File is an open segment.
-type File interface {
-	io.Reader
-	io.ReaderAt
-	io.Writer
-	io.Closer
-	Sync() error
-	Truncate(size int64) error
-	Seek(offset int64, whence int) (int64, error)
-}
+type File = vfs.File
 
 // OSFS is the real file system.
-type OSFS struct{}
-
-// OpenFile opens a file.
-func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	return os.OpenFile(name, flag, perm)
-}
-
-// Remove removes a file.
-func (OSFS) Remove(name string) error { return os.Remove(name) }
-
-// Rename renames a file (atomically replacing to).
-func (OSFS) Rename(from, to string) error { return os.Rename(from, to) }
-
-// MkdirAll creates a directory.
-func (OSFS) MkdirAll(p string, perm os.FileMode) error { return os.MkdirAll(p, perm) }
-
-// ReadDir lists names in a directory.
-func (OSFS) ReadDir(name string) ([]string, error) {
-	es, err := os.ReadDir(name)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(es))
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out, nil
-}
-
-// SyncDir fsyncs a directory so new and removed entries are durable.
-func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+type OSFS = vfs.OSFS
 
 // Options configure a log.
 type Options struct {
@@ -157,8 +122,7 @@ type Log struct {
 	fsyncs   uint64
 	segBytes int64
 
-	lastScanErr error // set by scan during recovery
-	flushArmed  bool
+	flushArmed bool
 }
 
 // flushDelay bounds how long an appended record stays in the process's
@@ -206,61 +170,52 @@ func segName(first Index) string { return fmt.Sprintf("%020d.wal", first) }
 
 func (l *Log) path(name string) string { return filepath.Join(l.opts.Dir, name) }
 
-// recover scans every segment, keeps the valid prefix and opens the last
-// segment for appending.
+// recover scans every segment and opens the last one for appending. Only
+// a torn tail of the last segment (bytes after the last record that a
+// crash cut short, with no valid record after them) is repaired, by
+// truncation, and logged. A damaged record anywhere else, a broken
+// sequence of segments or an I/O error makes Open fail: those records may
+// have been acknowledged, and forgetting them silently is worse than not
+// starting (see Repair for the operator's way out).
 func (l *Log) recover() error {
 	names, err := l.fs.ReadDir(l.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("wal: reading %s: %w", l.opts.Dir, err)
 	}
-	var segs []segment
-	for _, n := range names {
-		if strings.HasSuffix(n, ".compact") {
-			_ = l.fs.Remove(l.path(n)) // an interrupted Rewrite
-			continue
-		}
-		if !strings.HasSuffix(n, ".wal") {
-			continue
-		}
-		first, err := strconv.ParseUint(strings.TrimSuffix(n, ".wal"), 10, 64)
-		if err != nil {
-			continue
-		}
-		segs = append(segs, segment{first: first, name: n})
+	segs, err := l.listSegments(names)
+	if err != nil {
+		return err
 	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i].first < segs[j].first })
 	next := Index(0)
 	for i := range segs {
 		s := &segs[i]
 		if next != 0 && s.first != next {
-			// a gap: everything from here on is untrusted
-			l.log.Error("wal: segment sequence broken; dropping later segments", "segment", s.name, "expected_first", next)
-			for _, d := range segs[i:] {
-				_ = l.fs.Remove(l.path(d.name))
-			}
-			segs = segs[:i]
-			break
+			return l.corruption(s.name, 0, next, fmt.Sprintf("segment sequence broken: the previous segment ends before record %d, this one starts at %d", next, s.first))
 		}
-		n, valid, err := l.scan(s, nil, true)
+		res, err := l.scan(s, nil, true, -1)
 		if err != nil {
 			return err
 		}
-		s.size = valid
-		next = s.first + n
-		if n == 0 && next == 0 {
-			next = s.first
+		s.size = res.valid
+		next = s.first + res.n
+		if res.bad == nil {
+			continue
 		}
-		if errTail := l.lastScanErr; errTail != nil {
-			l.log.Warn("wal: torn or corrupt tail truncated", "segment", s.name, "offset", valid, "err", errTail)
-			if err := l.truncateFile(s.name, valid); err != nil {
-				return err
-			}
-			for _, d := range segs[i+1:] {
-				l.log.Warn("wal: dropping segment after a corrupt record", "segment", d.name)
-				_ = l.fs.Remove(l.path(d.name))
-			}
-			segs = segs[:i+1]
-			break
+		if i < len(segs)-1 {
+			return l.corruption(s.name, res.valid, next, res.bad.Error())
+		}
+		// the last segment: a torn tail, or damage followed by records?
+		at, total, err := l.validAfter(s.name, res.valid)
+		if err != nil {
+			return err
+		}
+		if at >= 0 {
+			return l.corruption(s.name, res.valid, next, fmt.Sprintf("%v, followed by a valid record at offset %d", res.bad, at))
+		}
+		l.log.Warn("wal: torn tail of the last segment truncated (records a crash cut short; none of them was acknowledged)",
+			"file", l.path(s.name), "offset", res.valid, "bytes_dropped", total-res.valid, "reason", res.bad.Error())
+		if err := l.truncateFile(s.name, res.valid); err != nil {
+			return err
 		}
 	}
 	if len(segs) == 0 {
@@ -273,40 +228,226 @@ func (l *Log) recover() error {
 	last := &l.segs[len(l.segs)-1]
 	f, err := l.fs.OpenFile(l.path(last.name), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return fmt.Errorf("wal: opening %s: %w", last.name, err)
+		return fmt.Errorf("wal: opening %s: %w", l.path(last.name), err)
 	}
 	if _, err := f.Seek(last.size, io.SeekStart); err != nil {
 		f.Close()
-		return err
+		return fmt.Errorf("wal: opening %s: %w", l.path(last.name), err)
 	}
 	l.f = f
 	l.w = bufio.NewWriterSize(f, 256<<10)
 	l.segBytes = last.size
-	return l.fs.SyncDir(l.opts.Dir)
+	if err := l.fs.SyncDir(l.opts.Dir); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: syncing directory %s: %w", l.opts.Dir, err)
+	}
+	return nil
+}
+
+// listSegments returns the segments named in names, in order, and removes
+// the leftovers of an interrupted Rewrite (the segment it was rewriting is
+// still complete beside it).
+func (l *Log) listSegments(names []string) ([]segment, error) {
+	var segs []segment
+	for _, n := range names {
+		if strings.HasSuffix(n, ".compact") {
+			if err := l.fs.Remove(l.path(n)); err != nil {
+				return nil, fmt.Errorf("wal: removing the leftover of an interrupted compaction %s: %w", l.path(n), err)
+			}
+			continue
+		}
+		if !strings.HasSuffix(n, ".wal") {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(n, ".wal"), 10, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, segment{first: first, name: n})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].first < segs[j].first })
+	return segs, nil
+}
+
+// CorruptionError reports a damaged record recovery may not repair: it is
+// not a torn tail of the last segment, so acknowledged records may be at
+// or after it. errors.Is(err, ErrCorrupt) holds.
+type CorruptionError struct {
+	Dir    string
+	File   string // segment file name
+	Offset int64  // byte offset of the first bad record
+	Index  Index  // index the bad record would have
+	Reason string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("wal: %s is damaged at offset %d (record %d): %s; the log refuses to open rather than drop records that may have been acknowledged. "+
+		"Restore the directory from a backup, or run `warren-server --repair-wal %s` to move the damaged segment and every later one aside (nothing is deleted) and keep the records before the damage",
+		filepath.Join(e.Dir, e.File), e.Offset, e.Index, e.Reason, e.Dir)
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+func (l *Log) corruption(name string, off int64, idx Index, reason string) error {
+	return &CorruptionError{Dir: l.opts.Dir, File: name, Offset: off, Index: idx, Reason: strings.TrimPrefix(reason, "wal: ")}
 }
 
 func (l *Log) truncateFile(name string, size int64) error {
 	f, err := l.fs.OpenFile(l.path(name), os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("wal: truncating %s: %w", name, err)
+		return fmt.Errorf("wal: truncating %s: %w", l.path(name), err)
 	}
 	defer f.Close()
 	if err := f.Truncate(size); err != nil {
-		return fmt.Errorf("wal: truncating %s: %w", name, err)
+		return fmt.Errorf("wal: truncating %s: %w", l.path(name), err)
 	}
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("wal: syncing %s: %w", l.path(name), err)
+	}
+	return nil
 }
 
-// scan reads a segment's valid prefix; it sets lastScanErr when it stopped
-// at a bad record.
-func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint64, valid int64, err error) {
-	l.lastScanErr = nil
-	f, err := l.fs.OpenFile(l.path(s.name), os.O_RDONLY, 0)
+// readAll reads a whole file from off.
+func (l *Log) readFrom(name string, off int64) ([]byte, error) {
+	f, err := l.fs.OpenFile(l.path(name), os.O_RDONLY, 0)
 	if err != nil {
-		return 0, 0, fmt.Errorf("wal: opening %s: %w", s.name, err)
+		return nil, fmt.Errorf("wal: opening %s: %w", l.path(name), err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 256<<10)
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("wal: reading %s: %w", l.path(name), err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("wal: reading %s at offset %d: %w (an I/O error, not corruption: check the disk)", l.path(name), off, err)
+	}
+	return b, nil
+}
+
+// validAfter decides whether the bad record at off in the last segment is
+// a torn tail: it returns the offset of a valid record after it (-1 if
+// none: a torn tail) and the file's size.
+//
+// When the bad record's header is plausible and its extent ends inside
+// the file (a checksum mismatch), any valid record from that end on means
+// damage, not a tear. When the extent runs past the end of the file (what
+// a tear looks like, or a damaged length field) or the header is
+// implausible, the bytes inside it may be the payload of the record the
+// crash cut short (a message body can contain anything, even a valid
+// frame), so only a chain of valid records running exactly to the end of
+// the file counts: records written after the damaged one.
+func (l *Log) validAfter(name string, off int64) (int64, int64, error) {
+	b, err := l.readFrom(name, off)
+	if err != nil {
+		return 0, 0, err
+	}
+	size := off + int64(len(b))
+	if len(b) >= 8 {
+		n := binary.LittleEndian.Uint32(b)
+		if n != gapMarker && n > 0 && n <= MaxRecord && 8+int64(n) <= int64(len(b)) {
+			if at := findFrame(b, 8+int(n)); at >= 0 {
+				return off + int64(at), size, nil
+			}
+			return -1, size, nil
+		}
+	}
+	budget := resyncBudget
+	for o := 1; ; {
+		at := findFrameBudget(b, o, &budget)
+		if at < 0 {
+			return -1, size, nil
+		}
+		if budget < 0 || chainsToEnd(b[at:]) {
+			return off + int64(at), size, nil // (out of budget: refuse)
+		}
+		o = at + 1
+	}
+}
+
+// chainsToEnd reports whether b is a sequence of valid records and gaps
+// ending exactly at its end.
+func chainsToEnd(b []byte) bool {
+	r := &sliceReader{b: b}
+	for len(r.b) > 0 {
+		if _, _, _, err := readEntry(r); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// resyncBudget bounds the bytes checksummed while looking for a valid
+// record after a bad one; past it the damage is treated as not torn
+// (Open refuses; the repair command decides).
+const resyncBudget = 1 << 30
+
+// findFrame returns the first offset >= from in b where a complete, valid
+// record or gap starts, or -1. It reports the offset where the checksum
+// budget ran out as found: the caller then refuses to repair, the safe
+// answer.
+func findFrame(b []byte, from int) int {
+	budget := resyncBudget
+	return findFrameBudget(b, from, &budget)
+}
+
+func findFrameBudget(b []byte, from int, budget *int) int {
+	for o := from; o+8 <= len(b); o++ {
+		size := binary.LittleEndian.Uint32(b[o:])
+		sum := binary.LittleEndian.Uint32(b[o+4:])
+		if size == gapMarker {
+			if o+gapSize <= len(b) {
+				c := b[o+8 : o+12]
+				count := binary.LittleEndian.Uint32(c)
+				if count > 0 && count <= maxGap && crc32.Checksum(c, castagnoli) == sum {
+					return o
+				}
+			}
+			continue
+		}
+		if size == 0 || size > MaxRecord || int64(o)+8+int64(size) > int64(len(b)) {
+			continue
+		}
+		*budget -= int(size)
+		if *budget < 0 {
+			return o
+		}
+		if crc32.Checksum(b[o+8:o+8+int(size)], castagnoli) == sum {
+			return o
+		}
+	}
+	return -1
+}
+
+// scanResult is a segment's valid prefix: n records (gaps included) in
+// valid bytes; bad describes the record that stopped the scan (nil at a
+// clean end of file).
+type scanResult struct {
+	n     uint64
+	valid int64
+	bad   error
+}
+
+// scan reads a segment's valid prefix, up to limit bytes (-1: all). The
+// error is an I/O error or fn's; damage is reported in the result.
+func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool, limit int64) (res scanResult, err error) {
+	f, err := l.fs.OpenFile(l.path(s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return res, fmt.Errorf("wal: opening %s: %w", l.path(s.name), err)
+	}
+	defer f.Close()
+	var src io.Reader = f
+	bufSize := int64(256 << 10)
+	if limit >= 0 {
+		src = io.LimitReader(f, limit)
+		bufSize = min(bufSize, limit)
+	} else if end, err := f.Seek(0, io.SeekEnd); err == nil {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return res, fmt.Errorf("wal: reading %s: %w", l.path(s.name), err)
+		}
+		bufSize = min(bufSize, end)
+	}
+	r := bufio.NewReaderSize(src, int(max(bufSize, 4096)))
 	if index {
 		s.offs = s.offs[:0]
 	}
@@ -320,34 +461,37 @@ func (l *Log) scan(s *segment, fn func(Index, []byte) error, index bool) (n uint
 	for {
 		rec, gap, size, rerr := readEntryInto(r, &scratch)
 		if rerr == io.EOF {
-			return n, valid, nil
+			return res, nil
 		}
 		if rerr != nil {
-			l.lastScanErr = rerr
-			return n, valid, nil
+			if errors.Is(rerr, ErrCorrupt) {
+				res.bad = rerr
+				return res, nil
+			}
+			return res, fmt.Errorf("wal: reading %s near offset %d: %w (an I/O error, not corruption: check the disk and the kernel log; the log refuses to open until it reads cleanly)", l.path(s.name), res.valid, rerr)
 		}
 		if gap > 0 {
 			if index {
 				// every record of the gap points at the gap's header
 				for k := uint32(0); k < gap; k++ {
-					s.offs = append(s.offs, uint32(valid))
+					s.offs = append(s.offs, uint32(res.valid))
 				}
 			}
-			n += uint64(gap)
-			valid += size
+			res.n += uint64(gap)
+			res.valid += size
 			continue
 		}
 		real++
 		if fn != nil {
-			if err := fn(s.first+n, rec); err != nil {
-				return n, valid, err
+			if err := fn(s.first+res.n, rec); err != nil {
+				return res, err
 			}
 		}
 		if index {
-			s.offs = append(s.offs, uint32(valid))
+			s.offs = append(s.offs, uint32(res.valid))
 		}
-		n++
-		valid += size
+		res.n++
+		res.valid += size
 	}
 }
 
@@ -396,15 +540,21 @@ func readEntryInto(r io.Reader, scratch *[]byte) (rec []byte, gap uint32, size i
 	if err == io.EOF {
 		return nil, 0, 0, io.EOF
 	}
-	if err != nil {
+	if err == io.ErrUnexpectedEOF {
 		return nil, 0, 0, fmt.Errorf("%w: short header (%d bytes)", ErrCorrupt, n)
+	}
+	if err != nil {
+		return nil, 0, 0, err // I/O error: not corruption
 	}
 	size32 := binary.LittleEndian.Uint32(hdr[:4])
 	sum := binary.LittleEndian.Uint32(hdr[4:])
 	if size32 == gapMarker {
 		var c [4]byte
 		if _, err := io.ReadFull(r, c[:]); err != nil {
-			return nil, 0, 0, fmt.Errorf("%w: short gap", ErrCorrupt)
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				return nil, 0, 0, fmt.Errorf("%w: short gap", ErrCorrupt)
+			}
+			return nil, 0, 0, err
 		}
 		count := binary.LittleEndian.Uint32(c[:])
 		if crc32.Checksum(c[:], castagnoli) != sum || count == 0 || count > maxGap {
@@ -420,6 +570,11 @@ func readBody(r io.Reader, size, sum uint32, scratch *[]byte) ([]byte, int64, er
 	if size > MaxRecord {
 		return nil, 0, fmt.Errorf("%w: length %d", ErrCorrupt, size)
 	}
+	if size == 0 {
+		// Append refuses empty records, so 8 zero bytes are a region a
+		// crash left zero-filled, not a record
+		return nil, 0, fmt.Errorf("%w: zero-filled header", ErrCorrupt)
+	}
 	var rec []byte
 	if scratch != nil && size <= 1<<20 {
 		if uint32(cap(*scratch)) < size {
@@ -430,7 +585,10 @@ func readBody(r io.Reader, size, sum uint32, scratch *[]byte) ([]byte, int64, er
 		rec = make([]byte, size)
 	}
 	if _, err := io.ReadFull(r, rec); err != nil {
-		return nil, 0, fmt.Errorf("%w: short record", ErrCorrupt)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, 0, fmt.Errorf("%w: short record", ErrCorrupt)
+		}
+		return nil, 0, err
 	}
 	if crc32.Checksum(rec, castagnoli) != sum {
 		return nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
@@ -443,6 +601,9 @@ func readBody(r io.Reader, size, sum uint32, scratch *[]byte) ([]byte, int64, er
 func (l *Log) Append(rec []byte) (Index, error) {
 	if len(rec) > MaxRecord {
 		return 0, fmt.Errorf("wal: record of %d bytes exceeds %d", len(rec), MaxRecord)
+	}
+	if len(rec) == 0 {
+		return 0, ErrEmpty
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -650,14 +811,15 @@ func (l *Log) Fsyncs() uint64 {
 	return l.fsyncs
 }
 
-// Replay calls fn for every stored record from index from on. Call it
-// before appending (it reads the files as they are on disk). rec is only
-// valid during the call: copy what must outlive it.
+// Replay calls fn for every stored record from index from on, as far as
+// the log reached when Replay started. rec is only valid during the call:
+// copy what must outlive it. A damaged record (the disk changed under the
+// log after Open) is an error, never a silent end.
 func (l *Log) Replay(from Index, fn func(Index, []byte) error) error {
 	l.mu.Lock()
 	if err := l.w.Flush(); err != nil {
 		l.mu.Unlock()
-		return err
+		return fmt.Errorf("wal: write failed: %w", err)
 	}
 	segs := append([]segment(nil), l.segs...)
 	l.mu.Unlock()
@@ -666,13 +828,20 @@ func (l *Log) Replay(from Index, fn func(Index, []byte) error) error {
 		if i+1 < len(segs) && segs[i+1].first <= from {
 			continue
 		}
-		if _, _, err := l.scan(s, func(idx Index, rec []byte) error {
+		res, err := l.scan(s, func(idx Index, rec []byte) error {
 			if idx < from {
 				return nil
 			}
 			return fn(idx, rec)
-		}, false); err != nil {
+		}, false, s.size)
+		if err != nil {
 			return err
+		}
+		if res.bad != nil {
+			return l.corruption(s.name, res.valid, s.first+res.n, res.bad.Error())
+		}
+		if res.valid != s.size {
+			return l.corruption(s.name, res.valid, s.first+res.n, fmt.Sprintf("segment is %d bytes, %d expected", res.valid, s.size))
 		}
 	}
 	return nil
@@ -945,6 +1114,18 @@ func (l *Log) SegmentOf(idx Index) Index {
 		return l.segs[0].first
 	}
 	return l.segs[i-1].first
+}
+
+// NextSegment returns the first index of the segment after the one that
+// starts at first (the next index to append when it is the last).
+func (l *Log) NextSegment(first Index) Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > first })
+	if i < len(l.segs) {
+		return l.segs[i].first
+	}
+	return l.last + 1
 }
 
 // TruncateFront deletes whole segments whose records are all below upTo.

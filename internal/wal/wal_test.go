@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -275,27 +278,408 @@ func TestTornTailTruncated(t *testing.T) {
 	l.Close()
 }
 
-func TestCorruptMiddleDropsTheRest(t *testing.T) {
-	dir := t.TempDir()
-	l, _ := Open(Options{Dir: dir})
-	for i := 1; i <= 20; i++ {
-		l.Append(rec(i))
+// fill writes records 1..n with segments of size seg and closes the log.
+func fill(t *testing.T, dir string, n int, seg int64) {
+	t.Helper()
+	l, err := Open(Options{Dir: dir, SegmentSize: seg})
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.Close()
+	for i := 1; i <= n; i++ {
+		if _, err := l.Append(rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshotDir maps every file under dir (recursively) to its bytes.
+func snapshotDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			rel, _ := filepath.Rel(dir, p)
+			out[rel] = string(b)
+		}
+		return nil
+	})
+	return out
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	return m
+}
+
+// offsetOf returns the offset of record i in a segment whose first record
+// is first (records written by fill).
+func offsetOf(first, i int) int {
+	off := 0
+	for k := first; k < i; k++ {
+		off += 8 + len(rec(k))
+	}
+	return off
+}
+
+// firstOf returns the first index of a segment file.
+func firstOf(t *testing.T, path string) int {
+	var first int
+	if _, err := fmt.Sscanf(filepath.Base(path), "%020d.wal", &first); err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// TestFlippedByteMidLogRefusesToOpen: one flipped byte in segment 2 of
+// many used to cut the log there and delete every later segment, with no
+// error. Open must refuse, name the file and offset and say what to do,
+// and leave every byte on disk as it was.
+func TestFlippedByteMidLogRefusesToOpen(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 1000, 4096)
+	segs := segments(t, dir)
+	if len(segs) < 5 {
+		t.Fatalf("only %d segments", len(segs))
+	}
+	victim := segs[1]
+	first := firstOf(t, victim)
+	off := offsetOf(first, first+3)
+	b, _ := os.ReadFile(victim)
+	b[off+8+2] ^= 0x01
+	os.WriteFile(victim, b, 0o640)
+	before := snapshotDir(t, dir)
+
+	_, err := Open(Options{Dir: dir, SegmentSize: 4096})
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: want a CorruptionError, got %v", err)
+	}
+	if ce.File != filepath.Base(victim) || ce.Offset != int64(off) || ce.Index != Index(first+3) {
+		t.Fatalf("error names %s offset %d record %d; want %s offset %d record %d", ce.File, ce.Offset, ce.Index, filepath.Base(victim), off, first+3)
+	}
+	for _, want := range []string{victim, fmt.Sprint(off), "--repair-wal " + dir} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if after := snapshotDir(t, dir); !reflect.DeepEqual(before, after) {
+		t.Fatal("a refused Open changed the files on disk")
+	}
+}
+
+// TestDamageInLastSegmentFollowedByRecordsRefuses: a bad record in the
+// last segment with good records after it is not a torn tail.
+func TestDamageInLastSegmentFollowedByRecordsRefuses(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 20, 1<<20)
 	seg := lastSegment(t, dir)
 	b, _ := os.ReadFile(seg)
-	// flip a byte inside record 8's payload
-	off := 0
-	for i := 1; i < 8; i++ {
-		off += 8 + len(rec(i))
-	}
+	off := offsetOf(1, 8)
 	b[off+8+3] ^= 0xff
 	os.WriteFile(seg, b, 0o640)
-	l, _ = Open(Options{Dir: dir})
+	before := snapshotDir(t, dir)
+	_, err := Open(Options{Dir: dir})
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || ce.Offset != int64(off) || ce.Index != 8 {
+		t.Fatalf("want a CorruptionError at offset %d record 8, got %v", off, err)
+	}
+	if !reflect.DeepEqual(before, snapshotDir(t, dir)) {
+		t.Fatal("files changed")
+	}
+	// a flipped length byte (the record's extent is unknown) refuses too
+	b[off+8+3] ^= 0xff
+	b[off+1] ^= 0x40
+	os.WriteFile(seg, b, 0o640)
+	if _, err := Open(Options{Dir: dir}); !errors.As(err, &ce) {
+		t.Fatalf("bad length mid-segment: want a CorruptionError, got %v", err)
+	}
+}
+
+// TestTornTailKinds: what a crash during an unsynced write can leave at
+// the end of the last segment is repaired, whatever its shape.
+func TestTornTailKinds(t *testing.T) {
+	for name, tail := range map[string][]byte{
+		"short header":     {40, 0},
+		"short payload":    {40, 0, 0, 0, 1, 2, 3, 4, 'p', 'a', 'r'},
+		"zero-filled page": make([]byte, 4096),
+		"bad checksum":     append([]byte{5, 0, 0, 0, 1, 2, 3, 4}, "hello"...),
+		"garbage":          bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 300),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			fill(t, dir, 10, 1<<20)
+			seg := lastSegment(t, dir)
+			size := fileSize(t, seg)
+			f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write(tail)
+			f.Close()
+			var logged bytes.Buffer
+			l, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := replayAll(t, l); len(got) != 10 {
+				t.Fatalf("kept %d records", len(got))
+			}
+			for _, want := range []string{"torn tail", "file=" + seg, fmt.Sprintf("offset=%d", size), fmt.Sprintf("bytes_dropped=%d", len(tail))} {
+				if !strings.Contains(logged.String(), want) {
+					t.Errorf("log %q lacks %q", logged.String(), want)
+				}
+			}
+			if idx, _ := l.Append(rec(11)); idx != 11 {
+				t.Fatalf("append after recovery at %d", idx)
+			}
+			l.Close()
+		})
+	}
+}
+
+// TestTornRecordWithFrameInsideIsATornTail: a message body can hold
+// anything, even bytes that form a valid frame; when a crash cuts such a
+// record short, what is left is still a torn tail.
+func TestTornRecordWithFrameInsideIsATornTail(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 10, 1<<20)
+	inner := []byte("a frame inside a body")
+	body := append(bytes.Repeat([]byte{'b'}, 50), frameOf(inner)...)
+	body = append(body, bytes.Repeat([]byte{'c'}, 100)...)
+	torn := frameOf(body)[:8+50+len(frameOf(inner))+10] // cut after the inner frame
+	seg := lastSegment(t, dir)
+	f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(torn)
+	f.Close()
+	l, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("a torn record holding a frame was called damage: %v", err)
+	}
 	defer l.Close()
+	if got := replayAll(t, l); len(got) != 10 {
+		t.Fatalf("%d records", len(got))
+	}
+}
+
+// TestDamagedLengthInLastSegmentRefuses: a length field damaged so that
+// the record seems to run past the end of the file looks like a tear, but
+// the records after it chain to the end of the file: damage.
+func TestDamagedLengthInLastSegmentRefuses(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 20, 1<<20)
+	seg := lastSegment(t, dir)
+	b, _ := os.ReadFile(seg)
+	off := offsetOf(1, 12)
+	b[off+2] ^= 0x10 // +1 MiB
+	os.WriteFile(seg, b, 0o640)
+	var ce *CorruptionError
+	if _, err := Open(Options{Dir: dir}); !errors.As(err, &ce) || ce.Index != 12 {
+		t.Fatalf("want a CorruptionError at record 12, got %v", err)
+	}
+}
+
+func frameOf(rec []byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(rec)))
+	b = binary.LittleEndian.AppendUint32(b, crcOf(rec))
+	return append(b, rec...)
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// eioFS fails reads of one file with EIO, as a failing disk does.
+type eioFS struct {
+	OSFS
+	bad string
+}
+
+type eioFile struct{ *os.File }
+
+func (eioFile) Read([]byte) (int, error) {
+	return 0, &os.PathError{Op: "read", Path: "segment", Err: syscall.EIO}
+}
+
+func (eioFile) ReadAt([]byte, int64) (int, error) {
+	return 0, &os.PathError{Op: "read", Path: "segment", Err: syscall.EIO}
+}
+
+func (e *eioFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil || name != e.bad {
+		return f, err
+	}
+	return eioFile{f}, nil
+}
+
+// TestIOErrorIsNotCorruption: a read error during recovery used to count
+// as corruption, cutting the log there. It must fail Open as an I/O error
+// and change nothing, and the log must open whole once the disk reads.
+func TestIOErrorIsNotCorruption(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 300, 2048)
+	segs := segments(t, dir)
+	before := snapshotDir(t, dir)
+	_, err := Open(Options{Dir: dir, SegmentSize: 2048, FS: &eioFS{bad: segs[1]}})
+	if err == nil {
+		t.Fatal("Open succeeded over an unreadable segment")
+	}
+	if errors.Is(err, ErrCorrupt) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("want an I/O error (EIO, not ErrCorrupt), got %v", err)
+	}
+	if !strings.Contains(err.Error(), segs[1]) || !strings.Contains(err.Error(), "not corruption") {
+		t.Fatalf("error does not name the file or say it is an I/O error: %v", err)
+	}
+	if !reflect.DeepEqual(before, snapshotDir(t, dir)) {
+		t.Fatal("files changed")
+	}
+	l, err := Open(Options{Dir: dir, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := replayAll(t, l); len(got) != 300 {
+		t.Fatalf("%d records after the disk recovered", len(got))
+	}
+}
+
+// TestMissingMiddleSegmentRefuses: a segment gone from the middle used to
+// make recovery delete every later one.
+func TestMissingMiddleSegmentRefuses(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 400, 2048)
+	segs := segments(t, dir)
+	os.Rename(segs[2], filepath.Join(t.TempDir(), "elsewhere"))
+	_, err := Open(Options{Dir: dir, SegmentSize: 2048})
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || ce.File != filepath.Base(segs[3]) || !strings.Contains(err.Error(), "sequence") {
+		t.Fatalf("want a sequence CorruptionError naming %s, got %v", segs[3], err)
+	}
+	if len(segments(t, dir)) != len(segs)-1 {
+		t.Fatal("segments were removed")
+	}
+	rep, err := Repair(Options{Dir: dir, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Moved) != len(segs)-3 || rep.KeptLast != Index(firstOf(t, segs[2])-1) {
+		t.Fatalf("repair: %+v", rep)
+	}
+	l, err := Open(Options{Dir: dir, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := replayAll(t, l); len(got) != firstOf(t, segs[2])-1 {
+		t.Fatalf("%d records after repair", len(got))
+	}
+}
+
+// TestRepairMovesDamagedSegmentsAside: the repair command keeps every
+// damaged byte (moved into a dated folder), keeps the good records before
+// the damage in the log, reports what was lost, and leaves a log that
+// opens and continues at the right index.
+func TestRepairMovesDamagedSegmentsAside(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 1000, 4096)
+	segs := segments(t, dir)
+	victim := segs[1]
+	first := firstOf(t, victim)
+	bad := first + 5
+	off := offsetOf(first, bad)
+	b, _ := os.ReadFile(victim)
+	b[off+8+1] ^= 0x10
+	os.WriteFile(victim, b, 0o640)
+	before := snapshotDir(t, dir)
+
+	rep, err := Repair(Options{Dir: dir, SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rep)
+	if len(rep.Moved) != len(segs)-1 {
+		t.Fatalf("moved %d files, want %d", len(rep.Moved), len(segs)-1)
+	}
+	if rep.KeptFirst != 1 || rep.KeptLast != Index(bad-1) {
+		t.Fatalf("kept %d..%d, want 1..%d", rep.KeptFirst, rep.KeptLast, bad-1)
+	}
+	if rep.Readable != 1000-bad || rep.DamagedBytes != int64(8+len(rec(bad))) {
+		t.Fatalf("readable %d (want %d), damaged bytes %d (want %d)", rep.Readable, 1000-bad, rep.DamagedBytes, 8+len(rec(bad)))
+	}
+	if !strings.HasPrefix(filepath.Base(rep.AsideDir), "damaged-") || filepath.Dir(rep.AsideDir) != dir {
+		t.Fatalf("aside dir %s", rep.AsideDir)
+	}
+	// nothing deleted: every original file is in the aside folder unchanged
+	after := snapshotDir(t, dir)
+	aside, _ := filepath.Rel(dir, rep.AsideDir)
+	for _, s := range segs[1:] {
+		name := filepath.Base(s)
+		if after[filepath.Join(aside, name)] != before[name] {
+			t.Fatalf("%s not kept byte for byte in %s", name, rep.AsideDir)
+		}
+	}
+	if after[filepath.Base(segs[0])] != before[filepath.Base(segs[0])] {
+		t.Fatal("the undamaged segment changed")
+	}
+	for _, want := range []string{"nothing was deleted", rep.AsideDir, fmt.Sprintf("%d records still readable", 1000-bad)} {
+		if !strings.Contains(rep.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, rep)
+		}
+	}
+	l, err := Open(Options{Dir: dir, SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := replayAll(t, l)
-	if len(got) != 7 {
-		t.Fatalf("kept %d records, want the 7 before the corrupt one", len(got))
+	if len(got) != bad-1 {
+		t.Fatalf("%d records after repair, want %d", len(got), bad-1)
+	}
+	for i, r := range got {
+		if !bytes.Equal(r, rec(i+1)) {
+			t.Fatalf("record %d wrong after repair", i+1)
+		}
+	}
+	if idx, err := l.Append(rec(bad)); err != nil || idx != Index(bad) {
+		t.Fatalf("append after repair: %d %v", idx, err)
+	}
+	l.Close()
+	// a second repair finds nothing to do
+	rep, err = Repair(Options{Dir: dir, SegmentSize: 4096})
+	if err != nil || rep.Damage != "" || len(rep.Moved) != 0 || rep.KeptLast != Index(bad) {
+		t.Fatalf("second repair: %+v %v", rep, err)
+	}
+}
+
+// TestRepairDamageAtFirstRecord keeps the log's first index when the
+// first segment loses everything.
+func TestRepairDamageAtFirstRecord(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 50, 1<<20)
+	fill(t, dir, 0, 1<<20)
+	seg := lastSegment(t, dir)
+	b, _ := os.ReadFile(seg)
+	b[8] ^= 1
+	os.WriteFile(seg, b, 0o640)
+	rep, err := Repair(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KeptLast != 0 || rep.Readable != 49 || len(rep.Moved) != 1 {
+		t.Fatalf("%+v", rep)
+	}
+	l, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.LastIndex() != 0 || l.FirstIndex() != 1 {
+		t.Fatalf("first %d last %d", l.FirstIndex(), l.LastIndex())
 	}
 }
 
