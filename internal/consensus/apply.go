@@ -42,6 +42,7 @@ func (h *Host) toApplier(g *group, m pb.Message) {
 			h.learnNodes(g.cs)
 		}
 	}
+	g.applying++
 	h.enqueueApply(g, applyTask{ents: m.Entries, cs: g.cs, forceSnap: force, resp: m.Responses})
 }
 
@@ -110,9 +111,7 @@ func (h *Host) runTask(g *group, t applyTask) {
 		g.applied.Store(e.Index)
 	}
 	h.maybeSnapshot(g, t.cs, t.forceSnap)
-	if len(t.resp) > 0 {
-		h.local.post(localEvent{g: g, msgs: t.resp})
-	}
+	h.local.post(localEvent{g: g, msgs: t.resp, applied: true})
 }
 
 // maybeSnapshot saves a Snapshotter group's state once enough entries

@@ -159,11 +159,13 @@ type group struct {
 	snapIndex atomic.Uint64 // Raft index of the last snapshot taken or installed
 
 	// owned by the loop
-	cs       pb.ConfState // membership as of the last entry handed to the applier
-	pin      uint64       // first WAL index this group still needs (0: none yet)
-	recs     []walRec     // records holding entries past the last snapshot
-	quiesced bool         // asleep: not ticked (see quiesce.go)
-	idle     int          // ticks the leader saw it quiescable
+	cs        pb.ConfState // membership as of the last entry handed to the applier
+	pin       uint64       // first WAL index this group still needs (0: none yet)
+	recs      []walRec     // records holding entries past the last snapshot
+	quiesced  bool         // asleep: not ticked (see quiesce.go)
+	appending int          // MsgStorageAppend handed to the persister, not answered
+	applying  int          // MsgStorageApply handed to the applier, not answered
+	idle      int          // ticks the leader saw it quiescable
 
 	// the applier's queue (see apply.go)
 	apMu      sync.Mutex
@@ -757,5 +759,13 @@ func (h *Host) Close() error {
 	<-h.done
 	close(h.persistq)
 	h.wg.Wait()
+	// proposers still waiting learn that the outcome is unknown
+	h.mu.Lock()
+	waiting := h.waiting
+	h.waiting = map[uint64]*waiter{}
+	h.mu.Unlock()
+	for _, w := range waiting {
+		w.deliver(result{err: ErrClosed})
+	}
 	return h.log.Close()
 }

@@ -59,7 +59,7 @@ func newCluster(t *testing.T, n int, groups ...uint64) *cluster {
 }
 
 func (c *cluster) start(id uint64, groups ...uint64) {
-	h, err := Open(Options{ID: id, Dir: filepath.Join(c.dir, fmt.Sprint(id)), Transport: c.net.Endpoint(id), NoSync: true})
+	h, err := Open(Options{ID: id, Dir: filepath.Join(c.dir, fmt.Sprint(id)), Transport: c.net.Endpoint(id), Tick: testTick})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestMembershipChanges(t *testing.T) {
 		}
 	}
 	// node 4 starts empty and joins
-	h4, err := Open(Options{ID: 4, Dir: filepath.Join(c.dir, "4"), Transport: c.net.Endpoint(4), NoSync: true})
+	h4, err := Open(Options{ID: 4, Dir: filepath.Join(c.dir, "4"), Transport: c.net.Endpoint(4), Tick: testTick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,8 @@ func TestSnapshotsCompactTheLog(t *testing.T) {
 	hosts := map[uint64]*Host{}
 	fsms := map[uint64]*snapFSM{}
 	open := func(id uint64) *Host {
-		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, SnapshotEvery: 50, SegmentSize: 8 << 10})
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, Tick: testTick, // 400 proposals one by one: fsync off to keep it short
+			SnapshotEvery: 50, SegmentSize: 8 << 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +460,7 @@ func TestProposeAsyncAppliesInOrderAndTimesOut(t *testing.T) {
 	hosts := map[uint64]*Host{}
 	fsms := map[uint64]*logFSM{}
 	for id := uint64(1); id <= 3; id++ {
-		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, ProposalTimeout: 300 * time.Millisecond})
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), Tick: testTick, ProposalTimeout: 300 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -599,3 +600,6 @@ func TestOneSyncForEveryGroupsEntries(t *testing.T) {
 		}
 	}
 }
+
+// testTick makes elections take 200-400 ms in tests (ElectionTicks 10).
+const testTick = 20 * time.Millisecond

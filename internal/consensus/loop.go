@@ -31,6 +31,8 @@ type persistItem struct {
 type localEvent struct {
 	g        *group
 	msgs     []pb.Message // to step into g (storage responses)
+	appended bool         // msgs answer a MsgStorageAppend
+	applied  bool         // msgs answer a MsgStorageApply
 	snapshot *snapTaken   // the applier saved a snapshot of g
 	// a transport report
 	report     bool
@@ -249,6 +251,12 @@ func (h *Host) runLocal() {
 		case e.snapshot != nil:
 			h.snapshotted(e.g, e.snapshot)
 		default:
+			if e.appended {
+				e.g.appending--
+			}
+			if e.applied {
+				e.g.applying--
+			}
 			for _, m := range e.msgs {
 				_ = e.g.rn.Step(m)
 			}
@@ -292,6 +300,7 @@ func (h *Host) ready() error {
 					return err
 				}
 				batch.items = append(batch.items, it)
+				g.appending++
 			case raft.LocalApplyThread:
 				h.toApplier(g, m)
 			default:
@@ -391,9 +400,7 @@ func (h *Host) persister() {
 					out[m.To] = append(out[m.To], Envelope{Group: it.g.id, Msg: m})
 				}
 			}
-			if len(self) > 0 {
-				h.local.post(localEvent{g: it.g, msgs: self})
-			}
+			h.local.post(localEvent{g: it.g, msgs: self, appended: true})
 		}
 		if h.Err() != nil {
 			continue

@@ -98,14 +98,15 @@ func (h *Host) wake(g *group) {
 // nothing in flight, every member's log matching the commit index.
 func (h *Host) maybeQuiesce(g *group) {
 	st := g.rn.BasicStatus()
-	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || st.Applied != st.Commit || g.rn.HasReady() {
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || st.Applied != st.Commit ||
+		g.appending > 0 || g.applying > 0 || g.rn.HasReady() {
 		g.idle = 0
 		return
 	}
 	ok := true
 	var followers []uint64
 	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		if pr.Match != st.Commit || pr.State != tracker.StateReplicate || pr.Inflights.Count() > 0 {
+		if pr.Match != st.Commit || pr.Next != pr.Match+1 || pr.State != tracker.StateReplicate {
 			ok = false
 		}
 		if id != h.opts.ID {
