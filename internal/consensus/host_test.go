@@ -59,7 +59,7 @@ func newCluster(t *testing.T, n int, groups ...uint64) *cluster {
 }
 
 func (c *cluster) start(id uint64, groups ...uint64) {
-	h, err := Open(Options{ID: id, Dir: filepath.Join(c.dir, fmt.Sprint(id)), Transport: c.net.Endpoint(id), NoSync: true})
+	h, err := Open(Options{ID: id, Dir: filepath.Join(c.dir, fmt.Sprint(id)), Transport: c.net.Endpoint(id), Tick: testTick})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestMembershipChanges(t *testing.T) {
 		}
 	}
 	// node 4 starts empty and joins
-	h4, err := Open(Options{ID: 4, Dir: filepath.Join(c.dir, "4"), Transport: c.net.Endpoint(4), NoSync: true})
+	h4, err := Open(Options{ID: 4, Dir: filepath.Join(c.dir, "4"), Transport: c.net.Endpoint(4), Tick: testTick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,8 @@ func TestSnapshotsCompactTheLog(t *testing.T) {
 	hosts := map[uint64]*Host{}
 	fsms := map[uint64]*snapFSM{}
 	open := func(id uint64) *Host {
-		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, SnapshotEvery: 50, SegmentSize: 8 << 10})
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, Tick: testTick, // 400 proposals one by one: fsync off to keep it short
+			SnapshotEvery: 50, SegmentSize: 8 << 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +460,7 @@ func TestProposeAsyncAppliesInOrderAndTimesOut(t *testing.T) {
 	hosts := map[uint64]*Host{}
 	fsms := map[uint64]*logFSM{}
 	for id := uint64(1); id <= 3; id++ {
-		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, ProposalTimeout: 300 * time.Millisecond})
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), Tick: testTick, ProposalTimeout: 300 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -516,15 +517,20 @@ type nopTransport struct{}
 func (nopTransport) Send(uint64, []Envelope) {}
 
 // TestOneSyncForEveryGroupsEntries drives the loop's steps by hand: with
-// new entries ready in 20 groups, one round persists them all with one
-// fsync.
+// new entries ready in 20 groups, one round appends them all and one
+// fsync covers them.
 func TestOneSyncForEveryGroupsEntries(t *testing.T) {
-	h, err := open(Options{ID: 1, Dir: t.TempDir(), Transport: nopTransport{}, NoSync: true, Tick: time.Millisecond})
+	h, err := open(Options{ID: 1, Dir: t.TempDir(), Transport: nopTransport{}, Tick: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.log.Close()
-	groups := map[uint64]*group{}
+	h.wg.Add(1)
+	go h.persister()
+	defer func() {
+		close(h.persistq)
+		h.wg.Wait()
+		h.log.Close()
+	}()
 	fsms := map[uint64]*logFSM{}
 	for id := uint64(1); id <= 20; id++ {
 		fsms[id] = &logFSM{}
@@ -532,34 +538,68 @@ func TestOneSyncForEveryGroupsEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		groups[id] = g
+		h.addLoop(g)
 	}
-	h.ready(groups) // the bootstrap entries: membership
-	for _, g := range groups {
+	// settle runs rounds until every group is idle
+	settle := func() {
+		t.Helper()
+		for i := 0; i < 200; i++ {
+			for _, g := range h.all {
+				h.dirty[g.id] = g
+			}
+			if err := h.ready(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-h.local.notify:
+				h.runLocal()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	settle() // the bootstrap entries: membership
+	for _, g := range h.all {
 		_ = g.rn.Campaign()
 	}
-	for round := 0; round < 10; round++ { // votes to self go through Ready
-		h.ready(groups)
-	}
-	for id, g := range groups {
+	settle()
+	for id, g := range h.all {
 		if g.rn.BasicStatus().RaftState != raft.StateLeader {
 			t.Fatalf("group %d has no leader", id)
 		}
 	}
-	for id, g := range groups {
+	last := map[uint64]uint64{}
+	for id, g := range h.all {
+		last[id], _ = g.ms.LastIndex()
 		if err := g.rn.Propose(append(make([]byte, 8), fmt.Sprint("cmd-", id)...)); err != nil {
 			t.Fatal(err)
 		}
+		h.dirty[id] = g
 	}
 	before := h.Fsyncs()
-	h.ready(groups)
+	if err := h.ready(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the round's fsync", func() bool { return h.Fsyncs() > before })
+	// the persister installs a batch after its fsync: give it the moment
+	waitFor(t, "the batch installed", func() bool {
+		for id, g := range h.all {
+			if li, _ := g.ms.LastIndex(); li <= last[id] {
+				return false
+			}
+		}
+		return true
+	})
 	if n := h.Fsyncs() - before; n != 1 {
 		t.Fatalf("20 groups' new entries took %d syncs, want 1", n)
 	}
-	h.ready(groups) // a one-member group commits once its entry is on disk
+	settle() // a one-member group commits once its entry is on disk
 	for id, f := range fsms {
-		if got := f.list(); len(got) != 1 || got[0] != fmt.Sprint("cmd-", id) {
+		waitFor(t, "apply", func() bool { return len(f.list()) == 1 })
+		if got := f.list(); got[0] != fmt.Sprint("cmd-", id) {
 			t.Fatalf("group %d applied %v", id, got)
 		}
 	}
 }
+
+// testTick makes elections take 200-400 ms in tests (ElectionTicks 10).
+const testTick = 20 * time.Millisecond

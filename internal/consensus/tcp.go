@@ -22,8 +22,22 @@ import (
 // starts with a hello frame proving the cluster cookie; a peer with
 // another cookie is refused.
 //
-// Frames: 4-byte big-endian length, then envelopes, each a uvarint group
-// id and a uvarint-length-prefixed raftpb.Message.
+// Frames: 4-byte big-endian length, then envelopes, each a uvarint of
+// the group id shifted left once with the quiesce flag in bit 0, and a
+// uvarint-length-prefixed raftpb.Message.
+//
+// Snapshots (MsgSnap) travel apart from the rest, so that a large one
+// neither delays the heartbeats of every other group to that peer nor
+// hits the frame limit: each peer has a small snapshot queue, and the
+// writer sends a snapshot in chunk frames of snapChunk bytes (length
+// word with its top bit set; then snapshot id, total size and offset),
+// sending any queued ordinary frame before each chunk. The reader
+// reassembles the chunks and waits for room in the host's inbox rather
+// than dropping the snapshot. Whatever is dropped on the sending side
+// (queue full, not connected, write failed, frame too large) is reported
+// to the host (ReportUnreachable; ReportSnapshot for snapshots), and a
+// snapshot whose last chunk was written is reported delivered, so Raft
+// sends again when needed.
 type TCPTransport struct {
 	id     uint64
 	cookie [32]byte
@@ -39,8 +53,9 @@ type TCPTransport struct {
 }
 
 type peer struct {
-	id  uint64
-	out chan []Envelope
+	id    uint64
+	out   chan []Envelope
+	snaps chan Envelope
 
 	mu   sync.Mutex
 	conn net.Conn // current connection (nil: none)
@@ -51,7 +66,13 @@ const (
 	helloMagic = "WRNR"
 	maxFrame   = 64 << 20
 	peerQueue  = 4096
+	snapQueue  = 16
+	chunkFlag  = 1 << 31
+	maxSnap    = 1 << 30 // bytes of one encoded snapshot message
 )
+
+// snapChunk is the size of one snapshot chunk frame (a variable for tests).
+var snapChunk = 256 << 10
 
 // ListenTCP listens on addr for node id. peers maps the other nodes' ids
 // to their addresses; cookie is the cluster's shared secret.
@@ -94,7 +115,7 @@ func (t *TCPTransport) Start(h *Host) {
 func (t *TCPTransport) peerLocked(pid uint64) *peer {
 	p := t.peers[pid]
 	if p == nil {
-		p = &peer{id: pid, out: make(chan []Envelope, peerQueue), wake: make(chan struct{}, 1)}
+		p = &peer{id: pid, out: make(chan []Envelope, peerQueue), snaps: make(chan Envelope, snapQueue), wake: make(chan struct{}, 1)}
 		t.peers[pid] = p
 		t.wg.Add(1)
 		go t.writeLoop(p)
@@ -103,17 +124,50 @@ func (t *TCPTransport) peerLocked(pid uint64) *peer {
 }
 
 // Send queues envelopes for node to; when its queue is full (the peer is
-// slow or gone) they are dropped, which Raft tolerates.
+// slow or gone) they are dropped and reported to the host, which Raft
+// tolerates. Snapshots go to the peer's snapshot queue.
 func (t *TCPTransport) Send(to uint64, envs []Envelope) {
+	var regular, lost []Envelope
+	for _, e := range envs {
+		if e.Msg.Type != pb.MsgSnap {
+			regular = append(regular, e)
+		}
+	}
 	t.mu.Lock()
-	defer t.mu.Unlock() // Close closes the queues under the same lock
 	p := t.peers[to]
+	h := t.host
 	if t.closed || p == nil {
+		t.mu.Unlock()
 		return
 	}
-	select {
-	case p.out <- envs:
-	default:
+	if len(regular) > 0 {
+		select {
+		case p.out <- regular:
+		default:
+			lost = append(lost, regular...)
+		}
+	}
+	for _, e := range envs {
+		if e.Msg.Type == pb.MsgSnap {
+			select {
+			case p.snaps <- e:
+			default:
+				lost = append(lost, e)
+			}
+		}
+	}
+	t.mu.Unlock() // Close closes the queues under the same lock
+	if h != nil && len(lost) > 0 {
+		reportLost(h, to, lost)
+	}
+}
+
+func (t *TCPTransport) report(to uint64, lost []Envelope) {
+	t.mu.Lock()
+	h := t.host
+	t.mu.Unlock()
+	if h != nil && len(lost) > 0 {
+		reportLost(h, to, lost)
 	}
 }
 
@@ -129,6 +183,7 @@ func (t *TCPTransport) Close() error {
 	peers := t.peers
 	for _, p := range peers {
 		close(p.out)
+		close(p.snaps)
 	}
 	t.mu.Unlock()
 	err := t.ln.Close()
@@ -248,11 +303,15 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) {
 func (t *TCPTransport) readLoop(c net.Conn) error {
 	r := bufio.NewReaderSize(c, 256<<10)
 	var hdr [4]byte
+	var snap []byte // the snapshot being reassembled
+	var snapID uint64
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return err
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
+		chunked := n&chunkFlag != 0
+		n &^= chunkFlag
 		if n > maxFrame {
 			return fmt.Errorf("frame of %d bytes", n)
 		}
@@ -260,52 +319,191 @@ func (t *TCPTransport) readLoop(c net.Conn) error {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return err
 		}
-		envs, err := decodeEnvelopes(buf)
-		if err != nil {
-			return err
+		var envs []Envelope
+		if chunked {
+			if len(buf) < 16 {
+				return errors.New("short snapshot chunk")
+			}
+			id := binary.BigEndian.Uint64(buf)
+			total, off := binary.BigEndian.Uint32(buf[8:]), binary.BigEndian.Uint32(buf[12:])
+			data := buf[16:]
+			if off == 0 {
+				snap, snapID = make([]byte, 0, min(total, 64<<20)), id
+			}
+			if id != snapID || uint32(len(snap)) != off || total > maxSnap || uint64(off)+uint64(len(data)) > uint64(total) {
+				return fmt.Errorf("snapshot chunk %d at %d of %d out of order", id, off, total)
+			}
+			snap = append(snap, data...)
+			if uint32(len(snap)) < total {
+				continue
+			}
+			var err error
+			envs, err = decodeEnvelopes(snap)
+			snap = nil
+			if err != nil {
+				return err
+			}
+		} else {
+			var err error
+			if envs, err = decodeEnvelopes(buf); err != nil {
+				return err
+			}
 		}
 		t.mu.Lock()
 		h := t.host
 		t.mu.Unlock()
-		if h != nil {
+		if h == nil {
+			continue
+		}
+		if chunked {
+			// a snapshot is too costly to drop: wait for room
+			h.DeliverWait(envs, 5*time.Second)
+		} else {
 			h.Deliver(envs)
 		}
 	}
 }
 
-// writeLoop sends the peer's queue on its current connection, batching
-// whatever is queued into one frame.
+// writeLoop sends the peer's queues on its current connection: ordinary
+// envelopes batched into frames first, then the current snapshot one
+// chunk at a time.
 func (t *TCPTransport) writeLoop(p *peer) {
 	defer t.wg.Done()
 	var buf []byte
-	for envs := range p.out {
+	var snap *outSnap
+	var snapSeq uint64
+	out, snaps := p.out, p.snaps
+	for out != nil {
+		var envs []Envelope
+		var ok bool
+		select {
+		case envs, ok = <-out: // ordinary traffic first
+		default:
+			if snap != nil {
+				snap = t.writeChunk(p, snap)
+				continue
+			}
+			select {
+			case envs, ok = <-out:
+			case e, sok := <-snaps:
+				if !sok {
+					snaps = nil
+					continue
+				}
+				snapSeq++
+				snap = &outSnap{env: e, id: snapSeq, data: encodeEnvelopes(nil, []Envelope{e})}
+				if len(snap.data) > maxSnap {
+					t.lg.Error("consensus: snapshot too large to send; raft will retry", "node", p.id, "group", e.Group, "bytes", len(snap.data))
+					t.report(p.id, []Envelope{e})
+					snap = nil
+				}
+				continue
+			}
+		}
+		if !ok {
+			out = nil
+			break
+		}
+		sent := envs
 		buf = buf[:0]
 		buf = append(buf, 0, 0, 0, 0)
 		buf = encodeEnvelopes(buf, envs)
 	more:
 		for len(buf) < 1<<20 {
 			select {
-			case e, ok := <-p.out:
+			case e, ok := <-out:
 				if !ok {
+					out = nil
 					break more
 				}
 				buf = encodeEnvelopes(buf, e)
+				sent = append(sent, e...)
 			default:
 				break more
 			}
 		}
-		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-		p.mu.Lock()
-		c := p.conn
-		p.mu.Unlock()
-		if c == nil {
-			continue // not connected: dropped, Raft retries
+		if len(buf)-4 > maxFrame {
+			t.lg.Error("consensus: message too large for a frame; dropped", "node", p.id, "bytes", len(buf)-4)
+			t.report(p.id, sent)
+			continue
 		}
-		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(buf); err != nil {
-			c.Close()
+		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+		if err := t.write(p, buf); err != nil {
+			t.report(p.id, sent) // not connected or broken: Raft retries
 		}
 	}
+	if snap != nil {
+		t.report(p.id, []Envelope{snap.env})
+	}
+	for e := range p.snaps { // closed: fail what is left
+		t.report(p.id, []Envelope{e})
+	}
+}
+
+// outSnap is a snapshot being sent in chunks.
+type outSnap struct {
+	env  Envelope
+	id   uint64
+	data []byte
+	off  int
+	conn net.Conn // the connection its first chunk went on
+}
+
+// writeChunk writes the snapshot's next chunk; it returns nil once the
+// snapshot is written (reported delivered) or failed (reported failed).
+func (t *TCPTransport) writeChunk(p *peer, s *outSnap) *outSnap {
+	n := min(snapChunk, len(s.data)-s.off)
+	b := make([]byte, 4+16+n)
+	binary.BigEndian.PutUint32(b, uint32(16+n)|chunkFlag)
+	binary.BigEndian.PutUint64(b[4:], s.id)
+	binary.BigEndian.PutUint32(b[12:], uint32(len(s.data)))
+	binary.BigEndian.PutUint32(b[16:], uint32(s.off))
+	copy(b[20:], s.data[s.off:s.off+n])
+	p.mu.Lock()
+	c := p.conn
+	p.mu.Unlock()
+	if s.off == 0 {
+		s.conn = c
+	}
+	if c == nil || c != s.conn { // not connected, or reconnected mid-snapshot (the reader lost the start)
+		t.report(p.id, []Envelope{s.env})
+		return nil
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		c.Close()
+		t.report(p.id, []Envelope{s.env})
+		return nil
+	}
+	s.off += n
+	if s.off < len(s.data) {
+		return s
+	}
+	t.mu.Lock()
+	h := t.host
+	t.mu.Unlock()
+	if h != nil {
+		h.ReportSnapshot(p.id, s.env.Group, true)
+	}
+	return nil
+}
+
+var errNotConnected = errors.New("not connected")
+
+// write sends b on the peer's current connection.
+func (t *TCPTransport) write(p *peer, b []byte) error {
+	p.mu.Lock()
+	c := p.conn
+	p.mu.Unlock()
+	if c == nil {
+		return errNotConnected
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
 }
 
 func encodeEnvelopes(b []byte, envs []Envelope) []byte {
@@ -314,7 +512,11 @@ func encodeEnvelopes(b []byte, envs []Envelope) []byte {
 		if err != nil {
 			continue
 		}
-		b = binary.AppendUvarint(b, e.Group)
+		g := e.Group << 1
+		if e.Quiesce {
+			g |= 1
+		}
+		b = binary.AppendUvarint(b, g)
 		b = binary.AppendUvarint(b, uint64(len(mb)))
 		b = append(b, mb...)
 	}
@@ -337,7 +539,7 @@ func decodeEnvelopes(b []byte) ([]Envelope, error) {
 		if err := m.Unmarshal(mb); err != nil {
 			return nil, fmt.Errorf("bad message: %w", err)
 		}
-		out = append(out, Envelope{Group: g, Msg: m})
+		out = append(out, Envelope{Group: g >> 1, Quiesce: g&1 != 0, Msg: m})
 		b = rest
 	}
 	return out, nil

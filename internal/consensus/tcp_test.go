@@ -31,7 +31,7 @@ func startTCP(t *testing.T, id uint64, addrs map[uint64]string, cookie, dir stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: tr, NoSync: true})
+	h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: tr, Tick: testTick})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestReplicatedLogKeepsEveryNodeAlike(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[uint64][]Op{}
 	for _, id := range ids {
-		h, err := consensus.Open(consensus.Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, SnapshotEvery: 4})
+		h, err := consensus.Open(consensus.Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), Tick: 20 * time.Millisecond, SnapshotEvery: 4})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ func startGroup(t *testing.T, net *consensus.MemNetwork, dir string, ids []uint6
 	t.Helper()
 	nodes := map[uint64]*node{}
 	for _, id := range ids {
-		h, err := consensus.Open(consensus.Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), NoSync: true, ProposalTimeout: timeout, SnapshotEvery: 500})
+		h, err := consensus.Open(consensus.Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), Tick: 20 * time.Millisecond, ProposalTimeout: timeout, SnapshotEvery: 500})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -227,6 +227,13 @@ type consumer struct {
 type Queue struct {
 	cfg Config
 
+	// storeMu orders the calls into the stores, which run with mu
+	// released (ADR 0001; docs/lock-order.md: storeMu → mu, storeMu →
+	// store; never mu → storeMu): a mirrored store's Enqueue waits for
+	// the consensus loop, whose appliers take mu to apply metadata.
+	storeMu    sync.Mutex
+	storeDirty atomic.Bool // removes, unpaged or delivers wait for syncStore
+
 	mu          sync.Mutex
 	set         Settings
 	nextID      uint64
@@ -248,7 +255,7 @@ type Queue struct {
 	now        func() time.Time
 
 	pendingDL []DeadLetter
-	removes   []uint64 // store refs to forget, flushed before unlocking
+	removes   []uint64 // store refs to forget, flushed after unlocking (syncStore)
 	unpaged   []uint64 // pager refs to forget
 	delivers  []uint64 // store refs delivered and awaiting an ack
 	resident  int64    // body bytes of ready messages held in memory
@@ -403,10 +410,23 @@ const (
 // persistent message in a durable queue it also returns the store reference
 // a publisher confirm must wait for (0 when there is nothing to wait for).
 func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
+	persist := m.Persistent && q.cfg.Store != nil
+	if persist {
+		q.storeMu.Lock() // the store's order of enqueues is the queue's
+	}
+	res, ref, dls := q.publish(m, persist)
+	if persist {
+		q.storeMu.Unlock()
+	}
+	q.deadLetter(dls)
+	return res, ref
+}
+
+func (q *Queue) publish(m *Message, persist bool) (PublishResult, uint64, []DeadLetter) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return Dropped, 0
+		return Dropped, 0, nil
 	}
 	q.stats.Published++
 	// reject-publish refuses the newcomer when the queue is full.
@@ -416,11 +436,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		}
 		dls := q.takeDL()
 		q.mu.Unlock()
-		q.deadLetter(dls)
-		return Rejected, 0
+		return Rejected, 0, dls
 	}
-	q.nextID++
-	e := entry{id: q.nextID, msg: m, size: uint32(m.Size()), prio: uint8(q.prio(m))}
+	e := entry{msg: m, size: uint32(m.Size()), prio: uint8(q.prio(m))}
 	ttl := q.set.MessageTTL
 	if m.HasExpiration && (ttl < 0 || m.Expiration < ttl) {
 		ttl = m.Expiration
@@ -428,15 +446,25 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	if ttl >= 0 {
 		e.expiresAt = q.now().UnixNano() + ttl*int64(time.Millisecond)
 	}
-	if m.Persistent && q.cfg.Store != nil {
+	if persist {
+		// the store is called without mu (storeMu is held)
+		q.mu.Unlock()
 		ref, err := q.cfg.Store.Enqueue(q.storeKey, m, e.expiresAt)
 		if err != nil {
 			// a storage failure: refuse (the publisher gets a nack)
+			return Rejected, 0, nil
+		}
+		q.mu.Lock()
+		if q.deleted { // deleted meanwhile
+			q.removes = append(q.removes, ref)
+			q.flushRemoves()
 			q.mu.Unlock()
-			return Rejected, 0
+			return Dropped, 0, nil
 		}
 		e.ref = ref
 	}
+	q.nextID++
+	e.id = q.nextID
 	// Fast path: nothing waiting, hand straight to a consumer (a message
 	// delivered now cannot expire, even with TTL 0).
 	fast := e
@@ -444,7 +472,7 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	if q.count == 0 && len(q.consumers) > 0 && q.offer(fast) {
 		q.flushRemoves()
 		q.mu.Unlock()
-		return Enqueued, e.ref
+		return Enqueued, e.ref, nil
 	}
 	if ttl == 0 {
 		// TTL 0: deliver now or never.
@@ -460,10 +488,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 	}
 	dls := q.takeDL()
 	q.mu.Unlock()
-	q.deadLetter(dls)
 	// e.ref is the durable store's reference (0 for a transient message,
 	// even one pageOut wrote to the pager): what a confirm waits for
-	return Enqueued, e.ref
+	return Enqueued, e.ref, dls
 }
 
 func (q *Queue) full(extra int) bool {
@@ -663,21 +690,37 @@ func (q *Queue) forget(e entry) {
 	}
 }
 
-// flushRemoves tells the store which persisted messages were delivered
-// and which are gone.
+// flushRemoves (with mu held) marks the messages delivered and gone for
+// the stores; syncStore tells them once mu is released.
 func (q *Queue) flushRemoves() {
-	if len(q.delivers) > 0 && q.cfg.Store != nil {
-		q.cfg.Store.Delivered(q.storeKey, q.delivers)
+	if len(q.delivers) > 0 || len(q.removes) > 0 || len(q.unpaged) > 0 {
+		q.storeDirty.Store(true)
 	}
-	q.delivers = q.delivers[:0]
-	if len(q.removes) > 0 && q.cfg.Store != nil {
-		q.cfg.Store.Remove(q.storeKey, q.removes)
+}
+
+// syncStore tells the stores which persisted messages were delivered and
+// which are gone. It runs without mu (store calls may wait: a mirrored
+// store's for the consensus loop); storeMu keeps the calls in order.
+func (q *Queue) syncStore() {
+	if !q.storeDirty.Load() {
+		return
 	}
-	q.removes = q.removes[:0]
-	if len(q.unpaged) > 0 && q.cfg.Pager != nil {
-		q.cfg.Pager.Remove("", q.unpaged)
+	q.storeMu.Lock()
+	defer q.storeMu.Unlock()
+	q.mu.Lock()
+	q.storeDirty.Store(false)
+	delivers, removes, unpaged := q.delivers, q.removes, q.unpaged
+	q.delivers, q.removes, q.unpaged = nil, nil, nil
+	q.mu.Unlock()
+	if len(delivers) > 0 && q.cfg.Store != nil {
+		q.cfg.Store.Delivered(q.storeKey, delivers)
 	}
-	q.unpaged = q.unpaged[:0]
+	if len(removes) > 0 && q.cfg.Store != nil {
+		q.cfg.Store.Remove(q.storeKey, removes)
+	}
+	if len(unpaged) > 0 && q.cfg.Pager != nil {
+		q.cfg.Pager.Remove("", unpaged)
+	}
 }
 
 // unpage brings a paged-out message back into memory by itself (to dead
@@ -718,7 +761,10 @@ func (q *Queue) takeDL() []DeadLetter {
 	return d
 }
 
+// deadLetter runs after mu is released: it first tells the stores what
+// left the queue, then hands dead letters on.
 func (q *Queue) deadLetter(dls []DeadLetter) {
+	q.syncStore()
 	if len(dls) > 0 && q.OnDeadLetter != nil {
 		q.OnDeadLetter(q, dls)
 	}
@@ -1085,6 +1131,7 @@ func (q *Queue) Ack(ids ...uint64) {
 	}
 	q.flushRemoves()
 	q.mu.Unlock()
+	q.syncStore()
 }
 
 // Discard drops delivered messages (reject or nack without requeue); they
@@ -1142,6 +1189,7 @@ func (q *Queue) Requeue(ids ...uint64) {
 
 // Purge drops every ready message and returns how many there were.
 func (q *Queue) Purge() int {
+	defer q.syncStore() // after the unlock below
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := q.count
@@ -1156,6 +1204,7 @@ func (q *Queue) Purge() int {
 // Delete marks the queue deleted, cancels its consumers and returns the
 // number of ready messages it held. ifUnused and ifEmpty are checked first.
 func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
+	defer q.syncStore() // after the unlock below
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
