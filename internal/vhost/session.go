@@ -18,14 +18,44 @@ type Session struct {
 	v      *VHost
 	user   string
 	perm   *auth.Matcher
-	wcache map[string]bool // write permission per exchange
+	perms  PermissionSource // nil: perm never changes
+	wcache map[string]bool  // write permission per exchange
+	wgen   uint64           // permission generation wcache was filled at
 	dests  []exchange.Destination
 	qbuf   []*queue.Queue
 }
 
+// PermissionSource returns a user's current permissions in the vhost (nil:
+// none) and a generation number that changes whenever any permission does.
+// Read the generation before the permissions.
+type PermissionSource func() (*auth.Matcher, uint64)
+
 // Session returns a view for user with the compiled permission perm.
 func (v *VHost) Session(user string, perm *auth.Matcher) *Session {
 	return &Session{v: v, user: user, perm: perm, wcache: map[string]bool{}}
+}
+
+// SessionWith returns a view for user that asks perms on every operation,
+// so permission changes reach open connections at once (RabbitMQ checks
+// each operation; a revoked permission refuses the next one with 403).
+func (v *VHost) SessionWith(user string, perms PermissionSource) *Session {
+	m, gen := perms()
+	return &Session{v: v, user: user, perm: m, perms: perms, wcache: map[string]bool{}, wgen: gen}
+}
+
+// matcher returns the current permissions; with a source it also drops
+// the write cache when permissions changed since it was filled.
+func (s *Session) matcher() *auth.Matcher {
+	if s.perms == nil {
+		return s.perm
+	}
+	m, gen := s.perms()
+	if gen != s.wgen {
+		clear(s.wcache)
+		s.wgen = gen
+	}
+	s.perm = m
+	return m
 }
 
 // Name returns the vhost's name.
@@ -49,13 +79,15 @@ func resourceName(name string) string {
 func (s *Session) check(k permKind, kind, name string, m amqp.Method) error {
 	res := resourceName(name)
 	var ok bool
-	switch k {
-	case permConfigure:
-		ok = s.perm.CanConfigure(res)
-	case permWrite:
-		ok = s.perm.CanWrite(res)
-	case permRead:
-		ok = s.perm.CanRead(res)
+	if p := s.matcher(); p != nil {
+		switch k {
+		case permConfigure:
+			ok = p.CanConfigure(res)
+		case permWrite:
+			ok = p.CanWrite(res)
+		case permRead:
+			ok = p.CanRead(res)
+		}
 	}
 	if ok {
 		return nil
@@ -110,8 +142,17 @@ func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
 		return v.errf(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
 	if alt, ok := m.Arguments["alternate-exchange"]; ok {
-		if _, isStr := alt.(string); !isStr {
-			return v.errf(amqp.PreconditionFailed, m, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s': expected a string", m.Exchange, v.name)
+		ae, isStr := alt.(string)
+		if !isStr {
+			return v.errf(amqp.PreconditionFailed, m, "invalid type '%s' for arg 'alternate-exchange' in exchange '%s' in vhost '%s'", typeName(alt), m.Exchange, v.name)
+		}
+		// rabbit_channel: declaring an exchange with an alternate exchange
+		// needs read on the exchange and write on the alternate one
+		if err := s.check(permRead, "exchange", m.Exchange, m); err != nil {
+			return err
+		}
+		if err := s.check(permWrite, "exchange", ae, m); err != nil {
+			return err
 		}
 	}
 	return v.meta.Propose(metadata.Command{Op: metadata.OpDeclareExchange, Exchange: &metadata.Exchange{
@@ -313,6 +354,16 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 	if err := validateQueueArgs(m.Arguments, name, v.name, m); err != nil {
 		return "", 0, 0, err
 	}
+	if dlx, ok := m.Arguments["x-dead-letter-exchange"].(string); ok {
+		// rabbit_channel: a dead-letter exchange needs read on the queue
+		// and write on the exchange
+		if err := s.check(permRead, "queue", name, m); err != nil {
+			return "", 0, 0, err
+		}
+		if err := s.check(permWrite, "exchange", dlx, m); err != nil {
+			return "", 0, 0, err
+		}
+	}
 	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments)}
 	if m.Exclusive {
 		def.Owner = owner
@@ -423,6 +474,9 @@ func (s *Session) canPublish(name string, x *Exchange) error {
 	if x == nil {
 		return s.v.notFound(publishMethod, "exchange", name)
 	}
+	if s.perms != nil {
+		s.matcher() // drops the cache if permissions changed
+	}
 	ok, cached := s.wcache[name]
 	if !cached {
 		ok = s.check(permWrite, "exchange", name, publishMethod) == nil
@@ -444,6 +498,11 @@ func (s *Session) canPublish(name string, x *Exchange) error {
 // how many queues took it and whether any refused it (reject-publish).
 func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed, error) {
 	v := s.v
+	if len(key) > 255 {
+		// only a non-AMQP entry (HTTP) can carry one; it could not be
+		// delivered (routing-key is a short string)
+		return queue.Routed{}, v.errf(amqp.PreconditionFailed, publishMethod, "routing key of %d bytes is longer than 255 bytes", len(key))
+	}
 	v.mu.RLock()
 	x := v.exchanges[exName]
 	if err := s.canPublish(exName, x); err != nil {
