@@ -230,7 +230,10 @@ func rabbitPermTable(t *testing.T) map[string]int {
 	}
 	vh, user := "amqpsec-perm", "amqpsec-perm"
 	ctl("add_vhost", vh)
-	t.Cleanup(func() { _ = exec.Command("rabbitmqctl", "delete_vhost", vh).Run(); _ = exec.Command("rabbitmqctl", "delete_user", user).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("rabbitmqctl", "delete_vhost", vh).Run()
+		_ = exec.Command("rabbitmqctl", "delete_user", user).Run()
+	})
 	ctl("add_user", user, user)
 	ctl("set_permissions", "-p", vh, "guest", ".*", ".*", ".*")
 	got := runPermTable(t, permTarget{
