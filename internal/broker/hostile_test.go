@@ -286,7 +286,15 @@ func TestUnencodableDeliveryNeverHalfSent(t *testing.T) {
 	if _, err := b.VHost("/").Session("guest", m).Publish("amq.fanout", long, &queue.Message{Body: []byte("x")}); err == nil {
 		t.Fatal("a 300-byte routing key was accepted")
 	}
+	_ = url
+}
 
+// TestUnencodableDeliveryClosesConnection: should such a message reach a
+// queue anyway, its delivery closes the connection with 541 instead of
+// sending a content header and body with no basic.deliver.
+func TestUnencodableDeliveryClosesConnection(t *testing.T) {
+	b, url := node(t)
+	long := strings.Repeat("k", 300)
 	c := dial(t, url)
 	ch := channel(t, c)
 	if _, err := ch.QueueDeclare("long", false, false, false, false, nil); err != nil {
