@@ -3,7 +3,10 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,4 +114,65 @@ func TestDeclaredBodySizeNotAllocatedUpFront(t *testing.T) {
 	if grown > 32<<20 {
 		t.Fatalf("heap grew by %d MiB for 12 KB of body (bound: 32 MiB)", grown>>20)
 	}
+}
+
+// TestManyExclusiveQueuesOnOneFanout: thousands of exclusive queues bound
+// to one fanout exchange (the issue used 20,000; set WARREN_TEST_QUEUES).
+// Closing their connection deleted them holding the lock every other
+// declare needs, for minutes; now other declares get in between.
+// (Binding cost itself is covered by exchange.TestManyBindingsAreCheap.)
+func TestManyExclusiveQueuesOnOneFanout(t *testing.T) {
+	b, url := node(t)
+	n := 3000
+	if s := os.Getenv("WARREN_TEST_QUEUES"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	c := dial(t, url)
+	ch := channel(t, c)
+	if err := ch.ExchangeDeclare("fan", "fanout", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("ex-%d", i)
+		if _, err := ch.QueueDeclare(name, false, false, true, true, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind(name, "", "fan", true, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ch.QueueDeclare("sync", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("declared and bound %d in %v", n, time.Since(t0))
+	vh := b.VHost("/")
+	if got := len(vh.Queues()); got != n+1 {
+		t.Fatalf("%d queues, want %d", got, n+1)
+	}
+
+	other := channel(t, dial(t, url))
+	t1 := time.Now()
+	_ = c.Close()
+	// wait for the cleanup to be under way, then declare: the declare
+	// must not wait for the whole cleanup
+	for len(vh.Queues()) > n-10 {
+		if time.Since(t1) > 60*time.Second {
+			t.Fatal("cleanup did not start within 60s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := other.QueueDeclare("other", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if left := len(vh.Queues()); left <= 2 {
+		t.Fatalf("a declare had to wait for the cleanup of all %d exclusive queues", n)
+	}
+	for len(vh.Queues()) > 2 { // "sync" and "other" stay
+		if time.Since(t1) > 120*time.Second {
+			t.Fatalf("cleanup of %d exclusive queues took over 120s", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("cleanup took %v", time.Since(t1))
 }

@@ -192,17 +192,9 @@ func (s *Session) DeleteExchange(m *amqp.ExchangeDelete) error {
 	defer v.declMu.Unlock()
 	v.mu.RLock()
 	x := v.exchanges[m.Exchange]
-	inUse := x != nil && x.Router.Len() > 0
-	if x != nil && !inUse {
-		// also a destination of an exchange-to-exchange binding counts
-		for _, o := range v.exchanges {
-			for _, b := range o.Router.Bindings() {
-				if b.DestIsExchange && b.Destination == m.Exchange {
-					inUse = true
-				}
-			}
-		}
-	}
+	// a source of bindings or a destination of an exchange-to-exchange
+	// binding is in use
+	inUse := x != nil && (x.Router.Len() > 0 || v.boundTo(destKey{m.Exchange, true}))
 	v.mu.RUnlock()
 	if x == nil {
 		return v.notFound(m, "exchange", m.Exchange)
@@ -449,12 +441,19 @@ func (s *Session) ConnectionClosed(owner uint64) {
 	if len(names) == 0 {
 		return
 	}
-	v.declMu.Lock()
-	defer v.declMu.Unlock()
+	// one queue at a time: other connections' declares get the lock in
+	// between instead of waiting for thousands of deletions
 	for _, n := range names {
-		if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: n}); err != nil {
-			v.log.Error("deleting exclusive queue failed", "queue", n, "err", err)
+		v.declMu.Lock()
+		v.mu.RLock()
+		q := v.queues[n]
+		v.mu.RUnlock()
+		if q != nil && q.Config().Exclusive && q.Config().Owner == owner {
+			if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: n}); err != nil {
+				v.log.Error("deleting exclusive queue failed", "queue", n, "err", err)
+			}
 		}
+		v.declMu.Unlock()
 	}
 }
 
@@ -521,16 +520,19 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 		if q := v.queues[key]; q != nil {
 			qs = append(qs, q)
 		}
+		v.mu.RUnlock()
 	} else {
+		// route without the vhost lock: declares and other publishes go on
+		// while a slow route runs
+		v.mu.RUnlock()
 		var headers map[string]any
 		qs = v.route(x, key, msg, &headers, qs, 0, &s.dests)
 		if len(qs) == 0 && x.Alternate != "" {
-			if ax := v.exchanges[x.Alternate]; ax != nil {
+			if ax := v.lookupExchange(x.Alternate); ax != nil {
 				qs = v.route(ax, key, msg, &headers, qs, 0, &s.dests)
 			}
 		}
 	}
-	v.mu.RUnlock()
 	var r queue.Routed
 	for i, q := range qs {
 		res, ref := q.Publish(msg)
@@ -549,7 +551,8 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 
 // route appends the queues x routes key to, following exchange-to-exchange
 // bindings (each exchange visited once) and alternate exchanges of
-// exchanges reached that way.
+// exchanges reached that way. Call it without v.mu: it takes the
+// exchange's router lock to route and v.mu only to look names up.
 func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[string]any, out []*queue.Queue, depth int, scratch *[]exchange.Destination) []*queue.Queue {
 	if x.Kind == exchange.Headers && *headers == nil {
 		*headers = map[string]any{}
@@ -559,7 +562,9 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 			}
 		}
 	}
+	x.rmu.RLock()
 	dests := x.Router.Route(key, *headers, (*scratch)[:0])
+	x.rmu.RUnlock()
 	*scratch = dests[:0]
 	for _, d := range dests {
 		if d.IsExchange {
@@ -569,11 +574,30 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 		}
 	}
 	var visited map[string]bool
+	var seen map[*queue.Queue]struct{} // de-duplication once out is large
+	var next []*Exchange
+	v.mu.RLock()
 	for _, d := range dests {
 		if !d.IsExchange {
-			if q := v.queues[d.Name]; q != nil && !containsQueue(out, q) {
-				out = append(out, q)
+			q := v.queues[d.Name]
+			if q == nil {
+				continue
 			}
+			if seen == nil && len(out) > 32 {
+				seen = make(map[*queue.Queue]struct{}, 2*len(dests))
+				for _, o := range out {
+					seen[o] = struct{}{}
+				}
+			}
+			if seen != nil {
+				if _, dup := seen[q]; dup {
+					continue
+				}
+				seen[q] = struct{}{}
+			} else if containsQueue(out, q) {
+				continue
+			}
+			out = append(out, q)
 			continue
 		}
 		if depth > 32 {
@@ -587,16 +611,27 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 		}
 		visited[d.Name] = true
 		if nx := v.exchanges[d.Name]; nx != nil {
-			before := len(out)
-			out = v.route(nx, key, msg, headers, out, depth+1, scratch)
-			if len(out) == before && nx.Alternate != "" {
-				if ax := v.exchanges[nx.Alternate]; ax != nil && !visited[ax.Def.Name] {
-					out = v.route(ax, key, msg, headers, out, depth+1, scratch)
-				}
+			next = append(next, nx)
+		}
+	}
+	v.mu.RUnlock()
+	for _, nx := range next {
+		before := len(out)
+		out = v.route(nx, key, msg, headers, out, depth+1, scratch)
+		if len(out) == before && nx.Alternate != "" {
+			if ax := v.lookupExchange(nx.Alternate); ax != nil && !visited[ax.Def.Name] {
+				out = v.route(ax, key, msg, headers, out, depth+1, scratch)
 			}
 		}
 	}
 	return out
+}
+
+// lookupExchange returns the named exchange or nil.
+func (v *VHost) lookupExchange(name string) *Exchange {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.exchanges[name]
 }
 
 func containsQueue(qs []*queue.Queue, q *queue.Queue) bool {
