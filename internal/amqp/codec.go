@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"time"
+	"unicode/utf8"
 )
 
 // Method is one AMQP method (AMQP 0-9-1 section 4.2.4). The concrete types
@@ -31,7 +32,13 @@ var errShort = errors.New("truncated input")
 type reader struct {
 	b   []byte
 	err error
+	// utf8 makes shortstr fail with errMalformedUTF8 on invalid UTF-8
+	// (RabbitMQ checks the short strings of methods without content).
+	utf8 bool
 }
+
+// errMalformedUTF8 is reported for a short string that is not UTF-8.
+var errMalformedUTF8 = errors.New("Malformed UTF-8 in shortstr")
 
 func (r *reader) need(n int) bool {
 	if r.err != nil {
@@ -91,7 +98,12 @@ func (r *reader) bytes(n int) []byte {
 
 func (r *reader) shortstr() string {
 	n := int(r.octet())
-	return string(r.bytes(n))
+	b := r.bytes(n)
+	if r.utf8 && r.err == nil && !utf8.Valid(b) {
+		r.err = errMalformedUTF8
+		return ""
+	}
+	return string(b)
 }
 
 func (r *reader) longstr() string {
@@ -328,6 +340,91 @@ func readValue(b []byte, depth int) (any, int, error) {
 	return nil, 0, fmt.Errorf("unknown field type %q", typ)
 }
 
+// checkTable validates a long-length-prefixed table like readTable, without
+// building it, and returns the bytes it takes.
+func checkTable(b []byte, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, fmt.Errorf("field table nested deeper than %d", maxDepth)
+	}
+	if len(b) < 4 {
+		return 0, errShort
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if n > len(b)-4 {
+		return 0, fmt.Errorf("field table length %d exceeds the %d bytes left: %w", n, len(b)-4, errShort)
+	}
+	body := b[4 : 4+n]
+	for len(body) > 0 {
+		kl := int(body[0])
+		if len(body) < 1+kl+1 {
+			return 0, errShort
+		}
+		used, err := checkValue(body[1+kl:], depth)
+		if err != nil {
+			return 0, err
+		}
+		body = body[1+kl+used:]
+	}
+	return 4 + n, nil
+}
+
+// checkValue validates one typed field value and returns its size.
+func checkValue(b []byte, depth int) (int, error) {
+	if len(b) < 1 {
+		return 0, errShort
+	}
+	typ := b[0]
+	fixed := 0
+	switch typ {
+	case 't', 'b', 'B':
+		fixed = 1
+	case 's', 'u':
+		fixed = 2
+	case 'I', 'i', 'f':
+		fixed = 4
+	case 'l', 'd', 'T':
+		fixed = 8
+	case 'D':
+		fixed = 5
+	case 'V':
+		return 1, nil
+	case 'S', 'x', 'A':
+		if len(b) < 5 {
+			return 0, errShort
+		}
+		n := binary.BigEndian.Uint32(b[1:])
+		if uint64(n) > uint64(len(b)-5) {
+			return 0, errShort
+		}
+		if typ == 'A' {
+			if depth >= maxDepth {
+				return 0, fmt.Errorf("array nested deeper than %d", maxDepth)
+			}
+			body := b[5 : 5+n]
+			for len(body) > 0 {
+				used, err := checkValue(body, depth+1)
+				if err != nil {
+					return 0, err
+				}
+				body = body[used:]
+			}
+		}
+		return 5 + int(n), nil
+	case 'F':
+		n, err := checkTable(b[1:], depth+1)
+		if err != nil {
+			return 0, err
+		}
+		return 1 + n, nil
+	default:
+		return 0, fmt.Errorf("unknown field type %q", typ)
+	}
+	if len(b) < 1+fixed {
+		return 0, errShort
+	}
+	return 1 + fixed, nil
+}
+
 // AppendTable encodes t (keys sorted, so the output is deterministic) with
 // its long length prefix.
 func AppendTable(buf []byte, t Table) ([]byte, error) {
@@ -434,7 +531,13 @@ func DecodeMethod(payload []byte) (Method, error) {
 	if m == nil {
 		return nil, NewError(CommandInvalid, cid, mid, "unknown method: class %d, method %d", cid, mid)
 	}
-	if err := m.read(reader{b: payload[4:]}); err != nil {
+	// Like RabbitMQ (rabbit_binary_parser:assert_utf8 in the generated
+	// decoder), the short strings of methods without content must be
+	// UTF-8: names are persisted and shown, and must not change on the way.
+	if err := m.read(reader{b: payload[4:], utf8: !m.HasContent()}); err != nil {
+		if errors.Is(err, errMalformedUTF8) {
+			return nil, NewError(FrameError, 0, 0, "Malformed UTF-8 in shortstr")
+		}
 		return nil, NewError(SyntaxError, cid, mid, "malformed '%s' method frame: %v", m.Name(), err)
 	}
 	return m, nil

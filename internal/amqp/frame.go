@@ -13,7 +13,7 @@ var (
 	ErrFrameTooLarge     = errors.New("frame larger than the negotiated frame_max")
 	ErrBadFrameEnd       = errors.New("frame does not end with 0xCE")
 	ErrBadProtocolHeader = errors.New("not an AMQP 0-9-1 protocol header")
-	ErrUnknownFrameType  = errors.New("unknown frame type")
+	ErrUnknownFrameType  = errors.New("unknown_frame")
 )
 
 // ProtocolHeader is what an AMQP 0-9-1 client sends first (section 4.2.2).
@@ -95,7 +95,8 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	switch typ {
 	case FrameMethod, FrameHeader, FrameBody, FrameHeartbeat:
 	default:
-		return Frame{}, fmt.Errorf("%w %d", ErrUnknownFrameType, typ)
+		// RabbitMQ's words: "type 9, all octets = <<>>: unknown_frame".
+		return Frame{}, fmt.Errorf("type %d, all octets = <<>>: %w", typ, ErrUnknownFrameType)
 	}
 	total := int(size) + 8
 	var payload []byte

@@ -177,10 +177,29 @@ func (p *Properties) Append(buf []byte) ([]byte, error) {
 	return w.b, w.err
 }
 
+// PublishInfo is what the broker checks and uses of a published
+// message's properties, read without decoding the rest.
+type PublishInfo struct {
+	DeliveryMode, Priority uint8
+	Expiration             string
+	HasHeaders             bool
+	UserID                 string
+}
+
 // PeekDeliveryInfo reads the few properties the broker's hot path needs
 // without decoding the rest (no allocation except for a non-empty
 // expiration string).
 func PeekDeliveryInfo(raw []byte) (deliveryMode, priority uint8, expiration string, hasHeaders bool, err error) {
+	pi, err := PeekPublishInfo(raw)
+	return pi.DeliveryMode, pi.Priority, pi.Expiration, pi.HasHeaders, err
+}
+
+// PeekPublishInfo checks the property list (a malformed headers table is
+// an error, as it would be when a consumer decodes it) and returns the
+// properties the broker needs. It allocates only for a non-empty
+// expiration or user id.
+func PeekPublishInfo(raw []byte) (PublishInfo, error) {
+	var pi PublishInfo
 	r := reader{b: raw}
 	f := readFlags(&r)
 	skipShort := func() { r.bytes(int(r.octet())) }
@@ -191,19 +210,20 @@ func PeekDeliveryInfo(raw []byte) (deliveryMode, priority uint8, expiration stri
 		skipShort()
 	}
 	if f&flagHeaders != 0 {
-		hasHeaders = true
-		n := r.long()
-		if uint64(n) > uint64(len(r.b)) {
-			r.need(len(r.b) + 1)
-		} else {
-			r.bytes(int(n))
+		pi.HasHeaders = true
+		if r.err == nil {
+			n, err := checkTable(r.b, 0)
+			if err != nil {
+				return PublishInfo{}, NewError(SyntaxError, ClassBasic, 0, "malformed field table in the headers property: %v", err)
+			}
+			r.b = r.b[n:]
 		}
 	}
 	if f&flagDeliveryMode != 0 {
-		deliveryMode = r.octet()
+		pi.DeliveryMode = r.octet()
 	}
 	if f&flagPriority != 0 {
-		priority = r.octet()
+		pi.Priority = r.octet()
 	}
 	if f&flagCorrelationID != 0 {
 		skipShort()
@@ -212,10 +232,22 @@ func PeekDeliveryInfo(raw []byte) (deliveryMode, priority uint8, expiration stri
 		skipShort()
 	}
 	if f&flagExpiration != 0 {
-		expiration = r.shortstr()
+		pi.Expiration = r.shortstr()
+	}
+	if f&flagUserID != 0 {
+		if f&flagMessageID != 0 {
+			skipShort()
+		}
+		if f&flagTimestamp != 0 {
+			r.bytes(8)
+		}
+		if f&flagType != 0 {
+			skipShort()
+		}
+		pi.UserID = r.shortstr()
 	}
 	if r.err != nil {
-		return 0, 0, "", false, NewError(SyntaxError, ClassBasic, 0, "malformed content properties: %v", r.err)
+		return PublishInfo{}, NewError(SyntaxError, ClassBasic, 0, "malformed content properties: %v", r.err)
 	}
-	return deliveryMode, priority, expiration, hasHeaders, nil
+	return pi, nil
 }

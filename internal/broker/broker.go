@@ -50,6 +50,7 @@ type Broker struct {
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
 	matchers   map[[2]string]*auth.Matcher
+	permGen    atomic.Uint64 // moves on every permission, user or vhost change
 	listeners  []net.Listener
 	conns      map[*conn.Conn]struct{}
 	stopping   bool
@@ -273,15 +274,27 @@ func (b *Broker) apply(c metadata.Command) {
 		b.mu.Lock()
 		v := b.vhosts[c.VHost]
 		delete(b.vhosts, c.VHost)
+		b.permGen.Add(1)
+		clear(b.matchers)
 		b.mu.Unlock()
 		if v != nil {
 			v.Apply(c)
 		}
+		b.closeConnections(func(i conn.Info) bool { return i.VHost == c.VHost }, fmt.Sprintf("vhost '%s' is deleted", c.VHost))
 		return
 	case metadata.OpSetPermissions, metadata.OpClearPermissions, metadata.OpDeleteUser, metadata.OpPutUser:
+		// Sessions ask for their user's permissions on every operation and
+		// drop their caches when the generation moves: a change reaches
+		// open connections at once.
 		b.mu.Lock()
+		b.permGen.Add(1)
 		clear(b.matchers)
 		b.mu.Unlock()
+		if c.Op == metadata.OpDeleteUser {
+			// RabbitMQ (rabbit_connection_tracking) closes the user's
+			// connections with 320 CONNECTION_FORCED
+			b.closeConnections(func(i conn.Info) bool { return i.User == c.Name }, fmt.Sprintf("user '%s' is deleted", c.Name))
+		}
 		return
 	}
 	vh := c.VHost
@@ -349,12 +362,45 @@ func (b *Broker) OpenVHost(user, name string) (conn.VHost, error) {
 	if err != nil || m == nil {
 		return nil, amqp.NewError(amqp.NotAllowed, 10, 40, "access to vhost '%s' refused for user '%s'", name, user)
 	}
-	return v.Session(user, m), nil
+	return v.SessionWith(user, func() (*auth.Matcher, uint64) {
+		gen := b.permGen.Load()
+		if b.VHost(name) != v {
+			return nil, gen // the vhost was deleted (and maybe re-created)
+		}
+		m, _ := b.Matcher(user, name)
+		return m, gen
+	}), nil
+}
+
+// closeConnections closes, with 320 CONNECTION_FORCED and reason, every
+// connection whose info matches. It does not wait for them.
+func (b *Broker) closeConnections(match func(conn.Info) bool, reason string) {
+	for _, c := range b.Connections() {
+		if i := c.Info(); i.User != "" && match(i) {
+			b.log.Info("closing connection", "conn", i.Name, "reason", reason)
+			go c.Close(amqp.ConnectionForced, reason)
+		}
+	}
+}
+
+// CanImpersonate implements conn.Server: users tagged impersonator may
+// publish with another user's user_id property (RabbitMQ's rule).
+func (b *Broker) CanImpersonate(user string) bool {
+	var ok bool
+	b.meta.Read(func(st *metadata.State) {
+		for _, t := range st.Users[user].Tags {
+			if t == "impersonator" {
+				ok = true
+			}
+		}
+	})
+	return ok
 }
 
 // Matcher returns the compiled permissions of user in vhost (nil if none).
 func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 	key := [2]string{user, vh}
+	gen := b.permGen.Load()
 	b.mu.RLock()
 	m := b.matchers[key]
 	b.mu.RUnlock()
@@ -372,7 +418,10 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	b.matchers[key] = m
+	if b.permGen.Load() == gen {
+		// not if permissions changed meanwhile: m may be stale
+		b.matchers[key] = m
+	}
 	b.mu.Unlock()
 	return m, nil
 }

@@ -6,11 +6,17 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/warrenmq/warren/internal/amqp"
 	"github.com/warrenmq/warren/internal/queue"
 )
+
+// MaxExpiry is the largest per-message expiration, x-message-ttl and
+// x-expires RabbitMQ accepts, in milliseconds (rabbit_misc:check_expiry:
+// ten years).
+const MaxExpiry = 315_360_000_000
 
 type chState uint8
 
@@ -48,10 +54,9 @@ type channel struct {
 
 	// content assembly
 	publish  *amqp.BasicPublish
-	props    []byte
-	body     []byte
 	bodySize uint64
-	msgBuf   []byte
+	msgBuf   []byte // properties, then the body received so far
+	propsLen int
 	gotHdr   bool
 
 	confirm        bool
@@ -158,6 +163,7 @@ func (ch *channel) fail(e *amqp.Error) {
 	ch.release()
 	ch.state = chClosing
 	ch.publish = nil
+	ch.msgBuf = nil
 	ch.c.writeMethod(ch.id, &amqp.ChannelClose{ReplyCode: e.Code, ReplyText: e.Text, ClassId: e.ClassID, MethodId: e.MethodID})
 }
 
@@ -575,6 +581,9 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	if err != nil {
 		return err
 	}
+	// backpressure: take a message only once the client has read enough
+	// of what it was sent (deliveries wait the same way, in Deliver)
+	ch.c.waitWritable()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	d, ok := q.Get(m.NoAck)
@@ -756,29 +765,38 @@ func (ch *channel) header(p []byte) error {
 	}
 	ch.gotHdr = true
 	ch.bodySize = size
-	total := len(props) + int(size)
-	if cap(ch.msgBuf) < total {
-		ch.msgBuf = make([]byte, 0, total)
-	}
-	buf := ch.msgBuf[:len(props)]
-	copy(buf, props)
-	ch.props = buf
-	ch.body = buf[len(props):len(props)]
+	// The buffer grows as body bytes arrive: a header may announce up to
+	// max_message_size, but memory is only spent on what is sent.
+	ch.msgBuf = make([]byte, len(props), len(props)+int(min(size, initialBodyBuf)))
+	copy(ch.msgBuf, props)
+	ch.propsLen = len(props)
 	if size == 0 {
 		return ch.finishPublish()
 	}
 	return nil
 }
 
+// initialBodyBuf is the body capacity allocated when a content header
+// arrives; larger bodies grow the buffer as their frames come in.
+const initialBodyBuf = 128 << 10
+
 func (ch *channel) bodyFrame(p []byte) error {
 	if ch.publish == nil || !ch.gotHdr {
 		return amqp.NewError(amqp.UnexpectedFrame, 60, 0, "expected method frame, got non method frame instead")
 	}
-	if uint64(len(ch.body)+len(p)) > ch.bodySize {
+	got := uint64(len(ch.msgBuf) - ch.propsLen)
+	if got+uint64(len(p)) > ch.bodySize {
 		return amqp.NewError(amqp.FrameError, 60, 40, "content body is larger than the %d bytes the header announced", ch.bodySize)
 	}
-	ch.body = append(ch.body, p...)
-	if uint64(len(ch.body)) == ch.bodySize {
+	if need := len(ch.msgBuf) + len(p); need > cap(ch.msgBuf) {
+		// grow by doubling, never past the announced size
+		nc := min(max(2*cap(ch.msgBuf), need), ch.propsLen+int(ch.bodySize))
+		nb := make([]byte, len(ch.msgBuf), nc)
+		copy(nb, ch.msgBuf)
+		ch.msgBuf = nb
+	}
+	ch.msgBuf = append(ch.msgBuf, p...)
+	if uint64(len(ch.msgBuf)-ch.propsLen) == ch.bodySize {
 		return ch.finishPublish()
 	}
 	return nil
@@ -788,34 +806,45 @@ func (ch *channel) finishPublish() error {
 	pub := ch.publish
 	ch.publish = nil
 	ch.gotHdr = false
-	buf := ch.msgBuf[:len(ch.props)+len(ch.body)]
+	buf := ch.msgBuf
+	np := ch.propsLen
 	// The message keeps buf; the next message gets a fresh buffer.
 	ch.msgBuf = nil
 	msg := &queue.Message{
 		Exchange:   pub.Exchange,
 		RoutingKey: pub.RoutingKey,
-		Props:      buf[:len(ch.props):len(ch.props)],
-		Body:       buf[len(ch.props):],
+		Props:      buf[:np:np],
+		Body:       buf[np:],
 	}
-	ch.props, ch.body = nil, nil
-	mode, prio, exp, _, err := amqp.PeekDeliveryInfo(msg.Props)
+	pi, err := amqp.PeekPublishInfo(msg.Props)
 	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) {
+			return amqp.NewError(ae.Code, 60, 40, "%s", strings.TrimPrefix(ae.Text, amqp.ReplyName(ae.Code)+" - "))
+		}
 		return amqp.NewError(amqp.SyntaxError, 60, 40, "malformed content header properties: %v", err)
 	}
-	msg.Persistent = mode == 2
-	msg.Priority = prio
+	msg.Persistent = pi.DeliveryMode == 2
+	msg.Priority = pi.Priority
+	if pi.UserID != "" && pi.UserID != ch.c.user && !ch.c.srv.CanImpersonate(ch.c.user) {
+		// rabbit_channel:check_user_id_header
+		return amqp.NewError(amqp.PreconditionFailed, 60, 40, "user_id property set to '%s' but authenticated user was '%s'", pi.UserID, ch.c.user)
+	}
 	if bytes.Contains(msg.Props, replyToBytes) {
 		if err := ch.rewriteReplyTo(msg); err != nil {
 			return err
 		}
 	}
-	if exp != "" {
+	if exp := pi.Expiration; exp != "" {
 		ms, err := strconv.ParseInt(exp, 10, 64)
 		if err != nil {
 			return amqp.NewError(amqp.PreconditionFailed, 60, 40, "invalid expiration '%s': {invalid_expiration,<<\"%s\">>}", exp, exp)
 		}
 		if ms < 0 {
 			return amqp.NewError(amqp.PreconditionFailed, 60, 40, "invalid expiration '%s': {value_negative,%d}", exp, ms)
+		}
+		if ms > MaxExpiry {
+			return amqp.NewError(amqp.PreconditionFailed, 60, 40, "invalid expiration '%s': {value_too_large,%d}", exp, ms)
 		}
 		msg.Expiration, msg.HasExpiration = ms, true
 	}
@@ -854,6 +883,7 @@ func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Messag
 		return r, err
 	}
 	if r.Queues == 0 && !r.Rejected && mandatory {
+		ch.c.waitWritable()
 		ch.c.writeContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: exchange, RoutingKey: key}, msg)
 	}
 	return r, nil

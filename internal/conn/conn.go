@@ -62,6 +62,12 @@ type Conn struct {
 	wclosed  bool
 	starved  atomic.Bool
 	lastSent atomic.Int64
+	// wInflight is the size of the buffer being written to the socket.
+	wInflight atomic.Int64
+	// wdrained is signalled after each socket write (waitWritable).
+	wdrained chan struct{}
+	// encodeFailed: a frame could not be encoded; the connection is ending.
+	encodeFailed atomic.Bool
 
 	lastRead      atomic.Int64
 	closing       bool // connection.close sent, waiting for close-ok (reader only)
@@ -90,6 +96,7 @@ func New(nc net.Conn, srv Server, cfg Config) *Conn {
 		channels: make(map[uint16]*channel),
 		wsignal:  make(chan struct{}, 1),
 		wdone:    make(chan struct{}),
+		wdrained: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		frameMax: cfg.FrameMax,
 		Opened:   time.Now(),
@@ -179,7 +186,7 @@ func (c *Conn) readError(err error) error {
 			return nil
 		}
 		return fmt.Errorf("client unexpectedly closed TCP connection")
-	case errors.Is(err, amqp.ErrFrameTooLarge), errors.Is(err, amqp.ErrBadFrameEnd):
+	case errors.Is(err, amqp.ErrFrameTooLarge), errors.Is(err, amqp.ErrBadFrameEnd), errors.Is(err, amqp.ErrUnknownFrameType):
 		c.connectionError(amqp.NewError(amqp.FrameError, 0, 0, "%v", err))
 		return err
 	}

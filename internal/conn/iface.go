@@ -58,6 +58,9 @@ type Server interface {
 	OpenVHost(user, vhost string) (VHost, error)
 	// PublishAllowed is false while a resource alarm blocks publishers.
 	PublishAllowed() bool
+	// CanImpersonate reports whether user has the impersonator tag (may
+	// publish with another user's user_id property).
+	CanImpersonate(user string) bool
 }
 
 // Config holds the limits and identity a connection negotiates with.

@@ -29,13 +29,28 @@ func (c *Conn) writer() {
 		closed := c.wclosed
 		c.wmu.Unlock()
 		if len(buf) > 0 && !c.wfailed.Load() {
+			c.wInflight.Store(int64(len(buf)))
 			_, err := c.nc.Write(buf)
+			c.wInflight.Store(0)
 			if err != nil {
 				c.wfailed.Store(true)
 				_ = c.nc.Close()
 			}
 			c.sendOct.Add(uint64(len(buf)))
 			c.lastSent.Store(time.Now().UnixNano())
+		}
+		select {
+		case c.wdrained <- struct{}{}:
+		default:
+		}
+		if c.encodeFailed.Load() {
+			c.wmu.Lock()
+			rest := len(c.wbuf)
+			c.wmu.Unlock()
+			if rest == 0 {
+				// the 541 connection.close is out: end the connection
+				_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+			}
 		}
 		if cap(buf) <= 4*writeHighWater {
 			c.wmu.Lock()
@@ -81,23 +96,74 @@ func (c *Conn) flushAndWait() {
 func (c *Conn) writeMethod(ch uint16, m amqp.Method) {
 	c.wmu.Lock()
 	if !c.wclosed {
-		c.wbuf, _ = amqp.AppendMethodFrame(c.wbuf, ch, m)
+		var err error
+		c.wbuf, err = amqp.AppendMethodFrame(c.wbuf, ch, m)
+		if err != nil {
+			c.encodeFailedLocked(m, err)
+		}
 	}
 	c.wmu.Unlock()
 	c.signal()
 }
 
 // writeContent queues a method with content (deliver, get-ok, return).
-// The caller may hold its channel's lock.
+// The caller may hold its channel's lock. A method that cannot be encoded
+// (a short string over 255 bytes that entered by another way than AMQP)
+// is not written at all, and neither is its content: the connection is
+// closed with 541 INTERNAL_ERROR instead of sending a header and body
+// with no method before them.
 func (c *Conn) writeContent(ch uint16, m amqp.Method, msg *queue.Message) {
 	c.wmu.Lock()
 	if !c.wclosed {
-		c.wbuf, _ = amqp.AppendMethodFrame(c.wbuf, ch, m)
-		c.wbuf = amqp.AppendHeaderFrame(c.wbuf, ch, amqp.ClassBasic, uint64(len(msg.Body)), msg.Props)
-		c.wbuf = amqp.AppendBodyFrames(c.wbuf, ch, msg.Body, c.frameMax)
+		var err error
+		c.wbuf, err = amqp.AppendMethodFrame(c.wbuf, ch, m)
+		if err != nil {
+			c.encodeFailedLocked(m, err)
+		} else {
+			c.wbuf = amqp.AppendHeaderFrame(c.wbuf, ch, amqp.ClassBasic, uint64(len(msg.Body)), msg.Props)
+			c.wbuf = amqp.AppendBodyFrames(c.wbuf, ch, msg.Body, c.frameMax)
+		}
 	}
 	c.wmu.Unlock()
 	c.signal()
+}
+
+// encodeFailedLocked handles a frame that could not be encoded: nothing
+// of it was queued; the connection is closed with 541 INTERNAL_ERROR
+// (fail stop: the peer would otherwise see a protocol violation or miss a
+// reply). Called with wmu held.
+func (c *Conn) encodeFailedLocked(m amqp.Method, err error) {
+	c.log.Error("cannot encode a frame; closing the connection", "method", m.Name(), "err", err)
+	e := amqp.NewError(amqp.InternalError, 0, 0, "could not encode '%s': %v", m.Name(), err)
+	c.wbuf, _ = amqp.AppendMethodFrame(c.wbuf, 0, &amqp.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text})
+	c.wclosed = true
+	c.encodeFailed.Store(true)
+}
+
+// waitWritable blocks the calling reader while more than writeHighWater
+// bytes wait to be written (buffered or being written): basic.get and
+// basic.return then wait for the client to read, as deliveries do, so a
+// client that never reads cannot make the server buffer without bound.
+// It returns when the output drains or the connection fails or closes.
+func (c *Conn) waitWritable() {
+	for {
+		c.wmu.Lock()
+		pending := len(c.wbuf) + int(c.wInflight.Load())
+		closed := c.wclosed
+		c.wmu.Unlock()
+		if pending < writeHighWater || closed || c.wfailed.Load() || c.serverClosing.Load() {
+			return
+		}
+		c.signal()
+		select {
+		case <-c.wdrained:
+		case <-c.closed:
+			return
+		case <-time.After(time.Second):
+			// re-check: heartbeat timeouts and server-side closes fail the
+			// socket and show up as wfailed or serverClosing
+		}
+	}
 }
 
 // writerFull reports whether the output buffer is above the high water mark

@@ -1,10 +1,12 @@
 package exchange
 
 import (
+	"fmt"
 	"math/rand"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 func names(ds []Destination) string {
@@ -200,5 +202,91 @@ func BenchmarkRoute(b *testing.B) {
 				out = c.r.Route(c.key, nil, out[:0])
 			}
 		})
+	}
+}
+
+// within runs fn and fails the test if it does not finish in d (a
+// deadline, not a timing assertion: the old code took minutes).
+func within(t *testing.T, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish within %v", what, d)
+	}
+}
+
+// TestTopicManyHashesIsNotExponential: a binding of eight '#' words and a
+// 60-word key routed for 237 s under the vhost lock.
+func TestTopicManyHashesIsNotExponential(t *testing.T) {
+	r := NewRouter(Topic)
+	r.Bind(Binding{Destination: "z", Key: "#.#.#.#.#.#.#.#.z"})
+	r.Bind(Binding{Destination: "y", Key: "#.y.#.#.*.#.#.#"})
+	words := make([]string, 60)
+	for i := range words {
+		words[i] = "w"
+	}
+	miss := strings.Join(words, ".")
+	words[59] = "z"
+	hit := strings.Join(words, ".")
+	within(t, 20*time.Second, "routing a 60-word key", func() {
+		if got := names(r.Route(miss, nil, nil)); got != "" {
+			t.Errorf("miss: %s", got)
+		}
+		if got := names(r.Route(hit, nil, nil)); got != "z" {
+			t.Errorf("hit: %s", got)
+		}
+	})
+}
+
+// TestManyBindingsAreCheap: 20,000 queues bound to one fanout (and one
+// direct key) then unbound: each bind or unbind used to rebuild or scan
+// the whole destination list.
+func TestManyBindingsAreCheap(t *testing.T) {
+	const n = 20000
+	for _, kind := range []Kind{Fanout, Direct, Topic} {
+		r := NewRouter(kind)
+		within(t, 20*time.Second, string(kind)+" binds", func() {
+			for i := 0; i < n; i++ {
+				r.Bind(Binding{Destination: fmt.Sprintf("q%d", i), Key: "k"})
+			}
+		})
+		if got := len(r.Route("k", nil, nil)); got != n {
+			t.Fatalf("%s: %d destinations, want %d", kind, got, n)
+		}
+		within(t, 20*time.Second, string(kind)+" unbinds", func() {
+			for i := 0; i < n; i += 2 {
+				r.Unbind(Binding{Destination: fmt.Sprintf("q%d", i), Key: "k"})
+			}
+		})
+		got := r.Route("k", nil, nil)
+		if len(got) != n/2 {
+			t.Fatalf("%s: %d destinations after unbinding half, want %d", kind, len(got), n/2)
+		}
+		seen := map[string]bool{}
+		for _, d := range got {
+			var i int
+			fmt.Sscanf(d.Name, "q%d", &i)
+			if i%2 == 0 || seen[d.Name] {
+				t.Fatalf("%s: wrong or duplicate destination %s", kind, d.Name)
+			}
+			seen[d.Name] = true
+		}
+	}
+}
+
+// TestTopicLargeFanOutDedup: many bindings reaching the same queues by
+// different patterns still route each queue once.
+func TestTopicLargeFanOutDedup(t *testing.T) {
+	r := NewRouter(Topic)
+	for i := 0; i < 100; i++ {
+		for _, p := range []string{"a.*", "#", "a.#", "*.b"} {
+			r.Bind(Binding{Destination: fmt.Sprintf("q%d", i), Key: p})
+		}
+	}
+	if got := r.Route("a.b", nil, nil); len(got) != 100 {
+		t.Fatalf("%d destinations, want 100", len(got))
 	}
 }

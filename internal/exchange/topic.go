@@ -15,12 +15,22 @@ type topic struct {
 	// its own lock.
 	mu    sync.Mutex
 	cache map[string][]Destination
+	// hashKeys counts bindings whose key has a '#' word
+	hashKeys int
+}
+
+func hasHash(key string) bool {
+	for _, w := range splitKey(key) {
+		if w == "#" {
+			return true
+		}
+	}
+	return false
 }
 
 type node struct {
 	children map[string]*node
-	dests    []Destination
-	refs     map[Destination]int
+	dests    destSet
 }
 
 func newNode() *node { return &node{children: map[string]*node{}} }
@@ -35,6 +45,9 @@ func (r *topic) Bind(b Binding) bool {
 	if !r.set.add(b) {
 		return false
 	}
+	if hasHash(b.Key) {
+		r.hashKeys++
+	}
 	n := r.root
 	for _, w := range splitKey(b.Key) {
 		c := n.children[w]
@@ -44,14 +57,7 @@ func (r *topic) Bind(b Binding) bool {
 		}
 		n = c
 	}
-	d := Destination{b.Destination, b.DestIsExchange}
-	if n.refs == nil {
-		n.refs = map[Destination]int{}
-	}
-	if n.refs[d] == 0 {
-		n.dests = append(n.dests, d)
-	}
-	n.refs[d]++
+	n.dests.add(Destination{b.Destination, b.DestIsExchange})
 	r.mu.Lock()
 	clear(r.cache)
 	r.mu.Unlock()
@@ -61,6 +67,9 @@ func (r *topic) Bind(b Binding) bool {
 func (r *topic) Unbind(b Binding) bool {
 	if !r.set.remove(b) {
 		return false
+	}
+	if hasHash(b.Key) {
+		r.hashKeys--
 	}
 	words := splitKey(b.Key)
 	path := []*node{r.root}
@@ -72,21 +81,11 @@ func (r *topic) Unbind(b Binding) bool {
 		}
 		path = append(path, n)
 	}
-	d := Destination{b.Destination, b.DestIsExchange}
-	n.refs[d]--
-	if n.refs[d] <= 0 {
-		delete(n.refs, d)
-		for i, x := range n.dests {
-			if x == d {
-				n.dests = append(n.dests[:i:i], n.dests[i+1:]...)
-				break
-			}
-		}
-	}
+	n.dests.remove(Destination{b.Destination, b.DestIsExchange})
 	// prune empty nodes
 	for i := len(words) - 1; i >= 0; i-- {
 		c := path[i+1]
-		if len(c.dests) == 0 && len(c.children) == 0 {
+		if c.dests.empty() && len(c.children) == 0 {
 			delete(path[i].children, words[i])
 		} else {
 			break
@@ -110,7 +109,8 @@ func (r *topic) Route(key string, _ map[string]any, out []Destination) []Destina
 	}
 	start := len(out)
 	words := splitKey(key)
-	out = match(r.root, words, out, start)
+	m := matcher{words: words, start: start, memo: r.hashKeys > 0}
+	out = m.match(r.root, 0, out)
 	res := append([]Destination(nil), out[start:]...)
 	r.mu.Lock()
 	if len(r.cache) >= topicCacheMax {
@@ -121,10 +121,36 @@ func (r *topic) Route(key string, _ map[string]any, out []Destination) []Destina
 	return out
 }
 
-func addDests(out []Destination, start int, ds []Destination) []Destination {
+// matcher walks the trie for one routing key. Each (node, word position)
+// state is explored once: with '#' able to consume any number of words,
+// a plain recursion revisits the same states exponentially often (a
+// binding "#.#.#.#.#.#.#.#.z" and a 60-word key took minutes); memoised,
+// the walk is O(trie nodes x words) at worst.
+type matcher struct {
+	words []string
+	start int
+	memo  bool // some binding key has a '#'
+	seen  map[matchState]struct{}
+	dedup map[Destination]struct{} // once the result is large
+}
+
+type matchState struct {
+	n *node
+	i int
+}
+
+func (m *matcher) add(out []Destination, ds []Destination) []Destination {
 	for _, d := range ds {
+		if m.dedup != nil {
+			if _, ok := m.dedup[d]; ok {
+				continue
+			}
+			m.dedup[d] = struct{}{}
+			out = append(out, d)
+			continue
+		}
 		dup := false
-		for _, x := range out[start:] {
+		for _, x := range out[m.start:] {
 			if x == d {
 				dup = true
 				break
@@ -133,29 +159,47 @@ func addDests(out []Destination, start int, ds []Destination) []Destination {
 		if !dup {
 			out = append(out, d)
 		}
+		if len(out)-m.start > 32 {
+			// linear de-duplication would make big fan-outs quadratic
+			m.dedup = make(map[Destination]struct{}, 2*(len(out)-m.start))
+			for _, x := range out[m.start:] {
+				m.dedup[x] = struct{}{}
+			}
+		}
 	}
 	return out
 }
 
-func match(n *node, words []string, out []Destination, start int) []Destination {
-	if len(words) == 0 {
-		out = addDests(out, start, n.dests)
+func (m *matcher) match(n *node, i int, out []Destination) []Destination {
+	if m.memo {
+		// with '#' in the trie a state can be reached along many paths
+		if m.seen == nil {
+			m.seen = map[matchState]struct{}{}
+		}
+		st := matchState{n, i}
+		if _, ok := m.seen[st]; ok {
+			return out
+		}
+		m.seen[st] = struct{}{}
+	}
+	if i == len(m.words) {
+		out = m.add(out, n.dests.list)
 		// a trailing '#' matches zero words
 		if h := n.children["#"]; h != nil {
-			out = match(h, nil, out, start)
+			out = m.match(h, i, out)
 		}
 		return out
 	}
-	if c := n.children[words[0]]; c != nil {
-		out = match(c, words[1:], out, start)
+	if c := n.children[m.words[i]]; c != nil {
+		out = m.match(c, i+1, out)
 	}
 	if c := n.children["*"]; c != nil {
-		out = match(c, words[1:], out, start)
+		out = m.match(c, i+1, out)
 	}
 	if h := n.children["#"]; h != nil {
 		// '#' consumes zero or more words
-		for i := 0; i <= len(words); i++ {
-			out = match(h, words[i:], out, start)
+		for j := i; j <= len(m.words); j++ {
+			out = m.match(h, j, out)
 		}
 	}
 	return out

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"iter"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -444,7 +445,7 @@ func (q *Queue) publish(m *Message, persist bool) (PublishResult, uint64, []Dead
 		ttl = m.Expiration
 	}
 	if ttl >= 0 {
-		e.expiresAt = q.now().UnixNano() + ttl*int64(time.Millisecond)
+		e.expiresAt = addSat(q.now().UnixNano(), int64(msDuration(ttl)))
 	}
 	if persist {
 		// the store is called without mu (storeMu is held)
@@ -993,6 +994,26 @@ func (q *Queue) Touch() {
 
 func (q *Queue) touch() { q.lastUsed = q.now() }
 
+// msDuration converts milliseconds to a Duration, saturating instead of
+// overflowing (a TTL of 2^63-1 ms means "never", not "already").
+func msDuration(ms int64) time.Duration {
+	switch {
+	case ms <= 0:
+		return 0
+	case ms > math.MaxInt64/int64(time.Millisecond):
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// addSat adds a non-negative b to a, saturating at math.MaxInt64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // armExpiry (re)starts the x-expires timer while the queue is unused.
 func (q *Queue) armExpiry() {
 	if q.expTimer != nil {
@@ -1002,14 +1023,14 @@ func (q *Queue) armExpiry() {
 	if q.set.Expires <= 0 || q.deleted || len(q.consumers) > 0 || q.OnExpire == nil {
 		return
 	}
-	d := time.Duration(q.set.Expires) * time.Millisecond
+	d := msDuration(q.set.Expires)
 	q.expTimer = time.AfterFunc(d, q.checkExpiry)
 }
 
 func (q *Queue) checkExpiry() {
 	q.mu.Lock()
 	idle := q.now().Sub(q.lastUsed)
-	d := time.Duration(q.set.Expires) * time.Millisecond
+	d := msDuration(q.set.Expires)
 	expired := !q.deleted && len(q.consumers) == 0 && q.set.Expires > 0 && idle >= d
 	if !expired && !q.deleted && q.set.Expires > 0 && len(q.consumers) == 0 {
 		q.expTimer = time.AfterFunc(d-idle, q.checkExpiry)

@@ -15,6 +15,11 @@ var equivalenceArgs = map[string]bool{
 	"x-single-active-consumer": true, "x-queue-type": true, "x-queue-master-locator": true,
 }
 
+// MaxExpiry is the largest x-expires and x-message-ttl (and per-message
+// expiration) RabbitMQ accepts: ten years in milliseconds
+// (rabbit_misc:check_expiry).
+const MaxExpiry = 315_360_000_000
+
 func typeName(v any) string {
 	switch v.(type) {
 	case string, []byte:
@@ -44,29 +49,22 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 	}
 	for k, v := range args {
 		switch k {
-		case "x-message-ttl", "x-max-length", "x-max-length-bytes":
+		case "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-max-priority":
+			// rabbit_amqqueue:check_*_arg; ~255p prints the type error
+			// as a quoted string
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
 			}
-			if n < 0 {
+			switch {
+			case k == "x-expires" && n == 0:
+				return bad(k, fmt.Sprintf("{value_zero,%d}", n))
+			case n < 0:
 				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
-			}
-		case "x-expires":
-			n, ok := amqp.IntValue(v)
-			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
-			}
-			if n <= 0 {
-				return bad(k, fmt.Sprintf("{value_zero_or_less,%d}", n))
-			}
-		case "x-max-priority":
-			n, ok := amqp.IntValue(v)
-			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
-			}
-			if n < 0 || n > 255 {
-				return bad(k, fmt.Sprintf("{value_out_of_range,%d}", n))
+			case (k == "x-expires" || k == "x-message-ttl") && n > MaxExpiry:
+				return bad(k, fmt.Sprintf("{value_too_large,%d}", n))
+			case k == "x-max-priority" && n > 255:
+				return bad(k, fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
 		case "x-dead-letter-exchange", "x-dead-letter-routing-key":
 			if _, ok := v.(string); !ok {

@@ -16,14 +16,12 @@ func (v *VHost) deadLetter(from *queue.Queue, dls []queue.DeadLetter) {
 	var scratch []exchange.Destination
 	for _, dl := range dls {
 		msg, deaths := deathMessage(dl, time.Now())
-		v.mu.RLock()
-		x := v.exchanges[dl.Exchange]
+		x := v.lookupExchange(dl.Exchange)
 		var qs []*queue.Queue
 		if x != nil {
 			var headers map[string]any
 			qs = v.route(x, msg.RoutingKey, msg, &headers, nil, 0, &scratch)
 		}
-		v.mu.RUnlock()
 		if x == nil {
 			v.log.Debug("dead-letter exchange missing; message dropped", "queue", dl.Queue, "exchange", dl.Exchange)
 			continue

@@ -18,14 +18,44 @@ type Session struct {
 	v      *VHost
 	user   string
 	perm   *auth.Matcher
-	wcache map[string]bool // write permission per exchange
+	perms  PermissionSource // nil: perm never changes
+	wcache map[string]bool  // write permission per exchange
+	wgen   uint64           // permission generation wcache was filled at
 	dests  []exchange.Destination
 	qbuf   []*queue.Queue
 }
 
+// PermissionSource returns a user's current permissions in the vhost (nil:
+// none) and a generation number that changes whenever any permission does.
+// Read the generation before the permissions.
+type PermissionSource func() (*auth.Matcher, uint64)
+
 // Session returns a view for user with the compiled permission perm.
 func (v *VHost) Session(user string, perm *auth.Matcher) *Session {
 	return &Session{v: v, user: user, perm: perm, wcache: map[string]bool{}}
+}
+
+// SessionWith returns a view for user that asks perms on every operation,
+// so permission changes reach open connections at once (RabbitMQ checks
+// each operation; a revoked permission refuses the next one with 403).
+func (v *VHost) SessionWith(user string, perms PermissionSource) *Session {
+	m, gen := perms()
+	return &Session{v: v, user: user, perm: m, perms: perms, wcache: map[string]bool{}, wgen: gen}
+}
+
+// matcher returns the current permissions; with a source it also drops
+// the write cache when permissions changed since it was filled.
+func (s *Session) matcher() *auth.Matcher {
+	if s.perms == nil {
+		return s.perm
+	}
+	m, gen := s.perms()
+	if gen != s.wgen {
+		clear(s.wcache)
+		s.wgen = gen
+	}
+	s.perm = m
+	return m
 }
 
 // Name returns the vhost's name.
@@ -49,13 +79,15 @@ func resourceName(name string) string {
 func (s *Session) check(k permKind, kind, name string, m amqp.Method) error {
 	res := resourceName(name)
 	var ok bool
-	switch k {
-	case permConfigure:
-		ok = s.perm.CanConfigure(res)
-	case permWrite:
-		ok = s.perm.CanWrite(res)
-	case permRead:
-		ok = s.perm.CanRead(res)
+	if p := s.matcher(); p != nil {
+		switch k {
+		case permConfigure:
+			ok = p.CanConfigure(res)
+		case permWrite:
+			ok = p.CanWrite(res)
+		case permRead:
+			ok = p.CanRead(res)
+		}
 	}
 	if ok {
 		return nil
@@ -110,8 +142,17 @@ func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
 		return v.errf(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
 	if alt, ok := m.Arguments["alternate-exchange"]; ok {
-		if _, isStr := alt.(string); !isStr {
-			return v.errf(amqp.PreconditionFailed, m, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s': expected a string", m.Exchange, v.name)
+		ae, isStr := alt.(string)
+		if !isStr {
+			return v.errf(amqp.PreconditionFailed, m, "invalid type '%s' for arg 'alternate-exchange' in exchange '%s' in vhost '%s'", typeName(alt), m.Exchange, v.name)
+		}
+		// rabbit_channel: declaring an exchange with an alternate exchange
+		// needs read on the exchange and write on the alternate one
+		if err := s.check(permRead, "exchange", m.Exchange, m); err != nil {
+			return err
+		}
+		if err := s.check(permWrite, "exchange", ae, m); err != nil {
+			return err
 		}
 	}
 	return v.meta.Propose(metadata.Command{Op: metadata.OpDeclareExchange, Exchange: &metadata.Exchange{
@@ -151,17 +192,9 @@ func (s *Session) DeleteExchange(m *amqp.ExchangeDelete) error {
 	defer v.declMu.Unlock()
 	v.mu.RLock()
 	x := v.exchanges[m.Exchange]
-	inUse := x != nil && x.Router.Len() > 0
-	if x != nil && !inUse {
-		// also a destination of an exchange-to-exchange binding counts
-		for _, o := range v.exchanges {
-			for _, b := range o.Router.Bindings() {
-				if b.DestIsExchange && b.Destination == m.Exchange {
-					inUse = true
-				}
-			}
-		}
-	}
+	// a source of bindings or a destination of an exchange-to-exchange
+	// binding is in use
+	inUse := x != nil && (x.Router.Len() > 0 || v.boundTo(destKey{m.Exchange, true}))
 	v.mu.RUnlock()
 	if x == nil {
 		return v.notFound(m, "exchange", m.Exchange)
@@ -313,6 +346,16 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 	if err := validateQueueArgs(m.Arguments, name, v.name, m); err != nil {
 		return "", 0, 0, err
 	}
+	if dlx, ok := m.Arguments["x-dead-letter-exchange"].(string); ok {
+		// rabbit_channel: a dead-letter exchange needs read on the queue
+		// and write on the exchange
+		if err := s.check(permRead, "queue", name, m); err != nil {
+			return "", 0, 0, err
+		}
+		if err := s.check(permWrite, "exchange", dlx, m); err != nil {
+			return "", 0, 0, err
+		}
+	}
 	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments)}
 	if m.Exclusive {
 		def.Owner = owner
@@ -398,12 +441,19 @@ func (s *Session) ConnectionClosed(owner uint64) {
 	if len(names) == 0 {
 		return
 	}
-	v.declMu.Lock()
-	defer v.declMu.Unlock()
+	// one queue at a time: other connections' declares get the lock in
+	// between instead of waiting for thousands of deletions
 	for _, n := range names {
-		if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: n}); err != nil {
-			v.log.Error("deleting exclusive queue failed", "queue", n, "err", err)
+		v.declMu.Lock()
+		v.mu.RLock()
+		q := v.queues[n]
+		v.mu.RUnlock()
+		if q != nil && q.Config().Exclusive && q.Config().Owner == owner {
+			if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: v.name, Name: n}); err != nil {
+				v.log.Error("deleting exclusive queue failed", "queue", n, "err", err)
+			}
 		}
+		v.declMu.Unlock()
 	}
 }
 
@@ -422,6 +472,9 @@ func (s *Session) CanPublish(name string) error {
 func (s *Session) canPublish(name string, x *Exchange) error {
 	if x == nil {
 		return s.v.notFound(publishMethod, "exchange", name)
+	}
+	if s.perms != nil {
+		s.matcher() // drops the cache if permissions changed
 	}
 	ok, cached := s.wcache[name]
 	if !cached {
@@ -444,6 +497,11 @@ func (s *Session) canPublish(name string, x *Exchange) error {
 // how many queues took it and whether any refused it (reject-publish).
 func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed, error) {
 	v := s.v
+	if len(key) > 255 {
+		// only a non-AMQP entry (HTTP) can carry one; it could not be
+		// delivered (routing-key is a short string)
+		return queue.Routed{}, v.errf(amqp.PreconditionFailed, publishMethod, "routing key of %d bytes is longer than 255 bytes", len(key))
+	}
 	v.mu.RLock()
 	x := v.exchanges[exName]
 	if err := s.canPublish(exName, x); err != nil {
@@ -462,16 +520,19 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 		if q := v.queues[key]; q != nil {
 			qs = append(qs, q)
 		}
+		v.mu.RUnlock()
 	} else {
+		// route without the vhost lock: declares and other publishes go on
+		// while a slow route runs
+		v.mu.RUnlock()
 		var headers map[string]any
 		qs = v.route(x, key, msg, &headers, qs, 0, &s.dests)
 		if len(qs) == 0 && x.Alternate != "" {
-			if ax := v.exchanges[x.Alternate]; ax != nil {
+			if ax := v.lookupExchange(x.Alternate); ax != nil {
 				qs = v.route(ax, key, msg, &headers, qs, 0, &s.dests)
 			}
 		}
 	}
-	v.mu.RUnlock()
 	var r queue.Routed
 	for i, q := range qs {
 		res, ref := q.Publish(msg)
@@ -490,7 +551,8 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 
 // route appends the queues x routes key to, following exchange-to-exchange
 // bindings (each exchange visited once) and alternate exchanges of
-// exchanges reached that way.
+// exchanges reached that way. Call it without v.mu: it takes the
+// exchange's router lock to route and v.mu only to look names up.
 func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[string]any, out []*queue.Queue, depth int, scratch *[]exchange.Destination) []*queue.Queue {
 	if x.Kind == exchange.Headers && *headers == nil {
 		*headers = map[string]any{}
@@ -500,7 +562,9 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 			}
 		}
 	}
+	x.rmu.RLock()
 	dests := x.Router.Route(key, *headers, (*scratch)[:0])
+	x.rmu.RUnlock()
 	*scratch = dests[:0]
 	for _, d := range dests {
 		if d.IsExchange {
@@ -510,11 +574,30 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 		}
 	}
 	var visited map[string]bool
+	var seen map[*queue.Queue]struct{} // de-duplication once out is large
+	var next []*Exchange
+	v.mu.RLock()
 	for _, d := range dests {
 		if !d.IsExchange {
-			if q := v.queues[d.Name]; q != nil && !containsQueue(out, q) {
-				out = append(out, q)
+			q := v.queues[d.Name]
+			if q == nil {
+				continue
 			}
+			if seen == nil && len(out) > 32 {
+				seen = make(map[*queue.Queue]struct{}, 2*len(dests))
+				for _, o := range out {
+					seen[o] = struct{}{}
+				}
+			}
+			if seen != nil {
+				if _, dup := seen[q]; dup {
+					continue
+				}
+				seen[q] = struct{}{}
+			} else if containsQueue(out, q) {
+				continue
+			}
+			out = append(out, q)
 			continue
 		}
 		if depth > 32 {
@@ -528,16 +611,27 @@ func (v *VHost) route(x *Exchange, key string, msg *queue.Message, headers *map[
 		}
 		visited[d.Name] = true
 		if nx := v.exchanges[d.Name]; nx != nil {
-			before := len(out)
-			out = v.route(nx, key, msg, headers, out, depth+1, scratch)
-			if len(out) == before && nx.Alternate != "" {
-				if ax := v.exchanges[nx.Alternate]; ax != nil && !visited[ax.Def.Name] {
-					out = v.route(ax, key, msg, headers, out, depth+1, scratch)
-				}
+			next = append(next, nx)
+		}
+	}
+	v.mu.RUnlock()
+	for _, nx := range next {
+		before := len(out)
+		out = v.route(nx, key, msg, headers, out, depth+1, scratch)
+		if len(out) == before && nx.Alternate != "" {
+			if ax := v.lookupExchange(nx.Alternate); ax != nil && !visited[ax.Def.Name] {
+				out = v.route(ax, key, msg, headers, out, depth+1, scratch)
 			}
 		}
 	}
 	return out
+}
+
+// lookupExchange returns the named exchange or nil.
+func (v *VHost) lookupExchange(name string) *Exchange {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.exchanges[name]
 }
 
 func containsQueue(qs []*queue.Queue, q *queue.Queue) bool {
