@@ -106,14 +106,7 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.mu.Unlock()
 	case metadata.OpDeleteExchange:
 		v.mu.Lock()
-		delete(v.exchanges, c.Name)
-		for _, x := range v.exchanges {
-			for _, b := range x.Router.Bindings() {
-				if b.DestIsExchange && b.Destination == c.Name {
-					x.Router.Unbind(b)
-				}
-			}
-		}
+		v.deleteExchangeLocked(c.Name)
 		v.mu.Unlock()
 	case metadata.OpDeclareQueue:
 		d := c.Queue
@@ -160,6 +153,17 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.mu.Unlock()
 	case metadata.OpSetPolicy, metadata.OpClearPolicy:
 		v.applyPolicies()
+	}
+	if len(c.AutoDeleted) > 0 {
+		// auto-delete exchanges that lost their last binding as a source
+		// (decided by the definitions' Apply, so every node agrees)
+		v.mu.Lock()
+		for _, name := range c.AutoDeleted {
+			v.deleteExchangeLocked(name)
+		}
+		v.mu.Unlock()
+	}
+	switch c.Op {
 	case metadata.OpDeleteVHost:
 		v.mu.Lock()
 		qs := v.queues
@@ -169,6 +173,19 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.mu.Unlock()
 		for _, q := range qs {
 			_, _ = q.Delete(false, false)
+		}
+	}
+}
+
+// deleteExchangeLocked removes an exchange and the exchange-to-exchange
+// bindings it is the destination of. v.mu is held.
+func (v *VHost) deleteExchangeLocked(name string) {
+	delete(v.exchanges, name)
+	for _, x := range v.exchanges {
+		for _, b := range x.Router.Bindings() {
+			if b.DestIsExchange && b.Destination == name {
+				x.Router.Unbind(b)
+			}
 		}
 	}
 }
