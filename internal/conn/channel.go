@@ -73,11 +73,11 @@ type channel struct {
 	consumerPrefetch uint16 // basic.qos global=false: for new consumers
 
 	replyName string // direct reply-to name while a reply consumer exists
+	lastQueue string // the queue most recently declared on this channel
 	replyTag  string
 
 	mu             sync.Mutex
 	closed         bool
-	flow           bool
 	nextTag        uint64
 	unacked        []unacked // ascending tag
 	unackedLive    int
@@ -104,7 +104,7 @@ type txAck struct {
 }
 
 func newChannel(c *Conn, id uint16) *channel {
-	return &channel{id: id, c: c, flow: true, consumers: make(map[string]*consumer)}
+	return &channel{id: id, c: c, consumers: make(map[string]*consumer)}
 }
 
 func (ch *channel) vh() VHost { return ch.c.vhost }
@@ -266,7 +266,7 @@ func (cs *consumer) Deliver(d queue.Delivery) bool {
 	ch := cs.ch
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.closed || cs.gone || !ch.flow {
+	if ch.closed || cs.gone {
 		return false
 	}
 	if !cs.noAck {
@@ -318,8 +318,58 @@ func (cs *consumer) Cancelled(q *queue.Queue) {
 	}
 }
 
+// noDeclaredQueue is RabbitMQ's error for the empty queue name on a channel
+// that has declared no queue (rabbit_channel:expand_queue_name_shortcut).
+func noDeclaredQueue(m amqp.Method) error {
+	return amqp.NewError(amqp.NotFound, m.ClassID(), m.MethodID(), "no previously declared queue")
+}
+
+// expandShortcuts applies AMQP 0-9-1's shortcut: an empty queue name means
+// the queue last declared on this channel (and, in queue.bind and
+// queue.unbind, an empty routing key with it means that queue's name).
+func (ch *channel) expandShortcuts(m amqp.Method) error {
+	expand := func(name *string) error {
+		if *name != "" {
+			return nil
+		}
+		if ch.lastQueue == "" {
+			return noDeclaredQueue(m)
+		}
+		*name = ch.lastQueue
+		return nil
+	}
+	expandBind := func(name, key *string) error {
+		empty := *name == ""
+		if err := expand(name); err != nil {
+			return err
+		}
+		if empty && *key == "" {
+			*key = ch.lastQueue
+		}
+		return nil
+	}
+	switch m := m.(type) {
+	case *amqp.BasicGet:
+		return expand(&m.Queue)
+	case *amqp.BasicConsume:
+		return expand(&m.Queue)
+	case *amqp.QueueDelete:
+		return expand(&m.Queue)
+	case *amqp.QueuePurge:
+		return expand(&m.Queue)
+	case *amqp.QueueBind:
+		return expandBind(&m.Queue, &m.RoutingKey)
+	case *amqp.QueueUnbind:
+		return expandBind(&m.Queue, &m.RoutingKey)
+	}
+	return nil
+}
+
 func (ch *channel) method(m amqp.Method) error {
 	vh := ch.vh()
+	if err := ch.expandShortcuts(m); err != nil {
+		return err
+	}
 	switch m := m.(type) {
 	case *amqp.BasicPublish:
 		return ch.startPublish(m)
@@ -401,13 +451,15 @@ func (ch *channel) method(m amqp.Method) error {
 	case *amqp.ChannelOpen:
 		return amqp.NewError(amqp.ChannelError, m.ClassID(), m.MethodID(), "second 'channel.open' seen")
 	case *amqp.ChannelFlow:
-		ch.mu.Lock()
-		ch.flow = m.Active
-		ch.mu.Unlock()
-		ch.c.writeMethod(ch.id, &amqp.ChannelFlowOk{Active: m.Active})
-		if m.Active {
-			ch.kick()
+		if !m.Active {
+			// RabbitMQ 3.10 does not implement a client stopping the
+			// server's deliveries: it closes the connection with 540
+			// (rabbit_channel: protocol_error(not_implemented,
+			// "active=false")). Clients that need to pause use basic.qos
+			// or cancel their consumers.
+			return amqp.NewError(amqp.NotImplemented, m.ClassID(), m.MethodID(), "active=false")
 		}
+		ch.c.writeMethod(ch.id, &amqp.ChannelFlowOk{Active: true})
 		return nil
 	case *amqp.ChannelFlowOk:
 		return nil
@@ -448,6 +500,7 @@ func (ch *channel) method(m amqp.Method) error {
 		if err != nil {
 			return err
 		}
+		ch.lastQueue = name
 		if !m.NoWait {
 			ch.c.writeMethod(ch.id, &amqp.QueueDeclareOk{Queue: name, MessageCount: msgs, ConsumerCount: cons})
 		}
@@ -523,7 +576,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if m.Queue == replyTo {
 		return ch.consumeReplyTo(m)
 	}
-	q, err := ch.vh().Queue(m.Queue, ch.c.id)
+	q, err := ch.vh().QueueFor(m, m.Queue, ch.c.id)
 	if err != nil {
 		return err
 	}
@@ -577,7 +630,7 @@ func (ch *channel) dropConsumer(cs *consumer) {
 }
 
 func (ch *channel) get(m *amqp.BasicGet) error {
-	q, err := ch.vh().Queue(m.Queue, ch.c.id)
+	q, err := ch.vh().QueueFor(m, m.Queue, ch.c.id)
 	if err != nil {
 		return err
 	}

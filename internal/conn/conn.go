@@ -75,6 +75,7 @@ type Conn struct {
 	closeOnce     sync.Once
 	blocked       atomic.Bool
 	serverClosing atomic.Bool // Close sent connection.close from another goroutine
+	closeOkSent   atomic.Bool // close-ok answered the client's connection.close
 
 	// Stats for management.
 	infoMu  sync.Mutex
@@ -148,6 +149,10 @@ func (c *Conn) serve() error {
 		c.lastRead.Store(time.Now().UnixNano())
 		c.recvOct.Add(uint64(len(f.Payload) + 8))
 		if err := c.frame(f); err != nil {
+			if errors.Is(err, errClientClosed) {
+				c.drainUntilHangup()
+				return nil
+			}
 			if errors.Is(err, errClosed) {
 				return nil
 			}
@@ -175,9 +180,32 @@ func (c *Conn) serve() error {
 }
 
 var (
-	errClosed = errors.New("connection closed")
-	errQuiet  = errors.New("closed without a handshake")
+	errClosed       = errors.New("connection closed")
+	errClientClosed = errors.New("client closed the connection; close-ok sent")
+	errQuiet        = errors.New("closed without a handshake")
 )
+
+// closingTimeout bounds how long a connection that sent close-ok waits
+// for the client to hang up (RabbitMQ's ?CLOSING_TIMEOUT, in seconds).
+const closingTimeout = 30
+
+// drainUntilHangup runs after close-ok went out for a client's
+// connection.close: closing the socket now, with client frames still
+// arriving or unread, makes the kernel answer with RST, and a client
+// that has not yet read close-ok then loses it (amqplib's close callback
+// never fires). Like RabbitMQ, read and discard everything until the
+// client hangs up, bounded by the heartbeat interval or 30 seconds.
+func (c *Conn) drainUntilHangup() {
+	wait := time.Duration(closingTimeout) * time.Second
+	if c.heartbeat > 0 && c.heartbeat < closingTimeout {
+		wait = time.Duration(c.heartbeat) * time.Second
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+	if c.serverClosing.Load() {
+		return // the node is closing connections (Close)
+	}
+	_, _ = io.Copy(io.Discard, c.br)
+}
 
 func (c *Conn) readError(err error) error {
 	switch {
@@ -250,12 +278,24 @@ func (c *Conn) frame(f amqp.Frame) error {
 func (c *Conn) connectionMethod(m amqp.Method) error {
 	switch m := m.(type) {
 	case *amqp.ConnectionClose:
+		if c.closing {
+			// both sides sent connection.close: answer and end
+			c.writeMethod(0, &amqp.ConnectionCloseOk{})
+			c.flushAndWait()
+			return errClosed
+		}
+		c.log.Info("client closed connection", "code", m.ReplyCode, "text", m.ReplyText)
+		// As RabbitMQ does, the channels end and the exclusive queues are
+		// deleted before close-ok: a client that reconnects the moment its
+		// close returns finds them gone (404), not locked (405).
+		c.releaseChannels()
+		if c.vhost != nil {
+			c.vhost.ConnectionClosed(c.id)
+		}
+		c.closeOkSent.Store(true)
 		c.writeMethod(0, &amqp.ConnectionCloseOk{})
 		c.flushAndWait()
-		if !c.closing {
-			c.log.Info("client closed connection", "code", m.ReplyCode, "text", m.ReplyText)
-		}
-		return errClosed
+		return errClientClosed
 	case *amqp.ConnectionCloseOk:
 		if c.closing || c.serverClosing.Load() {
 			return errClosed
@@ -293,6 +333,12 @@ func (c *Conn) Close(code uint16, text string) {
 	closed := c.wclosed
 	c.wmu.Unlock()
 	if closed {
+		return
+	}
+	if c.closeOkSent.Load() {
+		// the client closed already; stop waiting for it to hang up
+		c.serverClosing.Store(true)
+		_ = c.nc.SetReadDeadline(time.Now())
 		return
 	}
 	c.serverClosing.Store(true)

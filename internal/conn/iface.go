@@ -25,9 +25,10 @@ type VHost interface {
 	PurgeQueue(m *amqp.QueuePurge, owner uint64) (uint32, error)
 	BindQueue(m *amqp.QueueBind, owner uint64) error
 	UnbindQueue(m *amqp.QueueUnbind, owner uint64) error
-	// Queue returns a queue for basic.consume / basic.get after checking read
+	// QueueFor returns a queue for basic.consume / basic.get after checking read
 	// permission and exclusivity.
-	Queue(name string, owner uint64) (*queue.Queue, error)
+	// Errors name method m (basic.consume or basic.get).
+	QueueFor(m amqp.Method, name string, owner uint64) (*queue.Queue, error)
 	// Publish routes msg from exchange with routing key and enqueues it:
 	// how many queues took it, whether any refused it (reject-publish), and
 	// the store position a confirm must wait for.

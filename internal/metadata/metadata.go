@@ -119,6 +119,12 @@ type Command struct {
 	Queue      *Queue      `json:"queue,omitempty"`
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
+
+	// AutoDeleted lists the auto-delete exchanges (of VHost or the
+	// binding's vhost) that applying this command deleted because they
+	// lost their last binding as a source. Apply fills it on every node
+	// alike; it is not part of the proposed command.
+	AutoDeleted []string `json:"-"`
 }
 
 // Errors from Apply.
@@ -162,6 +168,87 @@ func BindingKey(b Binding) string {
 // Apply runs one command. It is deterministic: the same commands in the
 // same order give the same State on every node.
 func (s *State) Apply(c Command) error {
+	_, err := s.apply(c)
+	return err
+}
+
+// apply runs c and returns the auto-delete exchanges it deleted.
+func (s *State) apply(c Command) ([]string, error) {
+	var sources []string // sources of bindings c removed (vhost: vh)
+	var vh string
+	removeBinding := func(k string, b Binding) {
+		delete(s.Bindings, k)
+		vh = b.VHost
+		sources = append(sources, b.Source)
+	}
+	switch c.Op {
+	case OpDeleteExchange:
+		vh = c.VHost
+		delete(s.Exchanges, [2]string{c.VHost, c.Name})
+		for k, b := range s.Bindings {
+			if b.VHost == c.VHost && (b.Source == c.Name || (b.DestinationType == "exchange" && b.Destination == c.Name)) {
+				removeBinding(k, b)
+			}
+		}
+	case OpDeleteQueue:
+		delete(s.Queues, [2]string{c.VHost, c.Name})
+		for k, b := range s.Bindings {
+			if b.VHost == c.VHost && b.DestinationType == "queue" && b.Destination == c.Name {
+				removeBinding(k, b)
+			}
+		}
+	case OpUnbind:
+		if c.Binding == nil {
+			return nil, ErrInvalid
+		}
+		k := BindingKey(*c.Binding)
+		if b, ok := s.Bindings[k]; ok {
+			removeBinding(k, b)
+		}
+	default:
+		return nil, s.applyOther(c)
+	}
+	return s.autoDelete(vh, sources), nil
+}
+
+// autoDelete deletes the auto-delete exchanges among sources that have no
+// binding left as a source, and cascades: deleting one removes the
+// bindings it is the destination of, whose sources are checked in turn.
+// These are RabbitMQ's rules (rabbit_binding:maybe_auto_delete and
+// rabbit_exchange:conditional_delete): only losing a binding as the source
+// counts, and an exchange that never had one stays.
+func (s *State) autoDelete(vh string, sources []string) []string {
+	var deleted []string
+	for len(sources) > 0 {
+		name := sources[len(sources)-1]
+		sources = sources[:len(sources)-1]
+		x, ok := s.Exchanges[[2]string{vh, name}]
+		if !ok || !x.AutoDelete || s.hasSourceBinding(vh, name) {
+			continue
+		}
+		delete(s.Exchanges, [2]string{vh, name})
+		deleted = append(deleted, name)
+		for k, b := range s.Bindings {
+			if b.VHost == vh && b.DestinationType == "exchange" && b.Destination == name {
+				delete(s.Bindings, k)
+				sources = append(sources, b.Source)
+			}
+		}
+	}
+	sort.Strings(deleted)
+	return deleted
+}
+
+func (s *State) hasSourceBinding(vh, name string) bool {
+	for _, b := range s.Bindings {
+		if b.VHost == vh && b.Source == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) applyOther(c Command) error {
 	switch c.Op {
 	case OpAddVHost:
 		s.VHosts[c.VHost] = VHost{Name: c.VHost}
@@ -229,35 +316,16 @@ func (s *State) Apply(c Command) error {
 			return ErrInvalid
 		}
 		s.Exchanges[[2]string{c.Exchange.VHost, c.Exchange.Name}] = *c.Exchange
-	case OpDeleteExchange:
-		delete(s.Exchanges, [2]string{c.VHost, c.Name})
-		for k, b := range s.Bindings {
-			if b.VHost == c.VHost && (b.Source == c.Name || (b.DestinationType == "exchange" && b.Destination == c.Name)) {
-				delete(s.Bindings, k)
-			}
-		}
 	case OpDeclareQueue:
 		if c.Queue == nil {
 			return ErrInvalid
 		}
 		s.Queues[[2]string{c.Queue.VHost, c.Queue.Name}] = *c.Queue
-	case OpDeleteQueue:
-		delete(s.Queues, [2]string{c.VHost, c.Name})
-		for k, b := range s.Bindings {
-			if b.VHost == c.VHost && b.DestinationType == "queue" && b.Destination == c.Name {
-				delete(s.Bindings, k)
-			}
-		}
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
 		}
 		s.Bindings[BindingKey(*c.Binding)] = *c.Binding
-	case OpUnbind:
-		if c.Binding == nil {
-			return ErrInvalid
-		}
-		delete(s.Bindings, BindingKey(*c.Binding))
 	case OpSetPolicy:
 		if c.Policy == nil {
 			return ErrInvalid
@@ -325,11 +393,12 @@ func (s *Store) Propose(cmd Command) error {
 
 func (s *Store) apply(cmd Command) error {
 	s.mu.Lock()
-	err := s.state.Apply(cmd)
+	deleted, err := s.state.apply(cmd)
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	cmd.AutoDeleted = deleted
 	for _, fn := range s.observers {
 		fn(cmd)
 	}

@@ -88,8 +88,14 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 			}
 		case "x-queue-type":
 			s, _ := v.(string)
-			if s != "classic" {
-				return bad(k, fmt.Sprintf("queue type '%v' is not supported by this node yet (only 'classic')", fmtArg(v)))
+			switch s {
+			case "classic":
+			case "quorum":
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "quorum queues are not available in Warren yet (they come with replicated queues): declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none; durable keeps persistent messages on disk)", q, vh)
+			case "stream":
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "stream queues are not supported by Warren: declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none)", q, vh)
+			default:
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-queue-type' for queue '%s' in vhost '%s': unknown queue type '%v'; Warren supports 'classic' only", q, vh, fmtArg(v))
 			}
 		}
 	}

@@ -116,7 +116,7 @@ func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
 	}
 	kind, ok := exchange.ParseKind(m.Type)
 	if !ok {
-		return v.errf(amqp.CommandInvalid, m, "invalid exchange type '%s'", m.Type)
+		return v.errf(amqp.CommandInvalid, m, "unknown exchange type '%s'", m.Type)
 	}
 	if err := s.check(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
@@ -182,8 +182,11 @@ func quoteArg(x any) string {
 // DeleteExchange implements exchange.delete.
 func (s *Session) DeleteExchange(m *amqp.ExchangeDelete) error {
 	v := s.v
-	if m.Exchange == "" || strings.HasPrefix(m.Exchange, "amq.") {
+	if m.Exchange == "" {
 		return v.errf(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return v.errf(amqp.AccessRefused, m, "deletion of system exchange '%s' in vhost '%s' not allowed", m.Exchange, v.name)
 	}
 	if err := s.check(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
@@ -197,7 +200,9 @@ func (s *Session) DeleteExchange(m *amqp.ExchangeDelete) error {
 	inUse := x != nil && (x.Router.Len() > 0 || v.boundTo(destKey{m.Exchange, true}))
 	v.mu.RUnlock()
 	if x == nil {
-		return v.notFound(m, "exchange", m.Exchange)
+		// RabbitMQ 3.10 answers delete-ok for a missing exchange
+		// (deleting is idempotent; clients' recovery relies on it).
+		return nil
 	}
 	if m.IfUnused && inUse {
 		return v.errf(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
@@ -233,6 +238,11 @@ func (s *Session) bind(m amqp.Method, src, dst string, dstIsX bool, key string, 
 		dstOK = q != nil
 	}
 	v.mu.RUnlock()
+	if unbind && (x == nil || !dstOK) {
+		// RabbitMQ 3.10 answers unbind-ok when the binding does not
+		// exist, also when its source or destination does not.
+		return nil
+	}
 	if x == nil {
 		return v.notFound(m, "exchange", src)
 	}
@@ -389,8 +399,15 @@ func (s *Session) DeleteQueue(m *amqp.QueueDelete, owner uint64) (uint32, error)
 	}
 	v.declMu.Lock()
 	defer v.declMu.Unlock()
-	q, err := s.lookupQueue(m.Queue, owner, m)
-	if err != nil {
+	v.mu.RLock()
+	q := v.queues[m.Queue]
+	v.mu.RUnlock()
+	if q == nil {
+		// RabbitMQ 3.10 answers delete-ok with message_count 0 for a
+		// missing queue (rabbit_channel: fun (not_found) -> {ok, 0}).
+		return 0, nil
+	}
+	if err := s.exclusiveCheck(q, owner, m); err != nil {
 		return 0, err
 	}
 	r, _, c := q.Counts()
@@ -420,7 +437,12 @@ func (s *Session) PurgeQueue(m *amqp.QueuePurge, owner uint64) (uint32, error) {
 
 // Queue returns a queue for consume or get, after the read check.
 func (s *Session) Queue(name string, owner uint64) (*queue.Queue, error) {
-	m := &amqp.BasicConsume{}
+	return s.QueueFor(&amqp.BasicConsume{}, name, owner)
+}
+
+// QueueFor is Queue for method m (basic.consume or basic.get): its errors
+// name m's class and method.
+func (s *Session) QueueFor(m amqp.Method, name string, owner uint64) (*queue.Queue, error) {
 	if err := s.check(permRead, "queue", name, m); err != nil {
 		return nil, err
 	}

@@ -134,14 +134,7 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.mu.Unlock()
 	case metadata.OpDeleteExchange:
 		v.mu.Lock()
-		if x := v.exchanges[c.Name]; x != nil {
-			// its own bindings go with it
-			for _, b := range x.Router.Bindings() {
-				v.unindex(c.Name, b)
-			}
-		}
-		delete(v.exchanges, c.Name)
-		v.unbindAllTo(destKey{c.Name, true})
+		v.deleteExchangeLocked(c.Name)
 		v.mu.Unlock()
 	case metadata.OpDeclareQueue:
 		d := c.Queue
@@ -186,6 +179,17 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.mu.Unlock()
 	case metadata.OpSetPolicy, metadata.OpClearPolicy:
 		v.applyPolicies()
+	}
+	if len(c.AutoDeleted) > 0 {
+		// auto-delete exchanges that lost their last binding as a source
+		// (decided by the definitions' Apply, so every node agrees)
+		v.mu.Lock()
+		for _, name := range c.AutoDeleted {
+			v.deleteExchangeLocked(name)
+		}
+		v.mu.Unlock()
+	}
+	switch c.Op {
 	case metadata.OpDeleteVHost:
 		v.mu.Lock()
 		qs := v.queues
@@ -236,6 +240,18 @@ func (v *VHost) unbindAllTo(k destKey) {
 
 // boundTo reports whether any binding has the destination. v.mu held.
 func (v *VHost) boundTo(k destKey) bool { return len(v.bindingsTo[k]) > 0 }
+
+// deleteExchangeLocked removes an exchange with its own bindings and the
+// exchange-to-exchange bindings it is the destination of. v.mu held.
+func (v *VHost) deleteExchangeLocked(name string) {
+	if x := v.exchanges[name]; x != nil {
+		for _, b := range x.Router.Bindings() {
+			v.unindex(name, b)
+		}
+	}
+	delete(v.exchanges, name)
+	v.unbindAllTo(destKey{name, true})
+}
 
 func (v *VHost) autoDelete(q *queue.Queue) {
 	v.declMu.Lock()
