@@ -19,11 +19,21 @@ import (
 
 // Config is a node's configuration.
 type Config struct {
-	NodeName                      string
-	AMQPListeners                 []string
-	ManagementPort                int
-	ManagementIP                  string
-	PrometheusPort                int
+	NodeName       string
+	AMQPListeners  []string
+	ManagementPort int
+	ManagementIP   string
+	PrometheusPort int
+	// PrometheusPerObject makes /metrics list per-vhost and per-queue
+	// series (prometheus.return_per_object_metrics); off by default, as in
+	// RabbitMQ, so the unauthenticated endpoint does not list object names.
+	// /metrics/per-object serves them regardless.
+	PrometheusPerObject bool
+	// ControlPort and ControlIP are the control listener's (warrenctl's,
+	// authenticated by the node cookie): 25673 on 127.0.0.1 by default, next
+	// to the inter-node port 25672. 0 disables it; -1 picks a free port.
+	ControlPort                   int
+	ControlIP                     string
 	DataDir                       string
 	DefaultUser                   string
 	DefaultPass                   string
@@ -66,6 +76,8 @@ func Default() Config {
 		AMQPListeners:                    []string{":5672"},
 		ManagementPort:                   15672,
 		PrometheusPort:                   15692,
+		ControlPort:                      25673,
+		ControlIP:                        "127.0.0.1",
 		DataDir:                          "./warren-data",
 		DefaultUser:                      "guest",
 		DefaultPass:                      "guest",
@@ -152,6 +164,16 @@ func set(c *Config, k, v string) error {
 		c.ManagementIP = v
 	case k == "prometheus.tcp.port":
 		return setInt(&c.PrometheusPort, v, 0, 65535)
+	case k == "prometheus.return_per_object_metrics":
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		c.PrometheusPerObject = b
+	case k == "control.tcp.port":
+		return setInt(&c.ControlPort, v, 0, 65535)
+	case k == "control.tcp.ip":
+		c.ControlIP = v
 	case k == "default_user":
 		c.DefaultUser = v
 	case k == "default_pass":
@@ -352,6 +374,11 @@ func ApplyEnv(c *Config, getenv func(string) string) error {
 	if v := getenv("WARREN_MANAGEMENT_PORT"); v != "" {
 		if err := setInt(&c.ManagementPort, v, 0, 65535); err != nil {
 			return fmt.Errorf("WARREN_MANAGEMENT_PORT: %w", err)
+		}
+	}
+	if v := getenv("WARREN_CONTROL_PORT"); v != "" {
+		if err := setInt(&c.ControlPort, v, 0, 65535); err != nil {
+			return fmt.Errorf("WARREN_CONTROL_PORT: %w", err)
 		}
 	}
 	if v := getenv("WARREN_DATA_DIR"); v != "" {

@@ -94,6 +94,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		if len(seg) == 2 && seg[1] == "history" {
 			return 200, s.rates.snapshot(), nil
 		}
+		if !u.control {
+			return 0, nil, errStatus(404, "node control verbs are served only on the control listener (control.tcp.port), to warrenctl authenticated by the node cookie")
+		}
 		return s.control(u, r, seg[1:])
 	}
 	return 0, nil, errStatus(404, "Not Found")
@@ -114,14 +117,14 @@ func (s *Server) canAccessVHost(u user, vh string) bool {
 	return m != nil
 }
 
-// session returns a vhost view acting for u (administrator via cookie gets
-// full permissions).
+// session returns a vhost view acting for u (warrenctl on the control
+// listener gets full permissions).
 func (s *Server) session(u user, vh string) (*vhost.Session, error) {
 	v := s.b.VHost(vh)
 	if v == nil {
 		return nil, errStatus(404, "Object Not Found")
 	}
-	if u.name == "warrenctl" {
+	if u.control {
 		m, _ := auth.CompilePermission(auth.Permission{Configure: ".*", Write: ".*", Read: ".*"})
 		return v.Session(u.name, m), nil
 	}
@@ -1353,6 +1356,24 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with F > 0`)
 		}
 		return 204, nil, nil
+	case "authenticate_user":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		var body struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		var usr metadata.User
+		var found bool
+		s.b.Metadata().Read(func(st *metadata.State) { usr, found = st.Users[body.Username] })
+		if !found || !auth.CheckPasswordWith(usr.HashingAlgorithm, usr.PasswordHash, body.Password) {
+			return 0, nil, errStatus(401, "user '%s' - invalid credentials", body.Username)
+		}
+		return 200, map[string]any{"name": usr.Name, "tags": nonNilStrings(usr.Tags)}, nil
 	case "environment":
 		return 200, map[string]any{"node": cfg.NodeName, "listeners": cfg.AMQPListeners, "management_port": cfg.ManagementPort,
 			"prometheus_port": cfg.PrometheusPort, "data_dir": cfg.DataDir, "default_vhost": cfg.DefaultVHost,
@@ -1361,6 +1382,13 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 			"disk_free_limit": cfg.DiskFreeLimit, "cluster_name": cfg.ClusterName}, nil
 	}
 	return 0, nil, errStatus(404, "Not Found")
+}
+
+func nonNilStrings(x []string) []string {
+	if x == nil {
+		return []string{}
+	}
+	return x
 }
 
 func contains(xs []string, x string) bool {

@@ -23,7 +23,7 @@ func start(t *testing.T) (*node.Node, string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.AMQPListeners = []string{"127.0.0.1:0"}
-	cfg.ManagementPort, cfg.PrometheusPort = -1, -1
+	cfg.ManagementPort, cfg.PrometheusPort, cfg.ControlPort = -1, -1, -1
 	cfg.DataDir = t.TempDir()
 	t.Setenv("WARREN_COOKIE_FILE", cfg.DataDir+"/cookie")
 	n, err := node.Start(cfg, slog.New(slog.DiscardHandler))

@@ -62,6 +62,16 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 	}
+	if cfg.ControlPort > 0 || cfg.ControlPort == -1 {
+		ip := cfg.ControlIP
+		if ip == "" {
+			ip = "127.0.0.1"
+		}
+		if err := n.serve("control", ip, cfg.ControlPort, n.mgmt.Control()); err != nil {
+			n.Stop(context.Background())
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
@@ -90,7 +100,8 @@ func (n *Node) serve(name, ip string, port int, h http.Handler) error {
 	return nil
 }
 
-// Addr returns the bound address of "management" or "prometheus".
+// Addr returns the bound address of "management", "prometheus" or
+// "control".
 func (n *Node) Addr(name string) net.Addr { return n.addrs[name] }
 
 // Stop shuts the node down in order: HTTP, then the broker.
