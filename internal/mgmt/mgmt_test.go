@@ -114,7 +114,9 @@ func TestTagRules(t *testing.T) {
 	want(t, call(t, "GET", base+"/api/queues", "mon", "p", nil), 200)
 	want(t, call(t, "PUT", base+"/api/users/x", "mon", "p", map[string]any{"password": "p"}), 401)
 	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "mon", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 401)
-	// policymaker manages policies
+	// policymaker manages policies in the vhosts it has access to
+	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "pm", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 401)
+	want(t, call(t, "PUT", base+"/api/permissions/%2F/pm", "guest", "guest", map[string]string{"configure": "", "write": "", "read": ""}), 201)
 	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "pm", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 201)
 	want(t, call(t, "DELETE", base+"/api/users/plain", "pm", "p", nil), 401)
 }

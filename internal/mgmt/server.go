@@ -72,6 +72,7 @@ func (u user) isAdmin() bool { return u.has("administrator") }
 
 type apiError struct {
 	status int
+	code   string // the JSON "error" field when it is not the status's usual one
 	reason string
 }
 
@@ -93,7 +94,10 @@ func writeErr(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = &apiError{status: http.StatusInternalServerError, reason: err.Error()}
 	}
-	short := map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error", 503: "service_unavailable"}[ae.status]
+	short := ae.code
+	if short == "" {
+		short = map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error", 503: "service_unavailable"}[ae.status]
+	}
 	writeJSON(w, ae.status, map[string]string{"error": short, "reason": ae.reason})
 }
 
