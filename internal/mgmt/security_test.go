@@ -2,10 +2,14 @@ package mgmt_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/internal/amqp"
+	"github.com/warrenmq/warren/internal/auth"
 )
 
 func wantBody(t *testing.T, r resp, status int, body string) {
@@ -187,5 +191,38 @@ func TestPaginationParameters(t *testing.T) {
 				t.Errorf("/api/%s?%s: %d %s, want %d %s", ep, tc.query, r.status, r.body, tc.status, tc.body)
 			}
 		}
+	}
+}
+
+// TestPrometheusDoesNotListNamesByDefault: the unauthenticated /metrics
+// is aggregated (RabbitMQ's default); /metrics/per-object lists queues,
+// and a queue name that is not UTF-8 never turns the scrape into a 500.
+func TestPrometheusDoesNotListNamesByDefault(t *testing.T) {
+	n, base := start(t)
+	want(t, call(t, "PUT", base+"/api/vhosts/secret-vhost", "guest", "guest", nil), 201)
+	want(t, call(t, "PUT", base+"/api/queues/%2F/secret-queue-name", "guest", "guest", map[string]any{}), 201)
+	m, _ := auth.CompilePermission(auth.Permission{Configure: ".*", Write: ".*", Read: ".*"})
+	if _, _, _, err := n.Broker.VHost("/").Session("guest", m).DeclareQueue(&amqp.QueueDeclare{Queue: "bad\xffname"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	prom := "http://" + n.Addr("prometheus").String()
+	r := call(t, "GET", prom+"/metrics", "", "", nil)
+	want(t, r, 200)
+	for _, secret := range []string{"secret-queue-name", "secret-vhost", `queue="`, `vhost="`} {
+		if strings.Contains(string(r.body), secret) {
+			t.Errorf("/metrics shows %q", secret)
+		}
+	}
+	if !strings.Contains(string(r.body), "\nrabbitmq_queue_messages_ready 0\n") || !strings.Contains(string(r.body), "\nrabbitmq_queues 2\n") {
+		t.Errorf("/metrics lacks the aggregated queue metrics:\n%.2000s", r.body)
+	}
+	r = call(t, "GET", prom+"/metrics/per-object", "", "", nil)
+	want(t, r, 200)
+	if !strings.Contains(string(r.body), `rabbitmq_queue_messages_ready{queue="secret-queue-name",vhost="/"} 0`) ||
+		!strings.Contains(string(r.body), `queue="bad\\xFFname"`) {
+		t.Errorf("/metrics/per-object:\n%.3000s", r.body)
+	}
+	if regexp.MustCompile(`goroutine \d+ \[|\.go:\d+`).Match(r.body) {
+		t.Errorf("stack trace in the answer:\n%.2000s", r.body)
 	}
 }

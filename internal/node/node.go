@@ -57,7 +57,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 		}
 	}
 	if cfg.PrometheusPort > 0 || cfg.PrometheusPort == -1 {
-		if err := n.serve("prometheus", "", cfg.PrometheusPort, mgmt.MetricsHandler(b)); err != nil {
+		if err := n.serve("prometheus", "", cfg.PrometheusPort, mgmt.MetricsHandler(b, log)); err != nil {
 			n.Stop(context.Background())
 			return nil, err
 		}
