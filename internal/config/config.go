@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is a node's configuration.
@@ -32,8 +33,16 @@ type Config struct {
 	// ControlPort and ControlIP are the control listener's (warrenctl's,
 	// authenticated by the node cookie): 25673 on 127.0.0.1 by default, next
 	// to the inter-node port 25672. 0 disables it; -1 picks a free port.
-	ControlPort                   int
-	ControlIP                     string
+	ControlPort int
+	ControlIP   string
+	// HTTPMaxConnections bounds the open connections of each HTTP listener
+	// (management, Prometheus, control; management.tcp.max_connections,
+	// as ranch's max_connections, 1024 by default): more wait in the
+	// kernel's backlog and never take the node's file descriptors.
+	HTTPMaxConnections int
+	// HTTPIdleTimeout closes keep-alive connections idle this long
+	// (management.tcp.idle_timeout, milliseconds, 120000 by default).
+	HTTPIdleTimeout               time.Duration
 	DataDir                       string
 	DefaultUser                   string
 	DefaultPass                   string
@@ -78,6 +87,8 @@ func Default() Config {
 		PrometheusPort:                   15692,
 		ControlPort:                      25673,
 		ControlIP:                        "127.0.0.1",
+		HTTPMaxConnections:               1024,
+		HTTPIdleTimeout:                  120 * time.Second,
 		DataDir:                          "./warren-data",
 		DefaultUser:                      "guest",
 		DefaultPass:                      "guest",
@@ -170,6 +181,14 @@ func set(c *Config, k, v string) error {
 			return err
 		}
 		c.PrometheusPerObject = b
+	case k == "management.tcp.max_connections":
+		return setInt(&c.HTTPMaxConnections, v, 1, 1<<20)
+	case k == "management.tcp.idle_timeout":
+		var ms int
+		if err := setInt(&ms, v, 1, 24*3600*1000); err != nil {
+			return err
+		}
+		c.HTTPIdleTimeout = time.Duration(ms) * time.Millisecond
 	case k == "control.tcp.port":
 		return setInt(&c.ControlPort, v, 0, 65535)
 	case k == "control.tcp.ip":

@@ -21,10 +21,19 @@ import (
 
 func start(t *testing.T) (*node.Node, string) {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts a node with test ports, after edit changes its config.
+func startWith(t *testing.T, edit func(*config.Config)) (*node.Node, string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.AMQPListeners = []string{"127.0.0.1:0"}
 	cfg.ManagementPort, cfg.PrometheusPort, cfg.ControlPort = -1, -1, -1
 	cfg.DataDir = t.TempDir()
+	if edit != nil {
+		edit(&cfg)
+	}
 	t.Setenv("WARREN_COOKIE_FILE", cfg.DataDir+"/cookie")
 	n, err := node.Start(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -2,7 +2,10 @@ package mgmt_test
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"regexp"
+	"time"
 	"strings"
 	"testing"
 
@@ -10,6 +13,8 @@ import (
 
 	"github.com/warrenmq/warren/internal/amqp"
 	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/node"
 )
 
 func wantBody(t *testing.T, r resp, status int, body string) {
@@ -225,4 +230,54 @@ func TestPrometheusDoesNotListNamesByDefault(t *testing.T) {
 	if regexp.MustCompile(`goroutine \d+ \[|\.go:\d+`).Match(r.body) {
 		t.Errorf("stack trace in the answer:\n%.2000s", r.body)
 	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// TestIdleHTTPFloodDoesNotTakeFDs: hundreds of idle connections to the
+// management port hold at most management.tcp.max_connections of the
+// node's descriptors, and AMQP clients still connect meanwhile.
+func TestIdleHTTPFloodDoesNotTakeFDs(t *testing.T) {
+	const limit, flood = 20, 300
+	n, _ := startWith(t, func(c *config.Config) { c.HTTPMaxConnections = limit })
+	addr := n.Addr("management").String()
+	before := openFDs(t)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < flood; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// let the server accept what it will
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	serverSide := openFDs(t) - before - flood
+	if serverSide > limit+5 {
+		t.Fatalf("the server holds %d descriptors for %d idle HTTP connections (limit %d)", serverSide, flood, limit)
+	}
+	c, err := amqp091.Dial("amqp://guest:guest@" + amqpAddr2(t, n) + "/")
+	if err != nil {
+		t.Fatalf("AMQP during the HTTP flood: %v", err)
+	}
+	c.Close()
+	t.Logf("%d idle HTTP connections: %d server-side descriptors", flood, serverSide)
+}
+
+func amqpAddr2(t *testing.T, n *node.Node) string {
+	return n.Broker.Addrs()[0].String()
 }

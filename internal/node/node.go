@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/mgmt"
@@ -88,7 +90,17 @@ func (n *Node) serve(name, ip string, port int, h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen for %s on %s: %w (set the port in warren.conf or with a flag)", name, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// bounded in time and number, so a flood of idle connections cannot
+	// take the file descriptors AMQP needs to accept clients
+	cfg := n.Broker.Config()
+	if cfg.HTTPMaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.HTTPMaxConnections)
+	}
+	idle := cfg.HTTPIdleTimeout
+	if idle <= 0 {
+		idle = 120 * time.Second
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: idle, MaxHeaderBytes: 64 << 10}
 	n.servers = append(n.servers, srv)
 	n.addrs[name] = ln.Addr()
 	n.log.Info("started HTTP listener", "service", name, "addr", ln.Addr().String())
