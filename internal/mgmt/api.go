@@ -1431,17 +1431,18 @@ func (s *Server) definitions(u user, r *http.Request) (int, any, error) {
 		d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = "3.10.0", "3.10.0", "Warren", broker.Version
 		return 200, d, nil
 	case http.MethodPost:
-		var d metadata.Definitions
-		if err := decode(r, &d); err != nil {
+		d, err := decodeDefinitions(r)
+		if err != nil {
 			return 0, nil, err
 		}
-		for _, p := range d.Policies {
-			if err := ValidatePolicy(p.Definition); err != nil {
-				return 0, nil, errStatus(400, "policy %q: %v", p.Name, err)
-			}
+		// all or nothing: the whole file is checked before any of it is
+		// applied
+		s.b.Metadata().Read(func(st *metadata.State) { err = validateDefinitions(d, st) })
+		if err != nil {
+			return 0, nil, errStatus(400, "%v", err)
 		}
 		if err := s.b.Metadata().Import(d); err != nil {
-			return 0, nil, errStatus(400, "%v", err)
+			return 0, nil, errStatus(500, "definitions import stopped part-way after validation passed (retry, or check the node's log): %v", err)
 		}
 		return 204, nil, nil
 	}
