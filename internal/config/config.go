@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -260,13 +261,13 @@ func set(c *Config, k, v string) error {
 		}
 		c.MaxMessageSize = int(n)
 	case k == "vm_memory_high_watermark.relative":
-		f, err := strconv.ParseFloat(v, 64)
+		f, err := parseFloat(v)
 		if err != nil || f < 0 || f > 1 {
 			return fmt.Errorf("expected a fraction between 0 and 1, got %q", v)
 		}
 		c.VMMemoryHighWatermark = f
 	case k == "vm_memory_high_watermark_paging_ratio":
-		f, err := strconv.ParseFloat(v, 64)
+		f, err := parseFloat(v)
 		if err != nil || f <= 0 || f > 1 {
 			return fmt.Errorf("expected a fraction above 0 and at most 1, got %q", v)
 		}
@@ -284,9 +285,9 @@ func set(c *Config, k, v string) error {
 		}
 		c.DiskFreeLimit = n
 	case k == "disk_free_limit.relative":
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
-			return fmt.Errorf("expected a positive multiple of total memory, got %q", v)
+		f, err := parseFloat(v)
+		if err != nil || f <= 0 || f > 1000 {
+			return fmt.Errorf("expected a positive multiple of total memory (at most 1000), got %q", v)
 		}
 		c.DiskFreeLimitRelative = f
 	case k == "log.console.level" || k == "log.level":
@@ -357,6 +358,15 @@ func setInt(dst *int, v string, lo, hi int) error {
 	return nil
 }
 
+// parseFloat is strconv.ParseFloat without NaN and infinities.
+func parseFloat(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return 0, fmt.Errorf("not a finite number: %q", v)
+	}
+	return f, err
+}
+
 // ParseSize reads RabbitMQ's information units: 1000000, 50MB, 1GB, 512MiB,
 // 2GiB, 100kB.
 func ParseSize(v string) (int64, error) {
@@ -370,6 +380,9 @@ func ParseSize(v string) (int64, error) {
 			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), 10, 64)
 			if err != nil || n < 0 {
 				return 0, fmt.Errorf("expected a size like 50MB or 1GiB, got %q", v)
+			}
+			if n > math.MaxInt64/u.mult {
+				return 0, fmt.Errorf("size %q is too large (at most %d bytes)", v, int64(math.MaxInt64))
 			}
 			return n * u.mult, nil
 		}

@@ -1506,10 +1506,10 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		switch {
 		case body.Bytes != nil && *body.Bytes >= 0:
 			s.b.SetDiskFreeLimit(*body.Bytes)
-		case body.MemRelative != nil && *body.MemRelative > 0 && broker.TotalMemory() > 0:
+		case body.MemRelative != nil && *body.MemRelative > 0 && *body.MemRelative <= 1000 && broker.TotalMemory() > 0:
 			s.b.SetDiskFreeLimit(int64(*body.MemRelative * float64(broker.TotalMemory())))
 		default:
-			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with F > 0`)
+			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with 0 < F <= 1000`)
 		}
 		return 204, nil, nil
 	case "authenticate_user":
