@@ -182,7 +182,7 @@ func startWarren(tmp string) (*broker, error) {
 	logf, _ := os.Create(filepath.Join(tmp, "warren.log"))
 	var cmd *exec.Cmd
 	start := func() error {
-		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", "warning")
+		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--control-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", "warning")
 		cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(tmp, "cookie"))
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {

@@ -51,6 +51,7 @@ func run(args []string) error {
 	port := fs.Int("port", 0, "AMQP port (env WARREN_NODE_PORT; overrides listeners.tcp.default)")
 	mport := fs.Int("management-port", -2, "management HTTP port (0 disables)")
 	pport := fs.Int("prometheus-port", -2, "Prometheus metrics port (0 disables)")
+	cport := fs.Int("control-port", -2, "control port for warrenctl, on control.tcp.ip (default 127.0.0.1:25673; env WARREN_CONTROL_PORT; 0 disables)")
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
@@ -79,6 +80,9 @@ func run(args []string) error {
 	}
 	if *pport >= -1 {
 		cfg.PrometheusPort = *pport
+	}
+	if *cport >= -1 {
+		cfg.ControlPort = *cport
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir

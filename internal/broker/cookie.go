@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/warrenmq/warren/internal/auth"
 )
 
 // DefaultCookiePath is where a node keeps its secret cookie, as RabbitMQ
@@ -23,17 +24,18 @@ func DefaultCookiePath(dataDir string) string {
 }
 
 // EnsureCookie reads the cookie at path, creating a random 20-character one
-// readable only by its owner on first start.
+// readable only by its owner on first start. An existing file that group or
+// others may access is refused, as Erlang refuses an .erlang.cookie: "Cookie
+// file PATH must be accessible by owner only".
 func EnsureCookie(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	c, err := auth.ReadCookieFile(path)
 	if err == nil {
-		c := strings.TrimSpace(string(b))
-		if c == "" {
-			return "", fmt.Errorf("cookie file %s is empty: delete it to have a new one created", path)
-		}
 		return c, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, auth.ErrCookieMode) {
+			return "", err
+		}
 		return "", fmt.Errorf("cannot read cookie file %s: %w", path, err)
 	}
 	const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -12,18 +12,38 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is a node's configuration.
 type Config struct {
-	NodeName                      string
-	AMQPListeners                 []string
-	ManagementPort                int
-	ManagementIP                  string
-	PrometheusPort                int
+	NodeName       string
+	AMQPListeners  []string
+	ManagementPort int
+	ManagementIP   string
+	PrometheusPort int
+	// PrometheusPerObject makes /metrics list per-vhost and per-queue
+	// series (prometheus.return_per_object_metrics); off by default, as in
+	// RabbitMQ, so the unauthenticated endpoint does not list object names.
+	// /metrics/per-object serves them regardless.
+	PrometheusPerObject bool
+	// ControlPort and ControlIP are the control listener's (warrenctl's,
+	// authenticated by the node cookie): 25673 on 127.0.0.1 by default, next
+	// to the inter-node port 25672. 0 disables it; -1 picks a free port.
+	ControlPort int
+	ControlIP   string
+	// HTTPMaxConnections bounds the open connections of each HTTP listener
+	// (management, Prometheus, control; management.tcp.max_connections,
+	// as ranch's max_connections, 1024 by default): more wait in the
+	// kernel's backlog and never take the node's file descriptors.
+	HTTPMaxConnections int
+	// HTTPIdleTimeout closes keep-alive connections idle this long
+	// (management.tcp.idle_timeout, milliseconds, 120000 by default).
+	HTTPIdleTimeout               time.Duration
 	DataDir                       string
 	DefaultUser                   string
 	DefaultPass                   string
@@ -66,6 +86,10 @@ func Default() Config {
 		AMQPListeners:                    []string{":5672"},
 		ManagementPort:                   15672,
 		PrometheusPort:                   15692,
+		ControlPort:                      25673,
+		ControlIP:                        "127.0.0.1",
+		HTTPMaxConnections:               1024,
+		HTTPIdleTimeout:                  120 * time.Second,
 		DataDir:                          "./warren-data",
 		DefaultUser:                      "guest",
 		DefaultPass:                      "guest",
@@ -152,6 +176,24 @@ func set(c *Config, k, v string) error {
 		c.ManagementIP = v
 	case k == "prometheus.tcp.port":
 		return setInt(&c.PrometheusPort, v, 0, 65535)
+	case k == "prometheus.return_per_object_metrics":
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		c.PrometheusPerObject = b
+	case k == "management.tcp.max_connections":
+		return setInt(&c.HTTPMaxConnections, v, 1, 1<<20)
+	case k == "management.tcp.idle_timeout":
+		var ms int
+		if err := setInt(&ms, v, 1, 24*3600*1000); err != nil {
+			return err
+		}
+		c.HTTPIdleTimeout = time.Duration(ms) * time.Millisecond
+	case k == "control.tcp.port":
+		return setInt(&c.ControlPort, v, 0, 65535)
+	case k == "control.tcp.ip":
+		c.ControlIP = v
 	case k == "default_user":
 		c.DefaultUser = v
 	case k == "default_pass":
@@ -219,13 +261,13 @@ func set(c *Config, k, v string) error {
 		}
 		c.MaxMessageSize = int(n)
 	case k == "vm_memory_high_watermark.relative":
-		f, err := strconv.ParseFloat(v, 64)
+		f, err := parseFloat(v)
 		if err != nil || f < 0 || f > 1 {
 			return fmt.Errorf("expected a fraction between 0 and 1, got %q", v)
 		}
 		c.VMMemoryHighWatermark = f
 	case k == "vm_memory_high_watermark_paging_ratio":
-		f, err := strconv.ParseFloat(v, 64)
+		f, err := parseFloat(v)
 		if err != nil || f <= 0 || f > 1 {
 			return fmt.Errorf("expected a fraction above 0 and at most 1, got %q", v)
 		}
@@ -243,9 +285,9 @@ func set(c *Config, k, v string) error {
 		}
 		c.DiskFreeLimit = n
 	case k == "disk_free_limit.relative":
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
-			return fmt.Errorf("expected a positive multiple of total memory, got %q", v)
+		f, err := parseFloat(v)
+		if err != nil || f <= 0 || f > 1000 {
+			return fmt.Errorf("expected a positive multiple of total memory (at most 1000), got %q", v)
 		}
 		c.DiskFreeLimitRelative = f
 	case k == "log.console.level" || k == "log.level":
@@ -316,6 +358,15 @@ func setInt(dst *int, v string, lo, hi int) error {
 	return nil
 }
 
+// parseFloat is strconv.ParseFloat without NaN and infinities.
+func parseFloat(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return 0, fmt.Errorf("not a finite number: %q", v)
+	}
+	return f, err
+}
+
 // ParseSize reads RabbitMQ's information units: 1000000, 50MB, 1GB, 512MiB,
 // 2GiB, 100kB.
 func ParseSize(v string) (int64, error) {
@@ -329,6 +380,9 @@ func ParseSize(v string) (int64, error) {
 			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), 10, 64)
 			if err != nil || n < 0 {
 				return 0, fmt.Errorf("expected a size like 50MB or 1GiB, got %q", v)
+			}
+			if n > math.MaxInt64/u.mult {
+				return 0, fmt.Errorf("size %q is too large (at most %d bytes)", v, int64(math.MaxInt64))
 			}
 			return n * u.mult, nil
 		}
@@ -352,6 +406,11 @@ func ApplyEnv(c *Config, getenv func(string) string) error {
 	if v := getenv("WARREN_MANAGEMENT_PORT"); v != "" {
 		if err := setInt(&c.ManagementPort, v, 0, 65535); err != nil {
 			return fmt.Errorf("WARREN_MANAGEMENT_PORT: %w", err)
+		}
+	}
+	if v := getenv("WARREN_CONTROL_PORT"); v != "" {
+		if err := setInt(&c.ControlPort, v, 0, 65535); err != nil {
+			return fmt.Errorf("WARREN_CONTROL_PORT: %w", err)
 		}
 	}
 	if v := getenv("WARREN_DATA_DIR"); v != "" {

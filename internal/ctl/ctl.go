@@ -1,8 +1,10 @@
 // Package ctl implements warrenctl, the operator CLI with rabbitmqctl's
-// verbs, flags, output and exit codes. It talks to a node over its
-// management API, authenticated by the node's cookie (the same file the
-// node created on first start), so the classic guide's commands work as
-// written:
+// verbs, flags, output and exit codes. It talks to a node's control
+// listener (127.0.0.1:25673 by default, --port), which serves the
+// management API's paths plus the node-level verbs, authenticated by the
+// node's cookie (the same file the node created on first start) through a
+// challenge-response: the cookie itself never travels (auth.ControlMAC).
+// The classic guide's commands work as written:
 //
 //	warrenctl add_user prim 123456
 //	warrenctl set_user_tags prim administrator
@@ -26,6 +28,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/warrenmq/warren/internal/auth"
 )
 
 // Exit codes, as rabbitmqctl uses them (sysexits).
@@ -84,11 +88,11 @@ func (o *opts) client() (*client, error) {
 			path = filepath.Join(h, ".warren.cookie")
 		}
 	}
-	b, err := os.ReadFile(path)
+	cookie, err := auth.ReadCookieFile(path)
 	if err != nil {
 		return nil, &ExitError{ExitUnavailable, fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
 	}
-	return &client{o: o, base: fmt.Sprintf("http://%s/api", netJoin(host, o.port)), cookie: strings.TrimSpace(string(b)), http: &http.Client{Timeout: o.timeout}}, nil
+	return &client{o: o, base: fmt.Sprintf("http://%s/api", netJoin(host, o.port)), cookie: cookie, http: &http.Client{Timeout: o.timeout}}, nil
 }
 
 func netJoin(host string, port int) string {
@@ -106,17 +110,30 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 		esc = append(esc, url.PathEscape(s))
 	}
 	u := c.base + "/" + strings.Join(esc, "/")
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		payload, _ = json.Marshal(body)
 	}
-	req, _ := http.NewRequest(method, u, rd)
-	req.Header.Set("X-Warren-Cookie", c.cookie)
+	unreachable := func(err error) error {
+		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its control endpoint (control.tcp.port, 25673 by default)", c.o.node, c.base, err)}
+	}
+	nonce, err := c.challenge()
+	if err != nil {
+		return unreachable(err)
+	}
+	req, err := http.NewRequest(method, u, bytes.NewReader(payload))
+	if err != nil {
+		return &ExitError{ExitUsage, err.Error()}
+	}
+	req.Header.Set("Authorization", fmt.Sprintf("%s nonce=%s,mac=%s", auth.ControlAuthScheme, nonce, auth.ControlMAC(c.cookie, nonce, method, req.URL.RequestURI(), payload)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its management endpoint", c.o.node, c.base, err)}
+		return unreachable(err)
+	}
+	if resp.StatusCode != 401 && !auth.EqualMAC(resp.Header.Get(nodeProofHeader), auth.NodeProof(c.cookie, nonce)) {
+		resp.Body.Close()
+		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s': the endpoint at %s did not prove it knows the node's cookie (is --port the node's control port?)", c.o.node, c.base)}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -139,6 +156,26 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
+}
+
+// nodeProofHeader is mgmt.NodeProofHeader (not imported, to keep
+// warrenctl free of the broker).
+const nodeProofHeader = "X-Warren-Node-Proof"
+
+// challenge fetches a single-use nonce from the control listener.
+func (c *client) challenge() (string, error) {
+	resp, err := c.http.Get(strings.TrimSuffix(c.base, "/api") + "/control/challenge")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ch struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ch); err != nil || resp.StatusCode != 200 || ch.Nonce == "" {
+		return "", fmt.Errorf("no control challenge from %s (status %d): is --port the node's control port?", c.base, resp.StatusCode)
+	}
+	return ch.Nonce, nil
 }
 
 func (o *opts) info(format string, a ...any) {
@@ -216,19 +253,19 @@ func NewCommand(out io.Writer) *cobra.Command {
 	if defNode == "" {
 		defNode = "warren@" + host
 	}
-	defPort := 15672
-	if p, err := strconv.Atoi(os.Getenv("WARREN_MANAGEMENT_PORT")); err == nil {
+	defPort := 25673
+	if p, err := strconv.Atoi(os.Getenv("WARREN_CONTROL_PORT")); err == nil {
 		defPort = p
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&o.node, "node", "n", defNode, "node name (warren@HOST); its management endpoint is HOST:--port")
+	pf.StringVarP(&o.node, "node", "n", defNode, "node name (warren@HOST); its control endpoint is HOST:--port")
 	pf.StringVarP(&o.vhost, "vhost", "p", "/", "virtual host")
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "suppress informational messages")
 	pf.BoolVarP(&o.noHeaders, "no-table-headers", "s", false, "do not print table headers")
 	pf.StringVar(&o.formatter, "formatter", "table", "output format: table or json")
 	pf.StringVar(&o.cookie, "cookie-file", "", "the node's cookie file (default $WARREN_COOKIE_FILE or $HOME/.warren.cookie)")
-	pf.IntVar(&o.port, "port", defPort, "the node's management port (env WARREN_MANAGEMENT_PORT)")
-	pf.StringVar(&o.host, "host", "", "management host (default: the host part of --node)")
+	pf.IntVar(&o.port, "port", defPort, "the node's control port, control.tcp.port (env WARREN_CONTROL_PORT)")
+	pf.StringVar(&o.host, "host", "", "control host (default: the host part of --node)")
 	pf.DurationVarP(&o.timeout, "timeout", "t", 60*time.Second, "operation timeout")
 	for _, c := range commands(o) {
 		root.AddCommand(c)
@@ -265,13 +302,4 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	}
 	sort.Strings(k)
 	return k
-}
-
-func newReq(method, u, user, pass string) (*http.Request, error) {
-	req, err := http.NewRequest(method, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.SetBasicAuth(user, pass)
-	return req, nil
 }

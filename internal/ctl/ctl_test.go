@@ -25,7 +25,7 @@ func startNode(t *testing.T) (port string) {
 	cfg.NodeName = "warren@localhost"
 	cfg.ClusterName = "warren@localhost"
 	cfg.AMQPListeners = []string{"127.0.0.1:0"}
-	cfg.ManagementPort, cfg.PrometheusPort = -1, 0
+	cfg.ManagementPort, cfg.PrometheusPort, cfg.ControlPort = -1, 0, -1
 	cfg.DataDir = t.TempDir()
 	t.Setenv("WARREN_COOKIE_FILE", filepath.Join(cfg.DataDir, "cookie"))
 	n, err := node.Start(cfg, slog.New(slog.DiscardHandler))
@@ -37,7 +37,7 @@ func startNode(t *testing.T) (port string) {
 		defer cancel()
 		n.Stop(ctx)
 	})
-	a := n.Addr("management").String()
+	a := n.Addr("control").String()
 	return a[strings.LastIndex(a, ":")+1:]
 }
 
@@ -116,6 +116,13 @@ func TestExitCodesAndErrors(t *testing.T) {
 	_, errOut, code := run(t, port, "--cookie-file", bad, "list_users")
 	if code != ctl.ExitUnavailable || !strings.Contains(errOut, "cookies differ") {
 		t.Errorf("wrong cookie: exit %d, %q", code, errOut)
+	}
+	// a cookie file readable by others: refused with Erlang's message
+	loose := filepath.Join(t.TempDir(), "cookie")
+	os.WriteFile(loose, []byte("WRONGWRONGWRONGWRONG"), 0o644)
+	_, errOut, code = run(t, port, "--cookie-file", loose, "list_users")
+	if code != ctl.ExitUnavailable || !strings.Contains(errOut, "Cookie file "+loose+" must be accessible by owner only") {
+		t.Errorf("cookie file 0644: exit %d, %q", code, errOut)
 	}
 	// node down
 	_, errOut, code = run(t, "1", "ping")

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -164,15 +165,13 @@ func commands(o *opts) []*cobra.Command {
 		}},
 		{use: "authenticate_user <username> <password>", short: "Check a user's credentials", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
 			o.info("Authenticating user \"%s\" ...", a[0])
-			base := strings.TrimSuffix(c.base, "/api")
-			req, _ := newReq("GET", base+"/api/whoami", a[0], a[1])
-			resp, err := c.http.Do(req)
-			if err != nil {
-				return &ExitError{ExitUnavailable, err.Error()}
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
+			err := c.call("POST", []string{"warren", "authenticate_user"}, map[string]string{"username": a[0], "password": a[1]}, nil)
+			var ee *ExitError
+			if errors.As(err, &ee) && ee.Code == ExitSoftware {
 				return &ExitError{ExitDataErr, fmt.Sprintf("Error: failed to authenticate user \"%s\"\nuser '%s' - invalid credentials", a[0], a[0])}
+			}
+			if err != nil {
+				return err
 			}
 			fmt.Fprintln(o.out, "Success")
 			return nil

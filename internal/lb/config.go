@@ -13,6 +13,7 @@ package lb
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -208,27 +209,38 @@ func fields(s string) ([]string, error) {
 	return out, nil
 }
 
+// MaxTime is HAProxy's largest timer: 2147483647 ms (~24.8 days).
+const MaxTime = 2147483647 * time.Millisecond
+
+// MaxInt bounds integer arguments (maxconn, retries, rise, fall, ...),
+// HAProxy's C int.
+const MaxInt = 1<<31 - 1
+
 // ParseTime reads HAProxy time values: a number (milliseconds) or with a
-// unit us, ms, s, m, h, d.
+// unit us, ms, s, m, h, d, at most MaxTime (HAProxy: "timer overflow").
 func ParseTime(s string) (time.Duration, error) {
 	units := []struct {
 		suf string
 		d   time.Duration
 	}{{"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}, {"d", 24 * time.Hour}}
+	num, unit := s, time.Millisecond
 	for _, u := range units {
 		if strings.HasSuffix(s, u.suf) {
-			n, err := strconv.ParseInt(strings.TrimSuffix(s, u.suf), 10, 64)
-			if err != nil || n < 0 {
-				return 0, fmt.Errorf("invalid time value %q (expected e.g. 5000, 5s, 100ms)", s)
-			}
-			return time.Duration(n) * u.d, nil
+			num, unit = strings.TrimSuffix(s, u.suf), u.d
+			break
 		}
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil && errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(num, "-") {
+		return 0, fmt.Errorf("timer overflow in argument '%s', maximum value is 2147483647 ms (~24.8 days)", s)
+	}
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("invalid time value %q (expected e.g. 5000, 5s, 100ms)", s)
 	}
-	return time.Duration(n) * time.Millisecond, nil
+	if n > int64(MaxTime/unit) {
+		return 0, fmt.Errorf("timer overflow in argument '%s', maximum value is 2147483647 ms (~24.8 days)", s)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 func (p *parser) parse(r io.Reader, name string) error {
@@ -355,8 +367,8 @@ func (p *parser) intArg(w []string, i int) (int, error) {
 		return 0, p.errf("'%s' expects an integer argument", w[0])
 	}
 	n, err := strconv.Atoi(w[i])
-	if err != nil || n < 0 {
-		return 0, p.errf("'%s' expects a non-negative integer, got '%s'", w[0], w[i])
+	if err != nil || n < 0 || n > MaxInt {
+		return 0, p.errf("'%s' expects a non-negative integer (at most %d), got '%s'", w[0], MaxInt, w[i])
 	}
 	return n, nil
 }
@@ -581,8 +593,8 @@ func (p *parser) server(w []string) (*Server, error) {
 			}
 			i++
 			n, err := strconv.Atoi(w[i])
-			if err != nil || n < 0 {
-				return 0, p.errf("server '%s': '%s' expects a non-negative integer, got '%s'", s.Name, opt, w[i])
+			if err != nil || n < 0 || n > MaxInt {
+				return 0, p.errf("server '%s': '%s' expects a non-negative integer (at most %d), got '%s'", s.Name, opt, MaxInt, w[i])
 			}
 			return n, nil
 		}
@@ -594,6 +606,9 @@ func (p *parser) server(w []string) (*Server, error) {
 			d, err := ParseTime(w[i])
 			if err != nil {
 				return 0, p.errf("server '%s': %v", s.Name, err)
+			}
+			if d <= 0 { // HAProxy: a check interval must be positive
+				return 0, p.errf("invalid value %s for argument '%s' of server %s", w[i], opt, s.Name)
 			}
 			return d, nil
 		}

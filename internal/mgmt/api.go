@@ -40,6 +40,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 			return 200, map[string]string{"name": s.b.Config().ClusterName}, nil
 		}
 	case "nodes":
+		if !u.has("monitoring") {
+			return 0, nil, errStatus(401, "Not monitor user")
+		}
 		if len(seg) == 1 {
 			return 200, []any{s.node()}, nil
 		}
@@ -74,6 +77,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 			if s.b.VHost(seg[1]) == nil {
 				return 0, nil, errStatus(404, "Object Not Found")
 			}
+			if !s.hasPerm(u, seg[1]) { // RabbitMQ declares a queue there as the user
+				return 0, nil, errStatus(401, "User not authorised to access virtual host")
+			}
 			return 200, map[string]string{"status": "ok"}, nil
 		}
 	case "health":
@@ -94,6 +100,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		if len(seg) == 2 && seg[1] == "history" {
 			return 200, s.rates.snapshot(), nil
 		}
+		if !u.control {
+			return 0, nil, errStatus(404, "node control verbs are served only on the control listener (control.tcp.port), to warrenctl authenticated by the node cookie")
+		}
 		return s.control(u, r, seg[1:])
 	}
 	return 0, nil, errStatus(404, "Not Found")
@@ -106,22 +115,52 @@ func requireAdmin(u user) error {
 	return nil
 }
 
-func (s *Server) canAccessVHost(u user, vh string) bool {
-	if u.has("monitoring") {
+// The access rules follow RabbitMQ's rabbit_mgmt_util:
+//   - hasPerm: the user has permissions in the vhost (list_login_vhosts);
+//   - canAccessVHost: administrators, or hasPerm (is_authorized_vhost and
+//     filter_vhost: what lists of queues, exchanges, bindings, policies
+//     show, and who may read a vhost's objects);
+//   - vhostVisible: monitoring users and administrators see every vhost
+//     in GET /api/vhosts (list_visible_vhosts);
+//   - changing objects goes through session, which needs real permissions
+//     even for administrators.
+
+func (s *Server) hasPerm(u user, vh string) bool {
+	if u.control {
 		return true
 	}
 	m, _ := s.b.Matcher(u.name, vh)
 	return m != nil
 }
 
-// session returns a vhost view acting for u (administrator via cookie gets
-// full permissions).
+func (s *Server) canAccessVHost(u user, vh string) bool {
+	return u.isAdmin() || s.hasPerm(u, vh)
+}
+
+func (s *Server) vhostVisible(u user, vh string) bool {
+	return u.has("monitoring") || s.hasPerm(u, vh)
+}
+
+// requireVHost is RabbitMQ's is_authorized_vhost for a vhost named in the
+// path (404 when it does not exist).
+func (s *Server) requireVHost(u user, vh string) error {
+	if s.b.VHost(vh) == nil {
+		return errStatus(404, "Object Not Found")
+	}
+	if !s.canAccessVHost(u, vh) {
+		return errStatus(401, "User not authorised to access virtual host")
+	}
+	return nil
+}
+
+// session returns a vhost view acting for u (warrenctl on the control
+// listener gets full permissions).
 func (s *Server) session(u user, vh string) (*vhost.Session, error) {
 	v := s.b.VHost(vh)
 	if v == nil {
 		return nil, errStatus(404, "Object Not Found")
 	}
-	if u.name == "warrenctl" {
+	if u.control {
 		m, _ := auth.CompilePermission(auth.Permission{Configure: ".*", Write: ".*", Read: ".*"})
 		return v.Session(u.name, m), nil
 	}
@@ -147,7 +186,17 @@ func amqpToHTTP(err error) error {
 	case amqp.PreconditionFailed, amqp.ResourceLocked, amqp.CommandInvalid:
 		status = 400
 	}
-	return errStatus(status, "%s", ae.Text)
+	return errStatus(status, "%s", reasonText(ae.Text))
+}
+
+// reasonText drops the reply-code name an AMQP reply text starts with
+// ("RESOURCE_LOCKED - cannot ..."), as RabbitMQ's HTTP API does.
+func reasonText(t string) string {
+	name, rest, ok := strings.Cut(t, " - ")
+	if !ok || name == "" || strings.Trim(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+		return t
+	}
+	return rest
 }
 
 func (s *Server) propose(cmds ...metadata.Command) error {
@@ -240,18 +289,24 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 	case len(seg) == 0 && r.Method == http.MethodGet:
 		var out []any
 		for _, n := range s.b.VHostNames() {
-			if s.canAccessVHost(u, n) {
+			if s.vhostVisible(u, n) {
 				out = append(out, s.vhostJSON(n))
 			}
 		}
 		return 200, nonNil(out), nil
 	case len(seg) == 1 && r.Method == http.MethodGet:
+		if err := requireAdmin(u); err != nil { // as RabbitMQ 3.10
+			return 0, nil, err
+		}
 		if s.b.VHost(seg[0]) == nil {
 			return 0, nil, errStatus(404, "Object Not Found")
 		}
 		return 200, s.vhostJSON(seg[0]), nil
 	case len(seg) == 1 && r.Method == http.MethodPut:
 		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		if err := checkName("vhost", seg[0]); err != nil {
 			return 0, nil, err
 		}
 		exists := s.b.VHost(seg[0]) != nil
@@ -271,6 +326,12 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 		}
 		return 204, nil, s.propose(metadata.Command{Op: metadata.OpDeleteVHost, VHost: seg[0]})
 	case len(seg) == 2 && seg[1] == "permissions":
+		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		if s.b.VHost(seg[0]) == nil {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
 		return 200, s.permList(func(p metadata.Permission) bool { return p.VHost == seg[0] }), nil
 	}
 	return 0, nil, errStatus(405, "Method Not Allowed")
@@ -327,7 +388,7 @@ func tagsFrom(v any) []string {
 }
 
 func (s *Server) users(u user, r *http.Request, seg []string) (int, any, error) {
-	if err := requireAdmin(u); err != nil && !(r.Method == http.MethodGet && len(seg) == 2 && seg[1] == "permissions" && seg[0] == u.name) {
+	if err := requireAdmin(u); err != nil { // even one's own permissions, as RabbitMQ
 		return 0, nil, err
 	}
 	st := s.b.Metadata()
@@ -538,11 +599,11 @@ func v2int(v any) (int64, bool) {
 	return 0, false
 }
 
-func (s *Server) policyList(vh string) []any {
+func (s *Server) policyList(u user, vh string) []any {
 	var ps []metadata.Policy
 	s.b.Metadata().Read(func(m *metadata.State) {
 		for _, p := range m.Policies {
-			if vh == "" || p.VHost == vh {
+			if (vh == "" || p.VHost == vh) && s.canAccessVHost(u, p.VHost) {
 				ps = append(ps, p)
 			}
 		}
@@ -559,25 +620,30 @@ func (s *Server) policies(u user, r *http.Request, seg []string) (int, any, erro
 	if r.Method == http.MethodGet {
 		switch len(seg) {
 		case 0:
-			return 200, s.policyList(""), nil
+			return 200, s.policyList(u, ""), nil
 		case 1:
-			return 200, s.policyList(seg[0]), nil
-		case 2:
-			for _, p := range s.policyList(seg[0]) {
-				if p.(metadata.Policy).Name == seg[1] {
-					return 200, p, nil
-				}
+			if err := s.requireVHost(u, seg[0]); err != nil {
+				return 0, nil, err
 			}
-			return 0, nil, errStatus(404, "Object Not Found")
+			return 200, s.policyList(u, seg[0]), nil
 		}
-	}
-	if !u.has("policymaker") {
-		return 0, nil, errStatus(401, "Not policymaker user")
 	}
 	if len(seg) != 2 {
 		return 0, nil, errStatus(405, "Method Not Allowed")
 	}
+	// RabbitMQ's is_authorized_policies: administrators, or policymakers
+	// with access to the vhost; the same for reading one policy.
+	if !(u.isAdmin() || (u.has("policymaker") && s.hasPerm(u, seg[0]))) {
+		return 0, nil, errStatus(401, "User not authorised to access object")
+	}
 	switch r.Method {
+	case http.MethodGet:
+		for _, p := range s.policyList(u, seg[0]) {
+			if p.(metadata.Policy).Name == seg[1] {
+				return 200, p, nil
+			}
+		}
+		return 0, nil, errStatus(404, "Object Not Found")
 	case http.MethodPut:
 		var p metadata.Policy
 		if err := decode(r, &p); err != nil {
@@ -661,27 +727,40 @@ func page(r *http.Request, items []map[string]any) (any, error) {
 	if q.Get("page") == "" {
 		return items, nil
 	}
-	pg, err1 := strconv.Atoi(q.Get("page"))
-	size := 100
+	// RabbitMQ's rabbit_mgmt_util pagination checks and answers.
+	pg, err1 := strconv.ParseInt(q.Get("page"), 10, 64)
+	size, sizeStr := int64(100), "undefined"
 	if ps := q.Get("page_size"); ps != "" {
 		var err error
-		if size, err = strconv.Atoi(ps); err != nil || size < 1 || size > 500 {
-			return nil, errStatus(400, "page_size must be between 1 and 500")
+		if size, err = strconv.ParseInt(ps, 10, 64); err != nil {
+			return nil, &apiError{status: 400, reason: "Pagination parameters are invalid"}
 		}
+		sizeStr = ps
 	}
-	if err1 != nil || pg < 1 {
-		return nil, errStatus(400, "page must be a positive integer")
+	if err1 != nil {
+		return nil, &apiError{status: 400, reason: "Pagination parameters are invalid"}
+	}
+	if pg < 1 || size < 1 || size > 500 {
+		return nil, &apiError{status: 400, code: "invalid_pagination_parameters", reason: fmt.Sprintf("Invalid pagination parameters: page number %d, page size %s", pg, sizeStr)}
 	}
 	total := len(items)
-	start := min((pg-1)*size, total)
-	end := min(start+size, total)
-	return map[string]any{"items": items[start:end], "page": pg, "page_size": size, "page_count": (total + size - 1) / size,
+	if pg > 1 && (pg-1) >= (int64(total)+size-1)/size {
+		return nil, &apiError{status: 400, code: "page_out_of_range", reason: fmt.Sprintf("Page out of range, page: %d page size: %d, len: %d", pg, size, total)}
+	}
+	start := int((pg - 1) * size) // < total here, so no overflow
+	end := min(start+int(size), total)
+	return map[string]any{"items": items[start:end], "page": pg, "page_size": size, "page_count": (int64(total) + size - 1) / size,
 		"filtered_count": total, "item_count": end - start, "total_count": total}, nil
 }
 
 // listPerVHost lists objects of every vhost the user may see (or the one
 // in seg), sorted by vhost and name, with pagination and filtering.
 func (s *Server) listPerVHost(u user, r *http.Request, seg []string, list func(string, *vhost.VHost) []map[string]any) (int, any, error) {
+	if len(seg) == 1 {
+		if err := s.requireVHost(u, seg[0]); err != nil {
+			return 0, nil, err
+		}
+	}
 	items := []map[string]any{}
 	for _, vn := range s.b.VHostNames() {
 		if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
@@ -711,10 +790,11 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 		return 0, nil, errStatus(405, "Method Not Allowed")
 	}
 	vh, name := seg[0], seg[1]
-	sess, err := s.session(u, vh)
-	if err != nil {
+	if err := s.requireVHost(u, vh); err != nil {
 		return 0, nil, err
 	}
+	// reading needs access to the vhost; changing needs permissions there
+	sess, serr := s.session(u, vh)
 	v := s.b.VHost(vh)
 	if len(seg) == 2 {
 		switch r.Method {
@@ -733,6 +813,12 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 			if err := decode(r, &body); err != nil {
 				return 0, nil, err
 			}
+			if serr != nil {
+				return 0, nil, serr
+			}
+			if err := checkName("queue", name); err != nil {
+				return 0, nil, err
+			}
 			durable := true
 			if body.Durable != nil {
 				durable = *body.Durable
@@ -747,8 +833,14 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 			}
 			return 201, nil, nil
 		case http.MethodDelete:
+			if v.LookupQueue(name) == nil {
+				return 0, nil, errStatus(404, "Object Not Found")
+			}
+			if serr != nil {
+				return 0, nil, serr
+			}
 			q := r.URL.Query()
-			_, err := sess.DeleteQueue(&amqp.QueueDelete{Queue: name, IfEmpty: q.Get("if-empty") == "true", IfUnused: q.Get("if-unused") == "true"}, ownerOf(v, name))
+			_, err := sess.DeleteQueue(&amqp.QueueDelete{Queue: name, IfEmpty: q.Get("if-empty") == "true", IfUnused: q.Get("if-unused") == "true"}, httpOwner)
 			return 204, nil, amqpToHTTP(err)
 		}
 		return 0, nil, errStatus(405, "Method Not Allowed")
@@ -758,21 +850,41 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 		if r.Method != http.MethodDelete {
 			return 0, nil, errStatus(405, "Method Not Allowed")
 		}
-		_, err := sess.PurgeQueue(&amqp.QueuePurge{Queue: name}, ownerOf(v, name))
+		if serr != nil {
+			return 0, nil, serr
+		}
+		_, err := sess.PurgeQueue(&amqp.QueuePurge{Queue: name}, httpOwner)
 		return 204, nil, amqpToHTTP(err)
 	case "bindings":
 		return 200, s.bindingList(vh, func(b metadata.Binding) bool { return b.DestinationType == "queue" && b.Destination == name }, name), nil
 	case "get":
+		if serr != nil {
+			return 0, nil, serr
+		}
 		return s.getMessages(sess, v, name, r)
 	}
 	return 0, nil, errStatus(404, "Not Found")
 }
 
-func ownerOf(v *vhost.VHost, name string) uint64 {
-	if q := v.LookupQueue(name); q != nil {
-		return q.Config().Owner
+// httpOwner is the connection id HTTP requests act as: none. An exclusive
+// queue belongs to its AMQP connection, so the HTTP API gets 405
+// RESOURCE_LOCKED on it like any other connection (RabbitMQ answers 400
+// with that reason).
+const httpOwner uint64 = 0
+
+// checkName refuses what AMQP cannot carry: a short string is at most 255
+// bytes (RabbitMQ answers 400 with this text for queue names; Warren also
+// for exchange and vhost names and routing keys, which would otherwise
+// break the AMQP stream when delivered), and names must be valid UTF-8
+// (the definitions log and JSON would change them).
+func checkName(kind, name string) error {
+	if len(name) > 255 {
+		return errStatus(400, "%s should be less than 255 bytes, actually was %d", kind, len(name))
 	}
-	return 0
+	if !utf8.ValidString(name) {
+		return errStatus(400, "%s is not valid UTF-8", kind)
+	}
+	return nil
 }
 
 // jsonArgs turns JSON numbers into AMQP-typed integers where whole.
@@ -810,8 +922,12 @@ func (s *Server) getMessages(sess *vhost.Session, v *vhost.VHost, name string, r
 	if body.Count <= 0 {
 		body.Count = 1
 	}
-	q, err := sess.Queue(name, ownerOf(v, name))
+	q, err := sess.Queue(name, httpOwner)
 	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.ResourceLocked { // RabbitMQ's text for get
+			return 0, nil, errStatus(400, "405 RESOURCE_LOCKED - %s", reasonText(ae.Text))
+		}
 		return 0, nil, amqpToHTTP(err)
 	}
 	out := []any{}
@@ -929,10 +1045,11 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 	if name == "amq.default" {
 		name = ""
 	}
-	sess, err := s.session(u, vh)
-	if err != nil {
+	if err := s.requireVHost(u, vh); err != nil {
 		return 0, nil, err
 	}
+	// reading needs access to the vhost; changing needs permissions there
+	sess, serr := s.session(u, vh)
 	v := s.b.VHost(vh)
 	find := func() *vhost.Exchange {
 		for _, x := range v.Exchanges() {
@@ -961,6 +1078,12 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			if err := decode(r, &body); err != nil {
 				return 0, nil, err
 			}
+			if serr != nil {
+				return 0, nil, serr
+			}
+			if err := checkName("exchange", name); err != nil {
+				return 0, nil, err
+			}
 			durable := true
 			if body.Durable != nil {
 				durable = *body.Durable
@@ -975,6 +1098,12 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			}
 			return 201, nil, nil
 		case http.MethodDelete:
+			if find() == nil {
+				return 0, nil, errStatus(404, "Object Not Found")
+			}
+			if serr != nil {
+				return 0, nil, serr
+			}
 			return 204, nil, amqpToHTTP(sess.DeleteExchange(&amqp.ExchangeDelete{Exchange: name, IfUnused: r.URL.Query().Get("if-unused") == "true"}))
 		}
 		return 0, nil, errStatus(405, "Method Not Allowed")
@@ -991,6 +1120,12 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			PayloadEncoding string         `json:"payload_encoding"`
 		}
 		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		if serr != nil {
+			return 0, nil, serr
+		}
+		if err := checkName("routing_key", body.RoutingKey); err != nil {
 			return 0, nil, err
 		}
 		payload := []byte(body.Payload)
@@ -1086,6 +1221,9 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 		vh := ""
 		if len(seg) == 1 {
 			vh = seg[0]
+			if err := s.requireVHost(u, vh); err != nil {
+				return 0, nil, err
+			}
 		}
 		return 200, s.bindingList(vh, func(b metadata.Binding) bool { return s.canAccessVHost(u, b.VHost) }, ""), nil
 	}
@@ -1094,10 +1232,12 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 		return 0, nil, errStatus(404, "Not Found")
 	}
 	vh, src, dst, isX := seg[0], seg[2], seg[4], seg[3] == "e"
-	sess, err := s.session(u, vh)
-	if err != nil {
+	if err := s.requireVHost(u, vh); err != nil {
 		return 0, nil, err
 	}
+	// reading needs access to the vhost; changing needs permissions there
+	sess, serr := s.session(u, vh)
+	var err error
 	switch {
 	case len(seg) == 5 && r.Method == http.MethodGet:
 		dt := "queue"
@@ -1115,10 +1255,16 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 		if err := decode(r, &body); err != nil {
 			return 0, nil, err
 		}
+		if serr != nil {
+			return 0, nil, serr
+		}
+		if err := checkName("routing_key", body.RoutingKey); err != nil {
+			return 0, nil, err
+		}
 		if isX {
 			err = sess.BindExchange(&amqp.ExchangeBind{Destination: dst, Source: src, RoutingKey: body.RoutingKey, Arguments: jsonArgs(body.Arguments)})
 		} else {
-			err = sess.BindQueue(&amqp.QueueBind{Queue: dst, Exchange: src, RoutingKey: body.RoutingKey, Arguments: jsonArgs(body.Arguments)}, ownerOf(s.b.VHost(vh), dst))
+			err = sess.BindQueue(&amqp.QueueBind{Queue: dst, Exchange: src, RoutingKey: body.RoutingKey, Arguments: jsonArgs(body.Arguments)}, httpOwner)
 		}
 		if err != nil {
 			return 0, nil, amqpToHTTP(err)
@@ -1129,10 +1275,22 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 		if key == "~" {
 			key = ""
 		}
+		dt := "queue"
+		if isX {
+			dt = "exchange"
+		}
+		if len(s.bindingList(vh, func(b metadata.Binding) bool {
+			return b.Source == src && b.Destination == dst && b.DestinationType == dt && b.RoutingKey == key
+		}, "")) == 0 {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		if serr != nil {
+			return 0, nil, serr
+		}
 		if isX {
 			err = sess.UnbindExchange(&amqp.ExchangeUnbind{Destination: dst, Source: src, RoutingKey: key})
 		} else {
-			err = sess.UnbindQueue(&amqp.QueueUnbind{Queue: dst, Exchange: src, RoutingKey: key}, ownerOf(s.b.VHost(vh), dst))
+			err = sess.UnbindQueue(&amqp.QueueUnbind{Queue: dst, Exchange: src, RoutingKey: key}, httpOwner)
 		}
 		return 204, nil, amqpToHTTP(err)
 	}
@@ -1273,17 +1431,18 @@ func (s *Server) definitions(u user, r *http.Request) (int, any, error) {
 		d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = "3.10.0", "3.10.0", "Warren", broker.Version
 		return 200, d, nil
 	case http.MethodPost:
-		var d metadata.Definitions
-		if err := decode(r, &d); err != nil {
+		d, err := decodeDefinitions(r)
+		if err != nil {
 			return 0, nil, err
 		}
-		for _, p := range d.Policies {
-			if err := ValidatePolicy(p.Definition); err != nil {
-				return 0, nil, errStatus(400, "policy %q: %v", p.Name, err)
-			}
+		// all or nothing: the whole file is checked before any of it is
+		// applied
+		s.b.Metadata().Read(func(st *metadata.State) { err = validateDefinitions(d, st) })
+		if err != nil {
+			return 0, nil, errStatus(400, "%v", err)
 		}
 		if err := s.b.Metadata().Import(d); err != nil {
-			return 0, nil, errStatus(400, "%v", err)
+			return 0, nil, errStatus(500, "definitions import stopped part-way after validation passed (retry, or check the node's log): %v", err)
 		}
 		return 204, nil, nil
 	}
@@ -1347,12 +1506,30 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		switch {
 		case body.Bytes != nil && *body.Bytes >= 0:
 			s.b.SetDiskFreeLimit(*body.Bytes)
-		case body.MemRelative != nil && *body.MemRelative > 0 && broker.TotalMemory() > 0:
+		case body.MemRelative != nil && *body.MemRelative > 0 && *body.MemRelative <= 1000 && broker.TotalMemory() > 0:
 			s.b.SetDiskFreeLimit(int64(*body.MemRelative * float64(broker.TotalMemory())))
 		default:
-			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with F > 0`)
+			return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with 0 < F <= 1000`)
 		}
 		return 204, nil, nil
+	case "authenticate_user":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		var body struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+		}
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		var usr metadata.User
+		var found bool
+		s.b.Metadata().Read(func(st *metadata.State) { usr, found = st.Users[body.Username] })
+		if !found || !auth.CheckPasswordWith(usr.HashingAlgorithm, usr.PasswordHash, body.Password) {
+			return 0, nil, errStatus(401, "user '%s' - invalid credentials", body.Username)
+		}
+		return 200, map[string]any{"name": usr.Name, "tags": nonNilStrings(usr.Tags)}, nil
 	case "environment":
 		return 200, map[string]any{"node": cfg.NodeName, "listeners": cfg.AMQPListeners, "management_port": cfg.ManagementPort,
 			"prometheus_port": cfg.PrometheusPort, "data_dir": cfg.DataDir, "default_vhost": cfg.DefaultVHost,
@@ -1361,6 +1538,13 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 			"disk_free_limit": cfg.DiskFreeLimit, "cluster_name": cfg.ClusterName}, nil
 	}
 	return 0, nil, errStatus(404, "Not Found")
+}
+
+func nonNilStrings(x []string) []string {
+	if x == nil {
+		return []string{}
+	}
+	return x
 }
 
 func contains(xs []string, x string) bool {

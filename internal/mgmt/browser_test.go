@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,8 +119,6 @@ func (w *webdriver) open(url string) {
 // a client, publishes and gets a message through the UI, and saves a
 // screenshot (to $WARREN_ARTIFACT_DIR, default /tmp/warren-artifacts).
 func TestBrowserUI(t *testing.T) {
-	chromium := testenv.NeedCommand(t, "chromium", "apt-get install chromium; .ci/run installs it")
-	driver := testenv.NeedCommand(t, "chromedriver", "apt-get install chromium-driver; .ci/run installs it")
 	n, base := start(t)
 	c, err := amqp091.Dial("amqp://guest:guest@" + amqpAddr(t, base) + "/")
 	if err != nil {
@@ -131,35 +130,7 @@ func TestBrowserUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = n
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	w := &webdriver{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	for i := 0; ; i++ {
-		if resp, err := http.Get(w.base + "/status"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatal("chromedriver did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	profile := t.TempDir()
-	sess := w.do("POST", "/session", map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
-		"browserName": "chrome",
-		"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-			"--user-data-dir=" + profile, "--window-size=1200,900"}},
-	}}})
-	w.sid = sess["value"].(map[string]any)["sessionId"].(string)
-	defer w.do("DELETE", "/session/"+w.sid, nil)
-
+	w := newBrowser(t)
 	w.open(base + "/")
 	w.typeInto("#user", "guest")
 	w.typeInto("#pass", "guest")
@@ -193,5 +164,78 @@ func TestBrowserUI(t *testing.T) {
 	q, _ := ch.QueueDeclarePassive("ui-orders", true, false, false, false, nil)
 	if q.Messages != 1 {
 		t.Fatalf("queue holds %d messages after publish+get(requeue) in the UI", q.Messages)
+	}
+}
+
+// newBrowser starts chromedriver and a headless Chromium session, both
+// stopped at the end of the test.
+func newBrowser(t *testing.T) *webdriver {
+	t.Helper()
+	chromium := testenv.NeedCommand(t, "chromium", "apt-get install chromium; .ci/run installs it")
+	driver := testenv.NeedCommand(t, "chromedriver", "apt-get install chromium-driver; .ci/run installs it")
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := &webdriver{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	for i := 0; ; i++ {
+		if resp, err := http.Get(w.base + "/status"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatal("chromedriver did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	profile := t.TempDir()
+	sess := w.do("POST", "/session", map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+		"browserName": "chrome",
+		"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+			"--user-data-dir=" + profile, "--window-size=1200,900"}},
+	}}})
+	w.sid = sess["value"].(map[string]any)["sessionId"].(string)
+	t.Cleanup(func() { w.do("DELETE", "/session/"+w.sid, nil) })
+
+	return w
+}
+
+func (w *webdriver) script(js string) any {
+	w.t.Helper()
+	return w.do("POST", "/session/"+w.sid+"/execute/sync", map[string]any{"script": js, "args": []any{}})["value"]
+}
+
+// TestBrowserUIEncodesAttributes: a queue named to break out of the
+// link's quotes stays one link to that very queue, with no injected
+// attribute (a delete from its page must hit it, not queue "x").
+func TestBrowserUIEncodesAttributes(t *testing.T) {
+	_, base := start(t)
+	evil := `x'onmouseover='document.title="pwned"'"y`
+	for _, q := range []string{"x", evil} {
+		want(t, call(t, "PUT", base+"/api/queues/%2F/"+url.PathEscape(q), "guest", "guest", map[string]any{}), 201)
+	}
+	w := newBrowser(t)
+	w.open(base + "/")
+	w.typeInto("#user", "guest")
+	w.typeInto("#pass", "guest")
+	w.click("#loginBtn")
+	w.waitText("#who", "guest")
+	w.open(base + "/#queues")
+	w.waitText("#main", "onmouseover")
+	if n := w.script(`return document.querySelectorAll("[onmouseover]").length`); n != 0.0 {
+		t.Fatalf("%v elements carry an injected onmouseover attribute", n)
+	}
+	link := w.script(`const a = Array.from(document.querySelectorAll("#main a")).find((a) => a.textContent.startsWith("x'")); a.click(); return a.textContent`)
+	if link != evil {
+		t.Fatalf("link text %q, want %q", link, evil)
+	}
+	w.waitText("#qname", evil)
+	if got := w.text("#qname"); got != evil {
+		t.Fatalf("the evil queue's link opened queue %q", got)
 	}
 }

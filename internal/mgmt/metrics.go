@@ -1,10 +1,13 @@
 package mgmt
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -13,8 +16,13 @@ import (
 )
 
 // collector exposes node metrics under rabbitmq_prometheus's names, so
-// existing dashboards and alerts keep working.
-type collector struct{ b *broker.Broker }
+// existing dashboards and alerts keep working. As in RabbitMQ, queue
+// metrics are aggregated (no vhost or queue names) unless perObject: the
+// endpoint is unauthenticated, and object names are the users' data.
+type collector struct {
+	b         *broker.Broker
+	perObject bool
+}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
@@ -37,10 +45,23 @@ var (
 	mDiskAlarm = desc("rabbitmq_alarms_free_disk_space_watermark", "is 1 if free disk space watermark alarm is in effect")
 	mRSS       = desc("rabbitmq_process_resident_memory_bytes", "Memory used in bytes")
 	mIdentity  = desc("rabbitmq_identity_info", "RabbitMQ node & cluster identity info", "rabbitmq_node", "rabbitmq_cluster")
+
+	// the aggregated forms (sums over every queue)
+	aReady    = desc("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers")
+	aUnacked  = desc("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged")
+	aMessages = desc("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages")
+	aQCons    = desc("rabbitmq_queue_consumers", "Consumers on a queue")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mReady, mUnacked, mMessages, mQCons, mPub, mDel, mAck, mDL, mConns, mChans, mQueues, mConsumers, mMemAlarm, mDiskAlarm, mRSS, mIdentity} {
+	q := []*prometheus.Desc{aReady, aUnacked, aMessages, aQCons}
+	if c.perObject {
+		q = []*prometheus.Desc{mReady, mUnacked, mMessages, mQCons}
+	}
+	for _, d := range q {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{mPub, mDel, mAck, mDL, mConns, mChans, mQueues, mConsumers, mMemAlarm, mDiskAlarm, mRSS, mIdentity} {
 		ch <- d
 	}
 }
@@ -48,6 +69,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var pub, del, ack, dl uint64
 	queues, consumers := 0, 0
+	var sumR, sumU int
 	for _, vn := range c.b.VHostNames() {
 		v := c.b.VHost(vn)
 		if v == nil {
@@ -59,11 +81,27 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			pub, del, ack, dl = pub+st.Published, del+st.Delivered, ack+st.Acked, dl+st.DeadLettered
 			queues++
 			consumers += n
-			ch <- prometheus.MustNewConstMetric(mReady, prometheus.GaugeValue, float64(r), vn, q.Name())
-			ch <- prometheus.MustNewConstMetric(mUnacked, prometheus.GaugeValue, float64(u), vn, q.Name())
-			ch <- prometheus.MustNewConstMetric(mMessages, prometheus.GaugeValue, float64(r+u), vn, q.Name())
-			ch <- prometheus.MustNewConstMetric(mQCons, prometheus.GaugeValue, float64(n), vn, q.Name())
+			sumR, sumU = sumR+r, sumU+u
+			if c.perObject {
+				// label values must be UTF-8: invalid bytes are shown
+				// escaped rather than failing the whole scrape
+				vl, ql := labelValue(vn), labelValue(q.Name())
+				for _, m := range []struct {
+					d *prometheus.Desc
+					v int
+				}{{mReady, r}, {mUnacked, u}, {mMessages, r + u}, {mQCons, n}} {
+					if mt, err := prometheus.NewConstMetric(m.d, prometheus.GaugeValue, float64(m.v), vl, ql); err == nil {
+						ch <- mt
+					}
+				}
+			}
 		}
+	}
+	if !c.perObject {
+		ch <- prometheus.MustNewConstMetric(aReady, prometheus.GaugeValue, float64(sumR))
+		ch <- prometheus.MustNewConstMetric(aUnacked, prometheus.GaugeValue, float64(sumU))
+		ch <- prometheus.MustNewConstMetric(aMessages, prometheus.GaugeValue, float64(sumR+sumU))
+		ch <- prometheus.MustNewConstMetric(aQCons, prometheus.GaugeValue, float64(consumers))
 	}
 	conns := c.b.Connections()
 	chans := 0
@@ -90,7 +128,27 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mDiskAlarm, prometheus.GaugeValue, diskA)
 	ch <- prometheus.MustNewConstMetric(mRSS, prometheus.GaugeValue, float64(rss()))
 	cfg := c.b.Config()
-	ch <- prometheus.MustNewConstMetric(mIdentity, prometheus.GaugeValue, 1, cfg.NodeName, cfg.ClusterName)
+	if mt, err := prometheus.NewConstMetric(mIdentity, prometheus.GaugeValue, 1, labelValue(cfg.NodeName), labelValue(cfg.ClusterName)); err == nil {
+		ch <- mt
+	}
+}
+
+// labelValue returns s, or s with each invalid UTF-8 byte written as \xNN.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, "\\x%02X", s[i])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // rss reads the process's resident set size from /proc.
@@ -111,12 +169,29 @@ func rss() int64 {
 	return 0
 }
 
-// MetricsHandler serves /metrics for node b.
-func MetricsHandler(b *broker.Broker) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{b: b})
-	reg.MustRegister(prometheus.NewGoCollector())
+// MetricsHandler serves node b's metrics as rabbitmq_prometheus does:
+// /metrics aggregated (per object when prometheus.return_per_object_metrics
+// is set) and /metrics/per-object always per object. A metric that cannot
+// be collected is left out with the error logged, never a 500 with a
+// stack trace.
+func MetricsHandler(b *broker.Broker, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	handler := func(perObject bool) http.Handler {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector{b: b, perObject: perObject})
+		reg.MustRegister(prometheus.NewGoCollector())
+		return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: errLogger{log}})
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", handler(b.Config().PrometheusPerObject))
+	mux.Handle("/metrics/per-object", handler(true))
 	return mux
+}
+
+type errLogger struct{ log *slog.Logger }
+
+func (l errLogger) Println(v ...any) {
+	l.log.Warn("Prometheus collection error", "err", fmt.Sprint(v...))
 }

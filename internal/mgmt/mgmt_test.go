@@ -21,10 +21,19 @@ import (
 
 func start(t *testing.T) (*node.Node, string) {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts a node with test ports, after edit changes its config.
+func startWith(t *testing.T, edit func(*config.Config)) (*node.Node, string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.AMQPListeners = []string{"127.0.0.1:0"}
-	cfg.ManagementPort, cfg.PrometheusPort = -1, -1
+	cfg.ManagementPort, cfg.PrometheusPort, cfg.ControlPort = -1, -1, -1
 	cfg.DataDir = t.TempDir()
+	if edit != nil {
+		edit(&cfg)
+	}
 	t.Setenv("WARREN_COOKIE_FILE", cfg.DataDir+"/cookie")
 	n, err := node.Start(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -114,7 +123,9 @@ func TestTagRules(t *testing.T) {
 	want(t, call(t, "GET", base+"/api/queues", "mon", "p", nil), 200)
 	want(t, call(t, "PUT", base+"/api/users/x", "mon", "p", map[string]any{"password": "p"}), 401)
 	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "mon", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 401)
-	// policymaker manages policies
+	// policymaker manages policies in the vhosts it has access to
+	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "pm", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 401)
+	want(t, call(t, "PUT", base+"/api/permissions/%2F/pm", "guest", "guest", map[string]string{"configure": "", "write": "", "read": ""}), 201)
 	want(t, call(t, "PUT", base+"/api/policies/%2F/p1", "pm", "p", map[string]any{"pattern": "^", "definition": map[string]any{"max-length": 1}}), 201)
 	want(t, call(t, "DELETE", base+"/api/users/plain", "pm", "p", nil), 401)
 }

@@ -1,14 +1,15 @@
 // Package mgmt serves a node's management HTTP API, shaped like RabbitMQ's
 // (same paths, methods, status codes and JSON field names for the common
-// subset), the web UI, and the operator control endpoint warrenctl uses
-// (authenticated by the node's cookie).
+// subset), the web UI, and, on a separate loopback listener, the control
+// endpoint warrenctl uses (authenticated by a challenge-response over the
+// node's cookie; see control.go).
 //
 //	s := mgmt.New(b, cookie, logger)
-//	http.ListenAndServe(":15672", s)
+//	http.ListenAndServe(":15672", s)                    // users, basic auth
+//	http.ListenAndServe("127.0.0.1:25673", s.Control()) // warrenctl, cookie
 package mgmt
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,15 +24,13 @@ import (
 	"github.com/warrenmq/warren/internal/metadata"
 )
 
-// CookieHeader carries the node cookie from warrenctl.
-const CookieHeader = "X-Warren-Cookie"
-
 // Server is the management HTTP handler.
 type Server struct {
 	b      *broker.Broker
 	cookie string
 	log    *slog.Logger
 	rates  *rates
+	nonces *nonceStore
 }
 
 // New returns the handler for node b.
@@ -39,7 +38,7 @@ func New(b *broker.Broker, cookie string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{b: b, cookie: cookie, log: log}
+	s := &Server{b: b, cookie: cookie, log: log, nonces: newNonceStore()}
 	s.rates = newRates(b)
 	return s
 }
@@ -47,10 +46,12 @@ func New(b *broker.Broker, cookie string, log *slog.Logger) *Server {
 // Close stops background sampling.
 func (s *Server) Close() { s.rates.stop() }
 
-// user is the authenticated caller.
+// user is the authenticated caller. control is set only for warrenctl on
+// the control listener, never from anything a management-API user sends.
 type user struct {
-	name string
-	tags []string
+	name    string
+	tags    []string
+	control bool
 }
 
 func (u user) has(tags ...string) bool {
@@ -71,6 +72,7 @@ func (u user) isAdmin() bool { return u.has("administrator") }
 
 type apiError struct {
 	status int
+	code   string // the JSON "error" field when it is not the status's usual one
 	reason string
 }
 
@@ -92,18 +94,16 @@ func writeErr(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = &apiError{status: http.StatusInternalServerError, reason: err.Error()}
 	}
-	short := map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error"}[ae.status]
+	short := ae.code
+	if short == "" {
+		short = map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error", 503: "service_unavailable"}[ae.status]
+	}
 	writeJSON(w, ae.status, map[string]string{"error": short, "reason": ae.reason})
 }
 
-// authenticate checks the cookie header or HTTP basic auth.
+// authenticate checks HTTP basic auth. The node cookie is not accepted
+// here: warrenctl talks to the control listener (Control).
 func (s *Server) authenticate(r *http.Request) (user, error) {
-	if c := r.Header.Get(CookieHeader); c != "" {
-		if subtle.ConstantTimeCompare([]byte(c), []byte(s.cookie)) == 1 {
-			return user{name: "warrenctl", tags: []string{"administrator"}}, nil
-		}
-		return user{}, errStatus(http.StatusUnauthorized, "cookie mismatch: the CLI's cookie differs from the node's (check $HOME/.warren.cookie or --cookie-file)")
-	}
 	name, pass, ok := r.BasicAuth()
 	if !ok {
 		return user{}, errStatus(http.StatusUnauthorized, "Not_Authorized")
@@ -158,7 +158,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	status, body, err := s.api(u, r, seg[1:])
+	s.serveAPI(w, r, u, seg[1:])
+}
+
+// serveAPI answers an authenticated /api request (seg without "api").
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, u user, seg []string) {
+	status, body, err := s.api(u, r, seg)
 	if err != nil {
 		s.log.Debug("management API error", "path", r.URL.Path, "err", err)
 		writeErr(w, err)

@@ -47,7 +47,7 @@ func startServer(t *testing.T, bin, dir string, port int, extra ...string) *serv
 	t.Helper()
 	logf := filepath.Join(dir, "server.log")
 	f, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	args := append([]string{"--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--data-dir", filepath.Join(dir, "data")}, extra...)
+	args := append([]string{"--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--control-port", "0", "--data-dir", filepath.Join(dir, "data")}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(dir, "cookie"))
 	cmd.Stdout, cmd.Stderr = f, f

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/mgmt"
@@ -57,7 +59,17 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 		}
 	}
 	if cfg.PrometheusPort > 0 || cfg.PrometheusPort == -1 {
-		if err := n.serve("prometheus", "", cfg.PrometheusPort, mgmt.MetricsHandler(b)); err != nil {
+		if err := n.serve("prometheus", "", cfg.PrometheusPort, mgmt.MetricsHandler(b, log)); err != nil {
+			n.Stop(context.Background())
+			return nil, err
+		}
+	}
+	if cfg.ControlPort > 0 || cfg.ControlPort == -1 {
+		ip := cfg.ControlIP
+		if ip == "" {
+			ip = "127.0.0.1"
+		}
+		if err := n.serve("control", ip, cfg.ControlPort, n.mgmt.Control()); err != nil {
 			n.Stop(context.Background())
 			return nil, err
 		}
@@ -78,7 +90,17 @@ func (n *Node) serve(name, ip string, port int, h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen for %s on %s: %w (set the port in warren.conf or with a flag)", name, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// bounded in time and number, so a flood of idle connections cannot
+	// take the file descriptors AMQP needs to accept clients
+	cfg := n.Broker.Config()
+	if cfg.HTTPMaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.HTTPMaxConnections)
+	}
+	idle := cfg.HTTPIdleTimeout
+	if idle <= 0 {
+		idle = 120 * time.Second
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: idle, MaxHeaderBytes: 64 << 10}
 	n.servers = append(n.servers, srv)
 	n.addrs[name] = ln.Addr()
 	n.log.Info("started HTTP listener", "service", name, "addr", ln.Addr().String())
@@ -90,7 +112,8 @@ func (n *Node) serve(name, ip string, port int, h http.Handler) error {
 	return nil
 }
 
-// Addr returns the bound address of "management" or "prometheus".
+// Addr returns the bound address of "management", "prometheus" or
+// "control".
 func (n *Node) Addr(name string) net.Addr { return n.addrs[name] }
 
 // Stop shuts the node down in order: HTTP, then the broker.

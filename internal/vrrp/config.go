@@ -3,6 +3,8 @@ package vrrp
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -120,8 +122,18 @@ func lex(path string, depth int) ([]token, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	defer f.Close()
+	return lexReader(f, path, depth)
+}
+
+// MaxWords bounds a configuration's size (words plus lines, includes
+// counted), so a huge file is refused instead of taking the memory.
+const MaxWords = 1 << 20
+
+// lexReader is lex over r, named path (includes are relative to its
+// directory).
+func lexReader(r io.Reader, path string, depth int) ([]token, error) {
 	var toks []token
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -177,6 +189,9 @@ func lex(path string, depth int) ([]token, error) {
 					return nil, err
 				}
 				toks = append(toks, sub...)
+				if len(toks) > MaxWords {
+					return nil, fmt.Errorf("%s:%d: configuration too large (more than %d words and lines)", path, line, MaxWords)
+				}
 			}
 			continue
 		}
@@ -184,6 +199,9 @@ func lex(path string, depth int) ([]token, error) {
 			toks = append(toks, token{w, path, line})
 		}
 		toks = append(toks, token{"\n", path, line})
+		if len(toks) > MaxWords {
+			return nil, fmt.Errorf("%s:%d: configuration too large (more than %d words and lines)", path, line, MaxWords)
+		}
 	}
 	return toks, sc.Err()
 }
@@ -239,11 +257,21 @@ func (p *cparser) block(open token, fn func(words []token) error) error {
 	}
 }
 
+// MaxNesting bounds how deep blocks nest (keepalived's own configs nest
+// three or four deep); deeper input is refused instead of recursing
+// without bound.
+const MaxNesting = 32
+
 // skip skips a nested block after "{".
-func (p *cparser) skip(open token) error {
+func (p *cparser) skip(open token) error { return p.skipAt(open, 2) }
+
+func (p *cparser) skipAt(open token, depth int) error {
+	if depth > MaxNesting {
+		return p.errf(open, "blocks nested deeper than %d levels", MaxNesting)
+	}
 	return p.block(open, func(st []token) error {
 		if st[len(st)-1].s == "{" {
-			return p.skip(st[len(st)-1])
+			return p.skipAt(st[len(st)-1], depth+1)
 		}
 		return nil
 	})
@@ -257,6 +285,21 @@ func Parse(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseTokens(toks)
+}
+
+// ParseReader reads keepalived.conf text from r; name is used in messages
+// and includes are resolved relative to its directory.
+func ParseReader(r io.Reader, name string) (*Config, error) {
+	toks, err := lexReader(r, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	return parseTokens(toks)
+}
+
+func parseTokens(toks []token) (*Config, error) {
+	var err error
 	p := &cparser{toks: toks, cfg: &Config{Version: 2, Scripts: map[string]*Script{}, GarpDelay: 5 * time.Second, GarpRepeat: 5}}
 	for {
 		st, ok := p.statement()
@@ -308,12 +351,29 @@ func (p *cparser) needBlock(st []token) (token, error) {
 	return st[len(st)-1], nil
 }
 
+// MaxDelay bounds every delay and interval (keepalived reads them as
+// unsigned seconds up to INT_MAX / TIMER_HZ, about 2147 s).
+const MaxDelay = 2147 * time.Second
+
+// parseDur reads a number of seconds (fractions allowed), at most MaxDelay.
 func parseDur(s string) (time.Duration, error) {
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("expected a number of seconds, got %q", s)
 	}
+	if f > MaxDelay.Seconds() {
+		return 0, fmt.Errorf("%q seconds is out of range (at most %d)", s, int(MaxDelay.Seconds()))
+	}
 	return time.Duration(f * float64(time.Second)), nil
+}
+
+// atoiIn reads an integer between lo and hi.
+func atoiIn(s string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("expected an integer between %d and %d, got %q", lo, hi, s)
+	}
+	return n, nil
 }
 
 func (p *cparser) globalDefs(st []token) error {
@@ -357,9 +417,9 @@ func (p *cparser) globalDefs(st []token) error {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(v)
+			n, err := atoiIn(v, 0, 1<<31-1)
 			if err != nil {
-				return p.errf(w[0], "expected an integer")
+				return p.errf(w[0], "%v", err)
 			}
 			p.cfg.GarpRepeat = n
 		case "vrrp_garp_master_refresh":
@@ -410,6 +470,9 @@ func (p *cparser) script(st []token, name string) error {
 				return p.errf(w[0], "%v", err)
 			}
 			if w[0].s == "interval" {
+				if d <= 0 {
+					return p.errf(w[0], "interval must be above 0 seconds")
+				}
 				s.Interval = d
 			} else {
 				s.Timeout = d
@@ -418,6 +481,9 @@ func (p *cparser) script(st []token, name string) error {
 			n, err := strconv.Atoi(w[1].s)
 			if err != nil {
 				return p.errf(w[0], "'%s' expects an integer, got '%s'", w[0].s, w[1].s)
+			}
+			if w[0].s != "weight" && (n < 1 || n > 1<<31-1) {
+				return p.errf(w[0], "'%s' must be between 1 and %d", w[0].s, 1<<31-1)
 			}
 			switch w[0].s {
 			case "weight":
@@ -573,9 +639,9 @@ func (p *cparser) instance(st []token, name string) error {
 			return p.block(w[len(w)-1], func(a []token) error {
 				t := Track{Script: a[0].s}
 				if len(a) >= 3 && a[1].s == "weight" {
-					n, err := strconv.Atoi(a[2].s)
+					n, err := atoiIn(a[2].s, -253, 253)
 					if err != nil {
-						return p.errf(a[0], "weight must be an integer")
+						return p.errf(a[0], "weight must be an integer between -253 and 253")
 					}
 					t.Weight, t.HasWeight = n, true
 				}
@@ -853,6 +919,14 @@ func (p *cparser) check() error {
 		if in.IPv6 && in.AuthType != "" {
 			p.cfg.Warnings = append(p.cfg.Warnings, fmt.Sprintf("%s: VRRPv3 has no authentication; 'authentication' is ignored", where))
 			in.AuthType = ""
+		}
+		// the advertisement field: 8 bits of seconds (v2), 12 bits of
+		// centiseconds (v3); 0 would make the timers spin
+		if in.Version == 2 && (in.AdvertInt < time.Second || in.AdvertInt > 255*time.Second) {
+			return fmt.Errorf("%s: advert_int %v must be between 1 and 255 seconds with VRRP version 2", where, in.AdvertInt)
+		}
+		if in.Version == 3 && (in.AdvertInt < 10*time.Millisecond || in.AdvertInt > 40950*time.Millisecond) {
+			return fmt.Errorf("%s: advert_int %v must be between 0.01 and 40.95 seconds with VRRP version 3", where, in.AdvertInt)
 		}
 		if in.Version == 2 && in.AdvertInt%time.Second != 0 {
 			return fmt.Errorf("%s: advert_int %v must be whole seconds with VRRP version 2 (set vrrp_version 3 for fractions)", where, in.AdvertInt)

@@ -29,7 +29,7 @@ if [ -n "${WARREN_CLIENTS_AGAINST_PORT:-}" ]; then
 else
   (cd "$root" && go build -o "$tmp/warren-server" ./cmd/warren-server)
   port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$tmp/warren-server" --port "$port" --management-port 0 --prometheus-port 0 --data-dir "$tmp/data" >"$tmp/server.log" 2>&1 &
+  "$tmp/warren-server" --port "$port" --management-port 0 --prometheus-port 0 --control-port 0 --data-dir "$tmp/data" >"$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi

@@ -3,7 +3,9 @@
 let auth = sessionStorage.getItem("auth");
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
-const enc = encodeURIComponent;
+// enc escapes a URI component fully, quotes and parentheses included, so
+// it is also safe inside an attribute; esc() it anyway where it goes into one.
+const enc = (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
 
 async function api(method, path, body) {
   const r = await fetch("api" + path, {method, headers: {"Authorization": "Basic " + auth, "Content-Type": "application/json"},
@@ -86,7 +88,7 @@ async function connections() {
   $("#main").innerHTML = "<h2>Connections</h2>" + table(cs, [["Name", (c) => esc(c.name)], ["User", (c) => esc(c.user)],
     ["Virtual host", (c) => esc(c.vhost)], ["Channels", (c) => c.channels], ["State", (c) => c.state],
     ["From client", (c) => c.recv_oct], ["To client", (c) => c.send_oct],
-    ["", (c) => "<button data-close='" + esc(c.name) + "'>Close</button>"]]);
+    ["", (c) => "<button data-close=\"" + esc(c.name) + "\">Close</button>"]]);
   document.querySelectorAll("[data-close]").forEach((b) => b.onclick = async () => {
     await api("DELETE", "/connections/" + enc(b.dataset.close)); route(); });
 }
@@ -108,11 +110,11 @@ let qpage = 1;
 async function queues() {
   const filter = sessionStorage.getItem("qfilter") || "";
   const res = await api("GET", "/queues?page=" + qpage + "&page_size=100&name=" + enc(filter));
-  $("#main").innerHTML = "<h2>Queues</h2><label>Filter <input id=qf value='" + esc(filter) + "'></label> " +
+  $("#main").innerHTML = "<h2>Queues</h2><label>Filter <input id=qf value=\"" + esc(filter) + "\"></label> " +
     "page " + res.page + " of " + Math.max(res.page_count, 1) + " (" + res.filtered_count + " queues) " +
     "<button id=prev>&lt;</button><button id=next>&gt;</button>" +
     table(res.items, [["Virtual host", (q) => esc(q.vhost)],
-      ["Name", (q) => "<a href='#queue/" + enc(q.vhost) + "/" + enc(q.name) + "'>" + esc(q.name) + "</a>"],
+      ["Name", (q) => "<a href=\"" + esc("#queue/" + enc(q.vhost) + "/" + enc(q.name)) + "\">" + esc(q.name) + "</a>"],
       ["Ready", (q) => q.messages_ready], ["Unacked", (q) => q.messages_unacknowledged], ["Total", (q) => q.messages],
       ["Consumers", (q) => q.consumers], ["Features", (q) => (q.durable ? "D " : "") + (q.auto_delete ? "AD " : "") + (q.exclusive ? "Excl" : "")]]) +
     "<fieldset><legend>Add a new queue</legend><label>Virtual host <input id=nqv value='/'></label>" +
@@ -157,7 +159,7 @@ async function queue(vh, name) {
 async function admin() {
   const [users, vhosts, perms, pols] = await Promise.all([api("GET", "/users"), api("GET", "/vhosts"), api("GET", "/permissions"), api("GET", "/policies")]);
   $("#main").innerHTML = "<h2>Admin</h2><h3>Users</h3>" + table(users, [["Name", (u) => esc(u.name)], ["Tags", (u) => esc(u.tags.join(", "))],
-      ["", (u) => "<button data-deluser='" + esc(u.name) + "'>Delete</button>"]]) +
+      ["", (u) => "<button data-deluser=\"" + esc(u.name) + "\">Delete</button>"]]) +
     "<fieldset><legend>Add a user</legend><label>Username <input id=nu></label><label>Password <input id=np type=password></label>" +
     "<label>Tags <input id=nt></label><button id=adduser>Add user</button></fieldset>" +
     "<h3>Virtual hosts</h3>" + table(vhosts, [["Name", (v) => esc(v.name)], ["Messages", (v) => v.messages]]) +
