@@ -1360,6 +1360,7 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		n["version"] = broker.Version
 		n["vm_memory_high_watermark"] = cfg.VMMemoryHighWatermark
 		n["disk_free_limit"] = cfg.DiskFreeLimit
+		s.statusExtras(n)
 		return 200, n, nil
 	case "stop_app":
 		if r.Method != http.MethodPost {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -167,4 +168,31 @@ func (s *Server) listeners() []any {
 		out = append(out, map[string]any{"node": cfg.NodeName, "protocol": l.protocol, "ip_address": host, "port": port})
 	}
 	return out
+}
+
+// statusExtras adds what warrenctl status shows beyond the node object,
+// in rabbitmqctl status's sections: runtime, log files, alarms, totals.
+func (s *Server) statusExtras(n map[string]any) {
+	cfg := s.b.Config()
+	qs, _, _, _, _, _ := s.totals()
+	alarms := s.b.Alarms()
+	if alarms == nil {
+		alarms = []string{}
+	}
+	sort.Strings(alarms)
+	n["os"] = map[string]string{"linux": "Linux", "darwin": "macOS", "windows": "Windows"}[runtime.GOOS]
+	if n["os"] == "" {
+		n["os"] = runtime.GOOS
+	}
+	n["rabbitmq_version"] = RabbitMQVersion
+	n["go_version"] = runtime.Version()
+	n["log_files"] = []string{"<stdout>"}
+	n["alarms"] = alarms
+	n["connection_count"] = len(s.b.Connections())
+	n["queue_count"] = qs
+	n["virtual_host_count"] = len(s.b.VHostNames())
+	n["vm_memory_high_watermark_absolute"] = cfg.VMMemoryHighWatermarkAbsolute
+	if cfg.ConfigFile == "" {
+		n["config_files"] = []string{}
+	}
 }
