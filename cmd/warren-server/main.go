@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,19 +40,24 @@ func repair(dir string, out io.Writer) error {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "warren-server:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stderr io.Writer) error {
+	def := config.Default()
 	fs := flag.NewFlagSet("warren-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgFile := fs.String("config", os.Getenv("WARREN_CONFIG_FILE"), "rabbitmq.conf-style configuration file (env WARREN_CONFIG_FILE)")
-	port := fs.Int("port", 0, "AMQP port (env WARREN_NODE_PORT; overrides listeners.tcp.default)")
-	mport := fs.Int("management-port", -2, "management HTTP port (0 disables)")
-	pport := fs.Int("prometheus-port", -2, "Prometheus metrics port (0 disables)")
-	cport := fs.Int("control-port", -2, "control port for warrenctl, on control.tcp.ip (default 127.0.0.1:25673; env WARREN_CONTROL_PORT; 0 disables)")
+	port := fs.Int("port", 5672, "AMQP port on all interfaces (env WARREN_NODE_PORT; overrides listeners.tcp.default)")
+	mport := fs.Int("management-port", def.ManagementPort, "management HTTP API and web UI port (env WARREN_MANAGEMENT_PORT; management.tcp.port; 0 disables)")
+	pport := fs.Int("prometheus-port", def.PrometheusPort, "Prometheus metrics port (prometheus.tcp.port; 0 disables)")
+	cport := fs.Int("control-port", def.ControlPort, "warrenctl's control port, on control.tcp.ip (127.0.0.1 by default; env WARREN_CONTROL_PORT; control.tcp.port; 0 disables)")
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
@@ -63,7 +69,10 @@ func run(args []string) error {
 	if *repairWAL != "" {
 		return repair(*repairWAL, os.Stdout)
 	}
-	cfg := config.Default()
+	// a flag overrides the file and the environment only when given
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	cfg := def
 	if *cfgFile != "" {
 		if err := config.ParseFile(*cfgFile, &cfg); err != nil {
 			return err
@@ -72,16 +81,16 @@ func run(args []string) error {
 	if err := config.ApplyEnv(&cfg, os.Getenv); err != nil {
 		return err
 	}
-	if *port != 0 {
+	if given["port"] {
 		cfg.AMQPListeners = []string{":" + strconv.Itoa(*port)}
 	}
-	if *mport >= -1 {
+	if given["management-port"] {
 		cfg.ManagementPort = *mport
 	}
-	if *pport >= -1 {
+	if given["prometheus-port"] {
 		cfg.PrometheusPort = *pport
 	}
-	if *cport >= -1 {
+	if given["control-port"] {
 		cfg.ControlPort = *cport
 	}
 	if *dataDir != "" {

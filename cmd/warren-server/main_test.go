@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +50,25 @@ func TestRepairWALFlag(t *testing.T) {
 		t.Fatalf("log does not open after the repair: %v", err)
 	}
 	l.Close()
-	if err := run([]string{"--repair-wal", filepath.Join(dir, "nope")}); err == nil {
+	if err := run([]string{"--repair-wal", filepath.Join(dir, "nope")}, &out); err == nil {
 		t.Fatal("repair of a missing directory succeeded")
+	}
+}
+
+// TestHelpShowsRealDefaults: -h shows the ports a node opens by default,
+// not the internal "not given" marker.
+func TestHelpShowsRealDefaults(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("run -h: %v", err)
+	}
+	help := out.String()
+	if strings.Contains(help, "(default -") {
+		t.Errorf("a negative default in -h:\n%s", help)
+	}
+	for _, w := range []string{"(default 5672)", "(default 15672)", "(default 15692)", "(default 25673)"} {
+		if !strings.Contains(help, w) {
+			t.Errorf("-h lacks %s:\n%s", w, help)
+		}
 	}
 }

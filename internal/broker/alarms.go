@@ -192,3 +192,34 @@ func (b *Broker) SetDiskFreeLimit(n int64) {
 
 // TotalMemory returns the machine's memory in bytes (0 if unknown).
 func TotalMemory() int64 { return totalMemory() }
+
+// MemoryLimit returns the memory high watermark in bytes (mem_limit in
+// the management API).
+func (b *Broker) MemoryLimit() int64 { return b.memoryLimit() }
+
+// MemoryUsed returns the node's resident memory in bytes, the figure the
+// memory alarm compares with MemoryLimit.
+func MemoryUsed() int64 { return residentMemory() }
+
+// DiskFreeLimit returns the effective free disk space limit in bytes.
+func (b *Broker) DiskFreeLimit() int64 {
+	cfg := b.Config()
+	if cfg.DiskFreeLimitRelative > 0 {
+		return int64(cfg.DiskFreeLimitRelative * float64(totalMemory()))
+	}
+	return cfg.DiskFreeLimit
+}
+
+// DiskFree returns the free disk space under the data directory in bytes
+// (-1 when it cannot be read).
+func (b *Broker) DiskFree() int64 {
+	dir := b.Config().DataDir
+	if dir == "" {
+		dir = "."
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}

@@ -65,6 +65,7 @@ type Broker struct {
 	stopAlarms chan struct{}
 	alarmOnce  sync.Once
 	started    time.Time
+	churn      churnCounters
 
 	wg sync.WaitGroup
 }
@@ -259,6 +260,7 @@ func (b *Broker) apply(c metadata.Command) {
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
 			v.SetStore(b.storage())
+			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v
 		}
 		b.mu.Unlock()
@@ -526,11 +528,15 @@ func (b *Broker) accept(ln net.Listener) {
 			continue
 		}
 		b.conns[c] = struct{}{}
+		b.churn.connCreated.Add(1)
 		b.mu.Unlock()
 		b.goTracked(func() {
 			c.Serve()
+			opened := c.Info().ChannelsOpened
 			b.mu.Lock()
 			delete(b.conns, c)
+			b.churn.chansOfClosed.Add(opened)
+			b.churn.connClosed.Add(1)
 			b.mu.Unlock()
 		})
 	}

@@ -51,6 +51,7 @@ type Conn struct {
 
 	chmu     sync.Mutex
 	channels map[uint16]*channel
+	opened   uint64 // channels opened so far (churn), guarded by chmu
 
 	// writer state
 	wmu      sync.Mutex
@@ -268,6 +269,7 @@ func (c *Conn) frame(f amqp.Frame) error {
 		ch = newChannel(c, f.Channel)
 		c.chmu.Lock()
 		c.channels[f.Channel] = ch
+		c.opened++
 		c.chmu.Unlock()
 		c.writeMethod(f.Channel, &amqp.ChannelOpenOk{})
 		return nil

@@ -9,21 +9,24 @@ import (
 
 // Info describes a connection for management listings.
 type Info struct {
-	ID          uint64
-	Name        string // RabbitMQ style: "127.0.0.1:54321 -> 127.0.0.1:5672"
-	User        string
-	VHost       string
-	Peer        string
-	Local       string
-	Channels    int
-	Opened      time.Time
-	RecvOct     uint64
-	SendOct     uint64
-	FrameMax    uint32
-	ChannelMax  uint16
-	Heartbeat   uint16
-	ClientProps amqp.Table
-	Blocked     bool
+	ID       uint64
+	Name     string // RabbitMQ style: "127.0.0.1:54321 -> 127.0.0.1:5672"
+	User     string
+	VHost    string
+	Peer     string
+	Local    string
+	Channels int
+	// ChannelsOpened counts every channel opened on the connection so
+	// far (channel_created in the management API's churn_rates).
+	ChannelsOpened uint64
+	Opened         time.Time
+	RecvOct        uint64
+	SendOct        uint64
+	FrameMax       uint32
+	ChannelMax     uint16
+	Heartbeat      uint16
+	ClientProps    amqp.Table
+	Blocked        bool
 }
 
 // ChannelInfo describes one channel.
@@ -43,6 +46,7 @@ func (c *Conn) Info() Info {
 	c.infoMu.Unlock()
 	c.chmu.Lock()
 	in.Channels = len(c.channels)
+	in.ChannelsOpened = c.opened
 	c.chmu.Unlock()
 	in.ID = c.id
 	in.Peer = c.nc.RemoteAddr().String()

@@ -54,6 +54,8 @@ type opts struct {
 	node      string
 	vhost     string
 	quiet     bool
+	silent    bool
+	emptyLine bool // the verb prints an empty line for an empty list
 	formatter string
 	cookie    string
 	port      int
@@ -178,35 +180,40 @@ func (c *client) challenge() (string, error) {
 	return ch.Nonce, nil
 }
 
+// info prints an informational line ("Listing queues ..."), as
+// rabbitmqctl does unless -q/--quiet, -s/--silent or --formatter json.
 func (o *opts) info(format string, a ...any) {
-	if !o.quiet && o.formatter != "json" {
+	if !o.quiet && !o.silent && o.formatter != "json" {
 		fmt.Fprintf(o.out, format+"\n", a...)
 	}
 }
 
-// table prints rows as rabbitmqctl does (tab separated with a header) or,
-// with --formatter json, as a JSON array of objects.
-func (o *opts) table(cols []string, rows [][]string) error {
+// table prints items as rabbitmqctl does: tab separated with a header
+// row (left out with -s/--silent or --no-table-headers) or, with
+// --formatter json, as rabbitmqctl's JSON (see format.go).
+func (o *opts) table(cols []string, items []map[string]any) error {
 	if o.formatter == "json" {
-		var objs []map[string]string
-		for _, r := range rows {
-			m := map[string]string{}
-			for i, c := range cols {
-				m[c] = r[i]
-			}
-			objs = append(objs, m)
+		var b bytes.Buffer
+		writeJSONRows(&b, cols, items)
+		_, err := o.out.Write(b.Bytes())
+		return err
+	}
+	if len(items) == 0 {
+		// rabbitmqctl prints no header for an empty list (list_policies
+		// and list_permissions print an empty line: emptyLine)
+		if o.emptyLine {
+			fmt.Fprintln(o.out)
 		}
-		if objs == nil {
-			objs = []map[string]string{}
-		}
-		b, _ := json.Marshal(objs)
-		fmt.Fprintln(o.out, string(b))
 		return nil
 	}
-	if !o.noHeaders {
+	if !o.noHeaders && !o.silent {
 		fmt.Fprintln(o.out, strings.Join(cols, "\t"))
 	}
-	for _, r := range rows {
+	for _, it := range items {
+		r := make([]string, len(cols))
+		for i, c := range cols {
+			r[i] = cell(c, it[c])
+		}
 		fmt.Fprintln(o.out, strings.Join(r, "\t"))
 	}
 	return nil
@@ -261,7 +268,8 @@ func NewCommand(out io.Writer) *cobra.Command {
 	pf.StringVarP(&o.node, "node", "n", defNode, "node name (warren@HOST); its control endpoint is HOST:--port")
 	pf.StringVarP(&o.vhost, "vhost", "p", "/", "virtual host")
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "suppress informational messages")
-	pf.BoolVarP(&o.noHeaders, "no-table-headers", "s", false, "do not print table headers")
+	pf.BoolVarP(&o.silent, "silent", "s", false, "suppress informational messages and table headers: print rows only")
+	pf.BoolVar(&o.noHeaders, "no-table-headers", false, "do not print table headers")
 	pf.StringVar(&o.formatter, "formatter", "table", "output format: table or json")
 	pf.StringVar(&o.cookie, "cookie-file", "", "the node's cookie file (default $WARREN_COOKIE_FILE or $HOME/.warren.cookie)")
 	pf.IntVar(&o.port, "port", defPort, "the node's control port, control.tcp.port (env WARREN_CONTROL_PORT)")

@@ -40,15 +40,8 @@ func commands(o *opts) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rows [][]string
-			for _, it := range items {
-				var r []string
-				for _, col := range cols {
-					r = append(r, str(it[col]))
-				}
-				rows = append(rows, r)
-			}
-			return o.table(cols, rows)
+			o.emptyLine = name == "list_policies" || name == "list_permissions"
+			return o.table(cols, items)
 		}}
 	}
 	vh := func() string { return o.vhost }
@@ -64,16 +57,7 @@ func commands(o *opts) []*cobra.Command {
 				return nil
 			}
 			o.info("Status of node %s ...", o.node)
-			fmt.Fprintf(o.out, "Runtime\n\nOS PID: %s\nProduct name: Warren\nProduct version: %s\nUptime (seconds): %d\n\n", str(st["os_pid"]), str(st["version"]), int64(num(st["uptime"]))/1000)
-			fmt.Fprintf(o.out, "Running applications: %s\n\nData directory\n\nNode data directory: %s\n\n", str(st["running_applications"]), str(st["data_directory"]))
-			fmt.Fprintf(o.out, "Memory\n\nTotal memory used: %.4f gb\nMemory high watermark setting: %s of available memory\n\n", num(st["mem_used"])/1e9, str(st["vm_memory_high_watermark"]))
-			fmt.Fprintf(o.out, "Free Disk Space\n\nLow free disk space watermark: %.4f gb\n\nListeners\n\n", num(st["disk_free_limit"])/1e9)
-			if ls, ok := st["listeners"].([]any); ok {
-				for _, l := range ls {
-					m, _ := l.(map[string]any)
-					fmt.Fprintf(o.out, "Interface: %s, port: %s, protocol: amqp, purpose: AMQP 0-9-1 and AMQP 1.0\n", str(m["ip_address"]), str(m["port"]))
-				}
-			}
+			writeStatus(o, st)
 			return nil
 		}},
 		{use: "ping", short: "Check that the node is up", args: cobra.NoArgs, run: func(c *client, _ []string) error {
@@ -136,7 +120,37 @@ func commands(o *opts) []*cobra.Command {
 			for _, n := range nodes {
 				fmt.Fprintln(o.out, str(n["name"]))
 			}
-			fmt.Fprintf(o.out, "\nNetwork Partitions\n\n(none)\n\nAlarms\n\n(none)\n")
+			var ov map[string]any
+			if err := c.call("GET", []string{"overview"}, nil, &ov); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.out, "\nVersions\n\n")
+			for _, n := range nodes {
+				fmt.Fprintf(o.out, "%s: %s %s on Go %s\n", str(n["name"]), str(ov["product_name"]), str(ov["product_version"]), str(ov["erlang_version"]))
+			}
+			fmt.Fprintf(o.out, "\nMaintenance status\n\n")
+			for _, n := range nodes {
+				fmt.Fprintf(o.out, "Node: %s, status: not under maintenance\n", str(n["name"]))
+			}
+			fmt.Fprintf(o.out, "\nAlarms\n\n")
+			alarms := 0
+			for _, n := range nodes {
+				for k, text := range map[string]string{"mem_alarm": "Memory alarm", "disk_free_alarm": "Free disk space alarm"} {
+					if n[k] == true {
+						fmt.Fprintf(o.out, "%s on node %s\n", text, str(n["name"]))
+						alarms++
+					}
+				}
+			}
+			if alarms == 0 {
+				fmt.Fprintln(o.out, "(none)")
+			}
+			fmt.Fprintf(o.out, "\nNetwork Partitions\n\n(none)\n\nListeners\n\n")
+			ls, _ := ov["listeners"].([]any)
+			for _, l := range sortedListeners(ls) {
+				proto := str(l["protocol"])
+				fmt.Fprintf(o.out, "Node: %s, interface: %s, port: %s, protocol: %s, purpose: %s\n", str(l["node"]), iface(str(l["ip_address"])), str(l["port"]), proto, listenerPurpose(proto))
+			}
 			return nil
 		}},
 		{use: "add_user <username> <password>", short: "Create a user", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
@@ -225,11 +239,7 @@ func commands(o *opts) []*cobra.Command {
 			if err := c.call("GET", []string{"users", a[0], "permissions"}, nil, &ps); err != nil {
 				return err
 			}
-			var rows [][]string
-			for _, p := range ps {
-				rows = append(rows, []string{str(p["vhost"]), str(p["configure"]), str(p["write"]), str(p["read"])})
-			}
-			return o.table([]string{"vhost", "configure", "write", "read"}, rows)
+			return o.table([]string{"vhost", "configure", "write", "read"}, ps)
 		}},
 		{use: "set_policy [-p <vhost>] [--priority <n>] [--apply-to <all|queues|exchanges>] <name> <pattern> <definition>", short: "Set a policy", args: cobra.ExactArgs(3),
 			flags: func(cmd *cobra.Command) {
@@ -260,9 +270,6 @@ func commands(o *opts) []*cobra.Command {
 			err := c.call("GET", []string{"queues", vh()}, nil, &qs)
 			for _, q := range qs {
 				q["message_bytes"] = q["message_bytes_ready"]
-				if q["effective_policy_definition"] != nil {
-					q["policy"] = q["effective_policy_definition"]
-				}
 			}
 			return qs, err
 		}),
@@ -277,9 +284,6 @@ func commands(o *opts) []*cobra.Command {
 			err := c.call("GET", []string{"bindings", vh()}, nil, &bs)
 			for _, b := range bs {
 				b["source_name"], b["source_kind"], b["destination_name"], b["destination_kind"] = b["source"], "exchange", b["destination"], b["destination_type"]
-				if a, ok := b["arguments"].(map[string]any); ok && len(a) == 0 {
-					b["arguments"] = []any{}
-				}
 			}
 			return bs, err
 		}),
@@ -306,9 +310,6 @@ func commands(o *opts) []*cobra.Command {
 				x["queue_name"] = q["name"]
 				d, _ := x["channel_details"].(map[string]any)
 				x["channel_pid"] = d["name"]
-				if a, ok := x["arguments"].(map[string]any); ok && len(a) == 0 {
-					x["arguments"] = []any{}
-				}
 			}
 			return cs, err
 		}),
@@ -325,7 +326,7 @@ func commands(o *opts) []*cobra.Command {
 			if err := c.call("DELETE", []string{"queues", vh(), a[0]}, nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.out, "Queue was successfully deleted with %s messages\n", str(q["messages_ready"]))
+			fmt.Fprintf(o.out, "Queue was successfully deleted with %s ready messages\n", str(q["messages_ready"]))
 			return nil
 		}},
 		{use: "close_connection <connection name> <explanation>", short: "Close a client connection", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"runtime"
 	"sort"
@@ -71,6 +70,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 	case "consumers":
 		return 200, s.consumerList(u, seg[1:]), nil
 	case "definitions":
+		if len(seg) == 2 {
+			return s.vhostDefinitions(u, r, seg[1])
+		}
 		return s.definitions(u, r)
 	case "aliveness-test":
 		if len(seg) == 2 {
@@ -96,6 +98,8 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		}
 	case "extensions":
 		return 200, []any{}, nil
+	case "topic-permissions", "parameters", "global-parameters", "operator-policies", "vhost-limits", "user-limits", "federation-links", "shovels":
+		return s.unsupportedKind(r, seg)
 	case "warren":
 		if len(seg) == 2 && seg[1] == "history" {
 			return 200, s.rates.snapshot(), nil
@@ -239,23 +243,17 @@ func (s *Server) overview() map[string]any {
 		chans += c.Info().Channels
 	}
 	cfg := s.b.Config()
-	var listeners []any
-	for _, a := range s.b.Addrs() {
-		host, port, _ := strings.Cut(a.String(), "]:")
-		if !strings.Contains(a.String(), "]") {
-			i := strings.LastIndex(a.String(), ":")
-			host, port = a.String()[:i], a.String()[i+1:]
-		}
-		p, _ := strconv.Atoi(port)
-		listeners = append(listeners, map[string]any{"node": cfg.NodeName, "protocol": "amqp", "ip_address": strings.TrimPrefix(host, "["), "port": p})
-	}
+	listeners := s.listeners()
 	rt := s.rates.snapshot()
 	return map[string]any{
 		"management_version": broker.Version,
-		"rabbitmq_version":   "3.10.0",
+		"rabbitmq_version":   RabbitMQVersion,
 		"product_name":       "Warren",
 		"product_version":    broker.Version,
 		"erlang_version":     runtime.Version(),
+		"exchange_types":     exchangeTypes(),
+		"rates_mode":         "basic",
+		"churn_rates":        s.churnRates(),
 		"cluster_name":       cfg.ClusterName,
 		"node":               cfg.NodeName,
 		"object_totals":      map[string]int{"connections": len(conns), "channels": chans, "exchanges": exchanges, "queues": qs, "consumers": consumers},
@@ -263,22 +261,6 @@ func (s *Server) overview() map[string]any {
 		"message_stats":      rt.messageStats(),
 		"listeners":          listeners,
 		"contexts":           []any{map[string]any{"node": cfg.NodeName, "description": "RabbitMQ Management", "path": "/", "port": strconv.Itoa(cfg.ManagementPort)}},
-	}
-}
-
-func (s *Server) node() map[string]any {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	cfg := s.b.Config()
-	fds := 0
-	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
-		fds = len(ents)
-	}
-	return map[string]any{
-		"name": cfg.NodeName, "type": "disc", "running": true, "uptime": time.Since(s.b.Started()).Milliseconds(),
-		"mem_used": ms.Sys, "mem_alarm": contains(s.b.Alarms(), "memory"), "disk_free_alarm": contains(s.b.Alarms(), "disk"), "fd_used": fds,
-		"proc_used": runtime.NumGoroutine(), "processors": runtime.NumCPU(), "os_pid": strconv.Itoa(os.Getpid()),
-		"rates_mode": "basic",
 	}
 }
 
@@ -315,6 +297,15 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 		}
 		if exists {
 			return 204, nil, nil
+		}
+		// as RabbitMQ does, the user who creates a vhost over the API gets
+		// full permissions on it (warrenctl, like rabbitmqctl, acts as no
+		// user and grants nothing)
+		if s.isUser(u.name) {
+			p := metadata.Permission{User: u.name, VHost: seg[0], Configure: ".*", Write: ".*", Read: ".*"}
+			if err := s.propose(metadata.Command{Op: metadata.OpSetPermissions, Permission: &p}); err != nil {
+				return 0, nil, err
+			}
 		}
 		return 201, nil, nil
 	case len(seg) == 1 && r.Method == http.MethodDelete:
@@ -448,6 +439,9 @@ func (s *Server) users(u user, r *http.Request, seg []string) (int, any, error) 
 		}
 		return 201, nil, nil
 	case len(seg) == 1 && r.Method == http.MethodDelete:
+		if !s.isUser(seg[0]) {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
 		return 204, nil, s.propose(metadata.Command{Op: metadata.OpDeleteUser, Name: seg[0]})
 	case len(seg) == 2 && seg[1] == "permissions":
 		return 200, s.permList(func(p metadata.Permission) bool { return p.User == seg[0] }), nil
@@ -503,6 +497,9 @@ func (s *Server) permissions(u user, r *http.Request, seg []string) (int, any, e
 		}
 		return 201, nil, nil
 	case len(seg) == 2 && r.Method == http.MethodDelete:
+		if len(s.permList(func(x metadata.Permission) bool { return x.VHost == seg[0] && x.User == seg[1] })) == 0 {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
 		return 204, nil, s.propose(metadata.Command{Op: metadata.OpClearPermissions, VHost: seg[0], Name: seg[1]})
 	}
 	return 0, nil, errStatus(405, "Method Not Allowed")
@@ -668,8 +665,18 @@ func (s *Server) policies(u user, r *http.Request, seg []string) (int, any, erro
 		if s.b.VHost(p.VHost) == nil {
 			return 0, nil, errStatus(404, "vhost %q not found", p.VHost)
 		}
-		return 201, nil, s.propose(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
+		exists := s.policyExists(p.VHost, p.Name)
+		if err := s.propose(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p}); err != nil {
+			return 0, nil, err
+		}
+		if exists {
+			return 204, nil, nil
+		}
+		return 201, nil, nil
 	case http.MethodDelete:
+		if !s.policyExists(seg[0], seg[1]) {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
 		return 204, nil, s.propose(metadata.Command{Op: metadata.OpClearPolicy, VHost: seg[0], Name: seg[1]})
 	}
 	return 0, nil, errStatus(405, "Method Not Allowed")
@@ -691,7 +698,14 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 	if c.Policy != nil {
 		policy = c.Policy
 	}
+	var policyName any
+	if v := s.b.VHost(vh); v != nil {
+		if n := v.AppliedPolicy(c.Name, "queues"); n != "" {
+			policyName = n
+		}
+	}
 	return map[string]any{
+		"policy": policyName, "operator_policy": nil,
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
 		"arguments": args, "node": s.b.Config().NodeName, "state": "running", "type": "classic",
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
@@ -806,8 +820,8 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 			return 200, s.queueJSON(vh, q), nil
 		case http.MethodPut:
 			var body struct {
-				Durable    *bool          `json:"durable"`
-				AutoDelete bool           `json:"auto_delete"`
+				Durable    *flexBool      `json:"durable"`
+				AutoDelete flexBool       `json:"auto_delete"`
 				Arguments  map[string]any `json:"arguments"`
 			}
 			if err := decode(r, &body); err != nil {
@@ -821,10 +835,10 @@ func (s *Server) queues(u user, r *http.Request, seg []string) (int, any, error)
 			}
 			durable := true
 			if body.Durable != nil {
-				durable = *body.Durable
+				durable = bool(*body.Durable)
 			}
 			existed := v.LookupQueue(name) != nil
-			_, _, _, err := sess.DeclareQueue(&amqp.QueueDeclare{Queue: name, Durable: durable, AutoDelete: body.AutoDelete, Arguments: jsonArgs(body.Arguments)}, 0)
+			_, _, _, err := sess.DeclareQueue(&amqp.QueueDeclare{Queue: name, Durable: durable, AutoDelete: bool(body.AutoDelete), Arguments: jsonArgs(body.Arguments)}, 0)
 			if err != nil {
 				return 0, nil, amqpToHTTP(err)
 			}
@@ -908,10 +922,10 @@ func (s *Server) getMessages(sess *vhost.Session, v *vhost.VHost, name string, r
 		return 0, nil, errStatus(405, "Method Not Allowed")
 	}
 	var body struct {
-		Count    int    `json:"count"`
-		AckMode  string `json:"ackmode"`
-		Encoding string `json:"encoding"`
-		Truncate int    `json:"truncate"`
+		Count    flexInt `json:"count"`
+		AckMode  string  `json:"ackmode"`
+		Encoding string  `json:"encoding"`
+		Truncate flexInt `json:"truncate"`
 	}
 	if err := decode(r, &body); err != nil {
 		return 0, nil, err
@@ -932,7 +946,7 @@ func (s *Server) getMessages(sess *vhost.Session, v *vhost.VHost, name string, r
 	}
 	out := []any{}
 	var taken []uint64
-	for i := 0; i < body.Count; i++ {
+	for i := 0; i < int(body.Count); i++ {
 		d, ok := q.Get(false)
 		if !ok {
 			break
@@ -942,7 +956,7 @@ func (s *Server) getMessages(sess *vhost.Session, v *vhost.VHost, name string, r
 		if body.Encoding == "base64" || !utf8.Valid(d.Msg.Body) {
 			payload, enc = base64.StdEncoding.EncodeToString(d.Msg.Body), "base64"
 		}
-		if body.Truncate > 0 && len(payload) > body.Truncate {
+		if body.Truncate > 0 && len(payload) > int(body.Truncate) {
 			payload = payload[:body.Truncate]
 		}
 		props := map[string]any{}
@@ -1025,8 +1039,15 @@ func (s *Server) exchangeJSON(vh string, x *vhost.Exchange) map[string]any {
 	if args == nil {
 		args = map[string]any{}
 	}
-	return map[string]any{"name": x.Def.Name, "vhost": vh, "type": x.Def.Type, "durable": x.Def.Durable,
+	out := map[string]any{"name": x.Def.Name, "vhost": vh, "type": x.Def.Type, "durable": x.Def.Durable,
 		"auto_delete": x.Def.AutoDelete, "internal": x.Def.Internal, "arguments": args, "user_who_performed_action": "rmq-internal"}
+	// like RabbitMQ, "policy" is present only when one applies
+	if v := s.b.VHost(vh); v != nil {
+		if n := v.AppliedPolicy(x.Def.Name, "exchanges"); n != "" {
+			out["policy"] = n
+		}
+	}
+	return out
 }
 
 func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, error) {
@@ -1070,9 +1091,9 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 		case http.MethodPut:
 			var body struct {
 				Type       string         `json:"type"`
-				Durable    *bool          `json:"durable"`
-				AutoDelete bool           `json:"auto_delete"`
-				Internal   bool           `json:"internal"`
+				Durable    *flexBool      `json:"durable"`
+				AutoDelete flexBool       `json:"auto_delete"`
+				Internal   flexBool       `json:"internal"`
 				Arguments  map[string]any `json:"arguments"`
 			}
 			if err := decode(r, &body); err != nil {
@@ -1086,10 +1107,10 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			}
 			durable := true
 			if body.Durable != nil {
-				durable = *body.Durable
+				durable = bool(*body.Durable)
 			}
 			existed := find() != nil
-			err := sess.DeclareExchange(&amqp.ExchangeDeclare{Exchange: name, Type: body.Type, Durable: durable, AutoDelete: body.AutoDelete, Internal: body.Internal, Arguments: jsonArgs(body.Arguments)})
+			err := sess.DeclareExchange(&amqp.ExchangeDeclare{Exchange: name, Type: body.Type, Durable: durable, AutoDelete: bool(body.AutoDelete), Internal: bool(body.Internal), Arguments: jsonArgs(body.Arguments)})
 			if err != nil {
 				return 0, nil, amqpToHTTP(err)
 			}
@@ -1208,10 +1229,7 @@ func bindingJSON(b metadata.Binding) map[string]any {
 	if args == nil {
 		args = map[string]any{}
 	}
-	pk := b.RoutingKey
-	if pk == "" {
-		pk = "~"
-	}
+	pk := packPropertiesKey(b.RoutingKey)
 	return map[string]any{"source": b.Source, "vhost": b.VHost, "destination": b.Destination, "destination_type": b.DestinationType,
 		"routing_key": b.RoutingKey, "arguments": args, "properties_key": pk}
 }
@@ -1225,7 +1243,10 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 				return 0, nil, err
 			}
 		}
-		return 200, s.bindingList(vh, func(b metadata.Binding) bool { return s.canAccessVHost(u, b.VHost) }, ""), nil
+		// the default exchange's implicit bindings first, as RabbitMQ lists them
+		out := s.defaultBindings(u, vh)
+		out = append(out, s.bindingList(vh, func(b metadata.Binding) bool { return s.canAccessVHost(u, b.VHost) }, "")...)
+		return 200, out, nil
 	}
 	// /api/bindings/vhost/e/source/{q|e}/dest[/props]
 	if len(seg) < 5 || seg[1] != "e" || (seg[3] != "q" && seg[3] != "e") {
@@ -1271,26 +1292,28 @@ func (s *Server) bindings(u user, r *http.Request, seg []string) (int, any, erro
 		}
 		return 201, nil, nil
 	case len(seg) == 6 && r.Method == http.MethodDelete:
-		key := seg[5]
-		if key == "~" {
-			key = ""
-		}
+		key := unpackPropertiesKey(seg[5])
 		dt := "queue"
 		if isX {
 			dt = "exchange"
 		}
-		if len(s.bindingList(vh, func(b metadata.Binding) bool {
-			return b.Source == src && b.Destination == dst && b.DestinationType == dt && b.RoutingKey == key
-		}, "")) == 0 {
+		// the binding as stored: unbinding needs its arguments too (a
+		// binding made with "arguments": {} is not the one made without)
+		found, ok := s.findBinding(vh, src, dst, dt, key)
+		if !ok {
 			return 0, nil, errStatus(404, "Object Not Found")
+		}
+		var args amqp.Table
+		if found.Arguments != nil {
+			args = amqp.Table(found.Arguments)
 		}
 		if serr != nil {
 			return 0, nil, serr
 		}
 		if isX {
-			err = sess.UnbindExchange(&amqp.ExchangeUnbind{Destination: dst, Source: src, RoutingKey: key})
+			err = sess.UnbindExchange(&amqp.ExchangeUnbind{Destination: dst, Source: src, RoutingKey: key, Arguments: args})
 		} else {
-			err = sess.UnbindQueue(&amqp.QueueUnbind{Queue: dst, Exchange: src, RoutingKey: key}, httpOwner)
+			err = sess.UnbindQueue(&amqp.QueueUnbind{Queue: dst, Exchange: src, RoutingKey: key, Arguments: args}, httpOwner)
 		}
 		return 204, nil, amqpToHTTP(err)
 	}
@@ -1329,6 +1352,19 @@ func (s *Server) connections(u user, r *http.Request, seg []string) (int, any, e
 	case len(seg) == 0 && r.Method == http.MethodGet:
 		out, err := page(r, items)
 		return 200, out, err
+	case len(seg) == 2 && seg[1] == "channels" && r.Method == http.MethodGet:
+		for _, it := range items {
+			if it["name"] == seg[0] {
+				out := []any{}
+				for _, ch := range s.channelList(u) {
+					if ch.(map[string]any)["connection_details"].(map[string]any)["name"] == seg[0] {
+						out = append(out, ch)
+					}
+				}
+				return 200, out, nil
+			}
+		}
+		return 0, nil, errStatus(404, "Object Not Found")
 	case len(seg) == 1:
 		for _, c := range conns {
 			in := c.Info()
@@ -1428,7 +1464,7 @@ func (s *Server) definitions(u user, r *http.Request) (int, any, error) {
 	switch r.Method {
 	case http.MethodGet:
 		d := s.b.Metadata().Export()
-		d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = "3.10.0", "3.10.0", "Warren", broker.Version
+		d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = RabbitMQVersion, RabbitMQVersion, "Warren", broker.Version
 		return 200, d, nil
 	case http.MethodPost:
 		d, err := decodeDefinitions(r)
@@ -1468,6 +1504,7 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		n["version"] = broker.Version
 		n["vm_memory_high_watermark"] = cfg.VMMemoryHighWatermark
 		n["disk_free_limit"] = cfg.DiskFreeLimit
+		s.statusExtras(n)
 		return 200, n, nil
 	case "stop_app":
 		if r.Method != http.MethodPost {

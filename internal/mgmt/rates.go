@@ -21,6 +21,7 @@ type sample struct {
 	At                       int64 // unix ms
 	Publish, Deliver, Ack    uint64
 	Messages, Ready, Unacked int
+	Churn                    broker.Churn `json:"-"`
 }
 
 const (
@@ -51,7 +52,7 @@ func (r *rates) loop() {
 }
 
 func (r *rates) take() {
-	s := sample{At: time.Now().UnixMilli()}
+	s := sample{At: time.Now().UnixMilli(), Churn: r.b.Churn()}
 	for _, vn := range r.b.VHostNames() {
 		v := r.b.VHost(vn)
 		if v == nil {

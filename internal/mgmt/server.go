@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/warrenmq/warren/internal/auth"
 	"github.com/warrenmq/warren/internal/broker"
@@ -31,6 +32,9 @@ type Server struct {
 	log    *slog.Logger
 	rates  *rates
 	nonces *nonceStore
+
+	lmu           sync.Mutex
+	httpListeners []listener // see AddListener
 }
 
 // New returns the handler for node b.
@@ -82,23 +86,47 @@ func errStatus(status int, format string, a ...any) error {
 	return &apiError{status: status, reason: fmt.Sprintf(format, a...)}
 }
 
+// writeJSON writes v as RabbitMQ does: without HTML escaping ("->" stays
+// "->", not "-\u003e").
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
+
+// Authentication failures answered as RabbitMQ answers them: no
+// credentials gets an empty 401 with WWW-Authenticate (so a browser asks
+// for them), wrong ones a JSON "Login failed" (also with the header).
+var (
+	errNoCredentials = &apiError{status: http.StatusUnauthorized}
+	errLoginFailed   = &apiError{status: http.StatusUnauthorized, reason: "Login failed"}
+)
 
 func writeErr(w http.ResponseWriter, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		ae = &apiError{status: http.StatusInternalServerError, reason: err.Error()}
 	}
-	short := ae.code
+	if ae == errNoCredentials || ae == errLoginFailed {
+		w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
+		if ae == errNoCredentials {
+			w.WriteHeader(ae.status)
+			return
+		}
+		writeJSON(w, ae.status, map[string]string{"error": "not_authorized", "reason": ae.reason})
+		return
+	}
+	short, reason := ae.code, ae.reason
 	if short == "" {
 		short = map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error", 503: "service_unavailable"}[ae.status]
 	}
-	writeJSON(w, ae.status, map[string]string{"error": short, "reason": ae.reason})
+	if ae.status == http.StatusNotFound && reason == "Object Not Found" {
+		short, reason = "Object Not Found", "Not Found" // RabbitMQ's exact body
+	}
+	writeJSON(w, ae.status, map[string]string{"error": short, "reason": reason})
 }
 
 // authenticate checks HTTP basic auth. The node cookie is not accepted
@@ -106,13 +134,13 @@ func writeErr(w http.ResponseWriter, err error) {
 func (s *Server) authenticate(r *http.Request) (user, error) {
 	name, pass, ok := r.BasicAuth()
 	if !ok {
-		return user{}, errStatus(http.StatusUnauthorized, "Not_Authorized")
+		return user{}, errNoCredentials
 	}
 	var u metadata.User
 	var found bool
 	s.b.Metadata().Read(func(st *metadata.State) { u, found = st.Users[name] })
 	if !found || !auth.CheckPasswordWith(u.HashingAlgorithm, u.PasswordHash, pass) {
-		return user{}, errStatus(http.StatusUnauthorized, "Not_Authorized")
+		return user{}, errLoginFailed
 	}
 	for _, lu := range s.b.Config().LoopbackUsers {
 		if lu == name {
@@ -148,13 +176,16 @@ func segments(r *http.Request) []string {
 // ServeHTTP routes /api/... and the UI.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	seg := segments(r)
+	if len(seg) == 1 && seg[0] == "favicon.ico" {
+		serveFavicon(w, r)
+		return
+	}
 	if len(seg) == 0 || seg[0] != "api" {
 		s.serveUI(w, r)
 		return
 	}
 	u, err := s.authenticate(r)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
 		writeErr(w, err)
 		return
 	}
@@ -172,6 +203,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, u user, seg []
 	if body == nil {
 		w.WriteHeader(status)
 		return
+	}
+	if cols := r.URL.Query().Get("columns"); cols != "" {
+		if body, err = filterColumns(body, cols); err != nil {
+			writeErr(w, err)
+			return
+		}
 	}
 	writeJSON(w, status, body)
 }

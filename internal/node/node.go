@@ -57,6 +57,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 			n.Stop(context.Background())
 			return nil, err
 		}
+		n.mgmt.AddListener("http", n.addrs["management"])
 	}
 	if cfg.PrometheusPort > 0 || cfg.PrometheusPort == -1 {
 		if err := n.serve("prometheus", "", cfg.PrometheusPort, mgmt.MetricsHandler(b, log)); err != nil {
@@ -73,6 +74,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 			n.Stop(context.Background())
 			return nil, err
 		}
+		n.mgmt.AddListener("http/prometheus", n.addrs["prometheus"])
 	}
 	return n, nil
 }

@@ -10,6 +10,25 @@ import (
 // policyFor returns the definition of the highest-priority policy whose
 // pattern matches name and applies to kind ("queues" or "exchanges").
 func (v *VHost) policyFor(name, kind string) map[string]any {
+	if best := v.bestPolicy(name, kind); best != nil {
+		return best.Definition
+	}
+	return nil
+}
+
+// AppliedPolicy returns the name of the policy that applies to the queue
+// or exchange name (kind "queues" or "exchanges"), or "" when none does
+// (the "policy" field of the management API's queue and exchange JSON).
+func (v *VHost) AppliedPolicy(name, kind string) string {
+	if best := v.bestPolicy(name, kind); best != nil {
+		return best.Name
+	}
+	return ""
+}
+
+// bestPolicy is the highest-priority policy whose pattern matches name
+// and that applies to kind, or nil.
+func (v *VHost) bestPolicy(name, kind string) *metadata.Policy {
 	var best *metadata.Policy
 	v.meta.Read(func(st *metadata.State) {
 		var ps []metadata.Policy
@@ -37,10 +56,7 @@ func (v *VHost) policyFor(name, kind string) map[string]any {
 			return
 		}
 	})
-	if best == nil {
-		return nil
-	}
-	return best.Definition
+	return best
 }
 
 // applyPolicies recomputes every queue's effective policy.

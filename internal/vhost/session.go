@@ -301,6 +301,7 @@ func (s *Session) exclusiveCheck(q *queue.Queue, owner uint64, m amqp.Method) er
 func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint32, uint32, error) {
 	v := s.v
 	name := m.Queue
+	v.churn().QueueDeclared.Add(1)
 	v.declMu.Lock()
 	defer v.declMu.Unlock()
 	if name == "" {

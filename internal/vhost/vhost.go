@@ -81,6 +81,8 @@ type VHost struct {
 	store  queue.Store   // persistent messages of durable queues (nil: none)
 	pager  queue.Store   // transient messages paged out under memory pressure
 	memory *queue.Memory // the node's budget for message bodies in memory
+
+	counters *Counters // queue churn (nil: not counted)
 }
 
 // SetStore sets where queues created from now on keep messages: the
@@ -150,6 +152,7 @@ func (v *VHost) Apply(c metadata.Command) {
 			q.OnDeadLetter = v.deadLetter
 			q.Start()
 			v.queues[d.Name] = q
+			v.churn().QueueCreated.Add(1)
 		}
 		v.mu.Unlock()
 	case metadata.OpDeleteQueue:
@@ -159,6 +162,7 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.unbindAllTo(destKey{c.Name, false})
 		v.mu.Unlock()
 		if q != nil {
+			v.churn().QueueDeleted.Add(1)
 			_, _ = q.Delete(false, false)
 		}
 	case metadata.OpBind, metadata.OpUnbind:

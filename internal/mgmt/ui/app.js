@@ -10,7 +10,7 @@ const enc = (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.char
 async function api(method, path, body) {
   const r = await fetch("api" + path, {method, headers: {"Authorization": "Basic " + auth, "Content-Type": "application/json"},
     body: body === undefined ? undefined : JSON.stringify(body)});
-  if (r.status === 401) { throw new Error((await r.json()).reason || "not authorised"); }
+  if (r.status === 401) { let t = ""; try { t = (await r.json()).reason; } catch (e) {} throw new Error(t || "not authorised"); }
   if (!r.ok) { let t = await r.text(); try { t = JSON.parse(t).reason; } catch (e) {} throw new Error(t); }
   return r.status === 204 || r.status === 201 ? null : r.json();
 }
