@@ -53,6 +53,9 @@ func main() {
 	fs.DurationVar(&c.ConsumerStartDelay, "consumer-start-delay", 0, "delay before consumers start")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&c.Null, "null", false, "no broker: measure the generator's own per-message ceiling")
+	fs.BoolVar(&c.Raw, "raw", false, "publish with warren-perf's own frame writer (not amqp091-go), --batch publishes per socket write")
+	fs.IntVar(&c.Batch, "batch", 64, "with --raw: publishes per socket write")
+	fs.BoolVar(&c.EveryQueue, "every-queue", false, "every message reaches every queue (fanout): check each message once per queue")
 	fs.Parse(os.Args[1:])
 	c.URIs = uris
 	if len(c.URIs) == 0 {
@@ -77,10 +80,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "warren-perf:", err)
 		os.Exit(1)
 	}
-	for _, e := range res.Errors {
-		fmt.Fprintln(os.Stderr, "warren-perf:", e)
-	}
-	if res.Lost > 0 || res.Duplicates > 0 {
+	if err := res.Verify(); err != nil {
+		fmt.Fprintln(os.Stderr, "warren-perf:", err)
 		os.Exit(3)
 	}
 }
