@@ -259,13 +259,21 @@ func (c *rawConn) appendPublish(b []byte, exchange, key string, persistent bool,
 	return b
 }
 
-// close sends Connection.Close and waits briefly for Close-Ok.
-func (c *rawConn) close() {
+// close sends Connection.Close and waits (up to 10 s) until readerDone
+// is closed, which the reader does on Close-Ok: closing the socket
+// earlier could reset it while the server still has publishes to read,
+// and they would be lost.
+func (c *rawConn) close(readerDone <-chan struct{}) {
 	args := binary.BigEndian.AppendUint16(nil, 200)
 	args = shortstr(args, "bye")
 	args = binary.BigEndian.AppendUint32(args, 0)
-	c.nc.SetDeadline(time.Now().Add(2 * time.Second))
-	c.send(appendMethodFrame(nil, 0, 10, 50, args))
+	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if c.send(appendMethodFrame(nil, 0, 10, 50, args)) == nil {
+		select {
+		case <-readerDone:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	c.nc.Close()
 }
 
@@ -317,7 +325,6 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 		r.err("producer %d: %v", id, err)
 		return
 	}
-	defer c.close()
 	var window chan struct{}
 	if confirms {
 		window = make(chan struct{}, r.cfg.ConfirmWindow)
@@ -326,6 +333,7 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 	failed := make(chan struct{})
 	var readErr error
 	var rmu sync.Mutex
+	defer c.close(failed)
 	go func() {
 		defer close(failed)
 		var set confirmSet
@@ -339,6 +347,11 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 			}
 			cl, m := f.method()
 			switch {
+			case cl == 10 && m == 51: // Close-Ok: the server read everything
+				rmu.Lock()
+				readErr = errors.New("connection closed")
+				rmu.Unlock()
+				return
 			case (cl == 10 && m == 50) || (cl == 20 && m == 40):
 				rmu.Lock()
 				readErr = closeError(f)
