@@ -259,23 +259,29 @@ func (c *rawConn) appendPublish(b []byte, exchange, key string, persistent bool,
 	return b
 }
 
-// close sends Connection.Close and waits (up to 10 s) until readerDone
-// is closed, which the reader does on Close-Ok: closing the socket
-// earlier could reset it while the server still has publishes to read,
-// and they would be lost.
-func (c *rawConn) close(readerDone <-chan struct{}) {
+// close sends Connection.Close and waits until readerDone is closed,
+// which the reader does on Close-Ok: closing the socket earlier would
+// reset it while the server may still have publishes to read (a flooded
+// broker reads slowly under flow control), and they would be lost. It
+// returns an error when the server did not answer within closeWait.
+func (c *rawConn) close(readerDone <-chan struct{}) error {
 	args := binary.BigEndian.AppendUint16(nil, 200)
 	args = shortstr(args, "bye")
 	args = binary.BigEndian.AppendUint32(args, 0)
-	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if c.send(appendMethodFrame(nil, 0, 10, 50, args)) == nil {
-		select {
-		case <-readerDone:
-		case <-time.After(10 * time.Second):
-		}
+	defer c.nc.Close()
+	c.nc.SetWriteDeadline(time.Now().Add(closeWait))
+	if err := c.send(appendMethodFrame(nil, 0, 10, 50, args)); err != nil {
+		return fmt.Errorf("sending Connection.Close: %w", err)
 	}
-	c.nc.Close()
+	select {
+	case <-readerDone:
+		return nil
+	case <-time.After(closeWait):
+		return fmt.Errorf("no Connection.Close-Ok within %v: publishes the server had not read yet are lost", closeWait)
+	}
 }
+
+const closeWait = 2 * time.Minute
 
 // confirmSet turns the server's acks (single or multiple) into the
 // sequence numbers they confirm: on one channel the delivery tag of the
@@ -333,7 +339,11 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 	failed := make(chan struct{})
 	var readErr error
 	var rmu sync.Mutex
-	defer c.close(failed)
+	defer func() {
+		if err := c.close(failed); err != nil {
+			r.err("producer %d: %v", id, err)
+		}
+	}()
 	go func() {
 		defer close(failed)
 		var set confirmSet
