@@ -112,6 +112,7 @@ const (
 )
 
 func main() {
+	perf.MaybeServeNullSink()
 	flag.Parse()
 	if *quick {
 		*rounds, *duration = 1, 3*time.Second
@@ -182,6 +183,7 @@ func main() {
 	}
 	machine := machineInfo(brokers)
 	res := newResults(brokers)
+	res.clientCeiling(modes)
 	for round := 1; round <= *rounds; round++ {
 		for _, s := range scenarios() {
 			if !selected(s) {
@@ -743,7 +745,7 @@ func latencyUnderLoad(b *broker, m mode) ([]value, error) {
 	for _, size := range []int{16, 1024} {
 		sz := map[int]string{16: "16 B", 1024: "1 KiB"}[size]
 		cfg := perf.Config{Producers: 1, Consumers: 1, Size: size, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: fmt.Sprintf("b17-%d-%%d", size)}
-		r, err := perfRun(b, m, "17", cfg)
+		r, err := perfRun(b, m, "17 "+sz+" max", cfg)
 		if err != nil {
 			return nil, fmt.Errorf("maximum rate, %s: %w", sz, err)
 		}
@@ -755,7 +757,7 @@ func latencyUnderLoad(b *broker, m mode) ([]value, error) {
 			if c.Rate < 1 {
 				return nil, fmt.Errorf("maximum rate %.0f msg/s is too low to take %d%% of", max, pct)
 			}
-			r, err := perfRun(b, m, "17", c)
+			r, err := perfRun(b, m, fmt.Sprintf("17 %s %d%%", sz, pct), c)
 			if err != nil {
 				return nil, fmt.Errorf("%d%% of maximum, %s: %w", pct, sz, err)
 			}
@@ -775,7 +777,9 @@ func latencyUnderLoad(b *broker, m mode) ([]value, error) {
 // manual acks (prefetch window).
 func large(b *broker, m mode, id, size, window int) ([]value, error) {
 	key := strconv.Itoa(id)
-	r, err := perfRun(b, m, key, perf.Config{Producers: 1, Consumers: 1, Size: size, Persistent: true, Durable: true, ConfirmWindow: window, Prefetch: window, MultiAckEvery: 1, QueuePattern: fmt.Sprintf("b%d-%%d", id)})
+	// at least 10 s: a few 16 MiB messages a second make short runs noise
+	r, err := perfRun(b, m, key, perf.Config{Producers: 1, Consumers: 1, Size: size, Persistent: true, Durable: true, ConfirmWindow: window, Prefetch: window, MultiAckEvery: 1,
+		QueuePattern: fmt.Sprintf("b%d-%%d", id), Duration: max(*duration, 10*time.Second)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +39,51 @@ type resultSet struct {
 	cpuPerM map[string]map[string][]float64 // broker → run key → broker CPU s per million delivered
 	client  map[string]map[string][]float64 // broker → run key → client CPU µs per message
 	fails   map[string]map[string][]string  // broker → "id mode" → errors
+	ceiling []ceilingRow
+}
+
+// ceilingRow is the load generator alone: one publisher, 16 B, into a
+// null sink (a stand-in server in another process that discards).
+type ceilingRow struct {
+	Client          string  `json:"client"`
+	ConfirmWindow   int     `json:"confirm_window"`
+	Rate            float64 `json:"msg_per_s"`
+	CPUMicrosPerMsg float64 `json:"client_cpu_us_per_message"`
+}
+
+// clientCeiling measures each publisher the modes use against a null
+// sink, so a reader can see how much of a figure is the client.
+func (rs *resultSet) clientCeiling(modes []mode) {
+	uri, stop, err := perf.StartNullSinkProcess()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: null sink: %v (the client's own cost is not measured)\n", err)
+		return
+	}
+	defer stop()
+	clients := []bool{false}
+	for _, m := range modes {
+		if m.raw {
+			clients = append(clients, true)
+			break
+		}
+	}
+	for _, raw := range clients {
+		for _, window := range []int{0, 1000} {
+			r, err := perf.Run(context.Background(), perf.Config{URIs: []string{uri}, Producers: 1, Size: 16, ConfirmWindow: window, Raw: raw,
+				Predeclared: true, Duration: min(*duration, 5*time.Second)}, io.Discard)
+			if err == nil {
+				err = r.Verify()
+			}
+			name := map[bool]string{false: "amqp091-go", true: "raw frames, 64 per write"}[raw]
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: null sink, %s: %v\n", name, err)
+				continue
+			}
+			c := ceilingRow{name, window, r.SendRate, float64(r.ClientCPUPerMessage.Nanoseconds()) / 1000}
+			fmt.Fprintf(os.Stderr, "load generator alone (%s, confirms %d, 16 B, null sink): %.0f msg/s, %.2f µs CPU per message\n", name, window, c.Rate, c.CPUMicrosPerMsg)
+			rs.ceiling = append(rs.ceiling, c)
+		}
+	}
 }
 
 var results *resultSet
@@ -228,6 +275,12 @@ func (rs *resultSet) print(machine map[string]string, modes []mode) {
 			fmt.Println()
 		}
 	}
+	if len(rs.ceiling) > 0 {
+		fmt.Printf("\nThe load generator alone: 1 publisher, 16 B, into a null sink (another process that reads and discards, confirming)\n\n| publisher | confirm window | msg/s | client CPU µs per message |\n|---|---|---|---|\n")
+		for _, c := range rs.ceiling {
+			fmt.Printf("| %s | %d | %s | %.2f |\n", c.Client, c.ConfirmWindow, fmtNum(c.Rate), c.CPUMicrosPerMsg)
+		}
+	}
 	if len(rs.cpuRows) > 0 {
 		fmt.Printf("\nBroker CPU seconds per million messages delivered, and the load generator's CPU µs per message sent or received (medians; lower is better)\n\n| run |")
 		for _, b := range rs.brokers {
@@ -359,7 +412,7 @@ func (rs *resultSet) save(machine map[string]string, modes []mode) {
 		}
 	}
 	out := map[string]any{"date": time.Now().Format(time.RFC3339), "machine": machine, "settings": settings, "modes": ms,
-		"brokers": bs, "results": rows, "cpu": cpus, "failures": failures, "passed": !rs.failed()}
+		"brokers": bs, "client_null_sink": rs.ceiling, "results": rows, "cpu": cpus, "failures": failures, "passed": !rs.failed()}
 	os.MkdirAll(*outDir, 0o755)
 	b, _ := json.MarshalIndent(out, "", "  ")
 	p := filepath.Join(*outDir, time.Now().Format("2006-01-02T150405")+".json")

@@ -95,3 +95,30 @@ func TestLossDetectedAgainstBroker(t *testing.T) {
 		t.Fatalf("lost %d, Verify %v; want 100 and a failure", res.Lost, res.Verify())
 	}
 }
+
+// Both publishers against the null sink: every publish read and
+// confirmed, so the per-message client cost it prints is of complete
+// publishes.
+func TestNullSink(t *testing.T) {
+	s, err := perf.NewNullSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, raw := range []bool{false, true} {
+		before := s.Published()
+		for _, window := range []int{0, 100} {
+			res, err := perf.Run(context.Background(), perf.Config{URIs: []string{s.URI()}, Producers: 1, Consumers: 0,
+				Size: 16, ConfirmWindow: window, Raw: raw, MessageCount: 5000, Predeclared: true}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := res.Verify(); err != nil || res.Sent != 5000 || (window > 0 && res.Confirmed != 5000) {
+				t.Fatalf("raw %v window %d: %v %+v", raw, window, err, res)
+			}
+		}
+		if got := s.Published() - before; got != 10000 {
+			t.Fatalf("raw %v: the sink read %d publishes, want 10000", raw, got)
+		}
+	}
+}

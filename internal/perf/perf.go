@@ -650,7 +650,11 @@ func (r *run) produce(ctx context.Context, id int) {
 			select {
 			case window <- struct{}{}:
 			case <-ctx.Done():
-				return
+				// the run is over: what is outstanding is still awaited
+				// below, so that it is confirmed (and checked) or reported
+			}
+			if ctx.Err() != nil {
+				break
 			}
 		}
 		k := key
