@@ -1,7 +1,10 @@
 // Command proxy measures direct vs warren-proxy vs HAProxy (Debian
 // haproxy) on loopback in one run: bytes/s over 1 and 16 connections and
 // the connection rate (connect, small echo, close), with the CPU seconds
-// each proxy used. Run: go run ./bench/proxy [-d 5s]
+// each proxy used. HAProxy runs twice: plain (it copies through user
+// space) and with `option splice-auto` (kernel splice, as warren-proxy's
+// io.Copy between TCP connections does), and both are printed.
+// Run: go run ./bench/proxy [-d 5s]
 package main
 
 import (
@@ -49,12 +52,13 @@ func main() {
 		}
 	}()
 	backend := sink.Addr().String()
-	wp, hp := freePort(), freePort()
-	cfg := func(port int) string {
-		return fmt.Sprintf("global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nlisten bench\n  bind 127.0.0.1:%d\n  balance roundrobin\n  server s1 %s\n", port, backend)
+	wp, hp, hsp := freePort(), freePort(), freePort()
+	cfg := func(port int, extra string) string {
+		return fmt.Sprintf("global\n  maxconn 4096\ndefaults\n  mode tcp\n%s  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nlisten bench\n  bind 127.0.0.1:%d\n  balance roundrobin\n  server s1 %s\n", extra, port, backend)
 	}
-	os.WriteFile(filepath.Join(tmp, "w.cfg"), []byte(cfg(wp)), 0o644)
-	os.WriteFile(filepath.Join(tmp, "h.cfg"), []byte(cfg(hp)), 0o644)
+	os.WriteFile(filepath.Join(tmp, "w.cfg"), []byte(cfg(wp, "")), 0o644)
+	os.WriteFile(filepath.Join(tmp, "h.cfg"), []byte(cfg(hp, "")), 0o644)
+	os.WriteFile(filepath.Join(tmp, "hs.cfg"), []byte(cfg(hsp, "  option splice-auto\n")), 0o644)
 	wbin := filepath.Join(tmp, "warren-proxy")
 	if out, err := exec.Command("go", "build", "-o", wbin, "./cmd/warren-proxy").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v %s\n", err, out)
@@ -68,7 +72,7 @@ func main() {
 	w := exec.Command(wbin, "-db", "-q", "-f", filepath.Join(tmp, "w.cfg"))
 	w.Stdout = io.Discard
 	if err := w.Start(); err == nil {
-		defer w.Process.Kill()
+		defer func() { w.Process.Kill(); w.Wait() }()
 		waitPort(wp)
 		targets = append(targets, struct {
 			name string
@@ -77,18 +81,25 @@ func main() {
 		}{"warren-proxy", fmt.Sprintf("127.0.0.1:%d", wp), w.Process.Pid})
 	}
 	if hb, err := exec.LookPath("haproxy"); err == nil {
-		h := exec.Command(hb, "-db", "-f", filepath.Join(tmp, "h.cfg"))
-		if err := h.Start(); err == nil {
-			defer h.Process.Kill()
-			waitPort(hp)
+		for _, v := range []struct {
+			name, cfg string
+			port      int
+		}{{"haproxy", "h.cfg", hp}, {"haproxy splice-auto", "hs.cfg", hsp}} {
+			h := exec.Command(hb, "-db", "-f", filepath.Join(tmp, v.cfg))
+			if err := h.Start(); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", v.name, err)
+				continue
+			}
+			defer func() { h.Process.Kill(); h.Wait() }()
+			waitPort(v.port)
 			targets = append(targets, struct {
 				name string
 				addr string
 				pid  int
-			}{"haproxy", fmt.Sprintf("127.0.0.1:%d", hp), h.Process.Pid})
+			}{v.name, fmt.Sprintf("127.0.0.1:%d", v.port), h.Process.Pid})
 		}
 	} else {
-		fmt.Fprintln(os.Stderr, "haproxy not installed (apt-get install haproxy): its column is skipped")
+		fmt.Fprintln(os.Stderr, "haproxy not installed (apt-get install haproxy): its columns are skipped")
 	}
 	fmt.Printf("| target | MB/s 1 conn | MB/s 16 conns | conn/s | proxy CPU s |\n|---|---|---|---|---|\n")
 	res := map[string][3]float64{}
@@ -101,8 +112,10 @@ func main() {
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f |\n", t.name, a, b, r, cpu(t.pid)-c0)
 	}
 	if w, ok := res["warren-proxy"]; ok {
-		if h, ok := res["haproxy"]; ok {
-			fmt.Printf("\nwarren-proxy / haproxy: 1 conn %.2fx, 16 conns %.2fx, conn/s %.2fx\n", w[0]/h[0], w[1]/h[1], w[2]/h[2])
+		for _, hn := range []string{"haproxy", "haproxy splice-auto"} {
+			if h, ok := res[hn]; ok {
+				fmt.Printf("\nwarren-proxy / %s: 1 conn %.2fx, 16 conns %.2fx, conn/s %.2fx\n", hn, w[0]/h[0], w[1]/h[1], w[2]/h[2])
+			}
 		}
 	}
 }

@@ -1,15 +1,19 @@
 // Command suite runs Warren and RabbitMQ 3.10 side by side on this machine
-// (A B A B ... rounds, medians) over the benchmark scenarios and prints one
-// table with the Warren/RabbitMQ ratio per scenario; the results also go
-// to bench/results/<date>.json. Run it with `make bench` (bench/run.sh).
+// (A B A B ... rounds, medians) over the benchmark scenarios and prints
+// tables with the Warren/RabbitMQ ratio per scenario; everything printed
+// also goes to bench/results/<date>.json, with the machine and the
+// settings. Run it with `make bench` (bench/run.sh); the options are
+// described in bench/README.md.
 //
-// Flags: -rounds N, -duration D, -quick (1 round, short runs, smaller
-// scales), -only 1,3,... to pick scenarios, -warren-bin, -skip-rabbit.
+// Every scenario that moves messages numbers them and checks, per queue,
+// that every confirmed (or, without confirms, sent) message arrived once;
+// a run that lost or duplicated a message fails loudly, its row prints
+// FAILED instead of a ratio and the suite exits with status 1.
 package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,21 +35,50 @@ import (
 )
 
 type broker struct {
-	name string
+	name string // column: "Warren", "RabbitMQ", "RabbitMQ tuned"
+	kind string // "Warren" or "RabbitMQ"
 	url  string
 	pid  func() int
 	stop func()
 	// start starts the broker again (after stop) on the same data; it
 	// returns once the AMQP port accepts connections.
 	start func() error
+	// info: version, flags, configuration, for the results file
+	info map[string]string
+}
+
+// mode is how a throughput scenario is driven: which publisher and
+// whether broker and load generator are pinned to separate cores.
+type mode struct {
+	name   string
+	raw    bool
+	pinned bool
+	label  string
+}
+
+var allModes = []mode{
+	{"plain", false, false, "client amqp091-go (one socket write per publish), broker and client share all cores"},
+	{"pinned", false, true, "client amqp091-go; broker pinned to CPU 0, load generator to CPU 1 (taskset)"},
+	{"raw", true, false, "raw-frame publisher (warren-perf --raw, 64 publishes per write), consumers amqp091-go; all cores shared"},
+	{"raw-pinned", true, true, "raw-frame publisher; broker pinned to CPU 0, load generator to CPU 1 (taskset)"},
+}
+
+// value is one figure a scenario produces; key names its row.
+type value struct {
+	key    string
+	name   string
+	metric string
+	higher bool   // higher is better
+	base   string // for a RabbitMQ-only variant row: the row whose Warren figure it is compared with
+	v      float64
 }
 
 type scenario struct {
-	id     int
-	name   string
-	metric string // what the number means
-	higher bool   // higher is better
-	run    func(b *broker) (float64, error)
+	id    int
+	name  string
+	modes bool // runs in each -modes mode; otherwise plain only
+	only  string
+	run   func(b *broker, m mode) ([]value, error)
 }
 
 var (
@@ -56,87 +89,177 @@ var (
 	warren   = flag.String("warren-bin", "", "warren-server binary (built if empty)")
 	skipRMQ  = flag.Bool("skip-rabbit", false, "run Warren only")
 	outDir   = flag.String("out", "bench/results", "directory for the JSON results")
+	logLevel = flag.String("log-level", "warning", "log level of both brokers (Warren --log-level, RabbitMQ log.console.level and log.file.level): debug, info, warning or error")
+	modesArg = flag.String("modes", "plain,pinned,raw", "modes for the throughput scenarios: plain, pinned, raw, raw-pinned")
+	rmqConfs = flag.String("rabbit-configs", "default,tuned", "RabbitMQ configurations: default (as installed) and tuned (its documented throughput settings)")
 
 	backlogN      = flag.Int("backlog", 5_000_000, "messages in the backlog scenarios (12-14)")
 	restartN      = flag.Int("restart-messages", 1_000_000, "messages in the restart scenario (15)")
 	restartQueues = flag.Int("restart-queues", 1000, "queues in the restart scenario (15)")
+	manyConns     = flag.Int("many-connections", 1000, "connections in scenario 18 (each 1 channel, 1 queue)")
+	manyRate      = flag.Int("many-rate", 10, "msg/s each connection publishes in scenario 18")
+)
+
+// rabbitTuned are the settings RabbitMQ's documentation recommends for
+// throughput: scheduler busy-waiting off (runtime guide, for shared or
+// virtualised hosts; RabbitMQ 3.10's own defaults already pass these
+// flags, as the Erlang command line in the results file shows, so they
+// are repeated here only to be explicit), statistics emitted less often
+// (management guide, collect_statistics_interval), TCP buffers of 192 KiB
+// (networking guide, "tuning for throughput"), and the open-files limit
+// raised (networking and production-checklist guides; the bench raises it
+// for every broker it starts).
+const (
+	rabbitTunedErlArgs = "+sbwt none +sbwtdcpu none +sbwtdio none"
+	rabbitTunedConf    = "collect_statistics_interval = 60000\ntcp_listen_options.sndbuf = 196608\ntcp_listen_options.recbuf = 196608\n"
 )
 
 func main() {
+	perf.MaybeServeNullSink()
 	flag.Parse()
 	if *quick {
 		*rounds, *duration = 1, 3*time.Second
 		*backlogN, *restartN = min(*backlogN, 200_000), min(*restartN, 100_000)
 	}
+	modes, err := parseModes(*modesArg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	raiseNoFile()
 	tmp, _ := os.MkdirTemp("", "warren-bench-")
 	defer os.RemoveAll(tmp)
 	var brokers []*broker
-	w, err := startWarren(tmp)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: Warren side skipped:", err)
-	} else {
-		defer w.stop()
-		brokers = append(brokers, w)
-	}
-	if !*skipRMQ {
-		r, err := startRabbit(tmp)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench: RabbitMQ side skipped:", err)
-		} else {
-			defer r.stop()
-			brokers = append(brokers, r)
+	stopAll := func() {
+		for _, b := range brokers {
+			b.stop()
 		}
 	}
-	if len(brokers) == 0 {
-		fmt.Fprintln(os.Stderr, "bench: no broker to measure")
-		os.Exit(1)
-	}
-	// stop both brokers if interrupted
+	// stop the brokers this run started if interrupted
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sig
-		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping the brokers")
-		for _, b := range brokers {
-			b.stop()
-		}
+		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping the brokers it started")
+		stopAll()
 		os.RemoveAll(tmp)
 		os.Exit(130)
 	}()
-	scen := scenarios()
-	results := map[string]map[int][]float64{}
-	for _, b := range brokers {
-		results[b.name] = map[int][]float64{}
+	w, err := startWarren(tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: Warren side skipped:", err)
+	} else {
+		brokers = append(brokers, w)
 	}
-	for round := 1; round <= *rounds; round++ {
-		for _, s := range scen {
-			if !selected(s.id) {
+	if !*skipRMQ {
+		for _, conf := range strings.Split(*rmqConfs, ",") {
+			conf = strings.TrimSpace(conf)
+			if conf != "default" && conf != "tuned" {
+				fmt.Fprintf(os.Stderr, "bench: -rabbit-configs: %q is neither default nor tuned\n", conf)
+				stopAll()
+				os.Exit(2)
+			}
+			r, err := startRabbit(tmp, conf == "tuned")
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: RabbitMQ (%s) side skipped: %v\n", conf, err)
 				continue
 			}
-			for _, b := range brokers {
-				fmt.Fprintf(os.Stderr, "round %d/%d scenario %d (%s) on %s ...\n", round, *rounds, s.id, s.name, b.name)
-				current = s.id
-				v, err := s.run(b)
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "  error: %v\n", err)
-					continue
+			brokers = append(brokers, r)
+		}
+	}
+	defer stopAll()
+	if len(brokers) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: no broker to measure")
+		os.Exit(1)
+	}
+	if runtime.NumCPU() < 2 {
+		var kept []mode
+		for _, m := range modes {
+			if !m.pinned {
+				kept = append(kept, m)
+			}
+		}
+		if len(kept) < len(modes) {
+			fmt.Fprintln(os.Stderr, "bench: one CPU: the pinned modes are skipped")
+		}
+		modes = kept
+	}
+	machine := machineInfo(brokers)
+	res := newResults(brokers)
+	res.clientCeiling(modes)
+	for round := 1; round <= *rounds; round++ {
+		for _, s := range scenarios() {
+			if !selected(s) {
+				continue
+			}
+			ms := []mode{allModes[0]}
+			if s.modes {
+				ms = modes
+			}
+			for _, m := range ms {
+				for _, b := range brokers {
+					fmt.Fprintf(os.Stderr, "round %d/%d scenario %d (%s) [%s] on %s ...\n", round, *rounds, s.id, s.name, m.name, b.name)
+					unpin := func() {}
+					if m.pinned {
+						var err error
+						if unpin, err = pin(b); err != nil {
+							fmt.Fprintf(os.Stderr, "  error: %v\n", err)
+							res.fail(b.name, s, m.name, err)
+							continue
+						}
+					}
+					vs, err := s.run(b, m)
+					unpin()
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "  error: %v\n", err)
+						res.fail(b.name, s, m.name, err)
+						continue
+					}
+					for _, v := range vs {
+						fmt.Fprintf(os.Stderr, "  %s: %.2f %s\n", v.name, v.v, v.metric)
+						res.add(b.name, s.id, m, v)
+					}
 				}
-				fmt.Fprintf(os.Stderr, "  %.1f %s\n", v, s.metric)
-				results[b.name][s.id] = append(results[b.name][s.id], v)
 			}
 		}
 	}
-	printTable(scen, results)
-	saveJSON(scen, results)
+	res.print(machine, modes)
+	res.save(machine, modes)
+	if res.failed() {
+		fmt.Fprintln(os.Stderr, "bench: FAILED: some runs lost or duplicated messages or hit errors (see FAILED above); their rows have no ratio")
+		stopAll()
+		os.RemoveAll(tmp)
+		os.Exit(1)
+	}
 }
 
-func selected(id int) bool {
+func parseModes(s string) ([]mode, error) {
+	var out []mode
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		found := false
+		for _, m := range allModes {
+			if m.name == n {
+				out, found = append(out, m), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("-modes: unknown mode %q (plain, pinned, raw, raw-pinned)", n)
+		}
+	}
+	if len(out) == 0 || out[0].name != "plain" {
+		return nil, errors.New("-modes: the list must start with plain (the other modes are reported beside it)")
+	}
+	return out, nil
+}
+
+func selected(s scenario) bool {
 	if *only == "" {
 		return true
 	}
-	for _, s := range strings.Split(*only, ",") {
-		if strings.TrimSpace(s) == strconv.Itoa(id) {
+	for _, f := range strings.Split(*only, ",") {
+		f = strings.TrimSpace(f)
+		if f == strconv.Itoa(s.id) || (s.only != "" && strings.Contains(","+s.only+",", ","+f+",")) {
 			return true
 		}
 	}
@@ -155,6 +278,20 @@ func freePort() int {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freePortExcept is a free port that is none of the shared reference
+// RabbitMQ's (5672 AMQP, 15672 management, 25672 distribution, 4369
+// epmd, 15692 Prometheus).
+func freePortExcept() int {
+	for {
+		p := freePort()
+		switch p {
+		case 5672, 15672, 25672, 4369, 15692:
+			continue
+		}
+		return p
+	}
 }
 
 func waitPort(port int, d time.Duration) error {
@@ -178,11 +315,12 @@ func startWarren(tmp string) (*broker, error) {
 			return nil, fmt.Errorf("build: %v: %s", err, out)
 		}
 	}
-	port := freePort()
+	port := freePortExcept()
 	logf, _ := os.Create(filepath.Join(tmp, "warren.log"))
+	args := []string{"--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--control-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", *logLevel}
 	var cmd *exec.Cmd
 	start := func() error {
-		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--control-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", "warning")
+		cmd = exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(tmp, "cookie"))
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -190,6 +328,7 @@ func startWarren(tmp string) (*broker, error) {
 		}
 		if err := waitPort(port, 10*time.Minute); err != nil {
 			cmd.Process.Kill()
+			cmd.Wait()
 			return err
 		}
 		return nil
@@ -197,29 +336,65 @@ func startWarren(tmp string) (*broker, error) {
 	if err := start(); err != nil {
 		return nil, err
 	}
-	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
-	return &broker{name: "Warren", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
+	stop := func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	ver, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+	return &broker{name: "Warren", kind: "Warren", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
 		pid:   func() int { return cmd.Process.Pid },
 		stop:  stop,
-		start: start}, nil
+		start: start,
+		info: map[string]string{"command": bin + " " + strings.Join(args, " "), "git_commit": strings.TrimSpace(string(ver)),
+			"log_level": *logLevel, "GOMAXPROCS": "default (the CPUs the process may run on, as started: " + strconv.Itoa(runtime.NumCPU()) + ")",
+			"management": "HTTP API off (--management-port 0), as RabbitMQ here runs without plugins"}}, nil
 }
 
-func startRabbit(tmp string) (*broker, error) {
+// startRabbit starts a RabbitMQ node of its own: its own node name, AMQP
+// and distribution ports, data, log, config, plugins and env files under
+// tmp, so that it never touches a RabbitMQ already on the machine (the
+// shared reference on 5672/15672/25672); stop stops only this node.
+func startRabbit(tmp string, tuned bool) (*broker, error) {
 	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
 		return nil, fmt.Errorf("rabbitmq-server not installed (apt-get install rabbitmq-server)")
 	}
-	port, dist := freePort(), freePort()
-	dir := filepath.Join(tmp, "rabbit")
+	name, tag := "RabbitMQ", "default"
+	if tuned {
+		name, tag = "RabbitMQ tuned", "tuned"
+	}
+	port, dist := freePortExcept(), freePortExcept()
+	dir := filepath.Join(tmp, "rabbit-"+tag)
 	os.MkdirAll(filepath.Join(dir, "mnesia"), 0o755)
 	os.MkdirAll(filepath.Join(dir, "log"), 0o755)
+	conf := fmt.Sprintf("log.console.level = %s\nlog.file.level = %s\n", *logLevel, *logLevel)
+	if tuned {
+		conf += rabbitTunedConf
+	}
+	os.WriteFile(filepath.Join(dir, "rabbitmq.conf"), []byte(conf), 0o644)
+	os.WriteFile(filepath.Join(dir, "rabbitmq-env.conf"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644)
 	exec.Command("chown", "-R", "rabbitmq:rabbitmq", dir).Run()
 	exec.Command("chmod", "755", tmp).Run()
-	node := fmt.Sprintf("bench%d@localhost", port)
-	env := append(os.Environ(), "RABBITMQ_NODE_PORT="+strconv.Itoa(port), "RABBITMQ_DIST_PORT="+strconv.Itoa(dist),
+	node := fmt.Sprintf("warrenbench%d@localhost", port)
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "RABBITMQ_") && !strings.HasPrefix(e, "ERL_") {
+			env = append(env, e)
+		}
+	}
+	env = append(env, "RABBITMQ_NODE_PORT="+strconv.Itoa(port), "RABBITMQ_DIST_PORT="+strconv.Itoa(dist),
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_NODENAME="+node, "RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(dir, "ff"), "RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "plugins"),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"), "RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"),
+		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
+		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(dir, "ff"), "RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"))
-	logf, _ := os.Create(filepath.Join(tmp, "rabbit.out"))
+	if tuned {
+		env = append(env, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+rabbitTunedErlArgs)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "rabbit.out"))
 	var cmd *exec.Cmd
 	// Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user
 	// with su, whose PAM limits cut open files to 1024 (RabbitMQ then
@@ -244,7 +419,7 @@ func startRabbit(tmp string) (*broker, error) {
 		}
 		if err := waitPort(port, 10*time.Minute); err != nil {
 			cmd.Process.Kill()
-			b, _ := os.ReadFile(filepath.Join(tmp, "rabbit.out"))
+			b, _ := os.ReadFile(filepath.Join(dir, "rabbit.out"))
 			return fmt.Errorf("%v: %s", err, b)
 		}
 		return nil
@@ -261,18 +436,52 @@ func startRabbit(tmp string) (*broker, error) {
 		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		return p
 	}
+	stopped := false
 	stop := func() {
+		if stopped {
+			return
+		}
+		p := beam()
 		c := exec.Command("rabbitmqctl", "-n", node, "stop")
 		c.Env = env
-		if c.Run() != nil {
-			if p := beam(); p > 0 {
-				syscall.Kill(p, syscall.SIGKILL)
-			}
+		if c.Run() != nil && p > 0 {
+			syscall.Kill(p, syscall.SIGKILL)
 		}
 		cmd.Wait()
+		stopped = true
 	}
-	return &broker{name: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam, stop: stop,
-		start: start}, nil
+	b := &broker{name: name, kind: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam,
+		stop:  stop,
+		start: func() error { stopped = false; return start() }}
+	b.info = map[string]string{"node": node, "rabbitmq.conf": conf, "plugins": "none (enabled_plugins [])",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": map[bool]string{true: rabbitTunedErlArgs, false: "(unset)"}[tuned],
+		"fd limit":                            "raised to the hard limit (the bench runs it as the rabbitmq user, not through su)"}
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", beam())); err == nil {
+		b.info["erlang_command_line"] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	b.info["schedulers_online"] = rabbitEval(node, env, "erlang:system_info(schedulers_online).")
+	b.info["erlang_system_version"] = rabbitEval(node, env, "erlang:system_info(system_version).")
+	b.info["rabbitmq_version"] = rabbitEval(node, env, "rabbit_misc:version().")
+	if lim, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", beam())); err == nil {
+		for _, l := range strings.Split(string(lim), "\n") {
+			if strings.HasPrefix(l, "Max open files") {
+				b.info["open_files_limit"] = strings.Join(strings.Fields(l)[3:5], " / ")
+			}
+		}
+	}
+	return b, nil
+}
+
+// rabbitEval evaluates an Erlang expression on node (best effort: "" on
+// failure).
+func rabbitEval(node string, env []string, expr string) string {
+	c := exec.Command("rabbitmqctl", "-n", node, "eval", expr)
+	c.Env = env
+	out, err := c.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.Trim(strings.TrimSpace(string(out)), "\"")
 }
 
 // rabbitCredential returns the rabbitmq user's ids when the Debian layout
@@ -290,6 +499,34 @@ func rabbitCredential() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
+// pin puts every thread of the broker on CPU 0 and every thread of this
+// process (the load generator) on CPU 1; the returned func undoes it.
+// Both brokers are pinned the same way, while running: Warren keeps its
+// GOMAXPROCS and RabbitMQ its schedulers as started (see the results
+// file), both on one core.
+func pin(b *broker) (func(), error) {
+	all := fmt.Sprintf("0-%d", runtime.NumCPU()-1)
+	set := func(cpus string, pid int) error {
+		out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("taskset -a -p -c %s %d: %v: %s (install util-linux, or leave pinned out of -modes)", cpus, pid, err, out)
+		}
+		return nil
+	}
+	pid := b.pid()
+	if err := set("0", pid); err != nil {
+		return nil, err
+	}
+	if err := set("1", os.Getpid()); err != nil {
+		set(all, pid)
+		return nil, err
+	}
+	return func() {
+		set(all, os.Getpid())
+		set(all, b.pid())
+	}, nil
+}
+
 func rss(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -304,15 +541,6 @@ func rss(pid int) int64 {
 	}
 	return 0
 }
-
-// current is the scenario being run; cpuPerMillion collects, per broker
-// and scenario, the broker's CPU seconds per million messages delivered:
-// the load generator shares the machine, so throughput alone can hide how
-// much CPU each broker spends.
-var (
-	current       int
-	cpuPerMillion = map[string]map[int][]float64{}
-)
 
 // cpuSeconds returns a process's user+system CPU time.
 func cpuSeconds(pid int) float64 {
@@ -330,37 +558,49 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100 // USER_HZ
 }
 
-func perfRun(b *broker, c perf.Config) (perf.Result, error) {
+// perfRun runs a perf load test against b in mode m and checks it: a run
+// that lost or duplicated a message, had a nack or a client error is an
+// error. It notes the broker's CPU seconds per million messages delivered
+// and the client's CPU per message under key.
+func perfRun(b *broker, m mode, key string, c perf.Config) (perf.Result, error) {
 	c.URIs = []string{b.url}
-	if c.Duration == 0 {
+	if c.Duration == 0 && c.MessageCount == 0 {
 		c.Duration = *duration
 	}
+	c.Raw = m.raw
 	pid := b.pid()
 	before, start := cpuSeconds(pid), time.Now()
 	r, err := perf.Run(context.Background(), c, io.Discard)
 	used := cpuSeconds(pid) - before
-	if delivered := float64(r.Received); err == nil && delivered > 0 && used > 0 {
+	if err != nil {
+		return r, err
+	}
+	if err := r.Verify(); err != nil {
+		return r, fmt.Errorf("%w (sent %d, confirmed %d, received %d)", err, r.Sent, r.Confirmed, r.Received)
+	}
+	fmt.Fprintf(os.Stderr, "  %s: sent %d received %d, %.0f msg/s received over %.1f s, checked: none lost, no duplicates; client CPU %.2f µs per message\n",
+		key, r.Sent, r.Received, r.ReceiveRate, r.ReceiveWindow.Seconds(), float64(r.ClientCPUPerMessage.Nanoseconds())/1000)
+	if delivered := float64(r.Received); delivered > 0 && used > 0 {
 		per := used / delivered * 1e6
 		fmt.Fprintf(os.Stderr, "  broker CPU %.2f s over %.1f s for %.0f deliveries (%.2f s per million)\n", used, time.Since(start).Seconds(), delivered, per)
-		if cpuPerMillion[b.name] == nil {
-			cpuPerMillion[b.name] = map[int][]float64{}
-		}
-		cpuPerMillion[b.name][current] = append(cpuPerMillion[b.name][current], per)
+		results.cpu(b.name, rowKey(key, m), per, float64(r.ClientCPUPerMessage.Nanoseconds())/1000)
 	}
-	return r, err
+	return r, nil
 }
 
-func throughput(c perf.Config) func(b *broker) (float64, error) {
-	return func(b *broker) (float64, error) {
-		r, err := perfRun(b, c)
+func one(key, name, metric string, higher bool, v float64) []value {
+	return []value{{key: key, name: name, metric: metric, higher: higher, v: v}}
+}
+
+func throughput(id int, name string, c perf.Config) scenario {
+	key := strconv.Itoa(id)
+	return scenario{id: id, name: name, modes: true, run: func(b *broker, m mode) ([]value, error) {
+		r, err := perfRun(b, m, key, c)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		if len(r.Errors) > 0 {
-			return 0, fmt.Errorf("%s", r.Errors[0])
-		}
-		return r.ReceiveRate, nil
-	}
+		return one(key, name, "msg/s", true, r.ReceiveRate), nil
+	}}
 }
 
 func scenarios() []scenario {
@@ -369,43 +609,47 @@ func scenarios() []scenario {
 		conns, queues = 2000, 10000
 	}
 	return []scenario{
-		{1, "1P/1C transient 16B auto-ack", "msg/s", true, throughput(perf.Config{Producers: 1, Consumers: 1, Size: 16, AutoAck: true, QueuePattern: "b1-%d"})},
-		{2, "1P/1C transient 1KiB auto-ack", "msg/s", true, throughput(perf.Config{Producers: 1, Consumers: 1, Size: 1024, AutoAck: true, QueuePattern: "b2-%d"})},
-		{3, "durable persistent 1KiB, confirms 1000, prefetch 1000", "msg/s", true, throughput(perf.Config{Producers: 1, Consumers: 1, Size: 1024, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b3-%d"})},
-		{4, "4P/4C over 4 queues, 1KiB, confirms", "msg/s", true, throughput(perf.Config{Producers: 4, Consumers: 4, Queues: 4, Size: 1024, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b4-%d"})},
-		{5, "fanout to 10 queues, 16B auto-ack", "msg/s (all consumers)", true, fanout},
-		{6, "topic, 1000 bindings, 10% matching", "msg/s (all consumers)", true, topic},
-		{7, "connection churn, 4 goroutines", "conn/s", true, churn},
-		{8, fmt.Sprintf("%d idle connections", conns), "KiB RSS per connection", false, func(b *broker) (float64, error) { return idle(b, conns) }},
-		{9, fmt.Sprintf("%d queues declared", queues), "bytes RSS per queue", false, func(b *broker) (float64, error) { return manyQueues(b, queues) }},
-		{10, "latency at 10,000 msg/s (p99)", "ms p99", false, func(b *broker) (float64, error) {
-			r, err := perfRun(b, perf.Config{Producers: 1, Consumers: 1, Size: 16, AutoAck: true, Rate: 10000, QueuePattern: "b10-%d"})
-			return float64(r.LatencyP99.Microseconds()) / 1000, err
+		throughput(1, "1P/1C transient 16B auto-ack", perf.Config{Producers: 1, Consumers: 1, Size: 16, AutoAck: true, QueuePattern: "b1-%d"}),
+		throughput(2, "1P/1C transient 1KiB auto-ack", perf.Config{Producers: 1, Consumers: 1, Size: 1024, AutoAck: true, QueuePattern: "b2-%d"}),
+		throughput(3, "durable persistent 1KiB, confirms 1000, prefetch 1000", perf.Config{Producers: 1, Consumers: 1, Size: 1024, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b3-%d"}),
+		throughput(4, "4P/4C over 4 queues, 1KiB, confirms", perf.Config{Producers: 4, Consumers: 4, Queues: 4, Size: 1024, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b4-%d"}),
+		{id: 5, name: "fanout to 10 queues, 16B auto-ack", modes: true, run: fanout},
+		{id: 6, name: "topic, 1000 bindings, 1% matching (10 bindings, one per queue)", modes: true, run: func(b *broker, m mode) ([]value, error) { return topic(b, m, 6, 1) }},
+		{id: 7, name: "connection churn, 4 goroutines", run: func(b *broker, _ mode) ([]value, error) {
+			v, err := churn(b)
+			return one("7", "connection churn, 4 goroutines", "conn/s", true, v), err
 		}},
-		{11, "4P/4C over 4 durable queues, persistent 1KiB, confirms 1000, prefetch 1000", "msg/s", true, throughput(perf.Config{Producers: 4, Consumers: 4, Queues: 4, Size: 1024, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b11-%d"})},
-		{12, fmt.Sprintf("backlog of %d persistent 1KiB: publish", *backlogN), "msg/s", true, func(b *broker) (float64, error) {
-			r, err := backlog(b, *backlogN)
-			return r.publish, err
+		{id: 8, name: fmt.Sprintf("%d idle connections", conns), run: func(b *broker, _ mode) ([]value, error) {
+			v, err := idle(b, conns)
+			return one("8", fmt.Sprintf("%d idle connections", conns), "KiB RSS per connection", false, v), err
 		}},
-		{13, fmt.Sprintf("backlog of %d persistent 1KiB: drain", *backlogN), "msg/s", true, func(b *broker) (float64, error) {
-			r, ok := backlogs[b.name]
-			if !ok {
-				return 0, fmt.Errorf("needs scenario 12 in the same run")
-			}
-			return r.drain, nil
+		{id: 9, name: fmt.Sprintf("%d queues declared", queues), run: func(b *broker, _ mode) ([]value, error) {
+			v, err := manyQueues(b, queues)
+			return one("9", fmt.Sprintf("%d queues declared", queues), "bytes RSS per queue", false, v), err
 		}},
-		{14, fmt.Sprintf("backlog of %d persistent 1KiB: peak RSS", *backlogN), "MiB", false, func(b *broker) (float64, error) {
-			r, ok := backlogs[b.name]
-			if !ok {
-				return 0, fmt.Errorf("needs scenario 12 in the same run")
-			}
-			return float64(r.peak) / (1 << 20), nil
+		{id: 10, name: "latency at 10,000 msg/s (p99)", modes: true, run: func(b *broker, m mode) ([]value, error) {
+			r, err := perfRun(b, m, "10", perf.Config{Producers: 1, Consumers: 1, Size: 16, AutoAck: true, Rate: 10000, QueuePattern: "b10-%d"})
+			return one("10", "latency at 10,000 msg/s (p99)", "ms p99", false, ms(r.LatencyP99)), err
 		}},
-		{15, fmt.Sprintf("restart with %d messages in %d queues", *restartN, *restartQueues), "s until all queues ready", false, func(b *broker) (float64, error) {
-			return restartTime(b, *restartN, *restartQueues)
+		throughput(11, "4P/4C over 4 durable queues, persistent 1KiB, confirms 1000, prefetch 1000", perf.Config{Producers: 4, Consumers: 4, Queues: 4, Size: 1024, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: "b11-%d"}),
+		{id: 12, only: "13,14", name: fmt.Sprintf("backlog of %d persistent 1KiB (publish, drain, peak RSS)", *backlogN), run: func(b *broker, _ mode) ([]value, error) {
+			return backlogScenario(b, *backlogN)
 		}},
+		{id: 15, name: fmt.Sprintf("restart with %d messages in %d queues", *restartN, *restartQueues), run: func(b *broker, _ mode) ([]value, error) {
+			v, err := restartTime(b, *restartN, *restartQueues)
+			return one("15", fmt.Sprintf("restart with %d messages in %d queues", *restartN, *restartQueues), "s until all queues ready", false, v), err
+		}},
+		{id: 16, name: "topic, 1000 bindings, 10% matching (100 bindings, ten per queue)", modes: true, run: func(b *broker, m mode) ([]value, error) { return topic(b, m, 16, 10) }},
+		{id: 17, name: "latency at 25/50/75% of each broker's own maximum, persistent, confirms", run: latencyUnderLoad},
+		{id: 18, name: fmt.Sprintf("%d connections x 1 channel x 1 queue, %d msg/s each", *manyConns, *manyRate), run: func(b *broker, _ mode) ([]value, error) {
+			return manyConnections(b, *manyConns, *manyRate)
+		}},
+		{id: 19, name: "large messages: 1 MiB persistent, confirms", modes: true, run: func(b *broker, m mode) ([]value, error) { return large(b, m, 19, 1<<20, 16) }},
+		{id: 20, name: "large messages: 16 MiB persistent, confirms", modes: true, run: func(b *broker, m mode) ([]value, error) { return large(b, m, 20, 16<<20, 4) }},
 	}
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func declareBound(b *broker, ex, kind string, bind func(ch *amqp.Channel, i int) error, n int, prefix string) error {
 	c, err := amqp.Dial(b.url)
@@ -413,16 +657,32 @@ func declareBound(b *broker, ex, kind string, bind func(ch *amqp.Channel, i int)
 		return err
 	}
 	defer c.Close()
-	ch, _ := c.Channel()
+	// fresh exchange and queues: bindings of an earlier round must not
+	// add matches. Each delete on a channel of its own: RabbitMQ answers
+	// Delete-Ok for an exchange or queue that does not exist, Warren 404,
+	// which closes the channel.
+	quiet := func(f func(ch *amqp.Channel) error) {
+		if ch, err := c.Channel(); err == nil {
+			if f(ch) == nil {
+				ch.Close()
+			}
+		}
+	}
+	quiet(func(ch *amqp.Channel) error { return ch.ExchangeDelete(ex, false, false) })
+	for i := 0; i < n; i++ {
+		q := fmt.Sprintf("%s-%d", prefix, i)
+		quiet(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+	}
+	ch, err := c.Channel()
+	if err != nil {
+		return err
+	}
 	if err := ch.ExchangeDeclare(ex, kind, false, true, false, false, nil); err != nil {
 		return err
 	}
 	for i := 0; i < n; i++ {
 		q := fmt.Sprintf("%s-%d", prefix, i)
 		if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
-			return err
-		}
-		if _, err := ch.QueuePurge(q, false); err != nil {
 			return err
 		}
 		if err := bind(ch, i); err != nil {
@@ -432,35 +692,103 @@ func declareBound(b *broker, ex, kind string, bind func(ch *amqp.Channel, i int)
 	return nil
 }
 
-func fanout(b *broker) (float64, error) {
+// fanout: one producer, 10 queues each bound to a fanout exchange, one
+// consumer each; every message must arrive once in each queue.
+func fanout(b *broker, m mode) ([]value, error) {
 	if err := declareBound(b, "bench.fanout", "fanout", func(ch *amqp.Channel, i int) error {
 		return ch.QueueBind(fmt.Sprintf("b5-%d", i), "", "bench.fanout", false, nil)
 	}, 10, "b5"); err != nil {
-		return 0, err
+		return nil, err
 	}
-	r, err := perfRun(b, perf.Config{Producers: 1, Consumers: 10, Queues: 10, Size: 16, AutoAck: true, Exchange: "bench.fanout", RoutingKey: "x", QueuePattern: "b5-%d", Predeclared: true})
-	return r.ReceiveRate, err
+	r, err := perfRun(b, m, "5", perf.Config{Producers: 1, Consumers: 10, Queues: 10, Size: 16, AutoAck: true, Exchange: "bench.fanout", RoutingKey: "x", QueuePattern: "b5-%d", Predeclared: true, EveryQueue: true})
+	if err != nil {
+		return nil, err
+	}
+	return one("5", "fanout to 10 queues, 16B auto-ack", "msg/s (all consumers)", true, r.ReceiveRate), nil
 }
 
-func topic(b *broker) (float64, error) {
-	// 1000 bindings over 10 queues; the routing key matches 100 of them (10%),
-	// which lead to all 10 queues.
-	if err := declareBound(b, "bench.topic", "topic", func(ch *amqp.Channel, i int) error {
+// topicPatterns are ten distinct binding keys that all match the routing
+// key "hit.x".
+var topicPatterns = []string{"hit.x", "hit.*", "*.x", "*.*", "#", "hit.#", "#.x", "hit.x.#", "#.hit.x", "hit.#.x"}
+
+// topic: 1,000 bindings over 10 queues (100 each); the routing key
+// "hit.x" matches pct% of them, spread evenly, so every queue receives
+// each message exactly once however many of its bindings match.
+func topic(b *broker, m mode, id, pct int) ([]value, error) {
+	perQueue := pct // of each queue's 100 bindings
+	prefix := fmt.Sprintf("b%d", id)
+	ex := fmt.Sprintf("bench.topic%d", id)
+	if err := declareBound(b, ex, "topic", func(ch *amqp.Channel, i int) error {
 		for j := 0; j < 100; j++ {
 			key := fmt.Sprintf("other.%d.%d", i, j)
-			if j < 10 {
-				key = fmt.Sprintf("match.%d.*", j)
+			if j < perQueue {
+				key = topicPatterns[j]
 			}
-			if err := ch.QueueBind(fmt.Sprintf("b6-%d", i), key, "bench.topic", false, nil); err != nil {
+			if err := ch.QueueBind(fmt.Sprintf("%s-%d", prefix, i), key, ex, false, nil); err != nil {
 				return err
 			}
 		}
 		return nil
-	}, 10, "b6"); err != nil {
-		return 0, err
+	}, 10, prefix); err != nil {
+		return nil, err
 	}
-	r, err := perfRun(b, perf.Config{Producers: 1, Consumers: 10, Queues: 10, Size: 16, AutoAck: true, Exchange: "bench.topic", RoutingKey: "match.3.x", QueuePattern: "b6-%d", Predeclared: true})
-	return r.ReceiveRate, err
+	key := strconv.Itoa(id)
+	r, err := perfRun(b, m, key, perf.Config{Producers: 1, Consumers: 10, Queues: 10, Size: 16, AutoAck: true, Exchange: ex, RoutingKey: "hit.x", QueuePattern: prefix + "-%d", Predeclared: true, EveryQueue: true})
+	if err != nil {
+		return nil, err
+	}
+	return one(key, fmt.Sprintf("topic, 1000 bindings, %d%% matching", pct), "msg/s (all consumers)", true, r.ReceiveRate), nil
+}
+
+// latencyUnderLoad finds each broker's own maximum rate (1 producer, 1
+// consumer, persistent, confirms 1000, manual acks) for 16 B and 1 KiB
+// and measures latency at 25, 50 and 75% of it.
+func latencyUnderLoad(b *broker, m mode) ([]value, error) {
+	var out []value
+	for _, size := range []int{16, 1024} {
+		sz := map[int]string{16: "16 B", 1024: "1 KiB"}[size]
+		cfg := perf.Config{Producers: 1, Consumers: 1, Size: size, Persistent: true, Durable: true, ConfirmWindow: 1000, Prefetch: 1000, MultiAckEvery: 100, QueuePattern: fmt.Sprintf("b17-%d-%%d", size)}
+		r, err := perfRun(b, m, "17 "+sz+" max", cfg)
+		if err != nil {
+			return nil, fmt.Errorf("maximum rate, %s: %w", sz, err)
+		}
+		max := r.ReceiveRate
+		out = append(out, value{key: "17 " + sz + " max", name: "latency: maximum rate, " + sz + " persistent, confirms", metric: "msg/s", higher: true, v: max})
+		for _, pct := range []int{25, 50, 75} {
+			c := cfg
+			c.Rate = int(max * float64(pct) / 100)
+			if c.Rate < 1 {
+				return nil, fmt.Errorf("maximum rate %.0f msg/s is too low to take %d%% of", max, pct)
+			}
+			r, err := perfRun(b, m, fmt.Sprintf("17 %s %d%%", sz, pct), c)
+			if err != nil {
+				return nil, fmt.Errorf("%d%% of maximum, %s: %w", pct, sz, err)
+			}
+			fmt.Fprintf(os.Stderr, "  %s at %d%% of %.0f: asked %d msg/s, got %.0f\n", sz, pct, max, c.Rate, r.ReceiveRate)
+			for _, q := range []struct {
+				n string
+				d time.Duration
+			}{{"p50", r.LatencyP50}, {"p99", r.LatencyP99}, {"p99.9", r.LatencyP999}} {
+				out = append(out, value{key: fmt.Sprintf("17 %s %d%% %s", sz, pct, q.n), name: fmt.Sprintf("latency %s at %d%% of own max, %s", q.n, pct, sz), metric: "ms", v: ms(q.d)})
+			}
+		}
+	}
+	return out, nil
+}
+
+// large: persistent messages of size bytes with confirms (window) and
+// manual acks (prefetch window).
+func large(b *broker, m mode, id, size, window int) ([]value, error) {
+	key := strconv.Itoa(id)
+	// at least 10 s: a few 16 MiB messages a second make short runs noise
+	r, err := perfRun(b, m, key, perf.Config{Producers: 1, Consumers: 1, Size: size, Persistent: true, Durable: true, ConfirmWindow: window, Prefetch: window, MultiAckEvery: 1,
+		QueuePattern: fmt.Sprintf("b%d-%%d", id), Duration: max(*duration, 10*time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("%d MiB persistent, confirms %d, prefetch %d", size>>20, window, window)
+	return []value{{key: key, name: name, metric: "msg/s", higher: true, v: r.ReceiveRate},
+		{key: key + " MiB/s", name: name, metric: "MiB/s delivered", higher: true, v: r.ReceiveRate * float64(size) / (1 << 20)}}, nil
 }
 
 func churn(b *broker) (float64, error) {
@@ -558,62 +886,4 @@ func manyQueues(b *broker, n int) (float64, error) {
 		ch.QueueDelete(fmt.Sprintf("b9-%d-%d", start.UnixNano(), i), false, false, true)
 	}
 	return float64(after-before) / float64(n), nil
-}
-
-func printTable(scen []scenario, res map[string]map[int][]float64) {
-	host, _ := os.Hostname()
-	fmt.Printf("\nWarren vs RabbitMQ 3.10 on %s (%d CPUs), %s, %d round(s), medians\n\n", host, runtime.NumCPU(), time.Now().Format("2006-01-02"), *rounds)
-	fmt.Printf("| # | scenario | metric | Warren | RabbitMQ | ratio (better >1) |\n|---|---|---|---|---|---|\n")
-	for _, s := range scen {
-		if !selected(s.id) {
-			continue
-		}
-		w, r := perf.Median(res["Warren"][s.id]), perf.Median(res["RabbitMQ"][s.id])
-		ratio := "n/a"
-		if w > 0 && r > 0 {
-			if s.higher {
-				ratio = fmt.Sprintf("%.2fx", w/r)
-			} else {
-				ratio = fmt.Sprintf("%.2fx", r/w)
-			}
-		}
-		fmt.Printf("| %d | %s | %s | %.1f | %.1f | %s |\n", s.id, s.name, s.metric, w, r, ratio)
-	}
-	if len(cpuPerMillion) == 0 {
-		return
-	}
-	fmt.Printf("\nBroker CPU seconds per million messages delivered (medians; lower is better)\n\n| # | Warren | RabbitMQ | ratio |\n|---|---|---|---|\n")
-	for _, s := range scen {
-		w, r := perf.Median(cpuPerMillion["Warren"][s.id]), perf.Median(cpuPerMillion["RabbitMQ"][s.id])
-		if w == 0 && r == 0 {
-			continue
-		}
-		ratio := "n/a"
-		if w > 0 && r > 0 {
-			ratio = fmt.Sprintf("%.2fx", r/w)
-		}
-		fmt.Printf("| %d | %.2f | %.2f | %s |\n", s.id, w, r, ratio)
-	}
-}
-
-func saveJSON(scen []scenario, res map[string]map[int][]float64) {
-	type row struct {
-		ID       int       `json:"id"`
-		Name     string    `json:"name"`
-		Metric   string    `json:"metric"`
-		Warren   []float64 `json:"warren"`
-		RabbitMQ []float64 `json:"rabbitmq"`
-	}
-	var rows []row
-	for _, s := range scen {
-		if selected(s.id) {
-			rows = append(rows, row{s.id, s.name, s.metric, res["Warren"][s.id], res["RabbitMQ"][s.id]})
-		}
-	}
-	os.MkdirAll(*outDir, 0o755)
-	b, _ := json.MarshalIndent(map[string]any{"date": time.Now().Format(time.RFC3339), "cpus": runtime.NumCPU(), "rounds": *rounds, "results": rows}, "", "  ")
-	p := filepath.Join(*outDir, time.Now().Format("2006-01-02T150405")+".json")
-	if err := os.WriteFile(p, b, 0o644); err == nil {
-		fmt.Fprintf(os.Stderr, "results written to %s\n", p)
-	}
 }

@@ -23,6 +23,7 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
+	perf.MaybeServeNullSink()
 	var c perf.Config
 	var uris multi
 	var qargs, flags string
@@ -53,6 +54,10 @@ func main() {
 	fs.DurationVar(&c.ConsumerStartDelay, "consumer-start-delay", 0, "delay before consumers start")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&c.Null, "null", false, "no broker: measure the generator's own per-message ceiling")
+	fs.BoolVar(&c.Raw, "raw", false, "publish with warren-perf's own frame writer (not amqp091-go), --batch publishes per socket write")
+	fs.IntVar(&c.Batch, "batch", 64, "with --raw: publishes per socket write")
+	nullSink := fs.Bool("null-sink", false, "publish to a local stand-in server that discards (and confirms) every publish, with no consumers: the client's own cost per message")
+	fs.BoolVar(&c.EveryQueue, "every-queue", false, "every message reaches every queue (fanout): check each message once per queue")
 	fs.Parse(os.Args[1:])
 	c.URIs = uris
 	if len(c.URIs) == 0 {
@@ -70,6 +75,16 @@ func main() {
 			}
 		}
 	}
+	if *nullSink {
+		// in a child process, so that the CPU time printed is the client's
+		uri, stop, err := perf.StartNullSinkProcess()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "warren-perf:", err)
+			os.Exit(1)
+		}
+		defer stop()
+		c.URIs, c.Consumers, c.Predeclared = []string{uri}, 0, true
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	res, err := perf.Run(ctx, c, os.Stdout)
@@ -77,10 +92,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "warren-perf:", err)
 		os.Exit(1)
 	}
-	for _, e := range res.Errors {
-		fmt.Fprintln(os.Stderr, "warren-perf:", e)
-	}
-	if res.Lost > 0 || res.Duplicates > 0 {
+	if err := res.Verify(); err != nil {
+		fmt.Fprintln(os.Stderr, "warren-perf:", err)
 		os.Exit(3)
 	}
 }

@@ -17,8 +17,10 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -53,6 +55,14 @@ type Config struct {
 	Report             time.Duration
 	JSON               bool
 	Null               bool // no network: measure the generator's own ceiling
+	// Raw publishes with warren-perf's own frame writer (raw.go) instead
+	// of amqp091-go, Batch publishes per socket write.
+	Raw   bool
+	Batch int
+	// EveryQueue: every published message is routed to every one of the
+	// Queues queues (a fanout, or a topic key all of them bind); the loss
+	// check then expects each message once in each queue.
+	EveryQueue bool
 }
 
 func (c *Config) defaults() {
@@ -74,17 +84,64 @@ func (c *Config) defaults() {
 	if c.ExchangeType == "" {
 		c.ExchangeType = "direct"
 	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
 }
 
-// Result is a run's summary.
+// Result is a run's summary. The rates divide by the window in which
+// messages were sent (from the first producer's start to the last
+// publish) or received (from the same start to the last delivery), not by
+// Elapsed, which also holds connecting, waiting for confirms, draining
+// and closing.
 type Result struct {
-	Sent, Confirmed, Nacked, Returned, Received uint64
-	SendRate, ReceiveRate                       float64 // msg/s over the run
-	LatencyP50, LatencyP95, LatencyP99, Max     time.Duration
-	Lost, Duplicates                            uint64
-	Elapsed                                     time.Duration
-	Errors                                      []string
+	Sent, Confirmed, Nacked, Returned, Received          uint64
+	SendRate, ReceiveRate                                float64 // msg/s over SendWindow / ReceiveWindow
+	SendWindow, ReceiveWindow                            time.Duration
+	LatencyP50, LatencyP95, LatencyP99, LatencyP999, Max time.Duration
+	// Checked: the run had consumers, so Lost and Duplicates mean
+	// something. Lost counts messages that must have arrived (confirmed,
+	// or sent when there are no confirms) and did not, per queue when
+	// the run routes every message to every queue.
+	Checked          bool
+	Lost, Duplicates uint64
+	Elapsed          time.Duration
+	// ClientCPU is this process's CPU time (user+system) over the run,
+	// ClientCPUPerMessage that divided by messages sent plus received:
+	// what the load generator itself costs.
+	ClientCPU           time.Duration
+	ClientCPUPerMessage time.Duration
+	Errors              []string
 }
+
+// Verify returns an error when the run cannot be trusted: a confirmed
+// (or, without confirms, sent) message missing, a duplicate, a nack, a
+// client error, or consumers that received nothing.
+func (r Result) Verify() error {
+	var probs []string
+	if r.Checked && r.Lost > 0 {
+		probs = append(probs, fmt.Sprintf("%d messages lost (confirmed or sent, never delivered)", r.Lost))
+	}
+	if r.Checked && r.Duplicates > 0 {
+		probs = append(probs, fmt.Sprintf("%d unexpected duplicates", r.Duplicates))
+	}
+	if r.Nacked > 0 {
+		probs = append(probs, fmt.Sprintf("%d publishes nacked", r.Nacked))
+	}
+	if r.Checked && r.Sent > 0 && r.Received == 0 {
+		probs = append(probs, "nothing delivered")
+	}
+	if len(r.Errors) > 0 {
+		probs = append(probs, fmt.Sprintf("client errors: %s", strings.Join(r.Errors, "; ")))
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrCheckFailed, strings.Join(probs, ", "))
+}
+
+// ErrCheckFailed marks a run whose loss/duplicate check failed.
+var ErrCheckFailed = errors.New("loss/duplicate check failed")
 
 // Histogram counts latencies in log-linear buckets (16 per power of two:
 // about 6% resolution), cheap enough for every message.
@@ -155,11 +212,13 @@ func (h *Histogram) Count() uint64 { return h.n }
 func (h *Histogram) Max() time.Duration { return time.Duration(h.max) }
 
 // Tracker checks numbered messages: per producer a bitmap of sequence
-// numbers sent (confirmed) and received.
+// numbers sent (confirmed), and per queue and producer a bitmap of those
+// received, so that a message routed to several queues is expected once
+// in each.
 type Tracker struct {
 	mu       sync.Mutex
 	sent     map[uint32]*bitset
-	received map[uint32]*bitset
+	received map[uint64]*bitset // queue<<32 | producer
 	dups     uint64
 }
 
@@ -183,10 +242,10 @@ func (b *bitset) has(i uint32) bool {
 
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker {
-	return &Tracker{sent: map[uint32]*bitset{}, received: map[uint32]*bitset{}}
+	return &Tracker{sent: map[uint32]*bitset{}, received: map[uint64]*bitset{}}
 }
 
-func get(m map[uint32]*bitset, p uint32) *bitset {
+func get[K comparable](m map[K]*bitset, p K) *bitset {
 	b := m[p]
 	if b == nil {
 		b = &bitset{}
@@ -202,10 +261,14 @@ func (t *Tracker) Sent(p, seq uint32) {
 	t.mu.Unlock()
 }
 
-// Received records an arrival; it reports a duplicate.
-func (t *Tracker) Received(p, seq uint32) bool {
+// Received records an arrival (in queue 0); it reports a duplicate.
+func (t *Tracker) Received(p, seq uint32) bool { return t.ReceivedIn(0, p, seq) }
+
+// ReceivedIn records an arrival in queue q; it reports a duplicate (the
+// same message twice in the same queue).
+func (t *Tracker) ReceivedIn(q int, p, seq uint32) bool {
 	t.mu.Lock()
-	dup := get(t.received, p).set(seq)
+	dup := get(t.received, uint64(q)<<32|uint64(p)).set(seq)
 	if dup {
 		t.dups++
 	}
@@ -213,18 +276,25 @@ func (t *Tracker) Received(p, seq uint32) bool {
 	return dup
 }
 
-// Check returns how many sent messages never arrived, and duplicates.
-func (t *Tracker) Check() (lost, dups uint64) {
+// Check returns how many sent messages never arrived (in queue 0), and
+// duplicates.
+func (t *Tracker) Check() (lost, dups uint64) { return t.CheckQueues(1) }
+
+// CheckQueues returns, for messages that must arrive in each of queues
+// 0..queues-1, how many of those arrivals are missing, and duplicates.
+func (t *Tracker) CheckQueues(queues int) (lost, dups uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for p, s := range t.sent {
-		r := t.received[p]
-		for wi, w := range s.w {
-			for w != 0 {
-				b := bits.TrailingZeros64(w)
-				w &^= 1 << b
-				if r == nil || !r.has(uint32(wi*64+b)) {
-					lost++
+	for q := 0; q < queues; q++ {
+		for p, s := range t.sent {
+			r := t.received[uint64(q)<<32|uint64(p)]
+			for wi, w := range s.w {
+				for w != 0 {
+					b := bits.TrailingZeros64(w)
+					w &^= 1 << b
+					if r == nil || !r.has(uint32(wi*64+b)) {
+						lost++
+					}
 				}
 			}
 		}
@@ -252,14 +322,18 @@ type counters struct {
 }
 
 type run struct {
-	cfg     Config
-	c       counters
-	tracker *Tracker
-	hmu     sync.Mutex
-	hist    Histogram // whole run
-	tick    Histogram // since the last report
-	errMu   sync.Mutex
-	errs    []string
+	cfg Config
+	c   counters
+	// the rate windows: producers start at sendStart; lastSent and
+	// lastRecv hold the UnixNano of the last publish and delivery
+	sendStart          time.Time
+	lastSent, lastRecv atomic.Int64
+	tracker            *Tracker
+	hmu                sync.Mutex
+	hist               Histogram // whole run
+	tick               Histogram // since the last report
+	errMu              sync.Mutex
+	errs               []string
 }
 
 func (r *run) err(format string, a ...any) {
@@ -268,6 +342,17 @@ func (r *run) err(format string, a ...any) {
 		r.errs = append(r.errs, fmt.Sprintf(format, a...))
 	}
 	r.errMu.Unlock()
+}
+
+// lastSend notes a publish (or a batch of them) at t.
+func (r *run) lastSend(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := r.lastSent.Load()
+		if n <= old || r.lastSent.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 func (r *run) queueName(i int) string { return fmt.Sprintf(r.cfg.QueuePattern, i) }
@@ -287,11 +372,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	if err := r.setup(); err != nil {
 		return Result{}, err
 	}
-	if cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
-	}
+	cpu0 := processCPU()
 	start := time.Now()
 	var consumersWG, producersWG sync.WaitGroup
 	consCtx, stopConsumers := context.WithCancel(context.Background())
@@ -311,25 +392,46 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 			r.err("consumer %d not ready within 10s", i)
 		}
 	}
+	// the run's Duration counts from here: producers start
+	r.sendStart = time.Now()
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
 	for i := 0; i < cfg.Producers; i++ {
 		producersWG.Add(1)
 		go func(i int) {
 			defer producersWG.Done()
-			r.produce(ctx, i)
+			if cfg.Raw {
+				r.produceRaw(ctx, i)
+			} else {
+				r.produce(ctx, i)
+			}
 		}(i)
 	}
 	done := make(chan struct{})
 	go func() { producersWG.Wait(); close(done) }()
-	r.report(ctx, done, start, out)
-	// let consumers drain what is in flight (bounded)
+	r.report(ctx, done, r.sendStart, out)
+	// let consumers drain what is in flight, while deliveries keep coming
+	// (5 s without one ends the wait)
 	if cfg.Consumers > 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
+		last, lastN := time.Now(), r.c.received.Load()
+		for {
 			want := r.c.sent.Load()
 			if cfg.ConfirmWindow > 0 {
 				want = r.c.confirmed.Load()
 			}
-			if r.c.received.Load() >= want {
+			if cfg.EveryQueue {
+				want *= uint64(cfg.Queues)
+			}
+			n := r.c.received.Load()
+			if n >= want {
+				break
+			}
+			if n != lastN {
+				last, lastN = time.Now(), n
+			} else if time.Since(last) > 5*time.Second {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -339,15 +441,32 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	consumersWG.Wait()
 	el := time.Since(start)
 	res := r.result(el)
+	res.ClientCPU = processCPU() - cpu0
+	if n := res.Sent + res.Received; n > 0 {
+		res.ClientCPUPerMessage = res.ClientCPU / time.Duration(n)
+	}
 	if cfg.JSON {
 		b, _ := json.Marshal(res)
 		fmt.Fprintln(out, string(b))
 	} else {
-		fmt.Fprintf(out, "summary: sent %d confirmed %d nacked %d returned %d received %d in %.1fs | send %.0f msg/s, receive %.0f msg/s | latency p50 %v p95 %v p99 %v max %v | lost %d duplicates %d\n",
-			res.Sent, res.Confirmed, res.Nacked, res.Returned, res.Received, el.Seconds(), res.SendRate, res.ReceiveRate,
-			res.LatencyP50, res.LatencyP95, res.LatencyP99, res.Max, res.Lost, res.Duplicates)
+		fmt.Fprintf(out, "summary: sent %d confirmed %d nacked %d returned %d received %d in %.1fs (sending %.1fs, receiving %.1fs) | send %.0f msg/s, receive %.0f msg/s | latency p50 %v p95 %v p99 %v p99.9 %v max %v | lost %d duplicates %d | client CPU %.2fs, %v per message sent or received\n",
+			res.Sent, res.Confirmed, res.Nacked, res.Returned, res.Received, el.Seconds(), res.SendWindow.Seconds(), res.ReceiveWindow.Seconds(), res.SendRate, res.ReceiveRate,
+			res.LatencyP50, res.LatencyP95, res.LatencyP99, res.LatencyP999, res.Max, res.Lost, res.Duplicates, res.ClientCPU.Seconds(), res.ClientCPUPerMessage)
 	}
 	return res, nil
+}
+
+// rate is n over the window from start to the UnixNano end (0 when
+// nothing happened in it).
+func rate(n uint64, start time.Time, end int64) (float64, time.Duration) {
+	if n == 0 || end == 0 {
+		return 0, 0
+	}
+	w := time.Unix(0, end).Sub(start)
+	if w <= 0 {
+		return 0, 0
+	}
+	return float64(n) / w.Seconds(), w
 }
 
 func (r *run) result(el time.Duration) Result {
@@ -355,14 +474,33 @@ func (r *run) result(el time.Duration) Result {
 	defer r.hmu.Unlock()
 	lost, dups := uint64(0), uint64(0)
 	if r.cfg.Consumers > 0 {
-		lost, dups = r.tracker.Check()
+		q := 1
+		if r.cfg.EveryQueue {
+			q = r.cfg.Queues
+		}
+		lost, dups = r.tracker.CheckQueues(q)
 	}
+	sent, received := r.c.sent.Load(), r.c.received.Load()
+	sendRate, sendWin := rate(sent, r.sendStart, r.lastSent.Load())
+	recvRate, recvWin := rate(received, r.sendStart, r.lastRecv.Load())
+	r.errMu.Lock()
+	errs := append([]string(nil), r.errs...)
+	r.errMu.Unlock()
 	return Result{
-		Sent: r.c.sent.Load(), Confirmed: r.c.confirmed.Load(), Nacked: r.c.nacked.Load(), Returned: r.c.returned.Load(),
-		Received: r.c.received.Load(), SendRate: float64(r.c.sent.Load()) / el.Seconds(), ReceiveRate: float64(r.c.received.Load()) / el.Seconds(),
-		LatencyP50: r.hist.Quantile(0.5), LatencyP95: r.hist.Quantile(0.95), LatencyP99: r.hist.Quantile(0.99), Max: r.hist.Max(),
-		Lost: lost, Duplicates: dups, Elapsed: el, Errors: r.errs,
+		Sent: sent, Confirmed: r.c.confirmed.Load(), Nacked: r.c.nacked.Load(), Returned: r.c.returned.Load(),
+		Received: received, SendRate: sendRate, ReceiveRate: recvRate, SendWindow: sendWin, ReceiveWindow: recvWin,
+		LatencyP50: r.hist.Quantile(0.5), LatencyP95: r.hist.Quantile(0.95), LatencyP99: r.hist.Quantile(0.99), LatencyP999: r.hist.Quantile(0.999), Max: r.hist.Max(),
+		Checked: r.cfg.Consumers > 0, Lost: lost, Duplicates: dups, Elapsed: el, Errors: errs,
 	}
+}
+
+// processCPU is this process's user+system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r *run) report(ctx context.Context, done <-chan struct{}, start time.Time, out io.Writer) {
@@ -512,14 +650,19 @@ func (r *run) produce(ctx context.Context, id int) {
 			select {
 			case window <- struct{}{}:
 			case <-ctx.Done():
-				return
+				// the run is over: what is outstanding is still awaited
+				// below, so that it is confirmed (and checked) or reported
+			}
+			if ctx.Err() != nil {
+				break
 			}
 		}
 		k := key
 		if exchange == "" || k == "" {
 			k = r.queueName(id % r.cfg.Queues)
 		}
-		Encode(body, uint32(id), seq, time.Now())
+		now := time.Now()
+		Encode(body, uint32(id), seq, now)
 		if window != nil {
 			pmu.Lock()
 			pending = append(pending, seq)
@@ -530,16 +673,13 @@ func (r *run) produce(ctx context.Context, id int) {
 			return
 		}
 		r.c.sent.Add(1)
+		r.lastSend(now)
 		if window == nil {
 			r.tracker.Sent(uint32(id), seq)
 		}
 	}
 	if window != nil {
-		// wait (bounded) for outstanding confirms
-		deadline := time.Now().Add(10 * time.Second)
-		for len(window) > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		r.awaitConfirms(window, nil)
 	}
 }
 
@@ -562,6 +702,10 @@ func (r *run) consume(ctx context.Context, id int, ready chan<- struct{}) {
 		ch.Qos(r.cfg.Prefetch, 0, false)
 	}
 	q := r.queueName(id % r.cfg.Queues)
+	queue := 0 // in the tracker: per queue only when every queue gets every message
+	if r.cfg.EveryQueue {
+		queue = id % r.cfg.Queues
+	}
 	if r.cfg.Exclusive {
 		if _, err := ch.QueueDeclare(q, false, true, true, false, r.cfg.QueueArgs); err != nil {
 			r.err("consumer %d: %v", id, err)
@@ -600,9 +744,10 @@ func (r *run) consume(ctx context.Context, id int, ready chan<- struct{}) {
 			now := time.Now()
 			if p, seq, sent, ok := Decode(d.Body); ok {
 				local.Record(now.Sub(sent).Nanoseconds())
-				r.tracker.Received(p, seq)
+				r.tracker.ReceivedIn(queue, p, seq)
 			}
 			r.c.received.Add(1)
+			r.lastRecv.Store(now.UnixNano())
 			if !r.cfg.AutoAck {
 				unacked++
 				if unacked >= every {
@@ -634,6 +779,9 @@ func (r *run) null(ctx context.Context, out io.Writer) (Result, error) {
 	el := time.Since(start)
 	r.c.sent.Store(n)
 	r.c.received.Store(n)
+	r.sendStart = start
+	r.lastSent.Store(start.Add(el).UnixNano())
+	r.lastRecv.Store(start.Add(el).UnixNano())
 	r.hist = h
 	res := r.result(el)
 	fmt.Fprintf(out, "null sink: %.0f msg/s through the generator's per-message work (encode, track, decode, record)\n", float64(n)/el.Seconds())

@@ -334,8 +334,9 @@ func TestInteropWithKeepalived(t *testing.T) {
 // TestFailoverFigures measures (it asserts nothing) the time from the
 // master's death (SIGKILL and its link down, as a host that dies) to the
 // VIP answering pings again from a client host, and the pings lost, for
-// keepalived and warren-vrrp with the guide's settings, and warren-vrrp
-// with VRRPv3 at 0.1 s. Run by bench/vrrp/run.sh (WARREN_VRRP_FIGURES=1).
+// keepalived and warren-vrrp with the guide's settings (VRRPv2,
+// advert_int 1), and both with VRRPv3 at advert_int 0.1 in the same
+// namespaces. Run by bench/vrrp/run.sh (WARREN_VRRP_FIGURES=1).
 func TestFailoverFigures(t *testing.T) {
 	if os.Getenv("WARREN_VRRP_FIGURES") == "" {
 		t.Skip("a measurement: set WARREN_VRRP_FIGURES=1 (bench/vrrp/run.sh)")
@@ -352,7 +353,8 @@ func TestFailoverFigures(t *testing.T) {
 		keepalive bool
 		advert    string
 		version   int
-	}{{"keepalived, advert_int 1", true, "1", 2}, {"warren-vrrp, advert_int 1", false, "1", 2}, {"warren-vrrp v3, advert_int 0.1", false, "0.1", 3}} {
+	}{{"keepalived, advert_int 1", true, "1", 2}, {"warren-vrrp, advert_int 1", false, "1", 2},
+		{"keepalived v3, advert_int 0.1", true, "0.1", 3}, {"warren-vrrp v3, advert_int 0.1", false, "0.1", 3}} {
 		for round := 0; round < 3; round++ {
 			l := newLab(t, 2)
 			var m *proc
