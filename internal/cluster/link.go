@@ -495,7 +495,10 @@ func (l *Link) dial(p *peer) (*conn, error) {
 	}
 	err = l.hs.dial(nc, p.Name, p.ID)
 	if !unwatch() {
-		err = fmt.Errorf("cluster: handshake with %s at %s: %w", p.Name, p.Addr, context.Cause(ctx))
+		err = context.Cause(ctx)
+	}
+	if err != nil && !errors.Is(err, ErrRefused) {
+		err = fmt.Errorf("cluster: handshake with %s at %s: %w", p.Name, p.Addr, err)
 	}
 	if err != nil {
 		nc.Close()
