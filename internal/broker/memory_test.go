@@ -153,7 +153,11 @@ func TestManyExclusiveQueuesOnOneFanout(t *testing.T) {
 
 	other := channel(t, dial(t, url))
 	t1 := time.Now()
-	_ = c.Close()
+	// close-ok comes once the exclusive queues are gone (as RabbitMQ), so
+	// the close runs beside the declare below
+	closed := make(chan struct{})
+	go func() { _ = c.Close(); close(closed) }()
+	defer func() { <-closed }()
 	// wait for the cleanup to be under way, then declare: the declare
 	// must not wait for the whole cleanup
 	for len(vh.Queues()) > n-10 {

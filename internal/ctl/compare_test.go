@@ -36,8 +36,8 @@ func TestCompareWithRabbitmqctl(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	port := startNode(t)
-	got := runScript(t, string(script), warrenTarget(t, port))
+	port, mport := startNodeOn(t, "127.0.0.1:0", 0)
+	got := runScript(t, string(script), warrenTarget(t, port, mport))
 	warrenGolden := filepath.Join("testdata", "compare.warren.golden")
 	if *update {
 		os.WriteFile(warrenGolden, []byte(got), 0o644)
@@ -74,13 +74,15 @@ type target struct {
 	wait bool
 }
 
-func warrenTarget(t *testing.T, port string) target {
+// warrenTarget runs warrenctl against the control port and HTTP calls
+// against the management port.
+func warrenTarget(t *testing.T, port, mgmtPort string) target {
 	return target{
 		ctl: func(args []string) (string, int) {
 			out, _, code := run(t, port, args...)
 			return out, code
 		},
-		http: func(method, path, body string) { httpCall(t, "http://127.0.0.1:"+port, method, path, body) },
+		http: func(method, path, body string) { httpCall(t, "http://127.0.0.1:"+mgmtPort, method, path, body) },
 	}
 }
 
@@ -189,7 +191,7 @@ func normalize(out string) string {
 // interfaces as [::], and real figures for file descriptors, disk space
 // and totals.
 func TestStatusSectionsAsRabbitmqctl(t *testing.T) {
-	port := startNodeOn(t, ":0", -1)
+	port, mport := startNodeOn(t, ":0", -1)
 	out, e, code := run(t, port, "status")
 	if code != 0 {
 		t.Fatal(e)
@@ -208,7 +210,7 @@ func TestStatusSectionsAsRabbitmqctl(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^Status of node warren@127.0.0.1 \.\.\.$`,
 		`(?m)^Interface: \[::\], port: [1-9][0-9]*, protocol: amqp, purpose: AMQP 0-9-1$`,
-		`(?m)^Interface: 127\.0\.0\.1, port: ` + port + `, protocol: http, purpose: HTTP API$`,
+		`(?m)^Interface: 127\.0\.0\.1, port: ` + mport + `, protocol: http, purpose: HTTP API$`,
 		`(?m)^Interface: 127\.0\.0\.1, port: [1-9][0-9]*, protocol: http/prometheus, purpose: Prometheus exporter API over HTTP$`,
 		`(?m)^Total: [1-9][0-9]*, limit: [1-9][0-9]*$`,
 		`(?m)^Sockets: 0, limit: [1-9][0-9]*$`,

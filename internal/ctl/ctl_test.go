@@ -21,12 +21,14 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func startNode(t *testing.T) (port string) {
-	return startNodeOn(t, "127.0.0.1:0", 0)
+	port, _ = startNodeOn(t, "127.0.0.1:0", 0)
+	return port
 }
 
 // startNodeOn starts a node with AMQP on amqpAddr and the Prometheus
-// endpoint on prometheusPort (-1: a free port, 0: none).
-func startNodeOn(t *testing.T, amqpAddr string, prometheusPort int) (port string) {
+// endpoint on prometheusPort (-1: a free port, 0: none), and returns its
+// control port (warrenctl's) and its management port (the HTTP API's).
+func startNodeOn(t *testing.T, amqpAddr string, prometheusPort int) (port, mgmtPort string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.NodeName = "warren@localhost"
@@ -44,8 +46,11 @@ func startNodeOn(t *testing.T, amqpAddr string, prometheusPort int) (port string
 		defer cancel()
 		n.Stop(ctx)
 	})
-	a := n.Addr("control").String()
-	return a[strings.LastIndex(a, ":")+1:]
+	portOf := func(name string) string {
+		a := n.Addr(name).String()
+		return a[strings.LastIndex(a, ":")+1:]
+	}
+	return portOf("control"), portOf("management")
 }
 
 func run(t *testing.T, port string, args ...string) (string, string, int) {

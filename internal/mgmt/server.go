@@ -174,7 +174,16 @@ func segments(r *http.Request) []string {
 }
 
 // ServeHTTP routes /api/... and the UI.
+// maxRequestURI is the longest request target served: RabbitMQ's web
+// server (cowboy) answers 414 past about 8,000 bytes.
+const maxRequestURI = 8000
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(r.RequestURI) > maxRequestURI {
+		// RabbitMQ's web server refuses request lines this long
+		w.WriteHeader(http.StatusRequestURITooLong)
+		return
+	}
 	seg := segments(r)
 	if len(seg) == 1 && seg[0] == "favicon.ico" {
 		serveFavicon(w, r)

@@ -64,6 +64,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 			n.Stop(context.Background())
 			return nil, err
 		}
+		n.mgmt.AddListener("http/prometheus", n.addrs["prometheus"])
 	}
 	if cfg.ControlPort > 0 || cfg.ControlPort == -1 {
 		ip := cfg.ControlIP
@@ -74,7 +75,6 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 			n.Stop(context.Background())
 			return nil, err
 		}
-		n.mgmt.AddListener("http/prometheus", n.addrs["prometheus"])
 	}
 	return n, nil
 }
@@ -102,7 +102,7 @@ func (n *Node) serve(name, ip string, port int, h http.Handler) error {
 	if idle <= 0 {
 		idle = 120 * time.Second
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: idle, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: idle, MaxHeaderBytes: 256 << 10}
 	n.servers = append(n.servers, srv)
 	n.addrs[name] = ln.Addr()
 	n.log.Info("started HTTP listener", "service", name, "addr", ln.Addr().String())
