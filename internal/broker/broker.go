@@ -131,6 +131,7 @@ func (b *Broker) recover() error {
 		return fmt.Errorf("opening the paging store under %s: %w", b.cfg.DataDir, err)
 	}
 	b.meta = metadata.NewStore(ml)
+	b.meta.Observe(b.recordDrops) // before apply deletes the runtime queue
 	b.meta.Observe(b.apply)
 	durable := metadata.DurableCommands(recovered)
 	if err := b.meta.Bootstrap(durable); err != nil {

@@ -126,3 +126,31 @@ func RecreateMissingQueues(dataDir string, lg *slog.Logger, fs vfs.FS) ([]string
 	}
 	return missing, nil
 }
+
+// recordDrops writes, and syncs, the message store's drop record for a
+// deleted durable queue or vhost, so that a crash cannot bring their
+// messages back (into a queue declared again under the same name) when
+// their remove records were not on disk yet. It runs while the metadata
+// log holds its lock, so no later definition commits before the record
+// is durable.
+func (b *Broker) recordDrops(c metadata.Command) {
+	if b.msgs == nil {
+		return
+	}
+	var err error
+	switch c.Op {
+	case metadata.OpDeleteQueue:
+		v := b.VHost(c.VHost)
+		if v == nil {
+			return
+		}
+		if q := v.LookupQueue(c.Name); q != nil && q.Config().Durable {
+			err = b.msgs.DropQueue(c.VHost + "\x00" + c.Name)
+		}
+	case metadata.OpDeleteVHost:
+		err = b.msgs.DropVHost(c.VHost)
+	}
+	if err != nil {
+		b.log.Error("message store: recording a deleted queue failed; its messages may come back after a crash", "vhost", c.VHost, "queue", c.Name, "err", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/vfs"
 	"github.com/warrenmq/warren/internal/wal"
 )
 
@@ -192,5 +193,55 @@ func TestExclusiveDurableQueueMessagesDropped(t *testing.T) {
 			t.Fatalf("dur: %v %v", st, err)
 		}
 		stop(t, b)
+	}
+}
+
+// TestDeletedQueueMessagesStayDeadAfterPowerLoss: a durable queue with
+// confirmed messages is deleted and declared again, then the power fails
+// before the deletion's remove records reach the disk (the message store
+// runs on a crashable file system; the definitions are synced on every
+// change). The old messages used to come back inside the new queue; the
+// synced drop record keeps them dead.
+func TestDeletedQueueMessagesStayDeadAfterPowerLoss(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.AMQPListeners = []string{"127.0.0.1:0"}
+	cfg.DataDir = dir
+	lg := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fs := vfs.NewMem()
+	b, err := broker.NewWithStoreFS(cfg, lg, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := channel(t, dial(t, fmt.Sprintf("amqp://guest:guest@%s/", b.Addrs()[0].String())))
+	ch.Confirm(false)
+	if _, err := ch.QueueDeclare("rq", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publishConfirmed(t, ch, "rq", 3)
+	if _, err := ch.QueueDelete("rq", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("rq", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.CrashClone(vfs.CrashOptions{}) // only what was fsynced
+	stop(t, b)
+
+	b, err = broker.NewWithStoreFS(cfg, lg, crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stop(t, b)
+	ch = channel(t, dial(t, fmt.Sprintf("amqp://guest:guest@%s/", b.Addrs()[0].String())))
+	st, err := ch.QueueDeclarePassive("rq", true, false, false, false, nil)
+	if err != nil || st.Messages != 0 {
+		t.Fatalf("the re-declared queue has %d messages (%v): the deleted queue's messages came back", st.Messages, err)
 	}
 }

@@ -140,6 +140,17 @@ func storePowerLoss(seed int64, epochs int, lying bool) error {
 				if len(refs) > 0 {
 					s.Delivered(k, refs[:1+rng.Intn(len(refs))])
 				}
+			case r < 81:
+				// the queue is deleted (and may be used again later)
+				k, refs := inQueue()
+				if err := s.DropQueue(k); err != nil {
+					return fmt.Errorf("drop queue: %w", err)
+				}
+				at := s.log.LastIndex()
+				for _, r := range refs {
+					removeAt[r] = at
+				}
+				ackAt(at)
 			case r < 88:
 				idx := s.log.LastIndex()
 				if err := s.Sync(); err != nil {
@@ -362,5 +373,46 @@ func TestCompactionAfterRestartKeepsRemovedMessagesRemoved(t *testing.T) {
 	}
 	if rec.Count("/\x00keep") != 8 {
 		t.Fatalf("kept messages: %d", rec.Count("/\x00keep"))
+	}
+}
+
+// TestDropRecordsKillEarlierMessages: a deleted queue's messages whose
+// remove records never reached the disk stay dead after a restart, also
+// when a queue of the same name is declared again and used.
+func TestDropRecordsKillEarlierMessages(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := Open(dir, nil, Options{NoSync: true, SegmentSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := func(b string) *queue.Message { return &queue.Message{Body: []byte(b), Persistent: true} }
+	for i := 0; i < 3; i++ {
+		s.Enqueue("/\x00q", m("old"), 0)
+		s.Enqueue("v2\x00a", m("old"), 0)
+		s.Enqueue("v2\x00b", m("old"), 0)
+		s.Enqueue("/\x00other", m("keep"), 0)
+	}
+	if err := s.DropQueue("/\x00q"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropVHost("v2"); err != nil {
+		t.Fatal(err)
+	}
+	newQ, _ := s.Enqueue("/\x00q", m("new"), 0)
+	newA, _ := s.Enqueue("v2\x00a", m("new"), 0)
+	s.Close()
+	s, rec, err := Open(dir, nil, Options{NoSync: true, SegmentSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := map[string][]uint64{}
+	for _, k := range rec.Queues() {
+		for r := range rec.Messages(k) {
+			got[k] = append(got[k], r.Ref)
+		}
+	}
+	if !slices.Equal(got["/\x00q"], []uint64{newQ}) || !slices.Equal(got["v2\x00a"], []uint64{newA}) || len(got["v2\x00b"]) != 0 || len(got["/\x00other"]) != 3 {
+		t.Fatalf("after restart: %v", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/warrenmq/warren/internal/queue"
@@ -123,6 +124,7 @@ func (s *MsgStore) recover() (*Recovery, error) {
 	// later segment's remove records (see compact.go)
 	enqueues := map[uint64]int{}
 	curSeg, curNext := uint64(0), uint64(0)
+	dropQ, dropV := map[string]uint64{}, map[string]uint64{} // key → drop record
 	start := time.Now()
 	last := start
 	err := s.log.Replay(0, func(idx uint64, rec []byte) error {
@@ -174,6 +176,10 @@ func (s *MsgStore) recover() (*Recovery, error) {
 			if live < r.metas.len()/2 && r.metas.len() > 4096 {
 				r.compact()
 			}
+		case recDropQueue:
+			dropQ[string(rec[1:])] = idx
+		case recDropVHost:
+			dropV[string(rec[1:])] = idx
 		default:
 			return undecodable(idx, rec[0], fmt.Errorf("unknown record kind"))
 		}
@@ -181,6 +187,24 @@ func (s *MsgStore) recover() (*Recovery, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(dropQ)+len(dropV) > 0 {
+		for i := 0; i < r.metas.len(); i++ {
+			m := r.metas.at(i)
+			if m.removed {
+				continue
+			}
+			key := r.names[m.queue]
+			vh, _, _ := strings.Cut(key, "\x00")
+			if at, ok := dropQ[key]; ok && m.ref < at {
+				m.removed = true
+			} else if at, ok := dropV[vh]; ok && m.ref < at {
+				m.removed = true
+			}
+			if m.removed {
+				live--
+			}
+		}
 	}
 	r.compact()
 	per := make([]int, len(r.names))

@@ -28,6 +28,13 @@ const (
 	recEnqueue   = 'E'
 	recRemove    = 'R'
 	recDelivered = 'D'
+	// A drop record kills every earlier message of a queue (key) or of
+	// every queue of a vhost: written and synced when a durable queue or
+	// a vhost is deleted, it keeps a crash from bringing the messages back
+	// (into a queue declared again under the same name) when their remove
+	// records were not yet on disk.
+	recDropQueue = 'Q'
+	recDropVHost = 'V'
 )
 
 // MsgStore implements queue.Store over a WAL.
@@ -320,6 +327,26 @@ func (s *MsgStore) gcLocked() {
 		}
 	}
 	s.maybeCompactLocked()
+}
+
+// DropQueue records, durably, that every message queue q holds now is
+// gone (the queue was deleted). Call it before anything may declare the
+// queue again.
+func (s *MsgStore) DropQueue(q string) error { return s.drop(recDropQueue, q) }
+
+// DropVHost is DropQueue for every queue of vhost vh.
+func (s *MsgStore) DropVHost(vh string) error { return s.drop(recDropVHost, vh) }
+
+func (s *MsgStore) drop(kind byte, name string) error {
+	s.mu.Lock()
+	b := append(append(s.buf[:0], kind), name...)
+	s.buf = b
+	idx, err := s.log.Append(b)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.log.WaitDurable(idx)
 }
 
 // Sync waits until every record appended so far (enqueues, removes,

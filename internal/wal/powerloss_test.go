@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,5 +286,66 @@ func TestPowerLossCatchesMissingFsync(t *testing.T) {
 				t.Fatalf("the power-loss checks caught a missing fsync in only %d of %d iterations", caught, n)
 			}
 		})
+	}
+}
+
+// gateFS holds the first fsync after arming until the gate opens.
+type gateFS struct {
+	*vfs.MemFS
+	armed   atomic.Bool
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+type gateFile struct {
+	File
+	g *gateFS
+}
+
+func (f gateFile) Sync() error {
+	if f.g.armed.CompareAndSwap(true, false) {
+		f.g.entered <- struct{}{}
+		<-f.g.gate
+	}
+	return f.File.Sync()
+}
+
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := g.MemFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return gateFile{f, g}, nil
+}
+
+// TestRollDuringFsync: a segment roll while the syncer fsyncs the old
+// segment closed the file under the fsync, which then failed with "file
+// already closed" and stopped the log for good (every later publish
+// nacked). Found by TestPowerLossStore.
+func TestRollDuringFsync(t *testing.T) {
+	g := &gateFS{MemFS: vfs.NewMem(), entered: make(chan struct{}), gate: make(chan struct{})}
+	l, err := Open(Options{Dir: "/log", FS: g, SegmentSize: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(rec(1)); err != nil {
+		t.Fatal(err)
+	}
+	g.armed.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- l.WaitDurable(1) }()
+	<-g.entered // the syncer is inside fsync of the first segment
+	for i := 2; l.Segments() < 3; i++ {
+		if _, err := l.Append(rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.gate)
+	if err := <-done; err != nil {
+		t.Fatalf("fsync across a roll: %v", err)
+	}
+	if err := l.WaitDurable(l.LastIndex()); err != nil {
+		t.Fatalf("the log stopped: %v", err)
 	}
 }

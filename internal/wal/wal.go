@@ -123,6 +123,9 @@ type Log struct {
 	segBytes int64
 
 	flushArmed bool
+
+	syncing File   // the file the syncer fsyncs outside the lock
+	retired []File // segments rolled while being fsynced: closed after
 }
 
 // flushDelay bounds how long an appended record stays in the process's
@@ -655,7 +658,13 @@ func (l *Log) rollLocked() error {
 		}
 	}
 	l.written, l.durable = l.last, l.last
-	_ = l.f.Close()
+	if l.syncing == l.f {
+		// the syncer is fsyncing this file outside the lock: closing it
+		// now would fail that fsync and stop the log; it closes it after
+		l.retired = append(l.retired, l.f)
+	} else {
+		_ = l.f.Close()
+	}
 	first := l.last + 1
 	name := segName(first)
 	f, err := l.fs.OpenFile(l.path(name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
@@ -687,12 +696,18 @@ func (l *Log) syncer() {
 			op := "write"
 			err := l.w.Flush()
 			f := l.f
+			l.syncing = f
 			l.mu.Unlock()
 			if err == nil && !l.opts.NoSync {
 				op = "fsync"
 				err = f.Sync()
 			}
 			l.mu.Lock()
+			l.syncing = nil
+			for _, r := range l.retired {
+				_ = r.Close()
+			}
+			l.retired = nil
 			l.fsyncs++
 			if err != nil {
 				l.err = fmt.Errorf("wal: %s failed; the log refuses further appends until the node restarts (check the disk and free space under %s): %w", op, l.opts.Dir, err)
@@ -1188,6 +1203,10 @@ func (l *Log) Close() error {
 			}
 		}
 	}
+	for _, r := range l.retired {
+		_ = r.Close()
+	}
+	l.retired = nil
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
