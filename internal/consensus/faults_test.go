@@ -288,6 +288,10 @@ func TestLostSnapshotIsSentAgain(t *testing.T) {
 	net.Detach(3)
 	hosts[3].Close()
 	delete(hosts, 3)
+	waitFor(t, "a leader without node 3", func() bool {
+		l := hosts[1].Leader(1)
+		return l != 0 && l != 3 && hosts[2].Leader(1) == l
+	})
 	for i := 0; i < 60; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := hosts[uint64(1+i%2)].Propose(ctx, 1, []byte(fmt.Sprint(i)))

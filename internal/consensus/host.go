@@ -225,6 +225,8 @@ type Host struct {
 	fsyncs   atomic.Uint64
 	sent     atomic.Uint64 // envelopes handed to the transport
 	ticked   atomic.Uint64 // group ticks
+	awake    atomic.Int64  // groups not quiet
+	wakes    atomic.Uint64 // quiet groups woken
 
 	// owned by the loop
 	async  []asyncWait // ProposeAsync deadlines, oldest first
@@ -738,11 +740,13 @@ type Stats struct {
 	Sent   uint64 // envelopes handed to the transport (node heartbeats included)
 	Ticks  uint64 // group ticks (quiet groups are not ticked)
 	Fsyncs uint64
+	Awake  int64  // groups ticking (not quiet)
+	Wakes  uint64 // times a quiet group woke up
 }
 
 // Stats returns the host's counters.
 func (h *Host) Stats() Stats {
-	return Stats{Sent: h.sent.Load(), Ticks: h.ticked.Load(), Fsyncs: h.fsyncs.Load()}
+	return Stats{Sent: h.sent.Load(), Ticks: h.ticked.Load(), Fsyncs: h.fsyncs.Load(), Awake: h.awake.Load(), Wakes: h.wakes.Load()}
 }
 
 // Close stops the loop, the persister and the appliers, and closes the

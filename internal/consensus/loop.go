@@ -145,13 +145,17 @@ func (h *Host) addLoop(g *group) {
 
 func (h *Host) tick(now time.Time) {
 	h.ticks++
+	h.awake.Store(int64(len(h.active)))
 	for _, g := range h.active {
+		// quiesce before ticking: a tick queues heartbeats
+		if !h.opts.NoQuiesce {
+			if h.maybeQuiesce(g); g.quiesced {
+				continue
+			}
+		}
 		g.rn.Tick()
 		h.dirty[g.id] = g
 		h.ticked.Add(1)
-		if !h.opts.NoQuiesce {
-			h.maybeQuiesce(g)
-		}
 	}
 	h.watchNodes(now)
 	h.expireAsync(now)

@@ -88,6 +88,7 @@ func (h *Host) watchNodes(now time.Time) {
 }
 
 func (h *Host) wake(g *group) {
+	h.wakes.Add(1)
 	g.quiesced = false
 	g.idle = 0
 	h.active[g.id] = g

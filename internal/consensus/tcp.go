@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -43,6 +44,8 @@ type TCPTransport struct {
 	cookie [32]byte
 	lg     *slog.Logger
 	ln     net.Listener
+
+	framesOut, bytesOut atomic.Uint64
 
 	mu     sync.Mutex
 	host   *Host
@@ -91,6 +94,17 @@ func ListenTCP(id uint64, addr string, peers map[uint64]string, cookie string, l
 		}
 	}
 	return t, nil
+}
+
+// TransportStats count what a TCP transport wrote.
+type TransportStats struct {
+	Frames uint64 // frames written (each one write, at most one packet when small)
+	Bytes  uint64
+}
+
+// Stats returns the transport's counters.
+func (t *TCPTransport) Stats() TransportStats {
+	return TransportStats{Frames: t.framesOut.Load(), Bytes: t.bytesOut.Load()}
 }
 
 // Addr is the listening address.
@@ -503,6 +517,8 @@ func (t *TCPTransport) write(p *peer, b []byte) error {
 		c.Close()
 		return err
 	}
+	t.framesOut.Add(1)
+	t.bytesOut.Add(uint64(len(b)))
 	return nil
 }
 

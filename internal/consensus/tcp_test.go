@@ -179,3 +179,60 @@ func FuzzDecodeEnvelopes(f *testing.F) {
 		}
 	})
 }
+
+// TestTCPSnapshotInChunks: a node that starts after the others compacted
+// their log catches up through a snapshot that the TCP transport sends in
+// many chunk frames, interleaved with the group's other traffic.
+func TestTCPSnapshotInChunks(t *testing.T) {
+	old := snapChunk
+	snapChunk = 1 << 10
+	defer func() { snapChunk = old }()
+	addrs := freeAddrs(t, 3)
+	dir := t.TempDir()
+	type snode struct {
+		h   *Host
+		tr  *TCPTransport
+		fsm *snapFSM
+	}
+	start := func(id uint64) *snode {
+		tr, err := ListenTCP(id, addrs[id], addrs, "c", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: tr, Tick: testTick, SnapshotEvery: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Start(h)
+		n := &snode{h, tr, &snapFSM{}}
+		if err := h.AddGroup(1, []uint64{1, 2, 3}, n.fsm); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close(); tr.Close() })
+		return n
+	}
+	n1, n2 := start(1), start(2)
+	waitFor(t, "a leader of two", func() bool { l := n1.h.Leader(1); return l != 0 && l == n2.h.Leader(1) })
+	body := string(make([]byte, 500))
+	for i := 0; i < 60; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := n1.h.Propose(ctx, 1, []byte(fmt.Sprintf("%03d%s", i, body)))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := n1.tr.Stats().Frames + n2.tr.Stats().Frames
+	n3 := start(3)
+	waitFor(t, "node 3 to catch up", func() bool { return len(n3.fsm.list()) == 60 })
+	n3.fsm.mu.Lock()
+	restores := n3.fsm.restores
+	n3.fsm.mu.Unlock()
+	if restores == 0 {
+		t.Fatal("node 3 caught up without a snapshot")
+	}
+	// a snapshot of ~30 KiB in 1 KiB chunks: at least 30 frames
+	if n := n1.tr.Stats().Frames + n2.tr.Stats().Frames - before; n < 30 {
+		t.Fatalf("only %d frames sent while node 3 caught up", n)
+	}
+}

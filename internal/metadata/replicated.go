@@ -16,6 +16,11 @@ import (
 // once the command is committed and applied on this node, with the error
 // the command's application gave (the same on every node, since State
 // is deterministic).
+//
+// Commands apply on the group's applier goroutine, not on the consensus
+// loop: the Store's observers may take queue locks (deleting a queue)
+// whose holders wait for the loop (a mirrored queue's store), see
+// docs/lock-order.md.
 type ReplicatedLog struct {
 	host    *consensus.Host
 	group   uint64

@@ -83,7 +83,7 @@ func TestConfirmedMessagesSurviveLeaderLoss(t *testing.T) {
 		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
 			net := consensus.NewMemNetwork()
 			ids := []uint64{1, 2, 3}
-			nodes := startGroup(t, net, t.TempDir(), ids, 2*time.Second)
+			nodes := startGroup(t, net, t.TempDir(), ids, 10*time.Second) // under load (-race, fsync on) a flood of proposals can take seconds
 			lead := leaderOf(t, nodes, ids...)
 			q := queue.New(queue.Config{VHost: "/", Name: "orders", Durable: true, Store: nodes[lead].s})
 			var mu sync.Mutex
