@@ -325,3 +325,42 @@ func qlen(b *broker.Broker, name string) int {
 	r, _, _ := b.VHost("/").LookupQueue(name).Counts()
 	return r
 }
+
+// TestSlowTopicRouteDoesNotFreezeVHost: a binding "#.#.#.#.#.#.#.#.z" and
+// a publish with a 60-word key routed for 237 s under the vhost lock, and
+// every other client of the vhost waited as long.
+func TestSlowTopicRouteDoesNotFreezeVHost(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	if _, err := ch.QueueDeclare("tz", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("tz", "#.#.#.#.#.#.#.#.z", "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	words := make([]string, 60)
+	for i := range words {
+		words[i] = "w"
+	}
+	publish(t, ch, "amq.topic", strings.Join(words, "."), "slow")
+	other := channel(t, dial(t, url))
+	done := make(chan error, 1)
+	go func() {
+		_, err := other.QueueDeclare("tz-other", false, true, false, false, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a declare on another connection waited 30s behind one publish's topic routing")
+	}
+	// and the publisher's channel is alive and routes correctly
+	words[59] = "z"
+	publish(t, ch, "amq.topic", strings.Join(words, "."), "hit")
+	if m, ok, err := ch.Get("tz", true); err != nil || !ok || string(m.Body) != "hit" {
+		t.Fatalf("get: %v %v %q", err, ok, m.Body)
+	}
+}
