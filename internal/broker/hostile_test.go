@@ -138,18 +138,33 @@ func TestQueueArgumentBounds(t *testing.T) {
 		{"x-max-length-bytes", int64(-2), "{value_negative,-2}"},
 		{"x-max-priority", int64(256), "{max_value_exceeded,256}"},
 		{"x-max-priority", int64(-1), "{value_negative,-1}"},
+		{"x-expires", 1.5, `"expected integer, got double"`},
+		{"x-queue-version", int64(3), `"unsupported queue version '3'"`},
+		{"x-single-active-consumer", "yes", "{unacceptable_type,longstr}"},
+		// quorum-queue and stream arguments on a classic queue
+		{"x-delivery-limit", int64(5), ""},
+		{"x-max-in-memory-length", int64(-1), ""},
+		{"x-max-age", "1D", ""},
 	}
 	for _, tc := range cases {
 		ch := channel(t, c)
 		_, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{tc.arg: tc.val})
 		e := amqpErr(t, err, 406, true)
 		want := "PRECONDITION_FAILED - invalid arg '" + tc.arg + "' for queue 'args' in vhost '/': " + tc.want
+		if tc.want == "" {
+			want = "PRECONDITION_FAILED - invalid arg '" + tc.arg + "' for queue 'args' in vhost '/' of queue type rabbit_classic_queue"
+		}
 		if e.Reason != want {
 			t.Errorf("%s=%v: got %q, want %q", tc.arg, tc.val, e.Reason, want)
 		}
 	}
-	// the bounds themselves are accepted
 	ch := channel(t, c)
+	_, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": int64(1)})
+	if e := amqpErr(t, err, 406, true); e.Reason != "PRECONDITION_FAILED - invalid type 'long' for arg 'x-dead-letter-exchange' in queue 'args' in vhost '/'" {
+		t.Errorf("dlx type: got %q", e.Reason)
+	}
+	// the bounds themselves are accepted
+	ch = channel(t, c)
 	if _, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{"x-expires": int64(315360000000), "x-message-ttl": int64(315360000000), "x-max-priority": int64(255)}); err != nil {
 		t.Fatal(err)
 	}
