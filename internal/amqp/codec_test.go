@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/warrenmq/warren/internal/amqp/specgen"
 	"github.com/warrenmq/warren/internal/testenv"
@@ -307,5 +308,26 @@ func BenchmarkPeekDeliveryInfo(b *testing.B) {
 		if _, _, _, _, err := PeekDeliveryInfo(raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestNewErrorTruncatesAtRuneBoundary(t *testing.T) {
+	e := NewError(NotFound, 0, 0, "no queue '%s'", strings.Repeat("é", 200))
+	if len(e.Text) > 255 || !utf8.ValidString(e.Text) {
+		t.Fatalf("%d bytes, valid UTF-8 %v", len(e.Text), utf8.ValidString(e.Text))
+	}
+}
+
+func TestDecodeMethodRefusesNonUTF8ShortStrings(t *testing.T) {
+	b, _ := AppendMethod(nil, &ExchangeDeclare{Exchange: "x\xff", Type: "direct"})
+	_, err := DecodeMethod(b)
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Code != FrameError || ae.Text != "FRAME_ERROR - Malformed UTF-8 in shortstr" || !ae.Hard() {
+		t.Fatalf("got %v", err)
+	}
+	// content methods are not checked (RabbitMQ skips them for speed)
+	b, _ = AppendMethod(nil, &BasicPublish{RoutingKey: "k\xff"})
+	if _, err := DecodeMethod(b); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,9 @@
 package amqp
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // Error is an AMQP exception: a reply code, RabbitMQ-style text and the
 // method that caused it. Hard() tells its scope: connection (hard) or
@@ -38,7 +41,13 @@ func ReplyName(code uint16) string {
 func NewError(code uint16, classID, methodID uint16, format string, args ...any) *Error {
 	text := ReplyName(code) + " - " + fmt.Sprintf(format, args...)
 	if len(text) > 255 {
-		text = text[:255] // reply-text is a short string
+		// reply-text is a short string; cut at a character boundary so
+		// the text stays valid UTF-8
+		n := 255
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n]
 	}
 	return &Error{Code: code, Text: text, ClassID: classID, MethodID: methodID}
 }

@@ -106,6 +106,11 @@ func FuzzReadTable(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 3, 1, 'a', 'F'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tb, n, err := ReadTable(data)
+		// the allocation-free validator used on publish agrees
+		cn, cerr := checkTable(data, 0)
+		if (err == nil) != (cerr == nil) || (err == nil && cn != n) {
+			t.Fatalf("checkTable: %d, %v; ReadTable: %d, %v", cn, cerr, n, err)
+		}
 		if err != nil {
 			return
 		}
@@ -133,6 +138,22 @@ func FuzzDecodeMethod(f *testing.F) {
 		if err == nil && m == nil {
 			t.Fatal("nil method without error")
 		}
+		if err != nil {
+			var ae *Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("decode error is not an *Error: %v", err)
+			}
+			return
+		}
+		// what decodes re-encodes, and decodes again to the same thing
+		buf, err := AppendMethod(nil, m)
+		if err != nil {
+			t.Fatalf("%s does not re-encode: %v", m.Name(), err)
+		}
+		m2, err := DecodeMethod(buf)
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("%s: re-decode %v: %#v != %#v", m.Name(), err, m2, m)
+		}
 	})
 }
 
@@ -142,6 +163,17 @@ func FuzzDecodeProperties(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := DecodeProperties(data)
+		pi, perr := PeekPublishInfo(data)
+		if err == nil {
+			// what a consumer can decode, the publish check accepts, and
+			// both read the same values
+			if perr != nil {
+				t.Fatalf("PeekPublishInfo refuses decodable properties: %v", perr)
+			}
+			if pi.DeliveryMode != p.DeliveryMode || pi.Priority != p.Priority || pi.Expiration != p.Expiration || pi.UserID != p.UserID || pi.HasHeaders != (p.Headers != nil) {
+				t.Fatalf("peek %+v, decode %+v", pi, p)
+			}
+		}
 		if err != nil {
 			return
 		}

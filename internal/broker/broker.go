@@ -365,13 +365,15 @@ func (b *Broker) OpenVHost(user, name string) (conn.VHost, error) {
 	if err != nil || m == nil {
 		return nil, amqp.NewError(amqp.NotAllowed, 10, 40, "access to vhost '%s' refused for user '%s'", name, user)
 	}
-	return v.SessionWith(user, func() (*auth.Matcher, uint64) {
-		gen := b.permGen.Load()
-		if b.VHost(name) != v {
-			return nil, gen // the vhost was deleted (and maybe re-created)
-		}
-		m, _ := b.Matcher(user, name)
-		return m, gen
+	return v.SessionWith(user, vhost.PermissionSource{
+		Generation: b.permGen.Load,
+		Permissions: func() *auth.Matcher {
+			if b.VHost(name) != v {
+				return nil // the vhost was deleted (and maybe re-created)
+			}
+			m, _ := b.Matcher(user, name)
+			return m
+		},
 	}), nil
 }
 

@@ -138,18 +138,33 @@ func TestQueueArgumentBounds(t *testing.T) {
 		{"x-max-length-bytes", int64(-2), "{value_negative,-2}"},
 		{"x-max-priority", int64(256), "{max_value_exceeded,256}"},
 		{"x-max-priority", int64(-1), "{value_negative,-1}"},
+		{"x-expires", 1.5, `"expected integer, got double"`},
+		{"x-queue-version", int64(3), `"unsupported queue version '3'"`},
+		{"x-single-active-consumer", "yes", "{unacceptable_type,longstr}"},
+		// quorum-queue and stream arguments on a classic queue
+		{"x-delivery-limit", int64(5), ""},
+		{"x-max-in-memory-length", int64(-1), ""},
+		{"x-max-age", "1D", ""},
 	}
 	for _, tc := range cases {
 		ch := channel(t, c)
 		_, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{tc.arg: tc.val})
 		e := amqpErr(t, err, 406, true)
 		want := "PRECONDITION_FAILED - invalid arg '" + tc.arg + "' for queue 'args' in vhost '/': " + tc.want
+		if tc.want == "" {
+			want = "PRECONDITION_FAILED - invalid arg '" + tc.arg + "' for queue 'args' in vhost '/' of queue type rabbit_classic_queue"
+		}
 		if e.Reason != want {
 			t.Errorf("%s=%v: got %q, want %q", tc.arg, tc.val, e.Reason, want)
 		}
 	}
-	// the bounds themselves are accepted
 	ch := channel(t, c)
+	_, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": int64(1)})
+	if e := amqpErr(t, err, 406, true); e.Reason != "PRECONDITION_FAILED - invalid type 'long' for arg 'x-dead-letter-exchange' in queue 'args' in vhost '/'" {
+		t.Errorf("dlx type: got %q", e.Reason)
+	}
+	// the bounds themselves are accepted
+	ch = channel(t, c)
 	if _, err := ch.QueueDeclare("args", true, false, false, false, amqp091.Table{"x-expires": int64(315360000000), "x-message-ttl": int64(315360000000), "x-max-priority": int64(255)}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,4 +339,43 @@ func TestUnencodableDeliveryClosesConnection(t *testing.T) {
 func qlen(b *broker.Broker, name string) int {
 	r, _, _ := b.VHost("/").LookupQueue(name).Counts()
 	return r
+}
+
+// TestSlowTopicRouteDoesNotFreezeVHost: a binding "#.#.#.#.#.#.#.#.z" and
+// a publish with a 60-word key routed for 237 s under the vhost lock, and
+// every other client of the vhost waited as long.
+func TestSlowTopicRouteDoesNotFreezeVHost(t *testing.T) {
+	_, url := node(t)
+	ch := channel(t, dial(t, url))
+	if _, err := ch.QueueDeclare("tz", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("tz", "#.#.#.#.#.#.#.#.z", "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	words := make([]string, 60)
+	for i := range words {
+		words[i] = "w"
+	}
+	publish(t, ch, "amq.topic", strings.Join(words, "."), "slow")
+	other := channel(t, dial(t, url))
+	done := make(chan error, 1)
+	go func() {
+		_, err := other.QueueDeclare("tz-other", false, true, false, false, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a declare on another connection waited 30s behind one publish's topic routing")
+	}
+	// and the publisher's channel is alive and routes correctly
+	words[59] = "z"
+	publish(t, ch, "amq.topic", strings.Join(words, "."), "hit")
+	if m, ok, err := ch.Get("tz", true); err != nil || !ok || string(m.Body) != "hit" {
+		t.Fatalf("get: %v %v %q", err, ok, m.Body)
+	}
 }

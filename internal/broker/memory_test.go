@@ -79,6 +79,36 @@ func TestGetRejectLoopWithoutReadingIsBounded(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// or when the server closes it (user deleted, shutdown): the close must
+	// not wait forever on a peer that reads nothing, nor process the gets
+	// still buffered
+	c = rawDial(t, b.Addrs()[0].String())
+	c.open(0)
+	c.send(1, &amqp.ChannelOpen{})
+	c.recv()
+	before = heapInUse()
+	if _, err := c.nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	n = len(b.Connections())
+	local := c.nc.LocalAddr().String()
+	for _, sc := range b.Connections() {
+		if sc.RemoteAddr().String() == local {
+			go sc.Close(amqp.ConnectionForced, "test")
+		}
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for len(b.Connections()) >= n {
+		if time.Now().After(deadline) {
+			t.Fatal("a server-side close of the blocked connection did not end it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if grown := int64(heapInUse()) - int64(before); grown > 48<<20 {
+		t.Fatalf("heap grew by %d MiB while closing a connection that reads nothing", grown>>20)
+	}
 }
 
 // TestDeclaredBodySizeNotAllocatedUpFront: content headers announcing

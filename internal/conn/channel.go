@@ -637,6 +637,9 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	// backpressure: take a message only once the client has read enough
 	// of what it was sent (deliveries wait the same way, in Deliver)
 	ch.c.waitWritable()
+	if ch.c.serverClosing.Load() || ch.c.wfailed.Load() {
+		return nil // the connection is ending: take nothing more
+	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	d, ok := q.Get(m.NoAck)

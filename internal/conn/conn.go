@@ -244,7 +244,7 @@ func (c *Conn) frame(f amqp.Frame) error {
 		}
 		return c.connectionMethod(m)
 	}
-	if c.closing {
+	if c.closing || c.serverClosing.Load() {
 		return nil // only close-ok matters now
 	}
 	if f.Channel > c.channelMax {
@@ -378,6 +378,9 @@ func (c *Conn) teardown(err error) {
 	c.wmu.Lock()
 	c.wclosed = true
 	c.wmu.Unlock()
+	// a peer that does not read must not keep the writer (and so this
+	// teardown) blocked in a socket write forever
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.signal()
 	<-c.wdone
 	_ = c.nc.Close()

@@ -36,6 +36,10 @@ func (ch *channel) consumeReplyTo(m *amqp.BasicConsume) error {
 		ch.c.writeMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
 	}
 	ch.vh().RegisterReplyTo(ch.replyName, func(msg *queue.Message) bool {
+		// the responder waits while the requester is not reading (credit
+		// flow in RabbitMQ), rather than buffering replies without bound;
+		// it holds no lock here
+		ch.c.waitWritable()
 		ch.mu.Lock()
 		defer ch.mu.Unlock()
 		if ch.closed {

@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/warrenmq/warren/internal/amqp"
 )
@@ -41,14 +42,58 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// notClassicArgs are queue arguments of quorum queues and streams, which
+// RabbitMQ 3.10 refuses on a classic queue.
+var notClassicArgs = map[string]bool{
+	"x-dead-letter-strategy": true, "x-max-in-memory-length": true, "x-max-in-memory-bytes": true,
+	"x-quorum-initial-group-size": true, "x-delivery-limit": true, "x-queue-leader-locator": true,
+	"x-max-age": true, "x-stream-max-segment-size-bytes": true, "x-initial-cluster-size": true,
+}
+
+func sortedKeys(t amqp.Table) []string {
+	ks := make([]string, 0, len(t))
+	for k := range t {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
 // validateQueueArgs checks x-arguments as RabbitMQ 3.10 does for classic
 // queues; a bad type or value is 406 PRECONDITION_FAILED.
 func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 	bad := func(k, why string) error {
 		return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q, vh, why)
 	}
-	for k, v := range args {
+	if t, ok := args["x-queue-type"]; !ok || t == "classic" {
+		// arguments of other queue types (rabbit_amqqueue:
+		// check_arguments_key against the classic queue's list)
+		for _, k := range sortedKeys(args) {
+			if notClassicArgs[k] {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s' of queue type rabbit_classic_queue", k, q, vh)
+			}
+		}
+	}
+	if v, ok := args["x-dead-letter-exchange"]; ok {
+		if _, isStr := v.(string); !isStr {
+			// rabbit_channel checks the type before the arguments
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid type '%s' for arg 'x-dead-letter-exchange' in queue '%s' in vhost '%s'", typeName(v), q, vh)
+		}
+	}
+	for _, k := range sortedKeys(args) {
+		v := args[k]
 		switch k {
+		case "x-queue-version":
+			n, ok := amqp.IntValue(v)
+			if !ok {
+				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
+			}
+			if n < 0 {
+				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
+			}
+			if n != 1 && n != 2 {
+				return bad(k, fmt.Sprintf("\"unsupported queue version '%d'\"", n))
+			}
 		case "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-max-priority":
 			// rabbit_amqqueue:check_*_arg; ~255p prints the type error
 			// as a quoted string

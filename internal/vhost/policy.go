@@ -1,8 +1,11 @@
 package vhost
 
 import (
+	"fmt"
 	"regexp"
 	"sort"
+
+	"github.com/warrenmq/warren/internal/amqp"
 
 	"github.com/warrenmq/warren/internal/metadata"
 )
@@ -64,4 +67,73 @@ func (v *VHost) applyPolicies() {
 	for _, q := range v.Queues() {
 		q.SetPolicy(v.policyFor(q.Name(), "queues"))
 	}
+}
+
+// ValidatePolicyDefinition checks a policy definition's values as RabbitMQ
+// 3.10 does (rabbit_policies:validate_policy0), with its messages. Policies
+// have no upper bound on durations there; the queue saturates instead of
+// overflowing. Unknown keys are left to the caller.
+func ValidatePolicyDefinition(def map[string]any) error {
+	keys := make([]string, 0, len(def))
+	for k := range def {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := def[k]
+		n, isInt := amqp.IntValue(v)
+		s, isStr := v.(string)
+		var ok bool
+		var what string
+		switch k {
+		case "alternate-exchange":
+			ok, what = isStr, "a valid alternate exchange name"
+		case "dead-letter-exchange":
+			ok, what = isStr, "a valid dead letter exchange name"
+		case "dead-letter-routing-key":
+			ok, what = isStr, "a valid dead letter routing key"
+		case "message-ttl":
+			ok, what = isInt && n >= 0, "a valid message TTL"
+		case "expires":
+			ok, what = isInt && n >= 1, "a valid queue expiry"
+		case "max-length":
+			ok, what = isInt && n >= 0, "a valid maximum length"
+		case "max-length-bytes":
+			ok, what = isInt && n >= 0, "a valid maximum length in bytes"
+		case "max-in-memory-length", "max-in-memory-bytes":
+			ok, what = isInt && n >= 0, "a valid maximum memory in bytes"
+		case "delivery-limit":
+			ok, what = isInt && n >= 0, "a valid delivery limit"
+		case "queue-mode":
+			ok, what = s == "default" || s == "lazy", "a valid queue-mode value"
+		case "queue-version":
+			ok, what = isInt && (n == 1 || n == 2), "a valid queue-version value"
+		case "overflow":
+			ok, what = s == "drop-head" || s == "reject-publish" || s == "reject-publish-dlx", "a valid overflow value"
+		case "dead-letter-strategy":
+			ok, what = s == "at-most-once" || s == "at-least-once", "a valid dead letter strategy"
+		default:
+			continue
+		}
+		if !ok {
+			return fmt.Errorf("%s is not %s", erlTerm(v), what)
+		}
+	}
+	return nil
+}
+
+// erlTerm prints a JSON value the way RabbitMQ's ~p shows it.
+func erlTerm(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "<<\"" + x + "\">>"
+	case bool:
+		return fmt.Sprint(x)
+	case nil:
+		return "null"
+	}
+	if n, ok := amqp.IntValue(v); ok {
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprint(v)
 }

@@ -18,44 +18,48 @@ type Session struct {
 	v      *VHost
 	user   string
 	perm   *auth.Matcher
-	perms  PermissionSource // nil: perm never changes
-	wcache map[string]bool  // write permission per exchange
-	wgen   uint64           // permission generation wcache was filled at
+	perms  *PermissionSource // nil: perm never changes
+	wcache map[string]bool   // write permission per exchange
+	wgen   uint64            // permission generation wcache was filled at
 	dests  []exchange.Destination
 	qbuf   []*queue.Queue
 }
 
-// PermissionSource returns a user's current permissions in the vhost (nil:
-// none) and a generation number that changes whenever any permission does.
-// Read the generation before the permissions.
-type PermissionSource func() (*auth.Matcher, uint64)
+// PermissionSource gives a session its user's current permissions in the
+// vhost: Generation changes whenever any permission (or user, or vhost)
+// changes, and is cheap; Permissions (nil: none) is asked only when it
+// moved.
+type PermissionSource struct {
+	Generation  func() uint64
+	Permissions func() *auth.Matcher
+}
 
 // Session returns a view for user with the compiled permission perm.
 func (v *VHost) Session(user string, perm *auth.Matcher) *Session {
 	return &Session{v: v, user: user, perm: perm, wcache: map[string]bool{}}
 }
 
-// SessionWith returns a view for user that asks perms on every operation,
+// SessionWith returns a view for user that checks src on every operation,
 // so permission changes reach open connections at once (RabbitMQ checks
 // each operation; a revoked permission refuses the next one with 403).
-func (v *VHost) SessionWith(user string, perms PermissionSource) *Session {
-	m, gen := perms()
-	return &Session{v: v, user: user, perm: m, perms: perms, wcache: map[string]bool{}, wgen: gen}
+func (v *VHost) SessionWith(user string, src PermissionSource) *Session {
+	gen := src.Generation()
+	return &Session{v: v, user: user, perm: src.Permissions(), perms: &src, wcache: map[string]bool{}, wgen: gen}
 }
 
-// matcher returns the current permissions; with a source it also drops
-// the write cache when permissions changed since it was filled.
+// matcher returns the current permissions; when they changed it reloads
+// them and drops the write cache.
 func (s *Session) matcher() *auth.Matcher {
 	if s.perms == nil {
 		return s.perm
 	}
-	m, gen := s.perms()
-	if gen != s.wgen {
+	if gen := s.perms.Generation(); gen != s.wgen {
+		// generation first: a change landing meanwhile moves it again
+		s.perm = s.perms.Permissions()
 		clear(s.wcache)
 		s.wgen = gen
 	}
-	s.perm = m
-	return m
+	return s.perm
 }
 
 // Name returns the vhost's name.
