@@ -36,6 +36,16 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// maxExpiry is the largest TTL or expiry RabbitMQ accepts: ten years in
+// milliseconds (rabbit_misc:check_expiry).
+const maxExpiry = 315_360_000_000
+
+// notInteger is RabbitMQ's reason for a non-integer where an integer
+// argument belongs (check_int_arg, printed with ~p: quoted).
+func notInteger(v any) string {
+	return fmt.Sprintf("\"expected integer, got %s\"", typeName(v))
+}
+
 // validateQueueArgs checks x-arguments as RabbitMQ 3.10 does for classic
 // queues; a bad type or value is 406 PRECONDITION_FAILED.
 func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
@@ -47,46 +57,63 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 		case "x-message-ttl", "x-max-length", "x-max-length-bytes":
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				return bad(k, notInteger(v))
 			}
 			if n < 0 {
 				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
 			}
+			if k == "x-message-ttl" && n > maxExpiry {
+				return bad(k, fmt.Sprintf("{value_too_large,%d}", n))
+			}
 		case "x-expires":
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				return bad(k, notInteger(v))
 			}
-			if n <= 0 {
-				return bad(k, fmt.Sprintf("{value_zero_or_less,%d}", n))
+			switch {
+			case n == 0:
+				return bad(k, fmt.Sprintf("{value_zero,%d}", n))
+			case n < 0:
+				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
+			case n > maxExpiry:
+				return bad(k, fmt.Sprintf("{value_too_large,%d}", n))
 			}
 		case "x-max-priority":
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				return bad(k, notInteger(v))
 			}
-			if n < 0 || n > 255 {
-				return bad(k, fmt.Sprintf("{value_out_of_range,%d}", n))
+			if n < 0 {
+				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
+			}
+			if n > 255 {
+				return bad(k, fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
 		case "x-dead-letter-exchange", "x-dead-letter-routing-key":
 			if _, ok := v.(string); !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
 		case "x-overflow":
-			s, _ := v.(string)
+			s, isStr := v.(string)
+			if !isStr {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
 			switch s {
 			case "drop-head", "reject-publish", "reject-publish-dlx":
 			default:
-				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+				return bad(k, "invalid_overflow")
 			}
 		case "x-single-active-consumer":
 			if _, ok := v.(bool); !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
 		case "x-queue-mode":
-			s, _ := v.(string)
+			s, isStr := v.(string)
+			if !isStr {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
 			if s != "default" && s != "lazy" {
-				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+				return bad(k, fmt.Sprintf("\"unsupported queue mode '%s'\"", s))
 			}
 		case "x-queue-type":
 			s, _ := v.(string)
@@ -97,7 +124,10 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 			case "stream":
 				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "stream queues are not supported by Warren: declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none)", q, vh)
 			default:
-				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-queue-type' for queue '%s' in vhost '%s': unknown queue type '%v'; Warren supports 'classic' only", q, vh, fmtArg(v))
+				if _, isStr := v.(string); !isStr {
+					return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				}
+				return bad(k, fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 			}
 		}
 	}
