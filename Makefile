@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test verify bench build generate
+.PHONY: test verify bench build generate compat
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -22,3 +22,9 @@ verify:
 
 bench:
 	bash bench/run.sh
+
+# The client libraries' own integration suites (amqp091-go, streadway/amqp,
+# amqplib), a Celery worker and Spring AMQP, against Warren and the
+# reference RabbitMQ in one run (see test/compat/run.sh); ~8 minutes.
+compat:
+	bash test/compat/run.sh

@@ -363,6 +363,16 @@ func TestCompatErrorsNameTheirMethod(t *testing.T) {
 		{"confirm.select in tx mode", func(n string) []step {
 			return []step{{m: &amqp.TxSelect{}, ok: true}, {m: &amqp.ConfirmSelect{}}}
 		}, false, 406, 85, 10, "PRECONDITION_FAILED - cannot switch from tx to confirm mode"},
+		{"exchange.bind to the default exchange", func(n string) []step {
+			return []step{{m: &amqp.ExchangeBind{Destination: "", Source: "amq.direct", RoutingKey: "k"}}}
+		}, false, 403, 40, 30, "ACCESS_REFUSED - operation not permitted on the default exchange"},
+		{"queue.bind headers bad x-match", func(n string) []step {
+			return []step{
+				{m: &amqp.QueueDeclare{Queue: n, Exclusive: true}, ok: true},
+				{m: &amqp.QueueBind{Queue: n, Exchange: "amq.headers", Arguments: amqp.Table{"x-match": "some"}}},
+			}
+		}, false, 406, 50, 20, "PRECONDITION_FAILED - Invalid x-match field value <<\"some\">>; expected all, any, all-with-x, or any-with-x"},
+		{"basic.recover requeue=false", func(n string) []step { return []step{{m: &amqp.BasicRecover{Requeue: false}}} }, true, 540, 60, 110, "NOT_IMPLEMENTED - requeue=false"},
 		{"channel.flow active=false", func(n string) []step { return []step{{m: &amqp.ChannelFlow{Active: false}}} }, true, 540, 20, 20, "NOT_IMPLEMENTED - active=false"},
 		{"queue.declare unknown x-queue-type", func(n string) []step {
 			return []step{{m: &amqp.QueueDeclare{Queue: n, Exclusive: true, Arguments: amqp.Table{"x-queue-type": "bogus"}}}}
@@ -496,5 +506,45 @@ func TestCompatChannelFlowStopRefused(t *testing.T) {
 		if e := waitClose(t, closed); e == nil || e.Code != 540 || e.Reason != "NOT_IMPLEMENTED - active=false" {
 			t.Fatalf("connection close: %v", e)
 		}
+	})
+}
+
+// TestCompatQueueArgumentErrors: the reasons for bad queue arguments are
+// RabbitMQ's, word for word after the queue's name.
+func TestCompatQueueArgumentErrors(t *testing.T) {
+	cases := []struct {
+		args amqp091.Table
+		want string // the reply text's end
+	}{
+		{amqp091.Table{"x-max-priority": int32(300)}, "{max_value_exceeded,300}"},
+		{amqp091.Table{"x-max-priority": int32(-1)}, "{value_negative,-1}"},
+		{amqp091.Table{"x-expires": int32(0)}, "{value_zero,0}"},
+		{amqp091.Table{"x-expires": int32(-5)}, "{value_negative,-5}"},
+		{amqp091.Table{"x-message-ttl": "10"}, `"expected integer, got longstr"`},
+		{amqp091.Table{"x-message-ttl": int64(400_000_000_000)}, "{value_too_large,400000000000}"},
+		{amqp091.Table{"x-max-length": int32(-1)}, "{value_negative,-1}"},
+		{amqp091.Table{"x-overflow": "nope"}, "invalid_overflow"},
+		{amqp091.Table{"x-queue-mode": "eager"}, `"unsupported queue mode 'eager'"`},
+		{amqp091.Table{"x-queue-type": "foo"}, `"unsupported queue type 'foo'"`},
+		{amqp091.Table{"x-single-active-consumer": "yes"}, "{unacceptable_type,longstr}"},
+	}
+	compatTargets(t, func(t *testing.T, url string) {
+		c := dial(t, url)
+		for _, tc := range cases {
+			ch := channel(t, c)
+			_, err := ch.QueueDeclare(uniq("args"), false, true, false, false, tc.args)
+			e := amqpErr(t, err, 406, true)
+			if !strings.HasSuffix(e.Reason, "': "+tc.want) {
+				t.Errorf("%v: reply %q, want it to end with %q", tc.args, e.Reason, tc.want)
+			}
+		}
+		// a queue declared without x-queue-type is classic: redeclaring it
+		// with x-queue-type 'classic' is equivalent
+		ch := channel(t, c)
+		name := uniq("classic")
+		_, err := ch.QueueDeclare(name, false, true, true, false, nil)
+		must(t, err)
+		_, err = ch.QueueDeclare(name, false, true, true, false, amqp091.Table{"x-queue-type": "classic"})
+		must(t, err)
 	})
 }

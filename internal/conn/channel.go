@@ -433,6 +433,13 @@ func (ch *channel) method(m amqp.Method) error {
 	case *amqp.BasicGet:
 		return ch.get(m)
 	case *amqp.BasicRecover, *amqp.BasicRecoverAsync:
+		if r, ok := m.(*amqp.BasicRecover); ok && !r.Requeue {
+			// RabbitMQ 3.10: protocol_error(not_implemented, "requeue=false")
+			return amqp.NewError(amqp.NotImplemented, r.ClassID(), r.MethodID(), "requeue=false")
+		}
+		if r, ok := m.(*amqp.BasicRecoverAsync); ok && !r.Requeue {
+			return amqp.NewError(amqp.NotImplemented, r.ClassID(), r.MethodID(), "requeue=false")
+		}
 		ch.mu.Lock()
 		pending := ch.takeUnackedLocked(func(*unacked) bool { return true })
 		ch.mu.Unlock()

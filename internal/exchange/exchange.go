@@ -335,3 +335,29 @@ func normalise(v any) any {
 	}
 	return v
 }
+
+// ValidateBinding checks a binding's arguments for an exchange of kind as
+// RabbitMQ 3.10 does when the binding is created (the exchange type's
+// validate_binding): for headers exchanges x-match must be a string, one of
+// all, any, all-with-x, any-with-x. It returns the reason, "" when valid.
+func ValidateBinding(kind Kind, args map[string]any) string {
+	if kind != Headers {
+		return ""
+	}
+	v, ok := args["x-match"]
+	if !ok {
+		return ""
+	}
+	s, isStr := v.(string)
+	if b, isBytes := v.([]byte); isBytes {
+		s, isStr = string(b), true
+	}
+	if !isStr {
+		return fmt.Sprintf("Invalid x-match field type %T (value %v); expected longstr", v, v)
+	}
+	switch s {
+	case "all", "any", "all-with-x", "any-with-x":
+		return ""
+	}
+	return fmt.Sprintf("Invalid x-match field value <<%q>>; expected all, any, all-with-x, or any-with-x", s)
+}

@@ -59,6 +59,12 @@ func sortedKeys(t amqp.Table) []string {
 	return ks
 }
 
+// notInteger is RabbitMQ's reason for a non-integer where an integer
+// argument belongs (check_int_arg, printed with ~p: quoted).
+func notInteger(v any) string {
+	return fmt.Sprintf("\"expected integer, got %s\"", typeName(v))
+}
+
 // validateQueueArgs checks x-arguments as RabbitMQ 3.10 does for classic
 // queues; a bad type or value is 406 PRECONDITION_FAILED.
 func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
@@ -86,7 +92,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 		case "x-queue-version":
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
+				return bad(k, notInteger(v))
 			}
 			if n < 0 {
 				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
@@ -99,7 +105,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 			// as a quoted string
 			n, ok := amqp.IntValue(v)
 			if !ok {
-				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
+				return bad(k, notInteger(v))
 			}
 			switch {
 			case k == "x-expires" && n == 0:
@@ -116,20 +122,26 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
 		case "x-overflow":
-			s, _ := v.(string)
+			s, isStr := v.(string)
+			if !isStr {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
 			switch s {
 			case "drop-head", "reject-publish", "reject-publish-dlx":
 			default:
-				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+				return bad(k, "invalid_overflow")
 			}
 		case "x-single-active-consumer":
 			if _, ok := v.(bool); !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
 		case "x-queue-mode":
-			s, _ := v.(string)
+			s, isStr := v.(string)
+			if !isStr {
+				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
 			if s != "default" && s != "lazy" {
-				return bad(k, fmt.Sprintf("{invalid_value,%v}", fmtArg(v)))
+				return bad(k, fmt.Sprintf("\"unsupported queue mode '%s'\"", s))
 			}
 		case "x-queue-type":
 			s, _ := v.(string)
@@ -140,7 +152,10 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 			case "stream":
 				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "stream queues are not supported by Warren: declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none)", q, vh)
 			default:
-				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-queue-type' for queue '%s' in vhost '%s': unknown queue type '%v'; Warren supports 'classic' only", q, vh, fmtArg(v))
+				if _, isStr := v.(string); !isStr {
+					return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+				}
+				return bad(k, fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 			}
 		}
 	}

@@ -226,7 +226,7 @@ func (s *Session) bind(m amqp.Method, src, dst string, dstIsX bool, key string, 
 	if err := s.check(permRead, "exchange", src, m); err != nil {
 		return err
 	}
-	if src == "" {
+	if src == "" || (dstIsX && dst == "") {
 		return v.errf(amqp.AccessRefused, m, "operation not permitted on the default exchange")
 	}
 	v.declMu.Lock()
@@ -256,6 +256,11 @@ func (s *Session) bind(m amqp.Method, src, dst string, dstIsX bool, key string, 
 	if q != nil {
 		if err := s.exclusiveCheck(q, owner, m); err != nil {
 			return err
+		}
+	}
+	if !unbind {
+		if why := exchange.ValidateBinding(x.Kind, plainTable(args)); why != "" {
+			return v.errf(amqp.PreconditionFailed, m, "%s", why)
 		}
 	}
 	dt := "queue"
@@ -348,7 +353,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		case m.Exclusive != c.Exclusive:
 			return "", 0, 0, s.v.errf(amqp.ResourceLocked, m, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
 		}
-		if k, a, b, diff := argsDiff(m.Arguments, c.Args, equivalenceArgs); diff {
+		if k, a, b, diff := argsDiff(dropClassicType(m.Arguments), dropClassicType(c.Args), equivalenceArgs); diff {
 			return "", 0, 0, s.inequivalent(m, "queue", name, k, a, b)
 		}
 		q.Touch()
@@ -694,6 +699,22 @@ func plainValue(v any) any {
 		return o
 	}
 	return v
+}
+
+// dropClassicType returns args without x-queue-type when it is 'classic':
+// a queue declared without the argument is a classic queue, and RabbitMQ
+// 3.10 takes a redeclaration with x-queue-type 'classic' as equivalent.
+func dropClassicType[T ~map[string]any](args T) T {
+	if v, ok := args["x-queue-type"]; !ok || fmtArg(v) != "classic" {
+		return args
+	}
+	out := make(T, len(args))
+	for k, v := range args {
+		if k != "x-queue-type" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // argsDiff compares declared arguments with the current ones. With only
