@@ -419,6 +419,9 @@ func (s *Server) users(u user, r *http.Request, seg []string) (int, any, error) 
 		if err := decode(r, &body); err != nil {
 			return 0, nil, err
 		}
+		if !utf8.ValidString(seg[0]) || seg[0] == "" {
+			return 0, nil, errStatus(400, "user name must be non-empty UTF-8")
+		}
 		var existing metadata.User
 		var exists bool
 		st.Read(func(m *metadata.State) { existing, exists = m.Users[seg[0]] })
@@ -1134,6 +1137,9 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			if payload, err = base64.StdEncoding.DecodeString(body.Payload); err != nil {
 				return 0, nil, errStatus(400, "payload is not valid base64")
 			}
+		}
+		if max := s.b.Config().MaxMessageSize; max > 0 && len(payload) > max {
+			return 0, nil, errStatus(400, "message size %d is larger than configured max size %d", len(payload), max)
 		}
 		p := propsFromJSON(body.Properties)
 		raw, err := p.Append(nil)
