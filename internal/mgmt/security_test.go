@@ -5,9 +5,9 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"time"
 	"strings"
 	"testing"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
