@@ -32,7 +32,7 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 	get := m == http.MethodGet || m == http.MethodHead
 	switch seg[0] {
 	case "overview":
-		return 200, s.overview(), nil
+		return 200, s.restrictOverview(u, s.overview()), nil
 	case "whoami":
 		return 200, map[string]any{"name": u.name, "tags": u.tags}, nil
 	case "cluster-name":
@@ -98,6 +98,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		return 200, []any{}, nil
 	case "warren":
 		if len(seg) == 2 && seg[1] == "history" {
+			if !u.has("monitoring") && !u.control { // node-wide figures
+				return 200, []any{}, nil
+			}
 			return 200, s.rates.snapshot(), nil
 		}
 		if !u.control {
