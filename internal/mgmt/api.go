@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"regexp"
@@ -592,8 +593,8 @@ func ValidatePolicy(def map[string]any) error {
 
 func v2int(v any) (int64, bool) {
 	switch x := v.(type) {
-	case float64:
-		if x != float64(int64(x)) {
+	case float64: // whole and within int64 (conversion out of range is undefined)
+		if x != math.Trunc(x) || x < -(1<<63) || x >= 1<<63 {
 			return 0, false
 		}
 		return int64(x), true
@@ -1143,6 +1144,9 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 		}
 		if max := s.b.Config().MaxMessageSize; max > 0 && len(payload) > max {
 			return 0, nil, errStatus(400, "message size %d is larger than configured max size %d", len(payload), max)
+		}
+		if err := checkPublishProps(u, body.Properties); err != nil {
+			return 0, nil, err
 		}
 		p := propsFromJSON(body.Properties)
 		raw, err := p.Append(nil)

@@ -298,3 +298,34 @@ func TestIdleHTTPFloodDoesNotTakeFDs(t *testing.T) {
 func amqpAddr2(t *testing.T, n *node.Node) string {
 	return n.Broker.Addrs()[0].String()
 }
+
+// TestHTTPPublishPropertiesChecked: properties a channel refuses are
+// refused by HTTP publish with RabbitMQ's answers.
+func TestHTTPPublishPropertiesChecked(t *testing.T) {
+	_, base := start(t)
+	g := func(m, p string, b any) resp { return call(t, m, base+p, "guest", "guest", b) }
+	want(t, g("PUT", "/api/queues/%2F/q", map[string]any{}), 201)
+	pub := func(props map[string]any) resp {
+		return g("POST", "/api/exchanges/%2F/amq.default/publish", map[string]any{"properties": props, "routing_key": "q", "payload": "x", "payload_encoding": "string"})
+	}
+	for _, tc := range []struct {
+		props map[string]any
+		body  string
+	}{
+		{map[string]any{"user_id": "someoneelse"}, `"reason":"406 PRECONDITION_FAILED - user_id property set to 'someoneelse' but authenticated user was 'guest'"`},
+		{map[string]any{"delivery_mode": 300}, `406 PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,300}`},
+		{map[string]any{"expiration": "abc"}, `406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer`},
+		{map[string]any{"expiration": "10000000000000"}, `invalid expiration '10000000000000': {value_too_large,10000000000000}`},
+		{map[string]any{"expiration": "9223372036854775808"}, `value_too_large`},
+		{map[string]any{"expiration": "-5"}, `invalid expiration '-5': {value_negative,-5}`},
+		{map[string]any{"timestamp": 1e300}, `timestamp must be an integer`},
+	} {
+		wantBody(t, pub(tc.props), 400, tc.body)
+	}
+	want(t, pub(map[string]any{"user_id": "guest", "delivery_mode": 2, "expiration": "60000", "timestamp": 1700000000}), 200)
+	var q map[string]any
+	g("GET", "/api/queues/%2F/q", nil).json(t, &q)
+	if q["messages"] != 1.0 {
+		t.Fatalf("%v messages, want only the valid one", q["messages"])
+	}
+}
