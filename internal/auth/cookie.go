@@ -25,7 +25,7 @@ func ReadCookieFile(path string) (string, error) {
 		return "", err
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("Cookie file %s must be accessible by owner only (it has mode %04o: run chmod 400 %s): %w", path, fi.Mode().Perm(), path, ErrCookieMode)
+		return "", cookieModeError{path, fi.Mode().Perm()}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -37,6 +37,17 @@ func ReadCookieFile(path string) (string, error) {
 	}
 	return c, nil
 }
+
+type cookieModeError struct {
+	path string
+	mode os.FileMode
+}
+
+func (e cookieModeError) Error() string {
+	return fmt.Sprintf("Cookie file %s must be accessible by owner only (it has mode %04o: run chmod 400 %s)", e.path, e.mode, e.path)
+}
+
+func (e cookieModeError) Is(target error) bool { return target == ErrCookieMode }
 
 // The control challenge-response: the node hands out a single-use random
 // nonce; warrenctl answers with ControlMAC over the nonce and the request

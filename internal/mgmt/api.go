@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -31,7 +32,7 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 	get := m == http.MethodGet || m == http.MethodHead
 	switch seg[0] {
 	case "overview":
-		return 200, s.overview(), nil
+		return 200, s.restrictOverview(u, s.overview()), nil
 	case "whoami":
 		return 200, map[string]any{"name": u.name, "tags": u.tags}, nil
 	case "cluster-name":
@@ -102,6 +103,9 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 		return s.unsupportedKind(r, seg)
 	case "warren":
 		if len(seg) == 2 && seg[1] == "history" {
+			if !u.has("monitoring") && !u.control { // node-wide figures
+				return 200, []any{}, nil
+			}
 			return 200, s.rates.snapshot(), nil
 		}
 		if !u.control {
@@ -410,6 +414,9 @@ func (s *Server) users(u user, r *http.Request, seg []string) (int, any, error) 
 		if err := decode(r, &body); err != nil {
 			return 0, nil, err
 		}
+		if !utf8.ValidString(seg[0]) || seg[0] == "" {
+			return 0, nil, errStatus(400, "user name must be non-empty UTF-8")
+		}
 		var existing metadata.User
 		var exists bool
 		st.Read(func(m *metadata.State) { existing, exists = m.Users[seg[0]] })
@@ -583,8 +590,8 @@ func ValidatePolicy(def map[string]any) error {
 
 func v2int(v any) (int64, bool) {
 	switch x := v.(type) {
-	case float64:
-		if x != float64(int64(x)) {
+	case float64: // whole and within int64 (conversion out of range is undefined)
+		if x != math.Trunc(x) || x < -(1<<63) || x >= 1<<63 {
 			return 0, false
 		}
 		return int64(x), true
@@ -1155,6 +1162,12 @@ func (s *Server) exchanges(u user, r *http.Request, seg []string) (int, any, err
 			if payload, err = base64.StdEncoding.DecodeString(body.Payload); err != nil {
 				return 0, nil, errStatus(400, "payload is not valid base64")
 			}
+		}
+		if max := s.b.Config().MaxMessageSize; max > 0 && len(payload) > max {
+			return 0, nil, errStatus(400, "message size %d is larger than configured max size %d", len(payload), max)
+		}
+		if err := checkPublishProps(u, body.Properties); err != nil {
+			return 0, nil, err
 		}
 		p := propsFromJSON(body.Properties)
 		raw, err := p.Append(nil)

@@ -19,13 +19,13 @@ import (
 	"github.com/warrenmq/warren/internal/node"
 )
 
-func start(t *testing.T) (*node.Node, string) {
+func start(t testing.TB) (*node.Node, string) {
 	t.Helper()
 	return startWith(t, nil)
 }
 
 // startWith starts a node with test ports, after edit changes its config.
-func startWith(t *testing.T, edit func(*config.Config)) (*node.Node, string) {
+func startWith(t testing.TB, edit func(*config.Config)) (*node.Node, string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.AMQPListeners = []string{"127.0.0.1:0"}

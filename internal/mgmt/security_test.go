@@ -87,6 +87,19 @@ func TestManagementUserCannotReadOtherVHosts(t *testing.T) {
 			t.Fatalf("GET /api/vhosts as a management user without access lists %v", v)
 		}
 	}
+	// the overview counts only the vhosts the user has permissions in
+	want(t, g("PUT", "/api/permissions/secret/guest", map[string]string{"configure": ".*", "write": ".*", "read": ".*"}), 201)
+	want(t, g("PUT", "/api/queues/secret/hidden", map[string]any{}), 201)
+	want(t, g("POST", "/api/exchanges/secret/amq.default/publish", map[string]any{"properties": map[string]any{}, "routing_key": "hidden", "payload": "x", "payload_encoding": "string"}), 200)
+	var o map[string]any
+	mg("/api/overview").json(t, &o)
+	if qt := o["queue_totals"].(map[string]any); qt["messages"] != 0.0 || o["object_totals"].(map[string]any)["queues"] != 0.0 || o["listeners"] != nil {
+		t.Fatalf("overview as a management user without access: %v", o)
+	}
+	g("GET", "/api/overview", nil).json(t, &o)
+	if o["queue_totals"].(map[string]any)["messages"] != 1.0 || o["listeners"] == nil {
+		t.Fatalf("overview as administrator: %v", o)
+	}
 }
 
 // TestHTTPRespectsExclusiveQueues: another user cannot get, purge,
@@ -129,7 +142,9 @@ func TestNameAndKeyLengths(t *testing.T) {
 	long, ok255 := strings.Repeat("a", 256), strings.Repeat("b", 255)
 	wantBody(t, g("PUT", "/api/queues/%2F/"+long, map[string]any{}), 400, "queue should be less than 255 bytes, actually was 256")
 	want(t, g("PUT", "/api/queues/%2F/"+ok255, map[string]any{}), 201)
-	// a request line this long is refused before routing, 414 as RabbitMQ
+	// request lines this long are refused before routing: 414, as RabbitMQ
+	// answers past about 8,000 bytes (measured: 10,000 and 100,000)
+	want(t, g("PUT", "/api/queues/%2F/"+strings.Repeat("q", 10000), map[string]any{}), 414)
 	want(t, g("PUT", "/api/queues/%2F/"+strings.Repeat("q", 100000), map[string]any{}), 414)
 	wantBody(t, g("PUT", "/api/exchanges/%2F/"+long, map[string]any{"type": "direct"}), 400, "exchange should be less than 255 bytes")
 	wantBody(t, g("PUT", "/api/vhosts/"+long, nil), 400, "vhost should be less than 255 bytes")
@@ -282,4 +297,35 @@ func TestIdleHTTPFloodDoesNotTakeFDs(t *testing.T) {
 
 func amqpAddr2(t *testing.T, n *node.Node) string {
 	return n.Broker.Addrs()[0].String()
+}
+
+// TestHTTPPublishPropertiesChecked: properties a channel refuses are
+// refused by HTTP publish with RabbitMQ's answers.
+func TestHTTPPublishPropertiesChecked(t *testing.T) {
+	_, base := start(t)
+	g := func(m, p string, b any) resp { return call(t, m, base+p, "guest", "guest", b) }
+	want(t, g("PUT", "/api/queues/%2F/q", map[string]any{}), 201)
+	pub := func(props map[string]any) resp {
+		return g("POST", "/api/exchanges/%2F/amq.default/publish", map[string]any{"properties": props, "routing_key": "q", "payload": "x", "payload_encoding": "string"})
+	}
+	for _, tc := range []struct {
+		props map[string]any
+		body  string
+	}{
+		{map[string]any{"user_id": "someoneelse"}, `"reason":"406 PRECONDITION_FAILED - user_id property set to 'someoneelse' but authenticated user was 'guest'"`},
+		{map[string]any{"delivery_mode": 300}, `406 PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,300}`},
+		{map[string]any{"expiration": "abc"}, `406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer`},
+		{map[string]any{"expiration": "10000000000000"}, `invalid expiration '10000000000000': {value_too_large,10000000000000}`},
+		{map[string]any{"expiration": "9223372036854775808"}, `value_too_large`},
+		{map[string]any{"expiration": "-5"}, `invalid expiration '-5': {value_negative,-5}`},
+		{map[string]any{"timestamp": 1e300}, `timestamp must be an integer`},
+	} {
+		wantBody(t, pub(tc.props), 400, tc.body)
+	}
+	want(t, pub(map[string]any{"user_id": "guest", "delivery_mode": 2, "expiration": "60000", "timestamp": 1700000000}), 200)
+	var q map[string]any
+	g("GET", "/api/queues/%2F/q", nil).json(t, &q)
+	if q["messages"] != 1.0 {
+		t.Fatalf("%v messages, want only the valid one", q["messages"])
+	}
 }
