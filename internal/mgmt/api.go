@@ -1279,7 +1279,7 @@ func (s *Server) channelList(u user) []any {
 				"node": s.b.Config().NodeName, "consumer_count": ch.Consumers, "messages_unacknowledged": ch.Unacked,
 				"prefetch_count": 0, "global_prefetch_count": ch.PrefetchGlobal, "state": "running",
 				"user_who_performed_action": in.User,
-				"connection_details": connectionDetails(in.Name, in.Peer),
+				"connection_details":        connectionDetails(in.Name, in.Peer),
 			})
 		}
 	}
