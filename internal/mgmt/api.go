@@ -265,6 +265,10 @@ func (s *Server) overview() map[string]any {
 		"message_stats":      rt.messageStats(),
 		"listeners":          listeners,
 		"contexts":           []any{map[string]any{"node": cfg.NodeName, "description": "RabbitMQ Management", "path": "/", "port": strconv.Itoa(cfg.ManagementPort)}},
+		// what RabbitMQ's overview also says about its statistics
+		"disable_stats": false, "enable_queue_totals": false, "statistics_db_event_queue": 0,
+		"sample_retention_policies": map[string][]int{"global": {600}, "basic": {600}, "detailed": {600}}, // ten minutes of samples
+		"erlang_full_version":       runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + " GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
 	}
 }
 
@@ -343,7 +347,9 @@ func (s *Server) vhostJSON(n string) map[string]any {
 	}
 	msgs = ready + unacked
 	return map[string]any{"name": n, "description": "", "tags": []string{}, "tracing": false,
-		"messages": msgs, "messages_ready": ready, "messages_unacknowledged": unacked}
+		"messages": msgs, "messages_ready": ready, "messages_unacknowledged": unacked,
+		"metadata": map[string]any{"description": "", "tags": []string{}}, "default_queue_type": "classic",
+		"cluster_state": map[string]string{s.b.Config().NodeName: "running"}}
 }
 
 func nonNil(x []any) []any {
@@ -1355,6 +1361,7 @@ func (s *Server) connections(u user, r *http.Request, seg []string) (int, any, e
 			"state": map[bool]string{true: "blocked", false: "running"}[in.Blocked], "connected_at": in.Opened.UnixMilli(),
 			"recv_oct": in.RecvOct, "send_oct": in.SendOct, "frame_max": in.FrameMax, "channel_max": in.ChannelMax,
 			"timeout": in.Heartbeat, "client_properties": cp, "auth_mechanism": "PLAIN", "type": "network",
+			"user_provided_name": cp["connection_name"], "user_who_performed_action": in.User, "ssl": false,
 		})
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i]["name"].(string) < items[j]["name"].(string) })
@@ -1427,7 +1434,8 @@ func (s *Server) channelList(u user) []any {
 				"name": fmt.Sprintf("%s (%d)", in.Name, ch.Number), "number": ch.Number, "user": in.User, "vhost": in.VHost,
 				"node": s.b.Config().NodeName, "consumer_count": ch.Consumers, "messages_unacknowledged": ch.Unacked,
 				"prefetch_count": 0, "global_prefetch_count": ch.PrefetchGlobal, "state": "running",
-				"connection_details": map[string]any{"name": in.Name, "peer_host": in.Peer},
+				"user_who_performed_action": in.User,
+				"connection_details":        connectionDetails(in.Name, in.Peer),
 			})
 		}
 	}

@@ -227,3 +227,9 @@ func (s *Server) vhostDefinitions(u user, r *http.Request, vh string) (int, any,
 	}
 	return 0, nil, errStatus(405, "Method Not Allowed")
 }
+
+// connectionDetails is RabbitMQ's connection_details object of a channel.
+func connectionDetails(name, peer string) map[string]any {
+	host, port := splitHostPort(peer)
+	return map[string]any{"name": name, "peer_host": host, "peer_port": port}
+}

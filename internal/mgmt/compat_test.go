@@ -143,6 +143,12 @@ func TestNodeFieldsRabbitMQHas(t *testing.T) {
 	if num(t, n, "mem_limit") <= 0 || num(t, n, "mem_used") <= 0 || num(t, n, "disk_free") <= 0 || num(t, n, "processors") < 1 || num(t, n, "proc_used") < 2 || num(t, n, "proc_total") < num(t, n, "proc_used") {
 		t.Errorf("node %v", n)
 	}
+	for _, k := range []string{"connection_created", "channel_created", "queue_declared"} {
+		num(t, n, k)
+	}
+	if n["mem_calculation_strategy"] != "rss" || len(n["auth_mechanisms"].([]any)) != 2 {
+		t.Errorf("node %v", n)
+	}
 	var one map[string]any
 	g("GET", "/api/nodes/"+url.PathEscape(n["name"].(string)), nil).json(t, &one)
 	if _, ok := one["fd_total"]; !ok {
@@ -152,7 +158,12 @@ func TestNodeFieldsRabbitMQHas(t *testing.T) {
 
 func TestConnectionChannels(t *testing.T) {
 	_, base := start(t)
-	c := dialGuest(t, base)
+	cfg := amqp091.Config{Properties: amqp091.Table{"connection_name": "mine"}}
+	c, err := amqp091.DialConfig("amqp://guest:guest@"+amqpAddr(t, base)+"/", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	for i := 0; i < 2; i++ {
 		if _, err := c.Channel(); err != nil {
 			t.Fatal(err)
@@ -171,6 +182,15 @@ func TestConnectionChannels(t *testing.T) {
 	r.json(t, &chans)
 	if len(chans) != 2 || chans[0]["connection_details"].(map[string]any)["name"] != name {
 		t.Fatalf("channels of %s: %v", name, chans)
+	}
+	if conns[0]["user_provided_name"] != "mine" || conns[0]["ssl"] != false {
+		t.Errorf("connection %v", conns[0])
+	}
+	for _, ch := range chans {
+		d := ch["connection_details"].(map[string]any)
+		if _, ok := d["peer_port"].(float64); !ok || strings.Contains(d["peer_host"].(string), ":") {
+			t.Errorf("connection_details %v", d)
+		}
 	}
 	want(t, g("GET", "/api/connections/nope/channels", nil), 404)
 }

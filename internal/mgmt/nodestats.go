@@ -63,29 +63,49 @@ func (s *Server) node() map[string]any {
 	memLimit := s.b.MemoryLimit()
 	fdt := fdTotal()
 	diskFree := s.b.DiskFree()
+	churn := s.b.Churn()
 	return map[string]any{
 		"name": cfg.NodeName, "type": "disc", "running": true, "os_pid": strconv.Itoa(os.Getpid()),
-		"uptime":          time.Since(s.b.Started()).Milliseconds(),
-		"mem_used":        broker.MemoryUsed(),
-		"mem_limit":       memLimit,
-		"mem_alarm":       contains(alarms, "memory"),
-		"disk_free":       diskFree,
-		"disk_free_limit": s.b.DiskFreeLimit(),
-		"disk_free_alarm": contains(alarms, "disk"),
-		"fd_used":         fdUsed(),
-		"fd_total":        fdt,
-		"sockets_used":    len(s.b.Connections()),
-		"sockets_total":   fdt,
-		"proc_used":       runtime.NumGoroutine(),
-		"proc_total":      memLimit / minGoroutineStack,
-		"run_queue":       runQueue(),
-		"processors":      runtime.GOMAXPROCS(0),
-		"rates_mode":      "basic",
-		"exchange_types":  exchangeTypes(),
-		"applications":    []any{map[string]any{"name": "warren", "description": "Warren message broker", "version": broker.Version}},
-		"partitions":      []any{},
-		"net_ticktime":    60,
+		"uptime":                   time.Since(s.b.Started()).Milliseconds(),
+		"mem_used":                 broker.MemoryUsed(),
+		"mem_limit":                memLimit,
+		"mem_alarm":                contains(alarms, "memory"),
+		"disk_free":                diskFree,
+		"disk_free_limit":          s.b.DiskFreeLimit(),
+		"disk_free_alarm":          contains(alarms, "disk"),
+		"fd_used":                  fdUsed(),
+		"fd_total":                 fdt,
+		"sockets_used":             len(s.b.Connections()),
+		"sockets_total":            fdt,
+		"proc_used":                runtime.NumGoroutine(),
+		"proc_total":               memLimit / minGoroutineStack,
+		"run_queue":                runQueue(),
+		"processors":               runtime.GOMAXPROCS(0),
+		"rates_mode":               "basic",
+		"exchange_types":           exchangeTypes(),
+		"applications":             []any{map[string]any{"name": "warren", "description": "Warren message broker", "version": broker.Version}},
+		"partitions":               []any{},
+		"net_ticktime":             60,
+		"db_dir":                   cfg.DataDir,
+		"config_files":             configFiles(cfg.ConfigFile),
+		"log_files":                []string{"<stdout>"},
+		"enabled_plugins":          []string{},
+		"mem_calculation_strategy": "rss",
+		"auth_mechanisms": []any{
+			map[string]any{"name": "PLAIN", "description": "SASL PLAIN authentication mechanism", "enabled": true},
+			map[string]any{"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},
+		},
+		"connection_created": churn.ConnectionCreated, "connection_closed": churn.ConnectionClosed,
+		"channel_created": churn.ChannelCreated, "channel_closed": churn.ChannelClosed,
+		"queue_created": churn.QueueCreated, "queue_declared": churn.QueueDeclared, "queue_deleted": churn.QueueDeleted,
 	}
+}
+
+func configFiles(f string) []string {
+	if f == "" {
+		return []string{}
+	}
+	return []string{f}
 }
 
 // exchangeTypes lists the exchange types the node routes, as RabbitMQ's
