@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -404,27 +405,35 @@ func (p *peer) freeRoomLocked() {
 	p.room = make(chan struct{})
 }
 
-// pop takes the next frame for connection c: droppable ones first.
-func (p *peer) pop(c *conn) (f outFrame, bulk, ok bool) {
+// maxBatch bounds the flow-controlled bytes the writer takes at once,
+// so droppable frames queued meanwhile wait for little.
+const maxBatch = 256 << 10
+
+// take moves the frames for connection c into batch: every droppable
+// frame, then flow-controlled ones up to maxBatch bytes (at least one),
+// whose bytes still count against the bound until written. It returns
+// the flow-controlled bytes taken and whether c is still current.
+func (p *peer) take(c *conn, batch []outFrame) ([]outFrame, int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cur != c {
-		return f, false, false
+		return batch, 0, false
 	}
-	if len(p.urgent) > 0 {
-		f = p.urgent[0]
-		p.urgent[0] = outFrame{}
-		p.urgent = p.urgent[1:]
-		p.urgentBytes -= len(f.payload)
-		return f, false, true
+	batch = append(batch, p.urgent...)
+	clear(p.urgent)
+	p.urgent, p.urgentBytes = p.urgent[:0], 0
+	n, bytes := 0, 0
+	for n < len(p.bulk) && (n == 0 || bytes+len(p.bulk[n].payload) <= maxBatch) {
+		bytes += len(p.bulk[n].payload)
+		n++
 	}
-	if len(p.bulk) > 0 {
-		f = p.bulk[0]
-		p.bulk[0] = outFrame{}
-		p.bulk = p.bulk[1:]
-		return f, true, true // bulkBytes drops once written
+	batch = append(batch, p.bulk[:n]...)
+	clear(p.bulk[:n])
+	p.bulk = p.bulk[n:]
+	if len(p.bulk) == 0 {
+		p.bulk = nil
 	}
-	return f, false, false
+	return batch, bytes, true
 }
 
 // dialLoop keeps a connection to a peer with a higher id, redialling
@@ -671,8 +680,12 @@ func (l *Link) readLoop(c *conn) {
 	defer l.wg.Done()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var hdr [frameHeader]byte
+	var armed time.Time // when the read deadline was last pushed back
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(l.cfg.DeadAfter))
+		if now := time.Now(); now.Sub(armed) > l.cfg.DeadAfter/4 {
+			c.nc.SetReadDeadline(now.Add(l.cfg.DeadAfter))
+			armed = now
+		}
 		k, payload, err := readFrame(r, &hdr, l.cfg.MaxFrame)
 		if err != nil {
 			select {
@@ -723,21 +736,29 @@ func (l *Link) writeLoop(c *conn) {
 	defer ka.Stop()
 	wrote := false
 	var hdr [frameHeader]byte
-	write := func(k Kind, payload []byte) error {
-		c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
-		w.Write(appendFrameHeader(hdr[:0], k, len(payload)))
-		_, err := w.Write(payload)
-		wrote = true
-		return err
-	}
+	var batch []outFrame
 	for {
-		f, bulk, ok := p.pop(c)
-		if ok {
-			err := write(f.kind, f.payload)
-			if bulk {
+		var bulk int
+		var ok bool
+		batch, bulk, ok = p.take(c, batch[:0])
+		if !ok {
+			return
+		}
+		if len(batch) > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+			var err error
+			for _, f := range batch {
+				w.Write(appendFrameHeader(hdr[:0], f.kind, len(f.payload)))
+				if _, err = w.Write(f.payload); err != nil {
+					break
+				}
+			}
+			clear(batch)
+			wrote = true
+			if bulk > 0 {
 				p.mu.Lock()
 				if p.cur == c {
-					p.bulkBytes -= len(f.payload)
+					p.bulkBytes -= bulk
 					p.freeRoomLocked()
 				}
 				p.mu.Unlock()
@@ -749,6 +770,10 @@ func (l *Link) writeLoop(c *conn) {
 			continue
 		}
 		if w.Buffered() > 0 {
+			runtime.Gosched() // let senders add to this write
+			if p.pending() {
+				continue
+			}
 			c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 			if err := w.Flush(); err != nil {
 				l.drop(c, err)
@@ -761,7 +786,9 @@ func (l *Link) writeLoop(c *conn) {
 			return
 		case <-ka.C:
 			if !wrote {
-				if err := write(KindControl, nil); err != nil {
+				c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+				w.Write(appendFrameHeader(hdr[:0], KindControl, 0))
+				if err := w.Flush(); err != nil {
 					l.drop(c, err)
 					return
 				}
@@ -769,4 +796,10 @@ func (l *Link) writeLoop(c *conn) {
 			wrote = false
 		}
 	}
+}
+
+func (p *peer) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.urgent) > 0 || len(p.bulk) > 0
 }
