@@ -109,6 +109,7 @@ type peer struct {
 	ctx  context.Context // ends when removed or the link closes
 	stop context.CancelFunc
 	est  sync.Mutex // serialises connection changes (down before up)
+	last *conn      // the latest connection established (under est)
 
 	mu          sync.Mutex
 	cur         *conn
@@ -200,7 +201,8 @@ func (l *Link) Handle(k Kind, h Handler) {
 
 // Watch registers fn, called when a peer's connection comes up or goes
 // down (after its queued frames were discarded). For one peer, calls
-// come in order, down before the next up. fn must be quick.
+// come in order, down before the next up. fn must be quick and must not
+// call AddPeer, RemovePeer or Close.
 func (l *Link) Watch(fn func(peer uint64, up bool)) {
 	l.hmu.Lock()
 	l.watchers = append(l.watchers, fn)
@@ -627,13 +629,13 @@ func (l *Link) established(p *peer, nc net.Conn) *conn {
 		return nil
 	default:
 	}
-	p.mu.Lock()
-	old := p.cur
-	p.mu.Unlock()
-	if old != nil {
-		l.drop(old, errors.New("replaced by a newer connection"))
+	if p.last != nil {
+		// the previous connection, if not gone yet; if it is going, this
+		// waits until its loss was announced
+		l.drop(p.last, errors.New("replaced by a newer connection"))
 	}
 	c := &conn{nc: nc, p: p, done: make(chan struct{})}
+	p.last = c
 	p.mu.Lock()
 	p.cur = c
 	p.lastDialErr = ""

@@ -481,3 +481,51 @@ func TestCloseWaitsAndFailsWaitingSenders(t *testing.T) {
 		t.Fatalf("TrySend after Close: %v", err)
 	}
 }
+
+func TestANodeAnsweringWithAnotherIDIsRefused(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 3, "secret")) // reset: a new id
+	b.AddPeer(a.entry())
+	a.AddPeer(Peer{ID: 2, Name: b.name, Addr: b.Addr().String()})
+	want := "n2@localhost answers with node id 3, n1@localhost knows it as 2"
+	a.logs.waitLog(t, "the dialling node", want)
+	b.logs.waitLog(t, "the dialled node", want)
+	if a.Connected(2) || b.Connected(1) {
+		t.Fatal("connected to a node under another id")
+	}
+}
+
+func TestASilentPeerIsDroppedAndRedialled(t *testing.T) {
+	cfg := fastConfig("n1@localhost", 1, "secret")
+	cfg.DeadAfter = 200 * time.Millisecond
+	a := startNode(t, cfg)
+	var mu sync.Mutex
+	var events []string
+	a.Watch(func(id uint64, up bool) { mu.Lock(); events = append(events, fmt.Sprint(id, up)); mu.Unlock() })
+	fake, _ := stalledPeer(t, a.entry()) // sends no keepalives
+	a.AddPeer(fake)
+	waitFor(t, "a to give up on the silent peer and dial again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(events[:3], []string{"2 true", "2 false", "2 true"}) {
+		t.Fatalf("events %v", events)
+	}
+	a.logs.waitLog(t, "a", "i/o timeout")
+}
+
+func TestRemovedPeersAreDisconnectedAndRefused(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 2, "secret"))
+	meet(t, a, b)
+	waitConnected(t, a, b)
+	b.RemovePeer(1)
+	waitFor(t, "a to lose b", func() bool { return !a.Connected(2) })
+	a.logs.waitLog(t, "a", "n2@localhost does not know node n1@localhost")
+	if err := b.TrySend(1, KindQueue, nil); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("TrySend to a removed peer: %v", err)
+	}
+}
