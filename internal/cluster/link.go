@@ -238,6 +238,14 @@ func (l *Link) AddPeer(p Peer) error {
 	if _, ok := l.peers[p.ID]; ok {
 		return fmt.Errorf("cluster: node id %d is already a peer", p.ID)
 	}
+	for _, o := range l.peers {
+		if o.Name == p.Name {
+			return fmt.Errorf("cluster: node name %s is already taken (node id %d); node names are unique in a cluster", p.Name, o.ID)
+		}
+	}
+	if p.Name == l.cfg.Name {
+		return fmt.Errorf("cluster: node name %s is this node's; node names are unique in a cluster", p.Name)
+	}
 	pr := &peer{Peer: p, room: make(chan struct{}), wake: make(chan struct{}, 1)}
 	pr.ctx, pr.stop = context.WithCancel(context.Background())
 	l.peers[p.ID] = pr

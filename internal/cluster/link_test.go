@@ -529,3 +529,21 @@ func TestRemovedPeersAreDisconnectedAndRefused(t *testing.T) {
 		t.Fatalf("TrySend to a removed peer: %v", err)
 	}
 }
+
+func TestAddPeerRefusesTakenNamesAndIDs(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	if err := a.AddPeer(Peer{ID: 2, Name: MustParseNodeName("n2@localhost"), Addr: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Peer{
+		{ID: 2, Name: MustParseNodeName("n3@localhost")},
+		{ID: 3, Name: MustParseNodeName("n2@localhost")},
+		{ID: 4, Name: MustParseNodeName("n1@localhost")},
+		{ID: 1, Name: MustParseNodeName("n5@localhost")},
+		{ID: 0, Name: MustParseNodeName("n6@localhost")},
+	} {
+		if err := a.AddPeer(p); err == nil {
+			t.Errorf("AddPeer(%d %s) accepted", p.ID, p.Name)
+		}
+	}
+}
