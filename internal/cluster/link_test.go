@@ -547,3 +547,75 @@ func TestAddPeerRefusesTakenNamesAndIDs(t *testing.T) {
 		}
 	}
 }
+
+// Senders of both classes keep going while the connection is broken
+// again and again: nothing deadlocks, each sender's frames arrive in
+// order (some lost with each connection), and Close waits for all.
+func TestSendersSurviveBrokenConnections(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 2, "secret"))
+	var mu sync.Mutex
+	last := map[byte]int{}
+	received := 0
+	b.Handle(KindQueue, func(_ uint64, p []byte) {
+		var seq int
+		fmt.Sscan(string(p[1:]), &seq)
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[p[0]]; ok && seq <= prev {
+			t.Errorf("sender %c: frame %d after %d", p[0], seq, prev)
+		}
+		last[p[0]] = seq
+		received++
+	})
+	meet(t, a, b)
+	waitConnected(t, a, b)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := fmt.Appendf(nil, "%c%d", 'a'+s, i)
+				var err error
+				if s%2 == 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					err = a.Send(ctx, 2, KindQueue, p)
+					cancel()
+				} else {
+					err = a.TrySend(2, KindQueue, p)
+				}
+				if err != nil && !errors.Is(err, ErrNotConnected) && !errors.Is(err, ErrQueueFull) {
+					t.Errorf("sender %d: %v", s, err)
+					return
+				}
+				if err != nil {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	for range 5 {
+		waitConnected(t, a, b)
+		time.Sleep(20 * time.Millisecond)
+		pa, _ := a.Link.peer(2)
+		pa.mu.Lock()
+		if pa.cur != nil {
+			pa.cur.nc.Close() // the network breaks
+		}
+		pa.mu.Unlock()
+	}
+	waitConnected(t, a, b)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if received == 0 || len(last) != 6 {
+		t.Fatalf("received %d frames from %d senders", received, len(last))
+	}
+}
