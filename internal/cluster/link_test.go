@@ -619,3 +619,40 @@ func TestSendersSurviveBrokenConnections(t *testing.T) {
 		t.Fatalf("received %d frames from %d senders", received, len(last))
 	}
 }
+
+// The writer takes droppable frames (Raft heartbeats) before
+// flow-controlled ones (queue traffic, snapshot chunks), and only a
+// bounded amount of the latter at a time, so a large transfer never
+// holds heartbeats back by more than one batch.
+func TestWriterPutsDroppableFramesFirst(t *testing.T) {
+	p := &peer{room: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c := &conn{p: p}
+	p.cur = c
+	chunk := make([]byte, 100<<10)
+	for range 5 {
+		p.bulk = append(p.bulk, outFrame{KindRaftChunk, chunk})
+		p.bulkBytes += len(chunk)
+	}
+	p.urgent = append(p.urgent, outFrame{KindRaft, []byte("heartbeat")})
+	batch, bulk, ok := p.take(c, nil)
+	if !ok || len(batch) != 3 || batch[0].kind != KindRaft || bulk != 2*len(chunk) {
+		t.Fatalf("first batch: %d frames (first %v), %d flow-controlled bytes", len(batch), batch[0].kind, bulk)
+	}
+	p.urgent = append(p.urgent, outFrame{KindRaft, []byte("heartbeat 2")})
+	batch, _, _ = p.take(c, nil)
+	if batch[0].kind != KindRaft || len(batch) != 3 {
+		t.Fatalf("second batch: %d frames, first %v", len(batch), batch[0].kind)
+	}
+	big := outFrame{KindQueue, make([]byte, 2*maxBatch)}
+	p.bulk = append(p.bulk, big)
+	batch, _, _ = p.take(c, nil)
+	if len(batch) != 1 || len(batch[0].payload) != len(chunk) {
+		t.Fatalf("third batch: %d frames", len(batch))
+	}
+	if batch, _, _ = p.take(c, nil); len(batch) != 1 || len(batch[0].payload) != len(big.payload) {
+		t.Fatal("a frame over the batch size is not taken alone")
+	}
+	if _, _, ok := p.take(&conn{p: p}, nil); ok {
+		t.Fatal("a connection that is not current took frames")
+	}
+}
