@@ -460,6 +460,8 @@ func (l *Link) dialLoop(p *peer) {
 			case <-p.ctx.Done():
 				return
 			}
+		} else if p.ctx.Err() != nil {
+			return // removed, or the link closed
 		} else {
 			l.logDialError(p, err)
 		}
