@@ -19,10 +19,13 @@ import (
 //	D → A  proof  {HMAC(cookie, "dial" ‖ D ‖ Na ‖ A)}
 //	A → D  ok
 //
-// Either side may answer with refuse {reason} instead, and closes; the
-// reason is logged on both sides. Each proof covers the other side's
-// fresh nonce, so a recorded handshake cannot be replayed, and its role,
-// so one side's proof is no use as the other's.
+// (role and own name are each followed by a zero byte, which neither
+// can contain). Either side may answer with refuse {reason} instead and
+// close; the reason is logged on both sides. Each proof covers the other
+// side's fresh nonce, so a recorded handshake cannot be replayed, and
+// its role, so one side's proof is no use as the other's. Without TLS a
+// relay between two members is not detected (the cookie authenticates
+// the nodes, not the channel); use TLS where the network is not trusted.
 //
 // On the wire each message is a 2-byte big-endian length (at most
 // maxHandshakeMsg) and a body whose first byte is its type.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -108,6 +109,7 @@ type peer struct {
 	ctx  context.Context // ends when removed or the link closes
 	stop context.CancelFunc
 	est  sync.Mutex // serialises connection changes (down before up)
+	last *conn      // the latest connection established (under est)
 
 	mu          sync.Mutex
 	cur         *conn
@@ -199,7 +201,8 @@ func (l *Link) Handle(k Kind, h Handler) {
 
 // Watch registers fn, called when a peer's connection comes up or goes
 // down (after its queued frames were discarded). For one peer, calls
-// come in order, down before the next up. fn must be quick.
+// come in order, down before the next up. fn must be quick and must not
+// call AddPeer, RemovePeer or Close.
 func (l *Link) Watch(fn func(peer uint64, up bool)) {
 	l.hmu.Lock()
 	l.watchers = append(l.watchers, fn)
@@ -234,6 +237,14 @@ func (l *Link) AddPeer(p Peer) error {
 	}
 	if _, ok := l.peers[p.ID]; ok {
 		return fmt.Errorf("cluster: node id %d is already a peer", p.ID)
+	}
+	for _, o := range l.peers {
+		if o.Name == p.Name {
+			return fmt.Errorf("cluster: node name %s is already taken (node id %d); node names are unique in a cluster", p.Name, o.ID)
+		}
+	}
+	if p.Name == l.cfg.Name {
+		return fmt.Errorf("cluster: node name %s is this node's; node names are unique in a cluster", p.Name)
 	}
 	pr := &peer{Peer: p, room: make(chan struct{}), wake: make(chan struct{}, 1)}
 	pr.ctx, pr.stop = context.WithCancel(context.Background())
@@ -404,27 +415,35 @@ func (p *peer) freeRoomLocked() {
 	p.room = make(chan struct{})
 }
 
-// pop takes the next frame for connection c: droppable ones first.
-func (p *peer) pop(c *conn) (f outFrame, bulk, ok bool) {
+// maxBatch bounds the flow-controlled bytes the writer takes at once,
+// so droppable frames queued meanwhile wait for little.
+const maxBatch = 256 << 10
+
+// take moves the frames for connection c into batch: every droppable
+// frame, then flow-controlled ones up to maxBatch bytes (at least one),
+// whose bytes still count against the bound until written. It returns
+// the flow-controlled bytes taken and whether c is still current.
+func (p *peer) take(c *conn, batch []outFrame) ([]outFrame, int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cur != c {
-		return f, false, false
+		return batch, 0, false
 	}
-	if len(p.urgent) > 0 {
-		f = p.urgent[0]
-		p.urgent[0] = outFrame{}
-		p.urgent = p.urgent[1:]
-		p.urgentBytes -= len(f.payload)
-		return f, false, true
+	batch = append(batch, p.urgent...)
+	clear(p.urgent)
+	p.urgent, p.urgentBytes = p.urgent[:0], 0
+	n, bytes := 0, 0
+	for n < len(p.bulk) && (n == 0 || bytes+len(p.bulk[n].payload) <= maxBatch) {
+		bytes += len(p.bulk[n].payload)
+		n++
 	}
-	if len(p.bulk) > 0 {
-		f = p.bulk[0]
-		p.bulk[0] = outFrame{}
-		p.bulk = p.bulk[1:]
-		return f, true, true // bulkBytes drops once written
+	batch = append(batch, p.bulk[:n]...)
+	clear(p.bulk[:n])
+	p.bulk = p.bulk[n:]
+	if len(p.bulk) == 0 {
+		p.bulk = nil
 	}
-	return f, false, false
+	return batch, bytes, true
 }
 
 // dialLoop keeps a connection to a peer with a higher id, redialling
@@ -441,6 +460,8 @@ func (l *Link) dialLoop(p *peer) {
 			case <-p.ctx.Done():
 				return
 			}
+		} else if p.ctx.Err() != nil {
+			return // removed, or the link closed
 		} else {
 			l.logDialError(p, err)
 		}
@@ -618,13 +639,13 @@ func (l *Link) established(p *peer, nc net.Conn) *conn {
 		return nil
 	default:
 	}
-	p.mu.Lock()
-	old := p.cur
-	p.mu.Unlock()
-	if old != nil {
-		l.drop(old, errors.New("replaced by a newer connection"))
+	if p.last != nil {
+		// the previous connection, if not gone yet; if it is going, this
+		// waits until its loss was announced
+		l.drop(p.last, errors.New("replaced by a newer connection"))
 	}
 	c := &conn{nc: nc, p: p, done: make(chan struct{})}
+	p.last = c
 	p.mu.Lock()
 	p.cur = c
 	p.lastDialErr = ""
@@ -671,8 +692,12 @@ func (l *Link) readLoop(c *conn) {
 	defer l.wg.Done()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var hdr [frameHeader]byte
+	var armed time.Time // when the read deadline was last pushed back
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(l.cfg.DeadAfter))
+		if now := time.Now(); now.Sub(armed) > l.cfg.DeadAfter/4 {
+			c.nc.SetReadDeadline(now.Add(l.cfg.DeadAfter))
+			armed = now
+		}
 		k, payload, err := readFrame(r, &hdr, l.cfg.MaxFrame)
 		if err != nil {
 			select {
@@ -723,21 +748,29 @@ func (l *Link) writeLoop(c *conn) {
 	defer ka.Stop()
 	wrote := false
 	var hdr [frameHeader]byte
-	write := func(k Kind, payload []byte) error {
-		c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
-		w.Write(appendFrameHeader(hdr[:0], k, len(payload)))
-		_, err := w.Write(payload)
-		wrote = true
-		return err
-	}
+	var batch []outFrame
 	for {
-		f, bulk, ok := p.pop(c)
-		if ok {
-			err := write(f.kind, f.payload)
-			if bulk {
+		var bulk int
+		var ok bool
+		batch, bulk, ok = p.take(c, batch[:0])
+		if !ok {
+			return
+		}
+		if len(batch) > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+			var err error
+			for _, f := range batch {
+				w.Write(appendFrameHeader(hdr[:0], f.kind, len(f.payload)))
+				if _, err = w.Write(f.payload); err != nil {
+					break
+				}
+			}
+			clear(batch)
+			wrote = true
+			if bulk > 0 {
 				p.mu.Lock()
 				if p.cur == c {
-					p.bulkBytes -= len(f.payload)
+					p.bulkBytes -= bulk
 					p.freeRoomLocked()
 				}
 				p.mu.Unlock()
@@ -749,6 +782,10 @@ func (l *Link) writeLoop(c *conn) {
 			continue
 		}
 		if w.Buffered() > 0 {
+			runtime.Gosched() // let senders add to this write
+			if p.pending() {
+				continue
+			}
 			c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 			if err := w.Flush(); err != nil {
 				l.drop(c, err)
@@ -761,7 +798,9 @@ func (l *Link) writeLoop(c *conn) {
 			return
 		case <-ka.C:
 			if !wrote {
-				if err := write(KindControl, nil); err != nil {
+				c.nc.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+				w.Write(appendFrameHeader(hdr[:0], KindControl, 0))
+				if err := w.Flush(); err != nil {
 					l.drop(c, err)
 					return
 				}
@@ -769,4 +808,10 @@ func (l *Link) writeLoop(c *conn) {
 			wrote = false
 		}
 	}
+}
+
+func (p *peer) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.urgent) > 0 || len(p.bulk) > 0
 }

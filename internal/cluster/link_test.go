@@ -258,7 +258,11 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the frame", func() bool { return slices.Equal(in.list(), []string{"2:encrypted"}) })
-	if _, ok := b.Link.peers[2].cur.nc.(*tls.Conn); !ok {
+	bp, _ := b.Link.peer(2)
+	bp.mu.Lock()
+	_, isTLS := bp.cur.nc.(*tls.Conn)
+	bp.mu.Unlock()
+	if !isTLS {
 		t.Fatal("the connection is not TLS")
 	}
 
@@ -479,5 +483,179 @@ func TestCloseWaitsAndFailsWaitingSenders(t *testing.T) {
 	}
 	if err := a.TrySend(2, KindQueue, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("TrySend after Close: %v", err)
+	}
+}
+
+func TestANodeAnsweringWithAnotherIDIsRefused(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 3, "secret")) // reset: a new id
+	b.AddPeer(a.entry())
+	a.AddPeer(Peer{ID: 2, Name: b.name, Addr: b.Addr().String()})
+	want := "n2@localhost answers with node id 3, n1@localhost knows it as 2"
+	a.logs.waitLog(t, "the dialling node", want)
+	b.logs.waitLog(t, "the dialled node", want)
+	if a.Connected(2) || b.Connected(1) {
+		t.Fatal("connected to a node under another id")
+	}
+}
+
+func TestASilentPeerIsDroppedAndRedialled(t *testing.T) {
+	cfg := fastConfig("n1@localhost", 1, "secret")
+	cfg.DeadAfter = 200 * time.Millisecond
+	a := startNode(t, cfg)
+	var mu sync.Mutex
+	var events []string
+	a.Watch(func(id uint64, up bool) { mu.Lock(); events = append(events, fmt.Sprint(id, up)); mu.Unlock() })
+	fake, _ := stalledPeer(t, a.entry()) // sends no keepalives
+	a.AddPeer(fake)
+	waitFor(t, "a to give up on the silent peer and dial again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(events[:3], []string{"2 true", "2 false", "2 true"}) {
+		t.Fatalf("events %v", events)
+	}
+	a.logs.waitLog(t, "a", "i/o timeout")
+}
+
+func TestRemovedPeersAreDisconnectedAndRefused(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 2, "secret"))
+	meet(t, a, b)
+	waitConnected(t, a, b)
+	b.RemovePeer(1)
+	waitFor(t, "a to lose b", func() bool { return !a.Connected(2) })
+	a.logs.waitLog(t, "a", "n2@localhost does not know node n1@localhost")
+	if err := b.TrySend(1, KindQueue, nil); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("TrySend to a removed peer: %v", err)
+	}
+}
+
+func TestAddPeerRefusesTakenNamesAndIDs(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	if err := a.AddPeer(Peer{ID: 2, Name: MustParseNodeName("n2@localhost"), Addr: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Peer{
+		{ID: 2, Name: MustParseNodeName("n3@localhost")},
+		{ID: 3, Name: MustParseNodeName("n2@localhost")},
+		{ID: 4, Name: MustParseNodeName("n1@localhost")},
+		{ID: 1, Name: MustParseNodeName("n5@localhost")},
+		{ID: 0, Name: MustParseNodeName("n6@localhost")},
+	} {
+		if err := a.AddPeer(p); err == nil {
+			t.Errorf("AddPeer(%d %s) accepted", p.ID, p.Name)
+		}
+	}
+}
+
+// Senders of both classes keep going while the connection is broken
+// again and again: nothing deadlocks, each sender's frames arrive in
+// order (some lost with each connection), and Close waits for all.
+func TestSendersSurviveBrokenConnections(t *testing.T) {
+	a := startNode(t, fastConfig("n1@localhost", 1, "secret"))
+	b := startNode(t, fastConfig("n2@localhost", 2, "secret"))
+	var mu sync.Mutex
+	last := map[byte]int{}
+	received := 0
+	b.Handle(KindQueue, func(_ uint64, p []byte) {
+		var seq int
+		fmt.Sscan(string(p[1:]), &seq)
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[p[0]]; ok && seq <= prev {
+			t.Errorf("sender %c: frame %d after %d", p[0], seq, prev)
+		}
+		last[p[0]] = seq
+		received++
+	})
+	meet(t, a, b)
+	waitConnected(t, a, b)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := fmt.Appendf(nil, "%c%d", 'a'+s, i)
+				var err error
+				if s%2 == 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					err = a.Send(ctx, 2, KindQueue, p)
+					cancel()
+				} else {
+					err = a.TrySend(2, KindQueue, p)
+				}
+				if err != nil && !errors.Is(err, ErrNotConnected) && !errors.Is(err, ErrQueueFull) {
+					t.Errorf("sender %d: %v", s, err)
+					return
+				}
+				if err != nil {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	for range 5 {
+		waitConnected(t, a, b)
+		time.Sleep(20 * time.Millisecond)
+		pa, _ := a.Link.peer(2)
+		pa.mu.Lock()
+		if pa.cur != nil {
+			pa.cur.nc.Close() // the network breaks
+		}
+		pa.mu.Unlock()
+	}
+	// after the last break, every sender gets frames through again
+	mu.Lock()
+	clear(last)
+	mu.Unlock()
+	waitFor(t, "frames from every sender", func() bool { mu.Lock(); defer mu.Unlock(); return len(last) == 6 })
+	close(stop)
+	wg.Wait()
+}
+
+// The writer takes droppable frames (Raft heartbeats) before
+// flow-controlled ones (queue traffic, snapshot chunks), and only a
+// bounded amount of the latter at a time, so a large transfer never
+// holds heartbeats back by more than one batch.
+func TestWriterPutsDroppableFramesFirst(t *testing.T) {
+	p := &peer{room: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c := &conn{p: p}
+	p.cur = c
+	chunk := make([]byte, 100<<10)
+	for range 5 {
+		p.bulk = append(p.bulk, outFrame{KindRaftChunk, chunk})
+		p.bulkBytes += len(chunk)
+	}
+	p.urgent = append(p.urgent, outFrame{KindRaft, []byte("heartbeat")})
+	batch, bulk, ok := p.take(c, nil)
+	if !ok || len(batch) != 3 || batch[0].kind != KindRaft || bulk != 2*len(chunk) {
+		t.Fatalf("first batch: %d frames (first %v), %d flow-controlled bytes", len(batch), batch[0].kind, bulk)
+	}
+	p.urgent = append(p.urgent, outFrame{KindRaft, []byte("heartbeat 2")})
+	batch, _, _ = p.take(c, nil)
+	if batch[0].kind != KindRaft || len(batch) != 3 {
+		t.Fatalf("second batch: %d frames, first %v", len(batch), batch[0].kind)
+	}
+	big := outFrame{KindQueue, make([]byte, 2*maxBatch)}
+	p.bulk = append(p.bulk, big)
+	batch, _, _ = p.take(c, nil)
+	if len(batch) != 1 || len(batch[0].payload) != len(chunk) {
+		t.Fatalf("third batch: %d frames", len(batch))
+	}
+	if batch, _, _ = p.take(c, nil); len(batch) != 1 || len(batch[0].payload) != len(big.payload) {
+		t.Fatal("a frame over the batch size is not taken alone")
+	}
+	if _, _, ok := p.take(&conn{p: p}, nil); ok {
+		t.Fatal("a connection that is not current took frames")
 	}
 }
