@@ -341,16 +341,24 @@ func (t *RaftTransport) onAck(from uint64, p []byte) {
 	t.finish(from, binary.BigEndian.Uint64(p), p[8] == 1, errors.New("the receiving node could not take it"))
 }
 
-// Envelopes on the wire: group id (uvarint), flags (one byte, all
-// reserved: zero), message length (uvarint), raftpb.Message.
+// Envelopes on the wire: group id (uvarint), flags (one byte: bit 0 is
+// consensus.Envelope.Quiesce, the others reserved and zero), message
+// length (uvarint), raftpb.Message.
 func appendEnvelope(b []byte, e consensus.Envelope, size int) []byte {
 	b = binary.AppendUvarint(b, e.Group)
-	b = append(b, 0)
+	var flags byte
+	if e.Quiesce {
+		flags |= flagQuiesce
+	}
+	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(size))
 	b = slices.Grow(b, size)
 	n, _ := e.Msg.MarshalTo(b[len(b) : len(b)+size]) // sized by Size(): cannot fail
 	return b[:len(b)+n]
 }
+
+// flagQuiesce marks an envelope whose heartbeat quiesces its group.
+const flagQuiesce = 1
 
 var errEnvelope = errors.New("malformed raft envelope")
 
@@ -363,7 +371,7 @@ func decodeEnvelopes(b []byte) ([]consensus.Envelope, error) {
 		}
 		flags := b[k]
 		b = b[k+1:]
-		if flags != 0 {
+		if flags&^flagQuiesce != 0 {
 			return nil, fmt.Errorf("%w: unknown flags %#x", errEnvelope, flags)
 		}
 		n, k := binary.Uvarint(b)
@@ -374,7 +382,7 @@ func decodeEnvelopes(b []byte) ([]consensus.Envelope, error) {
 		if err := m.Unmarshal(b[k : k+int(n)]); err != nil {
 			return nil, fmt.Errorf("%w: %w", errEnvelope, err)
 		}
-		out = append(out, consensus.Envelope{Group: g, Msg: m})
+		out = append(out, consensus.Envelope{Group: g, Msg: m, Quiesce: flags&flagQuiesce != 0})
 		b = b[k+int(n):]
 	}
 	return out, nil

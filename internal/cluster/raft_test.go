@@ -292,14 +292,15 @@ func TestRaftSnapshotsTravelInChunksAndAreReported(t *testing.T) {
 func TestEnvelopeCodec(t *testing.T) {
 	in := []consensus.Envelope{
 		{Group: 7, Msg: pb.Message{Type: pb.MsgApp, To: 2, From: 1, Term: 3, Index: 9, Entries: []pb.Entry{{Term: 3, Index: 10, Data: []byte("cmd")}}}},
-		{Group: 1 << 40, Msg: pb.Message{Type: pb.MsgHeartbeat, To: 3, From: 1, Commit: 10}},
+		{Group: 1 << 40, Msg: pb.Message{Type: pb.MsgHeartbeat, To: 3, From: 1, Commit: 10}, Quiesce: true},
 	}
 	var b []byte
 	for _, e := range in {
 		b = appendEnvelope(b, e, e.Msg.Size())
 	}
 	out, err := decodeEnvelopes(b)
-	if err != nil || len(out) != 2 || out[0].Group != 7 || string(out[0].Msg.Entries[0].Data) != "cmd" || out[1].Group != 1<<40 || out[1].Msg.Commit != 10 {
+	if err != nil || len(out) != 2 || out[0].Group != 7 || string(out[0].Msg.Entries[0].Data) != "cmd" || out[1].Group != 1<<40 || out[1].Msg.Commit != 10 ||
+		out[0].Quiesce || !out[1].Quiesce {
 		t.Fatalf("round trip: %+v %v", out, err)
 	}
 	if _, err := decodeEnvelopes(b[:len(b)-1]); err == nil {
