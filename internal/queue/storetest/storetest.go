@@ -98,8 +98,12 @@ func backlogPaged(t *testing.T, s queue.Store) {
 	}
 	for i := 0; i < n; i++ {
 		d, ok := q.Get(true)
-		if !ok || string(d.Msg.Body) != fmt.Sprintf("%05d", i) {
-			t.Fatalf("message %d: %v %q", i, ok, d.Msg.Body)
+		if !ok {
+			ready, _, _ := q.Counts()
+			t.Fatalf("message %d: basic.get found nothing with %d ready", i, ready)
+		}
+		if string(d.Msg.Body) != fmt.Sprintf("%05d", i) {
+			t.Fatalf("message %d: got %q", i, d.Msg.Body)
 		}
 	}
 }
