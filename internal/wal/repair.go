@@ -97,7 +97,11 @@ func Repair(opts Options) (*RepairReport, error) {
 		s := &segs[i]
 		if next != 0 && s.first != next {
 			bad = i
-			rep.Damage = fmt.Sprintf("segment sequence broken at %s: records %d to %d are missing", s.name, next, s.first-1)
+			if s.first > next {
+				rep.Damage = fmt.Sprintf("segment sequence broken at %s: records %d to %d are missing", s.name, next, s.first-1)
+			} else {
+				rep.Damage = fmt.Sprintf("segment sequence broken at %s: it starts at record %d, inside the previous segment (which ends at %d)", s.name, s.first, next-1)
+			}
 			break
 		}
 		res, err := l.scan(s, nil, false, -1)
