@@ -145,6 +145,9 @@ func TestQueueArgumentBounds(t *testing.T) {
 		{"x-delivery-limit", int64(5), ""},
 		{"x-max-in-memory-length", int64(-1), ""},
 		{"x-max-age", "1D", ""},
+		// Warren only: it would become the routing key (a short string)
+		// of every dead-lettered message, which no delivery could carry
+		{"x-dead-letter-routing-key", strings.Repeat("k", 256), "{value_too_long,256}: at most 255 bytes"},
 	}
 	for _, tc := range cases {
 		ch := channel(t, c)

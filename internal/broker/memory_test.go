@@ -210,3 +210,63 @@ func TestManyExclusiveQueuesOnOneFanout(t *testing.T) {
 	}
 	t.Logf("cleanup took %v", time.Since(t1))
 }
+
+// TestDirectReplyToWaitsForRequester: replies to a direct reply-to
+// requester that never reads its socket used to pile up in its output
+// buffer; the responder now waits (RabbitMQ's credit flow).
+func TestDirectReplyToWaitsForRequester(t *testing.T) {
+	b, url := node(t)
+	rch := channel(t, dial(t, url))
+	if _, err := rch.QueueDeclare("req", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := rawDial(t, b.Addrs()[0].String())
+	c.open(0)
+	c.send(1, &amqp.ChannelOpen{})
+	c.recv()
+	c.send(1, &amqp.BasicConsume{Queue: "amq.rabbitmq.reply-to", NoAck: true})
+	c.recv()
+	p := amqp.Properties{ReplyTo: "amq.rabbitmq.reply-to"}
+	props, _ := p.Append(nil)
+	c.send(1, &amqp.BasicPublish{RoutingKey: "req"})
+	c.nc.Write(amqp.AppendHeaderFrame(nil, 1, amqp.ClassBasic, 0, props))
+	var req amqp091.Delivery
+	for i := 0; ; i++ {
+		m, ok, err := rch.Get("req", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			req = m
+			break
+		}
+		if i > 500 {
+			t.Fatal("no request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := heapInUse()
+	body := bytes.Repeat([]byte("r"), 4<<20)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 60; i++ { // 240 MiB if all were buffered
+			if rch.PublishWithContext(context.Background(), "", req.ReplyTo, false, false, amqp091.Publishing{Body: body}) != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(4 * time.Second)
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew by %d MiB", grown>>20)
+	if grown > 40<<20 {
+		t.Fatalf("heap grew by %d MiB buffering replies for a requester that reads nothing", grown>>20)
+	}
+	// once the requester goes, the responder is released
+	c.nc.Close()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the responder stayed blocked after the requester left")
+	}
+}

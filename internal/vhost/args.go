@@ -118,8 +118,15 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				return bad(k, fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
 		case "x-dead-letter-exchange", "x-dead-letter-routing-key":
-			if _, ok := v.(string); !ok {
+			str, ok := v.(string)
+			if !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
+			}
+			if len(str) > 255 {
+				// a longstr argument, but it becomes an exchange name or a
+				// routing key (short strings): every dead-lettered message
+				// would be undeliverable
+				return bad(k, fmt.Sprintf("{value_too_long,%d}: at most 255 bytes", len(str)))
 			}
 		case "x-overflow":
 			s, isStr := v.(string)
