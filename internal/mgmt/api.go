@@ -1492,14 +1492,8 @@ func (s *Server) definitions(u user, r *http.Request) (int, any, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		// all or nothing: the whole file is checked before any of it is
-		// applied
-		s.b.Metadata().Read(func(st *metadata.State) { err = validateDefinitions(d, st) })
-		if err != nil {
-			return 0, nil, errStatus(400, "%v", err)
-		}
-		if err := s.b.Metadata().Import(d); err != nil {
-			return 0, nil, errStatus(500, "definitions import stopped part-way after validation passed (retry, or check the node's log): %v", err)
+		if err := s.importDefinitions(d); err != nil {
+			return 0, nil, err
 		}
 		return 204, nil, nil
 	}

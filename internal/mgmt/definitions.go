@@ -15,6 +15,21 @@ import (
 	"github.com/warrenmq/warren/internal/vhost"
 )
 
+// importDefinitions validates d as a whole (validateDefinitions) and only
+// then imports it: all or nothing. Every import path (POST
+// /api/definitions, per-vhost imports, load_definitions) should come here.
+func (s *Server) importDefinitions(d metadata.Definitions) error {
+	var err error
+	s.b.Metadata().Read(func(st *metadata.State) { err = validateDefinitions(d, st) })
+	if err != nil {
+		return errStatus(400, "%v", err)
+	}
+	if err := s.b.Metadata().Import(d); err != nil {
+		return errStatus(500, "definitions import stopped part-way after validation passed (retry, or check the node's log): %v", err)
+	}
+	return nil
+}
+
 // validateDefinitions checks a whole definitions file against the current
 // state before anything is imported, so an import is all or nothing: every
 // object names a vhost (and user) that exists or is in the file, names and
