@@ -33,6 +33,7 @@ const (
 	ExitOK          = 0
 	ExitUsage       = 64
 	ExitDataErr     = 65
+	ExitNoUser      = 67
 	ExitUnavailable = 69
 	ExitSoftware    = 70
 	ExitTempFail    = 75
@@ -42,6 +43,9 @@ const (
 type ExitError struct {
 	Code int
 	Msg  string
+	// Bare: the message is printed without rabbitmqctl's "Error:" line
+	// (as rabbitmqctl prints "Virtual host 'x' does not exist").
+	Bare bool
 }
 
 func (e *ExitError) Error() string { return e.Msg }
@@ -88,7 +92,7 @@ func (o *opts) client() (*client, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ExitError{ExitUnavailable, fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
+		return nil, &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
 	}
 	return &client{o: o, base: fmt.Sprintf("http://%s/api", netJoin(host, o.port)), cookie: strings.TrimSpace(string(b)), http: &http.Client{Timeout: o.timeout}}, nil
 }
@@ -118,12 +122,12 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its management endpoint", c.o.node, c.base, err)}
+		return &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its management endpoint", c.o.node, c.base, err)}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == 401 && strings.Contains(string(raw), "cookie") {
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s': authentication failed (rejected by the remote node): the cookies differ. Check that warrenctl reads the node's cookie file (--cookie-file)", c.o.node)}
+		return &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("unable to perform an operation on node '%s': authentication failed (rejected by the remote node): the cookies differ. Check that warrenctl reads the node's cookie file (--cookie-file)", c.o.node)}
 	}
 	if resp.StatusCode >= 300 {
 		var e struct{ Reason string }
@@ -135,7 +139,7 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 		if resp.StatusCode == 404 || resp.StatusCode == 400 {
 			code = ExitDataErr
 		}
-		return &ExitError{code, e.Reason}
+		return &ExitError{Code: code, Msg: e.Reason}
 	}
 	if out != nil && len(raw) > 0 {
 		return json.Unmarshal(raw, out)
@@ -256,7 +260,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		fmt.Fprintf(stderr, "Error:\n%s\n", ee.Msg)
+		if ee.Bare {
+			fmt.Fprintln(stderr, ee.Msg)
+		} else {
+			fmt.Fprintf(stderr, "Error:\n%s\n", ee.Msg)
+		}
 		return ee.Code
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)

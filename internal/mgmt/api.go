@@ -266,6 +266,9 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 		}
 		return 204, nil, s.propose(metadata.Command{Op: metadata.OpDeleteVHost, VHost: seg[0]})
 	case len(seg) == 2 && seg[1] == "permissions":
+		if s.b.VHost(seg[0]) == nil {
+			return 0, nil, errStatus(404, "Object Not Found")
+		}
 		return 200, s.permList(func(p metadata.Permission) bool { return p.VHost == seg[0] }), nil
 	}
 	return 0, nil, errStatus(405, "Method Not Allowed")
