@@ -151,7 +151,7 @@ func amqpToHTTP(err error) error {
 	case amqp.PreconditionFailed, amqp.ResourceLocked, amqp.CommandInvalid:
 		status = 400
 	}
-	return errStatus(status, "%s", ae.Text)
+	return errStatus(status, "%s", httpReason(ae.Text))
 }
 
 func (s *Server) propose(cmds ...metadata.Command) error {
@@ -238,6 +238,10 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 		return 200, s.vhostJSON(seg[0]), nil
 	case len(seg) == 1 && r.Method == http.MethodPut:
 		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		var body map[string]any // description, tags, tracing: checked as JSON, not kept yet
+		if err := decode(r, &body); err != nil {
 			return 0, nil, err
 		}
 		exists := s.b.VHost(seg[0]) != nil

@@ -233,3 +233,24 @@ func connectionDetails(name, peer string) map[string]any {
 	host, port := splitHostPort(peer)
 	return map[string]any{"name": name, "peer_host": host, "peer_port": port}
 }
+
+// readOnly reports the endpoints that only answer GET and HEAD.
+func readOnly(seg []string) bool {
+	if len(seg) == 0 {
+		return false
+	}
+	switch seg[0] {
+	case "overview", "whoami", "nodes", "channels", "consumers", "extensions", "aliveness-test", "health":
+		return true
+	}
+	return false
+}
+
+// httpReason is an AMQP error text as the HTTP API words it: without the
+// reply code's name ("NOT_FOUND - no queue 'q'" → "no queue 'q'").
+func httpReason(text string) string {
+	if i := strings.Index(text, " - "); i > 0 && strings.ToUpper(text[:i]) == text[:i] && !strings.Contains(text[:i], " ") {
+		return text[i+3:]
+	}
+	return text
+}

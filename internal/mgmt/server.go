@@ -119,7 +119,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	}
 	short := map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error"}[ae.status]
 	reason := ae.reason
-	if ae.status == http.StatusNotFound && reason == "Object Not Found" {
+	if ae.status == http.StatusNotFound && (reason == "Object Not Found" || reason == "Not Found") {
 		short, reason = "Object Not Found", "Not Found" // RabbitMQ's exact body
 	}
 	writeJSON(w, ae.status, map[string]string{"error": short, "reason": reason})
@@ -188,6 +188,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authenticate(r)
 	if err != nil {
 		writeErr(w, err)
+		return
+	}
+	if readOnly(seg[1:]) && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// as RabbitMQ answers: an empty 405 saying what is allowed
+		w.Header().Set("Allow", "HEAD, GET, OPTIONS")
+		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
 	status, body, err := s.api(u, r, seg[1:])
