@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
@@ -113,7 +114,8 @@ func TestChurnCounts(t *testing.T) {
 		}
 	}
 	// the connection's close is accounted once its goroutine ends
-	for i := 0; i < 100 && d(after, "connection_closed") != 1; i++ {
+	for i := 0; i < 500 && d(after, "connection_closed") != 1; i++ {
+		time.Sleep(10 * time.Millisecond)
 		after = churn()
 	}
 	if d(after, "connection_closed") != 1 || d(after, "channel_closed") != 2 || d(after, "channel_created") != 2 {
