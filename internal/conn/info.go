@@ -9,24 +9,25 @@ import (
 
 // Info describes a connection for management listings.
 type Info struct {
-	ID       uint64
-	Name     string // RabbitMQ style: "127.0.0.1:54321 -> 127.0.0.1:5672"
-	User     string
-	VHost    string
-	Peer     string
-	Local    string
-	Channels int
+	ID          uint64
+	Name        string // RabbitMQ style: "127.0.0.1:54321 -> 127.0.0.1:5672"
+	User        string
+	VHost       string
+	Peer        string
+	Local       string
+	Channels    int
+	Opened      time.Time
+	RecvOct     uint64
+	SendOct     uint64
+	FrameMax    uint32
+	ChannelMax  uint16
+	Heartbeat   uint16
+	ClientProps amqp.Table
+	Blocked     bool
+
 	// ChannelsOpened counts every channel opened on the connection so
 	// far (channel_created in the management API's churn_rates).
 	ChannelsOpened uint64
-	Opened         time.Time
-	RecvOct        uint64
-	SendOct        uint64
-	FrameMax       uint32
-	ChannelMax     uint16
-	Heartbeat      uint16
-	ClientProps    amqp.Table
-	Blocked        bool
 }
 
 // ChannelInfo describes one channel.

@@ -231,3 +231,36 @@ func TestStatusSectionsAsRabbitmqctl(t *testing.T) {
 		t.Errorf("-s status:\n%s", out)
 	}
 }
+
+// TestErrorsAsRabbitmqctl: messages and exit codes for missing or
+// existing objects, as rabbitmqctl 3.10.8 gives them (recorded by hand:
+// `rabbitmqctl <args>; echo $?`, stderr after "Error:" unless bare).
+func TestErrorsAsRabbitmqctl(t *testing.T) {
+	port := startNode(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"delete_queue", "nosuch"}, 64, "Error:\nQueue not found\n"},
+		{[]string{"delete_user", "nosuch"}, 67, "Error:\nUser \"nosuch\" does not exist\n"},
+		{[]string{"set_user_tags", "nosuch", "x"}, 67, "Error:\nUser \"nosuch\" does not exist\n"},
+		{[]string{"change_password", "nosuch", "x"}, 67, "Error:\nUser \"nosuch\" does not exist\n"},
+		{[]string{"add_user", "guest", "x"}, 70, "Error:\nUser \"guest\" already exists\n"},
+		{[]string{"delete_vhost", "nosuch"}, 65, "Virtual host 'nosuch' does not exist\n"},
+		{[]string{"list_permissions", "-p", "nosuch"}, 65, "Virtual host 'nosuch' does not exist\n"},
+		{[]string{"clear_policy", "nosuch"}, 69, "Error:\nParameter does not exist\n"},
+		{[]string{"purge_queue", "nosuch"}, 69, "Error:\nnot_found\n"},
+		{[]string{"set_permissions", "-p", "nosuch", "guest", ".*", ".*", ".*"}, 69, "Error:\nVirtual host nosuch does not exist\n"},
+		{[]string{"authenticate_user", "guest", "wrong"}, 65, "Error:\nError: failed to authenticate user \"guest\"\nuser 'guest' - invalid credentials\n"},
+	} {
+		_, errOut, code := run(t, port, tc.args...)
+		if code != tc.code || errOut != tc.err {
+			t.Errorf("%v: exit %d, stderr %q; rabbitmqctl: exit %d, %q", tc.args, code, errOut, tc.code, tc.err)
+		}
+	}
+	// listing a vhost that does not exist lists nothing, successfully
+	if out, e, code := run(t, port, "list_queues", "-p", "nosuch"); code != 0 || e != "" || out != "Timeout: 60.0 seconds ...\nListing queues for vhost nosuch ...\n" {
+		t.Errorf("list_queues -p nosuch: %d %q %q", code, out, e)
+	}
+}

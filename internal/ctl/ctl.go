@@ -37,6 +37,7 @@ const (
 	ExitOK          = 0
 	ExitUsage       = 64
 	ExitDataErr     = 65
+	ExitNoUser      = 67
 	ExitUnavailable = 69
 	ExitSoftware    = 70
 	ExitTempFail    = 75
@@ -46,6 +47,9 @@ const (
 type ExitError struct {
 	Code int
 	Msg  string
+	// Bare: the message is printed without rabbitmqctl's "Error:" line
+	// (as rabbitmqctl prints "Virtual host 'x' does not exist").
+	Bare bool
 }
 
 func (e *ExitError) Error() string { return e.Msg }
@@ -92,7 +96,7 @@ func (o *opts) client() (*client, error) {
 	}
 	cookie, err := auth.ReadCookieFile(path)
 	if err != nil {
-		return nil, &ExitError{ExitUnavailable, fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
+		return nil, &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("cannot read the cookie file %s: %v\nwarrenctl authenticates with the node's cookie: run it as the user that started the node, or pass --cookie-file", path, err)}
 	}
 	return &client{o: o, base: fmt.Sprintf("http://%s/api", netJoin(host, o.port)), cookie: cookie, http: &http.Client{Timeout: o.timeout}}, nil
 }
@@ -117,7 +121,7 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 		payload, _ = json.Marshal(body)
 	}
 	unreachable := func(err error) error {
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its control endpoint (control.tcp.port, 25673 by default)", c.o.node, c.base, err)}
+		return &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("unable to perform an operation on node '%s'. Please see diagnostics information and suggestions below.\n\n * target node is not reachable at %s: %v\n * check that the node is running (warren-server) and that --node/--port name its control endpoint (control.tcp.port, 25673 by default)", c.o.node, c.base, err)}
 	}
 	nonce, err := c.challenge()
 	if err != nil {
@@ -125,7 +129,7 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 	}
 	req, err := http.NewRequest(method, u, bytes.NewReader(payload))
 	if err != nil {
-		return &ExitError{ExitUsage, err.Error()}
+		return &ExitError{Code: ExitUsage, Msg: err.Error()}
 	}
 	req.Header.Set("Authorization", fmt.Sprintf("%s nonce=%s,mac=%s", auth.ControlAuthScheme, nonce, auth.ControlMAC(c.cookie, nonce, method, req.URL.RequestURI(), payload)))
 	req.Header.Set("Content-Type", "application/json")
@@ -135,12 +139,12 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 	}
 	if resp.StatusCode != 401 && !auth.EqualMAC(resp.Header.Get(nodeProofHeader), auth.NodeProof(c.cookie, nonce)) {
 		resp.Body.Close()
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s': the endpoint at %s did not prove it knows the node's cookie (is --port the node's control port?)", c.o.node, c.base)}
+		return &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("unable to perform an operation on node '%s': the endpoint at %s did not prove it knows the node's cookie (is --port the node's control port?)", c.o.node, c.base)}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == 401 && strings.Contains(string(raw), "cookie") {
-		return &ExitError{ExitUnavailable, fmt.Sprintf("unable to perform an operation on node '%s': authentication failed (rejected by the remote node): the cookies differ. Check that warrenctl reads the node's cookie file (--cookie-file)", c.o.node)}
+		return &ExitError{Code: ExitUnavailable, Msg: fmt.Sprintf("unable to perform an operation on node '%s': authentication failed (rejected by the remote node): the cookies differ. Check that warrenctl reads the node's cookie file (--cookie-file)", c.o.node)}
 	}
 	if resp.StatusCode >= 300 {
 		var e struct{ Reason string }
@@ -152,7 +156,7 @@ func (c *client) call(method string, segs []string, body any, out any) error {
 		if resp.StatusCode == 404 || resp.StatusCode == 400 {
 			code = ExitDataErr
 		}
-		return &ExitError{code, e.Reason}
+		return &ExitError{Code: code, Msg: e.Reason}
 	}
 	if out != nil && len(raw) > 0 {
 		return json.Unmarshal(raw, out)
@@ -293,7 +297,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		fmt.Fprintf(stderr, "Error:\n%s\n", ee.Msg)
+		if ee.Bare {
+			fmt.Fprintln(stderr, ee.Msg)
+		} else {
+			fmt.Fprintf(stderr, "Error:\n%s\n", ee.Msg)
+		}
 		return ee.Code
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)

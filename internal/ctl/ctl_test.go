@@ -115,7 +115,7 @@ func TestExitCodesAndErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"delete_user", "ghost"}, ctl.ExitDataErr, `User "ghost" does not exist`},
+		{[]string{"delete_user", "ghost"}, ctl.ExitNoUser, `User "ghost" does not exist`},
 		{[]string{"set_policy", "p", "^", `{"ha-mode":"exactly"}`}, ctl.ExitDataErr, "ha-params must be a positive integer"},
 		{[]string{"set_policy", "p", "^", `not json`}, ctl.ExitDataErr, "could not parse"},
 		{[]string{"list_queues", "bogus"}, ctl.ExitUsage, "Invalid column"},

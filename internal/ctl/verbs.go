@@ -33,7 +33,7 @@ func commands(o *opts) []*cobra.Command {
 			}
 			for _, col := range cols {
 				if !contains(all, col) {
-					return &ExitError{ExitUsage, fmt.Sprintf("Invalid column: \"%s\". Valid columns: %s", col, strings.Join(all, ", "))}
+					return &ExitError{Code: ExitUsage, Msg: fmt.Sprintf("Invalid column: \"%s\". Valid columns: %s", col, strings.Join(all, ", "))}
 				}
 			}
 			items, err := fetch(c)
@@ -78,7 +78,7 @@ func commands(o *opts) []*cobra.Command {
 				}
 				if time.Now().After(deadline) {
 					if err == nil {
-						err = &ExitError{ExitTempFail, "the node did not start within the timeout"}
+						err = &ExitError{Code: ExitTempFail, Msg: "the node did not start within the timeout"}
 					}
 					return err
 				}
@@ -157,7 +157,7 @@ func commands(o *opts) []*cobra.Command {
 			o.info("Adding user \"%s\" ...", a[0])
 			var existing map[string]any
 			if err := c.call("GET", []string{"users", a[0]}, nil, &existing); err == nil {
-				return &ExitError{ExitDataErr, fmt.Sprintf("User \"%s\" already exists", a[0])}
+				return &ExitError{Code: ExitSoftware, Msg: fmt.Sprintf("User \"%s\" already exists", a[0])}
 			}
 			if err := c.call("PUT", []string{"users", a[0]}, map[string]any{"password": a[1], "tags": ""}, nil); err != nil {
 				return err
@@ -167,13 +167,13 @@ func commands(o *opts) []*cobra.Command {
 		}},
 		{use: "delete_user <username>", short: "Delete a user", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Deleting user \"%s\" ...", a[0])
-			return notFound(c.call("DELETE", []string{"users", a[0]}, nil, nil), "User \"%s\" does not exist", a[0])
+			return noUser(c.call("DELETE", []string{"users", a[0]}, nil, nil), a[0])
 		}},
 		{use: "change_password <username> <password>", short: "Change a user's password", args: cobra.ExactArgs(2), run: func(c *client, a []string) error {
 			o.info("Changing password for user \"%s\" ...", a[0])
 			var u map[string]any
 			if err := c.call("GET", []string{"users", a[0]}, nil, &u); err != nil {
-				return notFound(err, "User \"%s\" does not exist", a[0])
+				return noUser(err, a[0])
 			}
 			return c.call("PUT", []string{"users", a[0]}, map[string]any{"password": a[1], "tags": u["tags"]}, nil)
 		}},
@@ -182,7 +182,7 @@ func commands(o *opts) []*cobra.Command {
 			err := c.call("POST", []string{"warren", "authenticate_user"}, map[string]string{"username": a[0], "password": a[1]}, nil)
 			var ee *ExitError
 			if errors.As(err, &ee) && ee.Code == ExitSoftware {
-				return &ExitError{ExitDataErr, fmt.Sprintf("Error: failed to authenticate user \"%s\"\nuser '%s' - invalid credentials", a[0], a[0])}
+				return &ExitError{Code: ExitDataErr, Msg: fmt.Sprintf("Error: failed to authenticate user \"%s\"\nuser '%s' - invalid credentials", a[0], a[0])}
 			}
 			if err != nil {
 				return err
@@ -194,7 +194,7 @@ func commands(o *opts) []*cobra.Command {
 			o.info("Setting tags for user \"%s\" to [%s] ...", a[0], strings.Join(a[1:], ", "))
 			var u map[string]any
 			if err := c.call("GET", []string{"users", a[0]}, nil, &u); err != nil {
-				return notFound(err, "User \"%s\" does not exist", a[0])
+				return noUser(err, a[0])
 			}
 			return c.call("PUT", []string{"users", a[0]}, map[string]any{"password_hash": u["password_hash"], "hashing_algorithm": u["hashing_algorithm"], "tags": strings.Join(a[1:], ",")}, nil)
 		}},
@@ -213,7 +213,7 @@ func commands(o *opts) []*cobra.Command {
 		}},
 		{use: "delete_vhost <vhost>", short: "Delete a virtual host", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Deleting vhost \"%s\" ...", a[0])
-			return notFound(c.call("DELETE", []string{"vhosts", a[0]}, nil, nil), "Virtual host \"%s\" does not exist", a[0])
+			return noVHost(c.call("DELETE", []string{"vhosts", a[0]}, nil, nil), a[0])
 		}},
 		columnsVerb("list_vhosts", "virtual hosts", []string{"name"}, []string{"name", "tracing", "description", "tags", "messages"}, func(c *client) ([]map[string]any, error) {
 			o.info("Listing vhosts ...")
@@ -222,7 +222,11 @@ func commands(o *opts) []*cobra.Command {
 		}),
 		{use: "set_permissions [-p <vhost>] <username> <conf> <write> <read>", short: "Set a user's permissions in a vhost", args: cobra.ExactArgs(4), run: func(c *client, a []string) error {
 			o.info("Setting permissions for user \"%s\" in vhost \"%s\" ...", a[0], vh())
-			return c.call("PUT", []string{"permissions", vh(), a[0]}, map[string]string{"configure": a[1], "write": a[2], "read": a[3]}, nil)
+			err := c.call("PUT", []string{"permissions", vh(), a[0]}, map[string]string{"configure": a[1], "write": a[2], "read": a[3]}, nil)
+			if ee, ok := err.(*ExitError); ok && strings.HasPrefix(ee.Msg, "user ") {
+				return noUser(err, a[0])
+			}
+			return notFoundCode(err, ExitUnavailable, "Virtual host %s does not exist", vh())
 		}},
 		{use: "clear_permissions [-p <vhost>] <username>", short: "Revoke a user's permissions in a vhost", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Clearing permissions for user \"%s\" in vhost \"%s\" ...", a[0], vh())
@@ -231,7 +235,7 @@ func commands(o *opts) []*cobra.Command {
 		columnsVerb("list_permissions", "permissions in a vhost", []string{"user", "configure", "write", "read"}, []string{"user", "configure", "write", "read"}, func(c *client) ([]map[string]any, error) {
 			o.info("Listing permissions for vhost \"%s\" ...", vh())
 			var ps []map[string]any
-			return ps, notFound(c.call("GET", []string{"vhosts", vh(), "permissions"}, nil, &ps), "Virtual host \"%s\" does not exist", vh())
+			return ps, noVHost(c.call("GET", []string{"vhosts", vh(), "permissions"}, nil, &ps), vh())
 		}),
 		{use: "list_user_permissions <username>", short: "List a user's permissions", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Listing permissions for user \"%s\" ...", a[0])
@@ -249,14 +253,14 @@ func commands(o *opts) []*cobra.Command {
 			run: func(c *client, a []string) error {
 				var def map[string]any
 				if err := json.Unmarshal([]byte(a[2]), &def); err != nil {
-					return &ExitError{ExitDataErr, fmt.Sprintf("could not parse the policy definition %s as a JSON object: %v", a[2], err)}
+					return &ExitError{Code: ExitDataErr, Msg: fmt.Sprintf("could not parse the policy definition %s as a JSON object: %v", a[2], err)}
 				}
 				o.info("Setting policy \"%s\" for pattern \"%s\" to \"%s\" with priority \"%s\" for vhost \"%s\" ...", a[0], a[1], a[2], strconv.Itoa(priority), vh())
 				return c.call("PUT", []string{"policies", vh(), a[0]}, map[string]any{"pattern": a[1], "definition": def, "priority": priority, "apply-to": applyTo}, nil)
 			}},
 		{use: "clear_policy [-p <vhost>] <name>", short: "Remove a policy", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Clearing policy \"%s\" on vhost \"%s\" ...", a[0], vh())
-			return notFound(c.call("DELETE", []string{"policies", vh(), a[0]}, nil, nil), "Parameter does not exist")
+			return notFoundCode(c.call("DELETE", []string{"policies", vh(), a[0]}, nil, nil), ExitUnavailable, "Parameter does not exist")
 		}},
 		columnsVerb("list_policies", "policies", []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}, []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}, func(c *client) ([]map[string]any, error) {
 			o.info("Listing policies for vhost \"%s\" ...", vh())
@@ -315,13 +319,13 @@ func commands(o *opts) []*cobra.Command {
 		}),
 		{use: "purge_queue [-p <vhost>] <queue>", short: "Purge a queue", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Purging queue '%s' in vhost '%s' ...", a[0], vh())
-			return c.call("DELETE", []string{"queues", vh(), a[0], "contents"}, nil, nil)
+			return notFoundCode(c.call("DELETE", []string{"queues", vh(), a[0], "contents"}, nil, nil), ExitUnavailable, "not_found")
 		}},
 		{use: "delete_queue [-p <vhost>] <queue>", short: "Delete a queue", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Deleting queue '%s' on vhost '%s' ...", a[0], vh())
 			var q map[string]any
 			if err := c.call("GET", []string{"queues", vh(), a[0]}, nil, &q); err != nil {
-				return err
+				return notFoundCode(err, ExitUsage, "Queue not found")
 			}
 			if err := c.call("DELETE", []string{"queues", vh(), a[0]}, nil, nil); err != nil {
 				return err
@@ -349,11 +353,11 @@ func commands(o *opts) []*cobra.Command {
 			o.info("Importing definitions in JSON from a file at \"%s\" ...", a[0])
 			raw, err := os.ReadFile(a[0])
 			if err != nil {
-				return &ExitError{ExitDataErr, err.Error()}
+				return &ExitError{Code: ExitDataErr, Msg: err.Error()}
 			}
 			var d any
 			if err := json.Unmarshal(raw, &d); err != nil {
-				return &ExitError{ExitDataErr, fmt.Sprintf("%s is not valid JSON: %v", a[0], err)}
+				return &ExitError{Code: ExitDataErr, Msg: fmt.Sprintf("%s is not valid JSON: %v", a[0], err)}
 			}
 			if err := c.call("POST", []string{"definitions"}, d, nil); err != nil {
 				return err
@@ -364,7 +368,7 @@ func commands(o *opts) []*cobra.Command {
 		{use: "set_vm_memory_high_watermark <fraction>", short: "Set the memory high watermark", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			f, err := strconv.ParseFloat(a[0], 64)
 			if err != nil || f < 0 || f > 1 {
-				return &ExitError{ExitUsage, "the watermark must be a fraction between 0 and 1"}
+				return &ExitError{Code: ExitUsage, Msg: "the watermark must be a fraction between 0 and 1"}
 			}
 			o.info("Setting memory threshold on %s to %s ...", o.node, a[0])
 			return c.call("PUT", []string{"warren", "vm_memory_high_watermark"}, map[string]float64{"fraction": f}, nil)
@@ -375,17 +379,17 @@ func commands(o *opts) []*cobra.Command {
 			case len(a) == 2 && a[0] == "mem_relative":
 				f, err := strconv.ParseFloat(a[1], 64)
 				if err != nil || f <= 0 {
-					return &ExitError{ExitUsage, "mem_relative takes a positive fraction, e.g. 1.5"}
+					return &ExitError{Code: ExitUsage, Msg: "mem_relative takes a positive fraction, e.g. 1.5"}
 				}
 				body["mem_relative"] = f
 			case len(a) == 1:
 				n, err := config.ParseSize(a[0])
 				if err != nil || n < 0 {
-					return &ExitError{ExitUsage, fmt.Sprintf("cannot read %q as a size: use bytes or a unit (50000000, 500MB, 2GB)", a[0])}
+					return &ExitError{Code: ExitUsage, Msg: fmt.Sprintf("cannot read %q as a size: use bytes or a unit (50000000, 500MB, 2GB)", a[0])}
 				}
 				body["bytes"] = n
 			default:
-				return &ExitError{ExitUsage, "usage: set_disk_free_limit <limit> | set_disk_free_limit mem_relative <fraction>"}
+				return &ExitError{Code: ExitUsage, Msg: "usage: set_disk_free_limit <limit> | set_disk_free_limit mem_relative <fraction>"}
 			}
 			o.info("Setting disk free limit on %s to %s ...", o.node, strings.Join(a, " "))
 			return c.call("PUT", []string{"warren", "disk_free_limit"}, body, nil)
@@ -434,8 +438,27 @@ func num(v any) float64 {
 }
 
 func notFound(err error, format string, a ...any) error {
+	return notFoundCode(err, ExitDataErr, format, a...)
+}
+
+// notFoundCode turns the API's "not found" into rabbitmqctl's message
+// and exit code for the verb.
+func notFoundCode(err error, code int, format string, a ...any) error {
 	if ee, ok := err.(*ExitError); ok && ee.Code == ExitDataErr {
-		return &ExitError{ExitDataErr, fmt.Sprintf(format, a...)}
+		return &ExitError{Code: code, Msg: fmt.Sprintf(format, a...)}
+	}
+	return err
+}
+
+// noUser is rabbitmqctl's answer for a user that does not exist (exit 67).
+func noUser(err error, name string) error {
+	return notFoundCode(err, ExitNoUser, "User \"%s\" does not exist", name)
+}
+
+// noVHost is rabbitmqctl's answer for a vhost that does not exist.
+func noVHost(err error, name string) error {
+	if ee, ok := err.(*ExitError); ok && ee.Code == ExitDataErr {
+		return &ExitError{Code: ExitDataErr, Msg: fmt.Sprintf("Virtual host '%s' does not exist", name), Bare: true}
 	}
 	return err
 }

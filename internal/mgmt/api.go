@@ -299,6 +299,10 @@ func (s *Server) vhosts(u user, r *http.Request, seg []string) (int, any, error)
 		if err := checkName("vhost", seg[0]); err != nil {
 			return 0, nil, err
 		}
+		var body map[string]any // description, tags, tracing: checked as JSON, not kept yet
+		if err := decode(r, &body); err != nil {
+			return 0, nil, err
+		}
 		exists := s.b.VHost(seg[0]) != nil
 		if err := s.propose(metadata.Command{Op: metadata.OpAddVHost, VHost: seg[0]}); err != nil {
 			return 0, nil, err

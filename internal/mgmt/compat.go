@@ -233,3 +233,16 @@ func connectionDetails(name, peer string) map[string]any {
 	host, port := splitHostPort(peer)
 	return map[string]any{"name": name, "peer_host": host, "peer_port": port}
 }
+
+// readOnly reports the endpoints that only answer GET and HEAD.
+func readOnly(seg []string) bool {
+	if len(seg) == 0 {
+		return false
+	}
+	switch seg[0] {
+	case "overview", "whoami", "nodes", "channels", "consumers", "extensions", "aliveness-test", "health":
+		return true
+	}
+	return false
+}
+

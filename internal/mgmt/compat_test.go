@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
@@ -113,7 +114,8 @@ func TestChurnCounts(t *testing.T) {
 		}
 	}
 	// the connection's close is accounted once its goroutine ends
-	for i := 0; i < 100 && d(after, "connection_closed") != 1; i++ {
+	for i := 0; i < 500 && d(after, "connection_closed") != 1; i++ {
+		time.Sleep(10 * time.Millisecond)
 		after = churn()
 	}
 	if d(after, "connection_closed") != 1 || d(after, "channel_closed") != 2 || d(after, "channel_created") != 2 {
@@ -458,5 +460,39 @@ func TestRabbitmqadmin(t *testing.T) {
 	}
 	for _, what := range []string{"nodes", "connections", "channels", "consumers", "exchanges", "vhosts", "users", "permissions", "policies", "parameters"} {
 		run("list", what)
+	}
+}
+
+// TestErrorAnswersAsRabbitMQ: a method an endpoint does not take, a body
+// that is not JSON, a path that does not exist, an AMQP-level refusal.
+func TestErrorAnswersAsRabbitMQ(t *testing.T) {
+	_, base := start(t)
+	req, _ := http.NewRequest("POST", base+"/api/overview", nil)
+	req.SetBasicAuth("guest", "guest")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.ReadFrom(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 405 || r.Header.Get("Allow") != "HEAD, GET, OPTIONS" || b.Len() != 0 {
+		t.Errorf("POST /api/overview: %d allow %q body %q", r.StatusCode, r.Header.Get("Allow"), b.String())
+	}
+	req, _ = http.NewRequest("PUT", base+"/api/vhosts/bad", strings.NewReader("{bad"))
+	req.SetBasicAuth("guest", "guest")
+	if r, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 400 {
+		t.Errorf("PUT a vhost with a body that is not JSON: %d, RabbitMQ answers 400", r.StatusCode)
+	}
+	g := guest(t, base)
+	if r := g("GET", "/api/nothing", nil); r.status != 404 || string(bytes.TrimSpace(r.body)) != `{"error":"Object Not Found","reason":"Not Found"}` {
+		t.Errorf("unknown path: %d %s", r.status, r.body)
+	}
+	if r := g("PUT", "/api/exchanges/%2F/x", map[string]any{"type": "nope"}); r.status != 400 || bytes.Contains(r.body, []byte("COMMAND_INVALID")) {
+		t.Errorf("bad exchange type: %d %s", r.status, r.body)
 	}
 }

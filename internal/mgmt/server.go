@@ -123,7 +123,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	if short == "" {
 		short = map[int]string{400: "bad_request", 401: "not_authorised", 403: "not_authorised", 404: "not_found", 405: "method_not_allowed", 500: "internal_server_error", 503: "service_unavailable"}[ae.status]
 	}
-	if ae.status == http.StatusNotFound && reason == "Object Not Found" {
+	if ae.status == http.StatusNotFound && (reason == "Object Not Found" || reason == "Not Found") {
 		short, reason = "Object Not Found", "Not Found" // RabbitMQ's exact body
 	}
 	writeJSON(w, ae.status, map[string]string{"error": short, "reason": reason})
@@ -196,6 +196,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authenticate(r)
 	if err != nil {
 		writeErr(w, err)
+		return
+	}
+	if readOnly(seg[1:]) && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// as RabbitMQ answers: an empty 405 saying what is allowed
+		w.Header().Set("Allow", "HEAD, GET, OPTIONS")
+		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
 	s.serveAPI(w, r, u, seg[1:])
