@@ -105,6 +105,7 @@ type Result struct {
 	// the run routes every message to every queue.
 	Checked          bool
 	Lost, Duplicates uint64
+	Missing          []string // where: up to 10 ranges of missing sequence numbers
 	Elapsed          time.Duration
 	// ClientCPU is this process's CPU time (user+system) over the run,
 	// ClientCPUPerMessage that divided by messages sent plus received:
@@ -120,7 +121,7 @@ type Result struct {
 func (r Result) Verify() error {
 	var probs []string
 	if r.Checked && r.Lost > 0 {
-		probs = append(probs, fmt.Sprintf("%d messages lost (confirmed or sent, never delivered)", r.Lost))
+		probs = append(probs, fmt.Sprintf("%d messages lost (confirmed or sent, never delivered: %s)", r.Lost, strings.Join(r.Missing, ", ")))
 	}
 	if r.Checked && r.Duplicates > 0 {
 		probs = append(probs, fmt.Sprintf("%d unexpected duplicates", r.Duplicates))
@@ -283,23 +284,55 @@ func (t *Tracker) Check() (lost, dups uint64) { return t.CheckQueues(1) }
 // CheckQueues returns, for messages that must arrive in each of queues
 // 0..queues-1, how many of those arrivals are missing, and duplicates.
 func (t *Tracker) CheckQueues(queues int) (lost, dups uint64) {
+	lost, dups, _ = t.check(queues)
+	return lost, dups
+}
+
+// MissingRanges describes, per queue and producer, the missing sequence
+// numbers as at most max ranges ("queue 2 producer 0: 1000-1172"): where
+// in a run the messages went missing.
+func (t *Tracker) MissingRanges(queues, max int) []string {
+	_, _, r := t.check(queues)
+	if len(r) > max {
+		r = append(r[:max], fmt.Sprintf("and %d more ranges", len(r)-max))
+	}
+	return r
+}
+
+func (t *Tracker) check(queues int) (lost, dups uint64, ranges []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	type run struct{ from, to int }
 	for q := 0; q < queues; q++ {
 		for p, s := range t.sent {
 			r := t.received[uint64(q)<<32|uint64(p)]
+			var cur *run
+			flush := func() {
+				if cur != nil && len(ranges) < 100 {
+					ranges = append(ranges, fmt.Sprintf("queue %d producer %d: %d-%d", q, p, cur.from, cur.to))
+				}
+				cur = nil
+			}
 			for wi, w := range s.w {
 				for w != 0 {
 					b := bits.TrailingZeros64(w)
 					w &^= 1 << b
-					if r == nil || !r.has(uint32(wi*64+b)) {
+					seq := wi*64 + b
+					if r == nil || !r.has(uint32(seq)) {
 						lost++
+						if cur != nil && cur.to == seq-1 {
+							cur.to = seq
+						} else {
+							flush()
+							cur = &run{seq, seq}
+						}
 					}
 				}
 			}
+			flush()
 		}
 	}
-	return lost, t.dups
+	return lost, t.dups, ranges
 }
 
 // Encode writes producer, seq and the send time into the first 16 bytes.
@@ -473,12 +506,16 @@ func (r *run) result(el time.Duration) Result {
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	lost, dups := uint64(0), uint64(0)
+	var missing []string
 	if r.cfg.Consumers > 0 {
 		q := 1
 		if r.cfg.EveryQueue {
 			q = r.cfg.Queues
 		}
 		lost, dups = r.tracker.CheckQueues(q)
+		if lost > 0 {
+			missing = r.tracker.MissingRanges(q, 10)
+		}
 	}
 	sent, received := r.c.sent.Load(), r.c.received.Load()
 	sendRate, sendWin := rate(sent, r.sendStart, r.lastSent.Load())
@@ -490,7 +527,7 @@ func (r *run) result(el time.Duration) Result {
 		Sent: sent, Confirmed: r.c.confirmed.Load(), Nacked: r.c.nacked.Load(), Returned: r.c.returned.Load(),
 		Received: received, SendRate: sendRate, ReceiveRate: recvRate, SendWindow: sendWin, ReceiveWindow: recvWin,
 		LatencyP50: r.hist.Quantile(0.5), LatencyP95: r.hist.Quantile(0.95), LatencyP99: r.hist.Quantile(0.99), LatencyP999: r.hist.Quantile(0.999), Max: r.hist.Max(),
-		Checked: r.cfg.Consumers > 0, Lost: lost, Duplicates: dups, Elapsed: el, Errors: errs,
+		Checked: r.cfg.Consumers > 0, Lost: lost, Duplicates: dups, Missing: missing, Elapsed: el, Errors: errs,
 	}
 }
 

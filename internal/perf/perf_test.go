@@ -25,6 +25,9 @@ func TestVerifyFailsOnLostMessages(t *testing.T) {
 	if err := res.Verify(); !errors.Is(err, ErrCheckFailed) {
 		t.Fatalf("Verify on a lossy run: %v, want ErrCheckFailed", err)
 	}
+	if len(res.Missing) != 5 || res.Missing[0] != "queue 0 producer 0: 7-7" || res.Missing[4] != "queue 0 producer 0: 87-87" {
+		t.Fatalf("missing ranges %q", res.Missing)
+	}
 	// the same run with everything delivered passes
 	for i := uint32(7); i < 100; i += 20 {
 		r.tracker.Received(0, i)
@@ -122,5 +125,23 @@ func TestConfirmSetSettlesMultipleAndOutOfOrder(t *testing.T) {
 	}
 	if s.base != 7 || len(s.done) != 0 {
 		t.Fatalf("base %d, %d pending", s.base, len(s.done))
+	}
+}
+
+func TestMissingRanges(t *testing.T) {
+	tr := NewTracker()
+	for i := uint32(0); i < 200; i++ {
+		tr.Sent(1, i)
+		if (i < 50 || i > 59) && i < 190 {
+			tr.ReceivedIn(0, 1, i)
+		}
+		tr.ReceivedIn(1, 1, i)
+	}
+	got := tr.MissingRanges(2, 10)
+	if len(got) != 2 || got[0] != "queue 0 producer 1: 50-59" || got[1] != "queue 0 producer 1: 190-199" {
+		t.Fatalf("%q", got)
+	}
+	if got := tr.MissingRanges(2, 1); len(got) != 2 || got[1] != "and 1 more ranges" {
+		t.Fatalf("%q", got)
 	}
 }
