@@ -314,3 +314,54 @@ func TestLostSnapshotIsSentAgain(t *testing.T) {
 		t.Fatal("no snapshot was sent to node 3: the test did not exercise a lost snapshot")
 	}
 }
+
+// TestSlowFsyncDoesNotCauseAnElection: the leader's fsync hangs for
+// several election timeouts while it has an entry to persist; its ticks
+// and heartbeats go on (fsyncs run on the persister), so the followers do
+// not elect another leader. With the fsync inline in the loop, they did.
+func TestSlowFsyncDoesNotCauseAnElection(t *testing.T) {
+	net := NewMemNetwork()
+	dir := t.TempDir()
+	hosts := map[uint64]*Host{}
+	fss := map[uint64]*faultFS{}
+	for id := uint64(1); id <= 3; id++ {
+		fss[id] = &faultFS{}
+		h, err := Open(Options{ID: id, Dir: filepath.Join(dir, fmt.Sprint(id)), Transport: net.Endpoint(id), Tick: testTick, FS: fss[id]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[id] = h
+		net.Attach(id, h)
+		t.Cleanup(func() { fss[id].release(); h.Close() })
+		if err := h.AddGroup(1, []uint64{1, 2, 3}, &logFSM{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lead uint64
+	waitFor(t, "a leader", func() bool {
+		lead = hosts[1].Leader(1)
+		return lead != 0 && hosts[2].Leader(1) == lead && hosts[3].Leader(1) == lead
+	})
+	fss[lead].holdSyncs()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := hosts[lead].Propose(ctx, 1, []byte("during a slow fsync"))
+		done <- err
+	}()
+	// five election timeouts (10 ticks each, at most 20 randomised)
+	deadline := time.Now().Add(5 * 20 * testTick)
+	for time.Now().Before(deadline) {
+		for id, h := range hosts {
+			if l := h.Leader(1); l != lead {
+				t.Fatalf("node %d sees leader %d during the leader's slow fsync (was %d)", id, l, lead)
+			}
+		}
+		time.Sleep(testTick)
+	}
+	fss[lead].release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

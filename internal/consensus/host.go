@@ -639,13 +639,14 @@ func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
 	}
 }
 
-// ProposeAsync submits cmd to group gid without waiting. done runs on the
-// group's applier (it must be quick and must not call the host) with the
-// state machine's result once the command is applied here, or with
-// ErrDropped when it is not within Options.ProposalTimeout (the outcome
-// is then unknown, as with Propose), or with the error that stopped the
-// host. Commands proposed one after another on the group's leader are
-// applied in that order.
+// ProposeAsync submits cmd to group gid without waiting. done runs on a
+// goroutine of the host (the group's applier; the loop for a proposal
+// that failed before reaching the log): it must be quick and must not
+// call the host. It gets the state machine's result once the command is
+// applied here, or ErrDropped when it is not within
+// Options.ProposalTimeout (the outcome is then unknown, as with Propose),
+// or the error that stopped the host. Commands proposed one after another
+// on the group's leader are applied in that order.
 func (h *Host) ProposeAsync(gid uint64, cmd []byte, done func(any, error)) {
 	id := h.nextID.Add(1)
 	data := make([]byte, 8+len(cmd))

@@ -192,6 +192,12 @@ func (h *Host) step(envs []Envelope) {
 		h.dirty[g.id] = g
 		if e.Quiesce {
 			h.followerQuiesce(g, e.Msg)
+		} else if g.quiesced {
+			// a heartbeat response left it asleep: stay so only while
+			// it still leads (a higher term would have deposed it)
+			if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+				h.wake(g)
+			}
 		}
 	}
 }
