@@ -548,3 +548,26 @@ func TestCompatQueueArgumentErrors(t *testing.T) {
 		must(t, err)
 	})
 }
+
+// TestCompatLoginFailure: a failed login is a connection.close 403 only for
+// clients announcing the authentication_failure_close capability; others
+// see the socket close (amqp091-go reports ErrCredentials).
+func TestCompatLoginFailure(t *testing.T) {
+	compatTargets(t, func(t *testing.T, u string) {
+		_, err := amqp091.Dial(strings.Replace(u, "guest:guest", "guest:wrong", 1))
+		if !errors.Is(err, amqp091.ErrCredentials) {
+			t.Errorf("amqp091-go with a bad password: want ErrCredentials, got %v", err)
+		}
+		pu, _ := url.Parse(u)
+		c := rawDial(t, pu.Host)
+		c.nc.Write(amqp.ProtocolHeader)
+		if _, ok := c.recv().(*amqp.ConnectionStart); !ok {
+			t.Fatal("no connection.start")
+		}
+		c.send(0, &amqp.ConnectionStartOk{
+			ClientProperties: amqp.Table{"capabilities": amqp.Table{"authentication_failure_close": true}},
+			Mechanism:        "PLAIN", Response: "\x00guest\x00wrong", Locale: "en_US",
+		})
+		c.expectClose(true, 403, 0, 0, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.")
+	})
+}

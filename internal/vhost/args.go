@@ -15,26 +15,7 @@ var equivalenceArgs = map[string]bool{
 	"x-single-active-consumer": true, "x-queue-type": true, "x-queue-master-locator": true,
 }
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string, []byte:
-		return "longstr"
-	case bool:
-		return "bool"
-	case float32, float64:
-		return "double"
-	case amqp.Table, map[string]any:
-		return "table"
-	case []any:
-		return "array"
-	case nil:
-		return "void"
-	}
-	if _, ok := amqp.IntValue(v); ok {
-		return "long"
-	}
-	return fmt.Sprintf("%T", v)
-}
+func typeName(v any) string { return amqp.FieldTypeName(v) }
 
 // maxExpiry is the largest TTL or expiry RabbitMQ accepts: ten years in
 // milliseconds (rabbit_misc:check_expiry).
@@ -89,10 +70,34 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 			if n > 255 {
 				return bad(k, fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
-		case "x-dead-letter-exchange", "x-dead-letter-routing-key":
+		case "x-dead-letter-exchange":
+			if _, ok := v.(string); !ok {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid type '%s' for arg 'x-dead-letter-exchange' in queue '%s' in vhost '%s'", typeName(v), q, vh)
+			}
+		case "x-dead-letter-routing-key":
 			if _, ok := v.(string); !ok {
 				return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 			}
+			if _, ok := args["x-dead-letter-exchange"]; !ok {
+				return bad(k, "routing_key_but_no_dlx_defined")
+			}
+		case "x-queue-version":
+			n, ok := amqp.IntValue(v)
+			if !ok {
+				return bad(k, notInteger(v))
+			}
+			if n < 0 {
+				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
+			}
+			if n != 1 && n != 2 {
+				return bad(k, fmt.Sprintf("\"unsupported queue version '%d'\"", n))
+			}
+		case "x-dead-letter-strategy", "x-max-in-memory-length", "x-max-in-memory-bytes",
+			"x-quorum-initial-group-size", "x-delivery-limit", "x-queue-leader-locator",
+			"x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size":
+			// arguments of quorum queues and streams (RabbitMQ refuses
+			// them on classic queues, the only type Warren has)
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s' of queue type rabbit_classic_queue", k, q, vh)
 		case "x-overflow":
 			s, isStr := v.(string)
 			if !isStr {
@@ -129,11 +134,6 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				}
 				return bad(k, fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 			}
-		}
-	}
-	if _, ok := args["x-dead-letter-routing-key"]; ok {
-		if _, ok := args["x-dead-letter-exchange"]; !ok {
-			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': Key x-dead-letter-exchange must be set", q, vh)
 		}
 	}
 	return nil

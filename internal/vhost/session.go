@@ -111,7 +111,7 @@ func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
 	}
 	if alt, ok := m.Arguments["alternate-exchange"]; ok {
 		if _, isStr := alt.(string); !isStr {
-			return v.errf(amqp.PreconditionFailed, m, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s': expected a string", m.Exchange, v.name)
+			return v.errf(amqp.PreconditionFailed, m, "invalid type '%s' for arg 'alternate-exchange' in exchange '%s' in vhost '%s'", amqp.FieldTypeName(alt), m.Exchange, v.name)
 		}
 	}
 	return v.meta.Propose(metadata.Command{Op: metadata.OpDeclareExchange, Exchange: &metadata.Exchange{
