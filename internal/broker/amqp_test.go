@@ -1,9 +1,9 @@
 package broker_test
 
 import (
-	"errors"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
