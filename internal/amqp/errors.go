@@ -3,6 +3,7 @@ package amqp
 import (
 	"fmt"
 	"unicode/utf8"
+	"time"
 )
 
 // Error is an AMQP exception: a reply code, RabbitMQ-style text and the
@@ -50,4 +51,46 @@ func NewError(code uint16, classID, methodID uint16, format string, args ...any)
 		text = text[:n]
 	}
 	return &Error{Code: code, Text: text, ClassID: classID, MethodID: methodID}
+}
+
+// FieldTypeName is RabbitMQ's name for the field-table type a decoded value
+// came in as ("longstr", "signedint", ...), as its error texts print it.
+func FieldTypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "longstr"
+	case []byte:
+		return "binary"
+	case bool:
+		return "bool"
+	case int8:
+		return "byte"
+	case uint8:
+		return "unsignedbyte"
+	case int16:
+		return "short"
+	case uint16:
+		return "unsignedshort"
+	case int32:
+		return "signedint"
+	case uint32:
+		return "unsignedint"
+	case int64, int:
+		return "long"
+	case float32:
+		return "float"
+	case float64:
+		return "double"
+	case Decimal:
+		return "decimal"
+	case time.Time:
+		return "timestamp"
+	case Table, map[string]any:
+		return "table"
+	case []any:
+		return "array"
+	case nil:
+		return "void"
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -527,6 +527,8 @@ func TestCompatQueueArgumentErrors(t *testing.T) {
 		{amqp091.Table{"x-queue-mode": "eager"}, `"unsupported queue mode 'eager'"`},
 		{amqp091.Table{"x-queue-type": "foo"}, `"unsupported queue type 'foo'"`},
 		{amqp091.Table{"x-single-active-consumer": "yes"}, "{unacceptable_type,longstr}"},
+		{amqp091.Table{"x-dead-letter-routing-key": "k"}, "routing_key_but_no_dlx_defined"},
+		{amqp091.Table{"x-queue-version": int32(3)}, `"unsupported queue version '3'"`},
 	}
 	compatTargets(t, func(t *testing.T, url string) {
 		c := dial(t, url)
@@ -538,13 +540,67 @@ func TestCompatQueueArgumentErrors(t *testing.T) {
 				t.Errorf("%v: reply %q, want it to end with %q", tc.args, e.Reason, tc.want)
 			}
 		}
+		// whole texts where RabbitMQ words them differently
+		for _, tc := range []struct {
+			args amqp091.Table
+			want string // the text before and after the queue name
+		}{
+			{amqp091.Table{"x-dead-letter-exchange": int32(3)}, "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue '"},
+			{amqp091.Table{"x-max-age": "1D"}, "PRECONDITION_FAILED - invalid arg 'x-max-age' for queue '"},
+			{amqp091.Table{"x-delivery-limit": int32(3)}, "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue '"},
+		} {
+			ch := channel(t, c)
+			_, err := ch.QueueDeclare(uniq("args"), false, true, false, false, tc.args)
+			e := amqpErr(t, err, 406, true)
+			if !strings.HasPrefix(e.Reason, tc.want) {
+				t.Errorf("%v: reply %q, want it to start with %q", tc.args, e.Reason, tc.want)
+			}
+		}
+		ch := channel(t, c)
+		q := uniq("cons")
+		_, err := ch.QueueDeclare(q, false, true, true, false, nil)
+		must(t, err)
+		_, err = ch.Consume(q, "", false, false, false, false, amqp091.Table{"x-priority": "high"})
+		e := amqpErr(t, err, 406, true)
+		if !strings.HasSuffix(e.Reason, `': "expected integer, got longstr"`) || !strings.Contains(e.Reason, "invalid arg 'x-priority' for queue '"+q+"'") {
+			t.Errorf("consumer x-priority: reply %q", e.Reason)
+		}
+		ch = channel(t, c)
+		_, err = ch.Consume(q, "", false, false, false, false, amqp091.Table{"x-cancel-on-ha-failover": "x"})
+		e = amqpErr(t, err, 406, true)
+		if !strings.HasSuffix(e.Reason, "': {unacceptable_type,longstr}") {
+			t.Errorf("consumer x-cancel-on-ha-failover: reply %q", e.Reason)
+		}
 		// a queue declared without x-queue-type is classic: redeclaring it
 		// with x-queue-type 'classic' is equivalent
-		ch := channel(t, c)
+		ch = channel(t, c)
 		name := uniq("classic")
-		_, err := ch.QueueDeclare(name, false, true, true, false, nil)
+		_, err = ch.QueueDeclare(name, false, true, true, false, nil)
 		must(t, err)
 		_, err = ch.QueueDeclare(name, false, true, true, false, amqp091.Table{"x-queue-type": "classic"})
 		must(t, err)
+	})
+}
+
+// TestCompatLoginFailure: a failed login is a connection.close 403 only for
+// clients announcing the authentication_failure_close capability; others
+// see the socket close (amqp091-go reports ErrCredentials).
+func TestCompatLoginFailure(t *testing.T) {
+	compatTargets(t, func(t *testing.T, u string) {
+		_, err := amqp091.Dial(strings.Replace(u, "guest:guest", "guest:wrong", 1))
+		if !errors.Is(err, amqp091.ErrCredentials) {
+			t.Errorf("amqp091-go with a bad password: want ErrCredentials, got %v", err)
+		}
+		pu, _ := url.Parse(u)
+		c := rawDial(t, pu.Host)
+		c.nc.Write(amqp.ProtocolHeader)
+		if _, ok := c.recv().(*amqp.ConnectionStart); !ok {
+			t.Fatal("no connection.start")
+		}
+		c.send(0, &amqp.ConnectionStartOk{
+			ClientProperties: amqp.Table{"capabilities": amqp.Table{"authentication_failure_close": true}},
+			Mechanism:        "PLAIN", Response: "\x00guest\x00wrong", Locale: "en_US",
+		})
+		c.expectClose(true, 403, 0, 0, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.")
 	})
 }

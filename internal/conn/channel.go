@@ -603,13 +603,28 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	ch.consumers[tag] = cs
 	ch.mu.Unlock()
 	prio := 0
-	if v, ok := m.Arguments["x-priority"]; ok {
-		p, ok := amqp.IntValue(v)
-		if !ok {
+	// consumer arguments as RabbitMQ 3.10 checks them for classic queues
+	// (rabbit_amqqueue:check_consume_arguments)
+	badArg := func(k, why string) error {
+		ch.dropConsumer(cs)
+		return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q.Name(), ch.vh().Name(), why)
+	}
+	for k, v := range m.Arguments {
+		switch k {
+		case "x-priority":
+			p, ok := amqp.IntValue(v)
+			if !ok {
+				return badArg(k, fmt.Sprintf("\"expected integer, got %s\"", amqp.FieldTypeName(v)))
+			}
+			prio = int(p)
+		case "x-cancel-on-ha-failover":
+			if _, ok := v.(bool); !ok {
+				return badArg(k, "{unacceptable_type,"+amqp.FieldTypeName(v)+"}")
+			}
+		case "x-stream-offset":
 			ch.dropConsumer(cs)
-			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-priority' for consumer: expected an integer")
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s' of queue type rabbit_classic_queue", k, q.Name(), ch.vh().Name())
 		}
-		prio = int(p)
 	}
 	// consume-ok must precede the first delivery: it is written once the
 	// queue admits the consumer, before the queue dispatches to it.

@@ -81,11 +81,22 @@ func (c *Conn) handshake() error {
 	}
 	user, err := c.srv.Authenticate(so.Mechanism, []byte(so.Response), c.nc.RemoteAddr())
 	if err != nil {
+		e := amqp.NewError(amqp.AccessRefused, 0, 0, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism)
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
-			return c.handshakeFail(ae)
+			e = &amqp.Error{Code: ae.Code, Text: ae.Text} // RabbitMQ names no method here
 		}
-		return c.handshakeFail(amqp.NewError(amqp.AccessRefused, 10, 11, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
+		caps, _ := so.ClientProperties["capabilities"].(amqp.Table)
+		if notify, _ := caps["authentication_failure_close"].(bool); !notify {
+			// RabbitMQ 3.10 (rabbit_reader:auth_fail) sends connection.close
+			// on a failed login only to clients announcing
+			// authentication_failure_close; others see the socket close,
+			// which they report as bad credentials (amqp091-go's
+			// ErrCredentials, which applications test for).
+			c.log.Warn("connection refused during handshake", "code", e.Code, "text", e.Text)
+			return errQuiet
+		}
+		return c.handshakeFail(e)
 	}
 	c.user = user
 	c.writeMethod(0, &amqp.ConnectionTune{ChannelMax: c.cfg.ChannelMax, FrameMax: c.cfg.FrameMax, Heartbeat: c.cfg.Heartbeat})

@@ -105,3 +105,70 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Fatalf("round trip differs:\n%s\n%s", raw, raw2)
 	}
 }
+
+// TestAutoDeleteExchangeCascade: an auto-delete exchange goes when it loses
+// its last binding as a source, the deletion cascades through the
+// exchange-to-exchange bindings it was the destination of, and observers
+// learn which exchanges went (every node applies the same).
+func TestAutoDeleteExchangeCascade(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	var seen [][]string
+	s.Observe(func(c Command) { seen = append(seen, c.AutoDeleted) })
+	must := func(c Command) {
+		t.Helper()
+		if err := s.Propose(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := func(name string, ad bool) Command {
+		return Command{Op: OpDeclareExchange, Exchange: &Exchange{Name: name, VHost: "/", Type: "direct", AutoDelete: ad}}
+	}
+	bind := func(src, dst, typ string) *Binding {
+		return &Binding{Source: src, VHost: "/", Destination: dst, DestinationType: typ, RoutingKey: "k"}
+	}
+	must(Command{Op: OpAddVHost, VHost: "/"})
+	must(x("a", true))     // a -> b -> q, a -> plain
+	must(x("b", true))     // b's only source binding goes with q
+	must(x("never", true)) // never bound: stays
+	must(x("plain", false))
+	must(Command{Op: OpDeclareQueue, Queue: &Queue{Name: "q", VHost: "/"}})
+	must(Command{Op: OpBind, Binding: bind("a", "b", "exchange")})
+	must(Command{Op: OpBind, Binding: bind("a", "plain", "exchange")})
+	must(Command{Op: OpBind, Binding: bind("b", "q", "queue")})
+
+	must(Command{Op: OpDeleteQueue, VHost: "/", Name: "q"})
+	if got := seen[len(seen)-1]; !reflect.DeepEqual(got, []string{"b"}) {
+		t.Fatalf("deleting q auto-deleted %v, want [b] (a still has a binding to plain)", got)
+	}
+	must(Command{Op: OpUnbind, Binding: bind("a", "plain", "exchange")})
+	if got := seen[len(seen)-1]; !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("unbinding a's last binding auto-deleted %v, want [a]", got)
+	}
+	s.Read(func(st *State) {
+		for _, n := range []string{"a", "b"} {
+			if _, ok := st.Exchanges[[2]string{"/", n}]; ok {
+				t.Errorf("exchange %s still defined", n)
+			}
+		}
+		for _, n := range []string{"never", "plain"} {
+			if _, ok := st.Exchanges[[2]string{"/", n}]; !ok {
+				t.Errorf("exchange %s was deleted", n)
+			}
+		}
+		if len(st.Bindings) != 0 {
+			t.Errorf("bindings left: %v", st.Bindings)
+		}
+	})
+
+	// cascade in one command: c -> d -> e(queue dest gone): deleting the
+	// destination exchange of c's only binding takes c with it
+	must(x("c", true))
+	must(x("d", true))
+	must(x("e", false))
+	must(Command{Op: OpBind, Binding: bind("c", "d", "exchange")})
+	must(Command{Op: OpBind, Binding: bind("d", "e", "exchange")})
+	must(Command{Op: OpDeleteExchange, VHost: "/", Name: "e"})
+	if got := seen[len(seen)-1]; !reflect.DeepEqual(got, []string{"c", "d"}) {
+		t.Fatalf("deleting e auto-deleted %v, want [c d]", got)
+	}
+}

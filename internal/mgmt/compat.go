@@ -245,4 +245,3 @@ func readOnly(seg []string) bool {
 	}
 	return false
 }
-

@@ -21,26 +21,7 @@ var equivalenceArgs = map[string]bool{
 // (rabbit_misc:check_expiry).
 const MaxExpiry = 315_360_000_000
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string, []byte:
-		return "longstr"
-	case bool:
-		return "bool"
-	case float32, float64:
-		return "double"
-	case amqp.Table, map[string]any:
-		return "table"
-	case []any:
-		return "array"
-	case nil:
-		return "void"
-	}
-	if _, ok := amqp.IntValue(v); ok {
-		return "long"
-	}
-	return fmt.Sprintf("%T", v)
-}
+func typeName(v any) string { return amqp.FieldTypeName(v) }
 
 // notClassicArgs are queue arguments of quorum queues and streams, which
 // RabbitMQ 3.10 refuses on a classic queue.
@@ -128,6 +109,9 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				// would be undeliverable
 				return bad(k, fmt.Sprintf("{value_too_long,%d}: at most 255 bytes", len(str)))
 			}
+			if _, ok := args["x-dead-letter-exchange"]; k == "x-dead-letter-routing-key" && !ok {
+				return bad(k, "routing_key_but_no_dlx_defined")
+			}
 		case "x-overflow":
 			s, isStr := v.(string)
 			if !isStr {
@@ -164,11 +148,6 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 				}
 				return bad(k, fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 			}
-		}
-	}
-	if _, ok := args["x-dead-letter-routing-key"]; ok {
-		if _, ok := args["x-dead-letter-exchange"]; !ok {
-			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': Key x-dead-letter-exchange must be set", q, vh)
 		}
 	}
 	return nil
