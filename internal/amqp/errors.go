@@ -2,8 +2,8 @@ package amqp
 
 import (
 	"fmt"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 )
 
 // Error is an AMQP exception: a reply code, RabbitMQ-style text and the
