@@ -271,7 +271,7 @@ func commands(o *opts) []*cobra.Command {
 			o.info("Timeout: %.1f seconds ...", o.timeout.Seconds())
 			o.info("Listing queues for vhost %s ...", vh())
 			var qs []map[string]any
-			err := c.call("GET", []string{"queues", vh()}, nil, &qs)
+			err := listedVHost(c.call("GET", []string{"queues", vh()}, nil, &qs))
 			for _, q := range qs {
 				q["message_bytes"] = q["message_bytes_ready"]
 			}
@@ -280,12 +280,12 @@ func commands(o *opts) []*cobra.Command {
 		columnsVerb("list_exchanges", "exchanges", []string{"name", "type"}, []string{"name", "type", "durable", "auto_delete", "internal", "arguments", "policy"}, func(c *client) ([]map[string]any, error) {
 			o.info("Listing exchanges for vhost %s ...", vh())
 			var xs []map[string]any
-			return xs, c.call("GET", []string{"exchanges", vh()}, nil, &xs)
+			return xs, listedVHost(c.call("GET", []string{"exchanges", vh()}, nil, &xs))
 		}),
 		columnsVerb("list_bindings", "bindings", []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, func(c *client) ([]map[string]any, error) {
 			o.info("Listing bindings for vhost %s...", vh())
 			var bs []map[string]any
-			err := c.call("GET", []string{"bindings", vh()}, nil, &bs)
+			err := listedVHost(c.call("GET", []string{"bindings", vh()}, nil, &bs))
 			for _, b := range bs {
 				b["source_name"], b["source_kind"], b["destination_name"], b["destination_kind"] = b["source"], "exchange", b["destination"], b["destination_type"]
 			}
@@ -446,6 +446,15 @@ func notFound(err error, format string, a ...any) error {
 func notFoundCode(err error, code int, format string, a ...any) error {
 	if ee, ok := err.(*ExitError); ok && ee.Code == ExitDataErr {
 		return &ExitError{Code: code, Msg: fmt.Sprintf(format, a...)}
+	}
+	return err
+}
+
+// listedVHost makes listing a vhost that does not exist list nothing,
+// successfully, as rabbitmqctl does (the API answers 404).
+func listedVHost(err error) error {
+	if ee, ok := err.(*ExitError); ok && ee.Code == ExitDataErr {
+		return nil
 	}
 	return err
 }
