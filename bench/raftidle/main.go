@@ -40,6 +40,7 @@ func main() {
 	settle := flag.Duration("settle", 3*time.Second, "wait after every group has a leader")
 	old := flag.Bool("old", false, "settings before quiescence: 10 ms tick, heartbeat every tick, never quiet")
 	dir := flag.String("dir", "", "data directory (default: a temporary one)")
+	wait := flag.Duration("wait", 3*time.Minute, "measure anyway after this long without a leader in every group")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "raftidle-*")
@@ -93,13 +94,13 @@ func main() {
 			}
 		}
 	}
+	led := 0
 	for g := 1; g <= *groups; g++ {
-		for hosts[1].Leader(uint64(g)) == 0 {
-			if time.Since(start) > 5*time.Minute {
-				fmt.Fprintln(os.Stderr, "raftidle: groups without a leader after 5 minutes")
-				os.Exit(1)
-			}
+		for hosts[1].Leader(uint64(g)) == 0 && time.Since(start) < *wait {
 			time.Sleep(10 * time.Millisecond)
+		}
+		if hosts[1].Leader(uint64(g)) != 0 {
+			led++
 		}
 	}
 	elected := time.Since(start)
@@ -125,7 +126,7 @@ func main() {
 	if *old {
 		mode = "old settings (10 ms tick, heartbeat every tick, no quiescence)"
 	}
-	fmt.Printf("raftidle: %d groups x 3 nodes over TCP loopback, %s; all led after %v; idle %v\n", *groups, mode, elected.Round(time.Millisecond), t1.Sub(t0).Round(time.Millisecond))
+	fmt.Printf("raftidle: %d groups x 3 nodes over TCP loopback, %s; %d groups led after %v; idle %v\n", *groups, mode, led, elected.Round(time.Millisecond), t1.Sub(t0).Round(time.Millisecond))
 	fmt.Printf("cpu per node: %.3f s/s (process %.3f s/s)\n", (c1-c0).Seconds()/secs/3, (c1-c0).Seconds()/secs)
 	for _, id := range ids {
 		a, b := s0[id], s1[id]
