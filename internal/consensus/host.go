@@ -23,7 +23,7 @@
 // cause, every waiting proposal fails, Options.OnFail runs and Failed is
 // closed; the owner stops the node and clients move to the others.
 //
-// Idle groups go quiet (CockroachDB's quiescence, docs/adr/0004): a leader
+// Idle groups go quiet (CockroachDB's quiescence, docs/adr/0007): a leader
 // whose group has nothing in flight tells its followers so, and none of
 // them ticks the group until a message or proposal wakes it; one
 // node-level heartbeat per pair of hosts keeps watch for a leader's node

@@ -8,7 +8,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 )
 
-// Quiescence (CockroachDB's, docs/adr/0004-idle-groups-go-quiet.md).
+// Quiescence (CockroachDB's, docs/adr/0007-idle-groups-go-quiet.md).
 //
 // A group with nothing to do costs nothing: its leader stops ticking it
 // (no heartbeats) and its followers stop ticking it (no elections). What
