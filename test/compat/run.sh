@@ -28,6 +28,10 @@
 #   COMPAT_KEEP           on failure, copy the outputs (logs, go test -json,
 #                         TAP) to this directory
 #
+# The Go suites' tests connect to vhost "/" whatever AMQP_URL names (their
+# test config sets it), so on the reference broker they use its default
+# vhost; each suite gets a fresh Warren.
+#
 # Prints passed/failed/skipped per suite for both brokers and exits non-zero
 # when a test that passes on RabbitMQ fails on Warren (or, without a
 # reachable RabbitMQ, when any test fails on Warren).
@@ -59,18 +63,28 @@ else
   echo "compat: building warren-server"
   (cd "$root" && go build -o "$tmp/warren-server" ./cmd/warren-server) || exit 1
 fi
-wport=$(freeport)
-wmgmt=$(freeport)
-"$tmp/warren-server" --port "$wport" --management-port "$wmgmt" --prometheus-port 0 \
-  --data-dir "$tmp/data" >"$tmp/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do
-  if curl -s -o /dev/null -u guest:guest "http://127.0.0.1:$wmgmt/api/overview" &&
-    (exec 3<>/dev/tcp/127.0.0.1/"$wport") 2>/dev/null; then break; fi
-  sleep 0.1
-done
-warren_url="amqp://guest:guest@127.0.0.1:$wport/%2F"
-echo "compat: warren-server on 127.0.0.1:$wport (management $wmgmt)"
+# start_warren NAME: a fresh warren-server for one suite (the Go suites'
+# tests always use vhost "/", whatever the URL says, and share queue
+# names, so suites must not see each other's leftovers)
+start_warren() {
+  stop_warren
+  wport=$(freeport)
+  wmgmt=$(freeport)
+  "$tmp/warren-server" --port "$wport" --management-port "$wmgmt" --prometheus-port 0 \
+    --data-dir "$tmp/data-$1" >"$tmp/server-$1.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    if curl -s -o /dev/null -u guest:guest "http://127.0.0.1:$wmgmt/api/overview" &&
+      (exec 3<>/dev/tcp/127.0.0.1/"$wport") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  warren_url="amqp://guest:guest@127.0.0.1:$wport/%2F"
+  echo "compat: warren-server for $1 on 127.0.0.1:$wport (management $wmgmt)"
+}
+stop_warren() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+  pid=""
+}
 
 rmq_hostport=${rmq_url#amqp://}
 rmq_hostport=${rmq_hostport#*@}
@@ -202,7 +216,9 @@ start=$(date +%s)
 for s in $suites; do
   t0=$(date +%s)
   echo "compat: running $s"
+  start_warren "$s"
   "suite_$s"
+  stop_warren
   echo "compat: $s took $(($(date +%s) - t0))s"
 done
 
@@ -211,8 +227,10 @@ $py "$here/summary.py" "$tmp" "$rmq" "$SLOW_TESTS" $suites
 status=$?
 echo "compat: total $(($(date +%s) - start))s"
 if [ $status -ne 0 ]; then
-  echo "--- warren-server log (tail) ---"
-  tail -30 "$tmp/server.log"
+  for f in "$tmp"/server-*.log; do
+    echo "--- $(basename "$f") (tail) ---"
+    tail -15 "$f"
+  done
   if [ -n "${COMPAT_KEEP:-}" ]; then
     cp -r "$tmp" "$COMPAT_KEEP" && echo "compat: outputs kept in $COMPAT_KEEP"
   fi
