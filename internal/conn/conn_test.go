@@ -84,6 +84,9 @@ func TestHandshakeRefusals(t *testing.T) {
 		c.send(0, &amqp.ConnectionStartOk{Mechanism: "PLAIN", Response: plain("guest", "guest"), Locale: "en_US"})
 		expect[*amqp.ConnectionTune](c, 0)
 		c.send(0, &amqp.ConnectionTuneOk{ChannelMax: 10, FrameMax: srvFrameMax + 1})
+		if c.remote {
+			t.Skip("RabbitMQ resets the socket here before the client can read its close")
+		}
 		m := expect[*amqp.ConnectionClose](c, 0)
 		if m.ReplyCode != amqp.NotAllowed || m.ClassId != 10 || m.MethodId != 31 {
 			t.Fatalf("connection.close %d (%d,%d) %q, want 530 (10,31)", m.ReplyCode, m.ClassId, m.MethodId, m.ReplyText)
@@ -127,7 +130,7 @@ func TestPublishConsumeAck(t *testing.T) {
 	c.publish(1, "", q, props, payload)
 	c.publish(1, "", q, amqp.Properties{}, []byte("second"))
 	c.publish(1, "", q, amqp.Properties{}, nil) // empty body: header only
-	if n, cons := c.counts(1, q); n != 3 || cons != 0 {
+	if n, cons := c.counts(1, q, 3); n != 3 || cons != 0 {
 		t.Fatalf("queue has %d messages, %d consumers; want 3, 0", n, cons)
 	}
 
@@ -156,7 +159,7 @@ func TestPublishConsumeAck(t *testing.T) {
 	c.send(1, &amqp.BasicAck{DeliveryTag: 3, Multiple: true})
 	c.send(1, &amqp.BasicCancel{ConsumerTag: "ctag"})
 	c.expectEqual(1, &amqp.BasicCancelOk{ConsumerTag: "ctag"})
-	if n, cons := c.counts(1, q); n != 0 || cons != 0 {
+	if n, cons := c.counts(1, q, 0); n != 0 || cons != 0 {
 		t.Fatalf("after acks and cancel: %d messages, %d consumers; want 0, 0", n, cons)
 	}
 	// an ack of a tag already acked is a channel error, 406
@@ -186,7 +189,7 @@ func TestQosPrefetchHonoured(t *testing.T) {
 	// round trip: the next method must be declare-ok, not a third delivery
 	ready := func(want uint32) {
 		t.Helper()
-		if n, _ := c.counts(1, q); n != want {
+		if n, _ := c.counts(1, q, want); n != want {
 			t.Fatalf("%d messages ready, want %d", n, want)
 		}
 	}
@@ -223,16 +226,27 @@ func TestPublisherConfirms(t *testing.T) {
 		}
 		c.publish(1, "", key, amqp.Properties{}, []byte("x"))
 	}
-	// acks arrive in order and cover 1..n exactly once
+	// acks cover 1..n exactly once; on Warren they come in order (RabbitMQ
+	// confirms an unroutable message at once, ahead of routed ones)
+	acked := map[uint64]bool{}
 	var next uint64 = 1
-	for next <= n {
+	for len(acked) < n {
 		a := expect[*amqp.BasicAck](c, 1)
-		if a.DeliveryTag < next || a.DeliveryTag > n || (!a.Multiple && a.DeliveryTag != next) {
-			t.Fatalf("basic.ack tag %d multiple %v, want the next tag to be %d (at most %d)", a.DeliveryTag, a.Multiple, next, n)
+		if a.DeliveryTag == 0 || a.DeliveryTag > n || acked[a.DeliveryTag] {
+			t.Fatalf("basic.ack tag %d multiple %v: outside 1..%d or acked twice (acked so far %v)", a.DeliveryTag, a.Multiple, n, acked)
+		}
+		if !c.remote && (a.DeliveryTag < next || (!a.Multiple && a.DeliveryTag != next)) {
+			t.Fatalf("basic.ack tag %d multiple %v, want the next tag to be %d", a.DeliveryTag, a.Multiple, next)
+		}
+		acked[a.DeliveryTag] = true
+		if a.Multiple {
+			for tag := a.DeliveryTag - 1; tag > 0; tag-- {
+				acked[tag] = true
+			}
 		}
 		next = a.DeliveryTag + 1
 	}
-	if got, _ := c.counts(1, q); got != n-1 {
+	if got, _ := c.counts(1, q, n-1); got != n-1 {
 		t.Fatalf("%d messages in the queue, want %d", got, n-1)
 	}
 	// a confirm channel cannot become transactional
@@ -254,7 +268,7 @@ func TestTransactions(t *testing.T) {
 	}
 	c.send(1, &amqp.TxCommit{})
 	c.expectEqual(1, &amqp.TxCommitOk{})
-	if got, _ := c.counts(1, q); got != 2 {
+	if got, _ := c.counts(1, q, 2); got != 2 {
 		t.Fatalf("%d messages after commit, want 2", got)
 	}
 	c.publish(1, "", q, amqp.Properties{}, []byte("c"))
@@ -280,7 +294,7 @@ func TestTransactions(t *testing.T) {
 	c.openChannel(2)
 	c.send(2, &amqp.TxCommit{})
 	c.expectChannelClose(2, amqp.PreconditionFailed, 90, 20, c.text("PRECONDITION_FAILED - channel is not transactional"))
-	if got, _ := c.counts(1, q); got != 1 {
+	if got, _ := c.counts(1, q, 1); got != 1 {
 		t.Fatalf("%d messages after the committed ack, want 1", got)
 	}
 }
@@ -298,7 +312,7 @@ func TestChannelErrorScope(t *testing.T) {
 	c.expectChannelClose(1, amqp.NotFound, 50, 10, c.text("NOT_FOUND - no queue '"+missing+"' in vhost '/'"))
 	// channel 2 still works, channel 1 can be opened again
 	c.publish(2, "", q, amqp.Properties{}, []byte("still here"))
-	if got, _ := c.counts(2, q); got != 1 {
+	if got, _ := c.counts(2, q, 1); got != 1 {
 		t.Fatalf("%d messages, want 1", got)
 	}
 	c.openChannel(1)
@@ -342,7 +356,7 @@ func TestConnectionErrors(t *testing.T) {
 		c := open(t)
 		c.openChannel(1)
 		c.raw(amqp.AppendHeaderFrame(nil, 1, amqp.ClassBasic, 3, nil))
-		c.expectConnectionClose(amqp.UnexpectedFrame, 60, 0, c.text("UNEXPECTED_FRAME - expected method frame, got non method frame instead"))
+		c.expectConnectionClose(amqp.UnexpectedFrame, 0, 0, c.text("UNEXPECTED_FRAME - expected method frame, got non method frame instead"))
 	})
 	t.Run("method where the content header belongs", func(t *testing.T) {
 		c := open(t)
@@ -353,8 +367,10 @@ func TestConnectionErrors(t *testing.T) {
 	})
 	t.Run("body on a channel that is not open", func(t *testing.T) {
 		c := open(t)
+		// RabbitMQ 3.10 starts channel 3 for the frame, whose assembler
+		// refuses content where channel.open belongs
 		c.raw(amqp.AppendBodyFrames(nil, 3, []byte("abc"), cliFrameMax))
-		c.expectConnectionClose(amqp.ChannelError, 0, 0, "")
+		c.expectConnectionClose(amqp.UnexpectedFrame, 0, 0, c.text("UNEXPECTED_FRAME - expected method frame, got non method frame instead"))
 	})
 	t.Run("frame larger than frame_max", func(t *testing.T) {
 		c := open(t)
@@ -373,10 +389,15 @@ func TestConnectionErrors(t *testing.T) {
 	t.Run("method on channel 0 that is not a connection method", func(t *testing.T) {
 		c := open(t)
 		c.send(0, &amqp.QueueDeclare{Queue: "x"})
-		c.expectConnectionClose(amqp.CommandInvalid, 50, 10, "")
+		c.expectConnectionClose(amqp.ChannelError, 50, 10, "CHANNEL_ERROR - unexpected method in connection state running")
 	})
 	t.Run("channel above channel_max", func(t *testing.T) {
 		c := open(t) // tune-ok asked for channel_max 100
+		if c.remote {
+			// RabbitMQ 3.10 counts open channels against channel_max, not
+			// their numbers; Warren follows the spec (highest number)
+			t.Skip("Warren-specific: the spec's reading of channel_max")
+		}
 		c.send(101, &amqp.ChannelOpen{})
 		c.expectConnectionClose(amqp.ChannelError, 0, 0, "")
 	})

@@ -362,7 +362,20 @@ func (c *client) declare(ch uint16, name string) {
 }
 
 // counts asks queue.declare passive and returns message and consumer counts.
-func (c *client) counts(ch uint16, name string) (uint32, uint32) {
+// Warren enqueues before it reads the next frame, so the count is exact at
+// once; RabbitMQ's queue processes count asynchronously, so against it the
+// count is asked again (bounded) until it matches want.
+func (c *client) counts(ch uint16, name string, want ...uint32) (uint32, uint32) {
+	c.t.Helper()
+	n, cons := c.count1(ch, name)
+	for deadline := time.Now().Add(3 * time.Second); c.remote && len(want) > 0 && n != want[0] && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		n, cons = c.count1(ch, name)
+	}
+	return n, cons
+}
+
+func (c *client) count1(ch uint16, name string) (uint32, uint32) {
 	c.t.Helper()
 	c.send(ch, &amqp.QueueDeclare{Queue: name, Passive: true})
 	ok := expect[*amqp.QueueDeclareOk](c, ch)
