@@ -3,6 +3,7 @@ package conn_test
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -401,4 +402,51 @@ func TestConnectionErrors(t *testing.T) {
 		c.send(101, &amqp.ChannelOpen{})
 		c.expectConnectionClose(amqp.ChannelError, 0, 0, "")
 	})
+}
+
+// A mandatory message that reaches no queue comes back with basic.return
+// 312 NO_ROUTE before its confirm; a consumer whose queue is deleted gets
+// basic.cancel from the server (consumer_cancel_notify).
+func TestReturnAndServerCancel(t *testing.T) {
+	c := open(t)
+	c.openChannel(1)
+	c.send(1, &amqp.ConfirmSelect{})
+	c.expectEqual(1, &amqp.ConfirmSelectOk{})
+	b, err := amqp.AppendMethodFrame(nil, 1, &amqp.BasicPublish{Exchange: "amq.direct", RoutingKey: "conntest-nowhere", Mandatory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = amqp.AppendHeaderFrame(b, 1, amqp.ClassBasic, 4, nil)
+	b = amqp.AppendBodyFrames(b, 1, []byte("lost"), cliFrameMax)
+	c.raw(b)
+	r := expect[*amqp.BasicReturn](c, 1)
+	if *r != (amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: "amq.direct", RoutingKey: "conntest-nowhere"}) {
+		t.Fatalf("basic.return = %+v", *r)
+	}
+	if d := c.content(1, r); string(d.body) != "lost" {
+		t.Fatalf("returned body %q", d.body)
+	}
+	if a := expect[*amqp.BasicAck](c, 1); a.DeliveryTag != 1 {
+		t.Fatalf("basic.ack tag %d, want 1", a.DeliveryTag)
+	}
+
+	q := qname(t, "q")
+	c.declare(1, q)
+	c.send(1, &amqp.BasicConsume{Queue: q, ConsumerTag: "gone"})
+	c.expectEqual(1, &amqp.BasicConsumeOk{ConsumerTag: "gone"})
+	c.openChannel(2)
+	c.send(2, &amqp.QueueDelete{Queue: q})
+	// the cancel to channel 1 and delete-ok on channel 2, in either order
+	var cancelled, deleted bool
+	for !cancelled || !deleted {
+		ch, m := c.next()
+		switch {
+		case ch == 1 && reflect.DeepEqual(m, &amqp.BasicCancel{ConsumerTag: "gone", NoWait: true}):
+			cancelled = true
+		case ch == 2 && reflect.DeepEqual(m, &amqp.QueueDeleteOk{MessageCount: 0}):
+			deleted = true
+		default:
+			t.Fatalf("got %s %+v on channel %d", m.Name(), m, ch)
+		}
+	}
 }

@@ -339,7 +339,7 @@ func open(t *testing.T) *client {
 	c := dial(t)
 	c.raw(amqp.ProtocolHeader)
 	expect[*amqp.ConnectionStart](c, 0)
-	c.send(0, &amqp.ConnectionStartOk{ClientProperties: amqp.Table{"capabilities": amqp.Table{"authentication_failure_close": true}}, Mechanism: "PLAIN", Response: plain("guest", "guest"), Locale: "en_US"})
+	c.send(0, &amqp.ConnectionStartOk{ClientProperties: amqp.Table{"capabilities": amqp.Table{"authentication_failure_close": true, "consumer_cancel_notify": true}}, Mechanism: "PLAIN", Response: plain("guest", "guest"), Locale: "en_US"})
 	expect[*amqp.ConnectionTune](c, 0)
 	c.send(0, &amqp.ConnectionTuneOk{ChannelMax: 100, FrameMax: cliFrameMax, Heartbeat: 0})
 	c.send(0, &amqp.ConnectionOpen{VirtualHost: "/"})
