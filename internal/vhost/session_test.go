@@ -281,6 +281,10 @@ func TestDeclareErrors(t *testing.T) {
 	declareQ(t, s, "ttl", amqp.Table{"x-message-ttl": int32(1000)})
 	_, _, _, err = s.DeclareQueue(&amqp.QueueDeclare{Queue: "ttl", Arguments: amqp.Table{"x-message-ttl": int32(2000)}}, 1)
 	wantErr(t, err, amqp.PreconditionFailed, 50, 10, "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'ttl' in vhost 'vh': received '2000' but current is '1000'")
+	// the same value in another integer width is equivalent
+	declareQ(t, s, "ttl", amqp.Table{"x-message-ttl": int64(1000)})
+	err = s.DeclareExchange(&amqp.ExchangeDeclare{Exchange: "", Type: "direct"})
+	wantErr(t, err, amqp.AccessRefused, 40, 10, "ACCESS_REFUSED - operation not permitted on the default exchange")
 	declareX(t, s, "x", "direct", nil)
 	err = s.DeclareExchange(&amqp.ExchangeDeclare{Exchange: "x", Type: "fanout"})
 	wantErr(t, err, amqp.PreconditionFailed, 40, 10, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'x' in vhost 'vh': received 'fanout' but current is 'direct'")
