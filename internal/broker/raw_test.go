@@ -116,10 +116,10 @@ func TestMethodOnClosedChannelAndChannelZeroMisuse(t *testing.T) {
 
 	c = rawDial(t, b.Addrs()[0].String())
 	c.open(0)
-	// a channel method on channel 0: 503 COMMAND_INVALID
+	// a channel method on channel 0: 504 CHANNEL_ERROR, as RabbitMQ 3.10
 	c.send(0, &amqp.QueueDeclare{Queue: "x"})
 	m, ok = c.recv().(*amqp.ConnectionClose)
-	if !ok || m.ReplyCode != amqp.CommandInvalid {
+	if !ok || m.ReplyCode != amqp.ChannelError {
 		t.Fatalf("got %#v", m)
 	}
 

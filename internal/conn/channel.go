@@ -824,7 +824,7 @@ func (ch *channel) startPublish(m *amqp.BasicPublish) error {
 
 func (ch *channel) header(p []byte) error {
 	if ch.publish == nil {
-		return amqp.NewError(amqp.UnexpectedFrame, 60, 0, "expected method frame, got non method frame instead")
+		return amqp.NewError(amqp.UnexpectedFrame, 0, 0, "expected method frame, got non method frame instead")
 	}
 	if ch.gotHdr {
 		return amqp.NewError(amqp.UnexpectedFrame, 60, 40, "expected content body, got content header instead")
@@ -860,7 +860,7 @@ const initialBodyBuf = 128 << 10
 
 func (ch *channel) bodyFrame(p []byte) error {
 	if ch.publish == nil || !ch.gotHdr {
-		return amqp.NewError(amqp.UnexpectedFrame, 60, 0, "expected method frame, got non method frame instead")
+		return amqp.NewError(amqp.UnexpectedFrame, 0, 0, "expected method frame, got non method frame instead")
 	}
 	got := uint64(len(ch.msgBuf) - ch.propsLen)
 	if got+uint64(len(p)) > ch.bodySize {

@@ -255,7 +255,9 @@ func (c *Conn) frame(f amqp.Frame) error {
 	c.chmu.Unlock()
 	if ch == nil {
 		if f.Type != amqp.FrameMethod {
-			return amqp.NewError(amqp.ChannelError, 0, 0, "content frame on channel %d, which is not open", f.Channel)
+			// RabbitMQ 3.10 starts a channel for any frame, whose assembler
+			// then refuses content where a method belongs
+			return amqp.NewError(amqp.UnexpectedFrame, 0, 0, "expected method frame, got non method frame instead")
 		}
 		m, err := amqp.DecodeMethod(f.Payload)
 		if err != nil {
@@ -302,7 +304,7 @@ func (c *Conn) connectionMethod(m amqp.Method) error {
 		if c.closing || c.serverClosing.Load() {
 			return errClosed
 		}
-		return amqp.NewError(amqp.CommandInvalid, m.ClassID(), m.MethodID(), "unexpected connection.close-ok")
+		return amqp.NewError(amqp.ChannelError, m.ClassID(), m.MethodID(), "unexpected method in connection state running")
 	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
 		return nil
 	case *amqp.ConnectionUpdateSecret:
@@ -312,7 +314,9 @@ func (c *Conn) connectionMethod(m amqp.Method) error {
 	if c.closing {
 		return nil
 	}
-	return amqp.NewError(amqp.CommandInvalid, m.ClassID(), m.MethodID(), "unexpected method '%s' on channel 0", m.Name())
+	// RabbitMQ 3.10 (rabbit_reader:handle_method0) answers any other method
+	// on channel 0 with 504 CHANNEL_ERROR
+	return amqp.NewError(amqp.ChannelError, m.ClassID(), m.MethodID(), "unexpected method in connection state running")
 }
 
 // connectionError sends connection.close and waits (bounded) for close-ok.

@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -165,7 +166,15 @@ func (s *Session) DeclareExchange(m *amqp.ExchangeDeclare) error {
 }
 
 func (s *Session) inequivalent(m amqp.Method, kind, name, arg string, got, cur any) error {
-	return s.v.errf(amqp.PreconditionFailed, m, "inequivalent arg '%s' for %s '%s' in vhost '%s': received %s but current is %s", arg, kind, name, s.v.name, quoteArg(got), quoteArg(cur))
+	g, c := quoteArg(got), quoteArg(cur)
+	if a, ok := amqp.IntValue(got); ok {
+		if b, ok := amqp.IntValue(cur); ok {
+			// same type class: RabbitMQ (rabbit_misc:assert_args_equivalence1)
+			// prints the bare values, "received '2000' but current is '1000'"
+			g, c = "'"+strconv.FormatInt(a, 10)+"'", "'"+strconv.FormatInt(b, 10)+"'"
+		}
+	}
+	return s.v.errf(amqp.PreconditionFailed, m, "inequivalent arg '%s' for %s '%s' in vhost '%s': received %s but current is %s", arg, kind, name, s.v.name, g, c)
 }
 
 func quoteArg(x any) string {
