@@ -122,6 +122,7 @@ func (ch *channel) frame(f amqp.Frame) error {
 		switch m.(type) {
 		case *amqp.ChannelCloseOk:
 			ch.c.removeChannel(ch.id)
+			ch.c.serverClosed(ch.id)
 		case *amqp.ChannelClose:
 			ch.c.writeMethod(ch.id, &amqp.ChannelCloseOk{})
 		}

@@ -51,6 +51,14 @@ type Conn struct {
 
 	chmu     sync.Mutex
 	channels map[uint16]*channel
+	// closedByServer holds channels the server closed (a channel error,
+	// answered with close-ok) and the client has not opened again. A
+	// client may have publishes in flight on such a channel when it
+	// answers close-ok (amqp091-go and streadway check "closed" and write
+	// without one lock): their frames are dropped here instead of closing
+	// the whole connection. RabbitMQ, slower to send the close, rarely
+	// meets the race; any other method, and channel.open, act as usual.
+	closedByServer map[uint16]bool
 	opened   uint64 // channels opened so far (churn), guarded by chmu
 
 	// writer state
@@ -253,6 +261,9 @@ func (c *Conn) frame(f amqp.Frame) error {
 	c.chmu.Lock()
 	ch := c.channels[f.Channel]
 	c.chmu.Unlock()
+	if ch == nil && c.droppedAfterClose(f) {
+		return nil
+	}
 	if ch == nil {
 		if f.Type != amqp.FrameMethod {
 			// RabbitMQ 3.10 starts a channel for any frame, whose assembler
@@ -270,6 +281,7 @@ func (c *Conn) frame(f amqp.Frame) error {
 		_ = open
 		ch = newChannel(c, f.Channel)
 		c.chmu.Lock()
+		delete(c.closedByServer, f.Channel)
 		c.channels[f.Channel] = ch
 		c.opened++
 		c.chmu.Unlock()
@@ -451,4 +463,36 @@ func (c *Conn) holdPublisher() {
 		}
 	}
 	c.SetBlocked(false, "")
+}
+
+// serverClosed records that the server closed channel id.
+func (c *Conn) serverClosed(id uint16) {
+	c.chmu.Lock()
+	if c.closedByServer == nil {
+		c.closedByServer = map[uint16]bool{}
+	}
+	c.closedByServer[id] = true
+	c.chmu.Unlock()
+}
+
+// droppedAfterClose reports whether f is part of a publish that raced the
+// server's channel.close (see closedByServer): a basic.publish method, or
+// a content frame, on a channel the server closed and the client has not
+// reopened.
+func (c *Conn) droppedAfterClose(f amqp.Frame) bool {
+	c.chmu.Lock()
+	closed := c.closedByServer[f.Channel]
+	c.chmu.Unlock()
+	if !closed {
+		return false
+	}
+	if f.Type == amqp.FrameHeader || f.Type == amqp.FrameBody {
+		return true
+	}
+	m, err := amqp.DecodeMethod(f.Payload)
+	if err != nil {
+		return false
+	}
+	_, isPublish := m.(*amqp.BasicPublish)
+	return isPublish
 }

@@ -450,3 +450,26 @@ func TestReturnAndServerCancel(t *testing.T) {
 		}
 	}
 }
+
+// A publish that races the server's channel.close (the client answered
+// close-ok while its publish was already on the way, as amqp091-go and
+// streadway can) is dropped, not a connection error; any other method on
+// that channel still is one, and the client may open the channel again.
+func TestPublishRacingServerChannelClose(t *testing.T) {
+	c := open(t)
+	c.openChannel(1)
+	c.publish(1, "no-such-exchange", "k", amqp.Properties{}, []byte("x"))
+	c.expectChannelClose(1, amqp.NotFound, 60, 40, "") // answers close-ok
+	// after close-ok: a publish with its content on the closed channel
+	c.publish(1, "", "k", amqp.Properties{}, []byte("late"))
+	// the connection still works, and channel 1 opens again
+	c.openChannel(1)
+	c.declare(1, qname(t, "after-race"))
+	// a method other than basic.publish on a server-closed channel is
+	// still a connection error
+	c.openChannel(2)
+	c.publish(2, "no-such-exchange", "k", amqp.Properties{}, []byte("x"))
+	c.expectChannelClose(2, amqp.NotFound, 60, 40, "")
+	c.send(2, &amqp.BasicQos{PrefetchCount: 1})
+	c.expectConnectionClose(amqp.ChannelError, 60, 10, "")
+}
