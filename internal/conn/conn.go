@@ -59,7 +59,7 @@ type Conn struct {
 	// the whole connection. RabbitMQ, slower to send the close, rarely
 	// meets the race; any other method, and channel.open, act as usual.
 	closedByServer map[uint16]bool
-	opened   uint64 // channels opened so far (churn), guarded by chmu
+	opened         uint64 // channels opened so far (churn), guarded by chmu
 
 	// writer state
 	wmu      sync.Mutex
