@@ -32,6 +32,10 @@ for s in suites:
     nr = os.path.join(d, s + ".notrun")
     if os.path.exists(nr):
         print("%-11s NOT RUN: %s" % (s, open(nr).read().strip()))
+        if os.environ.get("WARREN_REQUIRE_ALL") == "1":
+            # in CI a suite that could not run is a failure, not a pass
+            print("%-11s   WARREN_REQUIRE_ALL=1: a suite that did not run fails the run" % "")
+            bad = 1
         continue
     w = load(os.path.join(d, s + ".warren"))
     r = load(os.path.join(d, s + ".rabbitmq")) if rmq else {}
