@@ -41,6 +41,9 @@ const (
 	OpUnbind           Op = "unbind"
 	OpSetPolicy        Op = "set_policy"
 	OpClearPolicy      Op = "clear_policy"
+	// OpBarrier changes nothing: a clustered node commits one at start so
+	// that every command committed before it is applied here too.
+	OpBarrier Op = "barrier"
 )
 
 // User is a RabbitMQ-style user definition.
@@ -86,6 +89,10 @@ type Queue struct {
 	Exclusive  bool           `json:"-"`
 	Owner      uint64         `json:"-"`
 	Arguments  map[string]any `json:"arguments"`
+	// Node is the queue's home in a cluster (the node that declared it,
+	// warren@host): only that node holds its messages. Empty on a
+	// standalone node. Not exported in definitions.
+	Node string `json:"-"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -331,6 +338,7 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+	case OpBarrier:
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
 			return fmt.Errorf("policy %q in vhost %q: %w", c.Name, c.VHost, ErrNotFound)
@@ -369,7 +377,14 @@ type Store struct {
 	mu        sync.RWMutex
 	state     *State
 	observers []func(Command)
+	restored  []func()
 }
+
+// OnRestore registers fn to run after the whole state was replaced by a
+// snapshot (a replicated log's), with no Store lock held: observers are
+// not told of the commands the snapshot stands for, so whoever keeps
+// runtime objects rebuilds them from the state here.
+func (s *Store) OnRestore(fn func()) { s.restored = append(s.restored, fn) }
 
 // NewStore returns a store with empty definitions. A log that applies
 // commands committed elsewhere (a ReplicatedLog) is bound to the store's
@@ -546,6 +561,9 @@ func (s *Store) restore(b []byte) error {
 	s.mu.Lock()
 	s.state = st
 	s.mu.Unlock()
+	for _, fn := range s.restored {
+		fn()
+	}
 	return nil
 }
 

@@ -1,0 +1,317 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/metadata"
+)
+
+// testCluster is three in-process nodes n1@localhost..n3@localhost formed
+// from cluster_formation.classic_config, each with its own inter-node
+// port on the loopback and its own data directory.
+type testCluster struct {
+	t     *testing.T
+	conf  string // the warren.conf lines every node shares
+	dirs  [3]string
+	mu    sync.Mutex
+	nodes [3]*broker.Broker
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	c := &testCluster{t: t}
+	var lines []string
+	lines = append(lines, "cluster_formation.peer_discovery_backend = classic_config")
+	for i := range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		lines = append(lines,
+			fmt.Sprintf("cluster_formation.classic_config.nodes.%d = n%d@localhost", i+1, i+1),
+			fmt.Sprintf("cluster_formation.classic_config.addresses.%d = %s", i+1, addr))
+		c.dirs[i] = t.TempDir()
+	}
+	c.conf = strings.Join(lines, "\n") + "\n"
+	t.Cleanup(func() {
+		for i := range 3 {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *testCluster) config(i int) config.Config {
+	cfg := config.Default()
+	if err := config.Parse(strings.NewReader(c.conf), "warren.conf", &cfg); err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.NodeName = fmt.Sprintf("n%d@localhost", i+1)
+	cfg.AMQPListeners = []string{"127.0.0.1:0"}
+	cfg.DataDir = c.dirs[i]
+	cfg.Cookie = "the-same-cookie"
+	cfg.ClusterWait = time.Minute
+	return cfg
+}
+
+// start starts node i (0-based); it returns once the node reached a
+// majority, so start the first nodes of a cluster with startAsync.
+func (c *testCluster) start(i int) *broker.Broker {
+	c.t.Helper()
+	level := slog.LevelWarn
+	if os.Getenv("WARREN_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: level})).With("node", i+1)
+	b, err := broker.New(c.config(i), log)
+	if err != nil {
+		c.t.Errorf("starting node %d: %v", i+1, err)
+		return nil
+	}
+	if err := b.Start(); err != nil {
+		c.t.Errorf("starting node %d's listeners: %v", i+1, err)
+		return nil
+	}
+	c.mu.Lock()
+	c.nodes[i] = b
+	c.mu.Unlock()
+	return b
+}
+
+func (c *testCluster) node(i int) *broker.Broker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+func (c *testCluster) stop(i int) {
+	c.mu.Lock()
+	b := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Stop(ctx); err != nil {
+		c.t.Errorf("stopping node %d: %v", i+1, err)
+	}
+}
+
+func (c *testCluster) url(i int) string {
+	return fmt.Sprintf("amqp://guest:guest@%s/", c.node(i).Addrs()[0].String())
+}
+
+// waitUntil polls cond for up to 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasQueue(b *broker.Broker, vh, name string) bool {
+	ok := false
+	b.Metadata().Read(func(s *metadata.State) { _, ok = s.Queues[[2]string{vh, name}] })
+	v := b.VHost(vh)
+	return ok && v != nil && v.LookupQueue(name) != nil
+}
+
+func TestClusterFormsFromClassicConfig(t *testing.T) {
+	c := newTestCluster(t)
+	// any start order: 3, then 1 a moment later, then 2; none of the
+	// first two can finish starting alone
+	var wg sync.WaitGroup
+	for _, i := range []int{2, 0, 1} {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+		time.Sleep(300 * time.Millisecond)
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i := range 3 {
+		st := c.node(i).ClusterStatus()
+		if len(st) != 3 {
+			t.Fatalf("node %d lists %d cluster nodes, want 3", i+1, len(st))
+		}
+	}
+	waitUntil(t, "every node to see the others running", func() bool {
+		for i := range 3 {
+			for _, m := range c.node(i).ClusterStatus() {
+				if !m.Running {
+					return false
+				}
+			}
+		}
+		return true
+	})
+
+	// definitions made on one node appear on every node
+	n1 := c.node(0)
+	for _, cmd := range []metadata.Command{
+		{Op: metadata.OpAddVHost, VHost: "app"},
+		{Op: metadata.OpPutUser, User: &metadata.User{Name: "alice", PasswordHash: "x", HashingAlgorithm: "rabbit_password_hashing_sha256"}},
+		{Op: metadata.OpSetPermissions, Permission: &metadata.Permission{User: "alice", VHost: "app", Configure: ".*", Write: ".*", Read: ".*"}},
+		{Op: metadata.OpSetPolicy, Policy: &metadata.Policy{Name: "ttl", VHost: "/", Pattern: "^ttl\\.", ApplyTo: "queues", Definition: map[string]any{"message-ttl": int64(1000)}}},
+	} {
+		if err := c.node(1).Metadata().Propose(cmd); err != nil {
+			t.Fatalf("%s on node 2: %v", cmd.Op, err)
+		}
+	}
+	ch := channel(t, dial(t, c.url(0)))
+	if err := ch.ExchangeDeclare("orders", "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("q1", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("q1", "order.#", "orders", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to have every definition", i+1), func() bool {
+			ok := false
+			b.Metadata().Read(func(s *metadata.State) {
+				_, vh := s.VHosts["app"]
+				_, u := s.Users["alice"]
+				_, p := s.Permissions[[2]string{"alice", "app"}]
+				_, pol := s.Policies[[2]string{"/", "ttl"}]
+				_, x := s.Exchanges[[2]string{"/", "orders"}]
+				bound := false
+				for _, bd := range s.Bindings {
+					bound = bound || (bd.Source == "orders" && bd.Destination == "q1" && bd.RoutingKey == "order.#")
+				}
+				ok = vh && u && p && pol && x && bound
+			})
+			return ok && hasQueue(b, "/", "q1") && b.VHost("app") != nil
+		})
+		var home string
+		b.Metadata().Read(func(s *metadata.State) { home = s.Queues[[2]string{"/", "q1"}].Node })
+		if home != "n1@localhost" {
+			t.Fatalf("node %d records q1's home as %q, want n1@localhost", i+1, home)
+		}
+	}
+
+	// q1 lives on node 1: publishing through it works, node 2 refuses to
+	// publish to it or consume from it (nothing is split between nodes)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirm, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "orders", "order.new", false, false, amqp091.Publishing{Body: []byte("one"), DeliveryMode: 2})
+	if err != nil || !confirm.Wait() {
+		t.Fatalf("publish on q1's home: %v", err)
+	}
+	ch2 := channel(t, dial(t, c.url(1)))
+	closed := ch2.NotifyClose(make(chan *amqp091.Error, 1))
+	if err := ch2.Publish("orders", "order.new", false, false, amqp091.Publishing{Body: []byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	e := waitClose(t, closed)
+	if e.Code != 404 || !strings.Contains(e.Reason, "lives on node n1@localhost") || !strings.Contains(e.Reason, "connect to n1@localhost") {
+		t.Fatalf("publishing to q1 through node 2: %d %s", e.Code, e.Reason)
+	}
+	ch2 = channel(t, dial(t, c.url(1)))
+	_, err = ch2.Consume("q1", "", false, false, false, false, nil)
+	if e := amqpErr(t, err, 404, true); !strings.Contains(e.Reason, "lives on node n1@localhost") {
+		t.Fatalf("consuming q1 through node 2: %s", e.Reason)
+	}
+	ch2 = channel(t, dial(t, c.url(1)))
+	_, _, err = ch2.Get("q1", true)
+	amqpErr(t, err, 404, true)
+	// declaring it again through node 2 is fine (the definition is shared)
+	ch2 = channel(t, dial(t, c.url(1)))
+	if _, err := ch2.QueueDeclare("q1", true, false, false, false, nil); err != nil {
+		t.Fatalf("redeclaring q1 through node 2: %v", err)
+	}
+	msg, ok, err := ch.Get("q1", true)
+	if err != nil || !ok || string(msg.Body) != "one" {
+		t.Fatalf("get q1 on its home: %v %v %q", err, ok, msg.Body)
+	}
+	if m, ok, _ := ch.Get("q1", true); ok {
+		t.Fatalf("q1 holds a second message %q: the refused publish went somewhere", m.Body)
+	}
+
+	// a durable queue of node 3 keeps its persistent message over a
+	// restart of node 3, which catches up with what changed meanwhile
+	ch3 := channel(t, dial(t, c.url(2)))
+	if _, err := ch3.QueueDeclare("on3", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch3.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirm, err = ch3.PublishWithDeferredConfirmWithContext(context.Background(), "", "on3", false, false, amqp091.Publishing{Body: []byte("kept"), DeliveryMode: 2})
+	if err != nil || !confirm.Wait() {
+		t.Fatalf("publish on node 3: %v", err)
+	}
+	c.stop(2)
+	// a change proposed through a follower while the leader is dying is
+	// forwarded to it and lost (consensus does not retry it): wait for
+	// the two left to agree on a leader between them
+	waitUntil(t, "a leader among nodes 1 and 2", func() bool {
+		l := c.node(0).ClusterLeader()
+		return l != "" && l != "n3@localhost" && l == c.node(1).ClusterLeader()
+	})
+	if _, err := ch.QueueDeclare("while-3-was-down", true, false, false, false, nil); err != nil {
+		t.Fatalf("declaring with two of three nodes up: %v", err)
+	}
+	if _, err := ch.QueueDelete("q1", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	n3 := c.start(2)
+	if n3 == nil {
+		t.FailNow()
+	}
+	if !hasQueue(n3, "/", "while-3-was-down") || hasQueue(n3, "/", "q1") {
+		t.Fatalf("restarted node 3 did not catch up: while-3-was-down %v, q1 (deleted) %v", hasQueue(n3, "/", "while-3-was-down"), hasQueue(n3, "/", "q1"))
+	}
+	ch3 = channel(t, dial(t, c.url(2)))
+	msg, ok, err = ch3.Get("on3", true)
+	if err != nil || !ok || string(msg.Body) != "kept" {
+		t.Fatalf("node 3's durable message after its restart: %v %v %q", err, ok, msg.Body)
+	}
+
+	// a node alone refuses definition changes after a bounded wait
+	c.stop(1)
+	c.stop(2)
+	broker.SetQuorumTimeout(n1, time.Second)
+	start := time.Now()
+	err = n1.Metadata().Propose(metadata.Command{Op: metadata.OpAddVHost, VHost: "minority"})
+	if err == nil || !strings.Contains(err.Error(), "no quorum: 1 of 3 nodes reachable") {
+		t.Fatalf("a change on a node alone: %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("the refusal took %s", d)
+	}
+	chm := channel(t, dial(t, c.url(0)))
+	_, err = chm.QueueDeclare("minority-q", true, false, false, false, nil)
+	if e := amqpErr(t, err, 541, true); !strings.Contains(e.Reason, "no quorum") {
+		t.Fatalf("declare on a node alone: %s", e.Reason)
+	}
+	// local queues stay readable
+	chm = channel(t, dial(t, c.url(0)))
+	if _, _, err := chm.Get("while-3-was-down", true); err != nil {
+		t.Fatalf("get on a node alone: %v", err)
+	}
+}
