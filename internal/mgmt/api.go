@@ -44,10 +44,13 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 			return 0, nil, errStatus(401, "Not monitor user")
 		}
 		if len(seg) == 1 {
-			return 200, []any{s.node()}, nil
+			return 200, append([]any{s.node()}, s.otherNodes("")...), nil
 		}
 		if seg[1] == s.b.Config().NodeName {
 			return 200, s.node(), nil
+		}
+		if o := s.otherNodes(seg[1]); len(o) == 1 {
+			return 200, o[0], nil
 		}
 		return 0, nil, errStatus(404, "Object Not Found")
 	case "vhosts":
