@@ -252,6 +252,46 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatalf("q1 holds a second message %q: the refused publish went somewhere", m.Body)
 	}
 
+	// the same queue declared differently on two nodes at the same moment:
+	// one declare wins, the other gets 406, every node holds the winner
+	for round := range 5 {
+		name := fmt.Sprintf("race-%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range 2 {
+			chi := channel(t, dial(t, c.url(i)))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = chi.QueueDeclare(name, i == 0, false, false, false, nil)
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			if err == nil {
+				if winner >= 0 {
+					t.Fatalf("%s: both declares succeeded", name)
+				}
+				winner = i
+			} else if e := amqpErr(t, err, 406, true); !strings.Contains(e.Reason, "inequivalent arg 'durable'") {
+				t.Fatalf("%s: %s", name, e.Reason)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("%s: both declares failed: %v", name, errs)
+		}
+		for i := range 3 {
+			b := c.node(i)
+			waitUntil(t, "the winner everywhere", func() bool { return hasQueue(b, "/", name) })
+			var q metadata.Queue
+			b.Metadata().Read(func(s *metadata.State) { q = s.Queues[[2]string{"/", name}] })
+			if q.Durable != (winner == 0) || q.Node != fmt.Sprintf("n%d@localhost", winner+1) || b.VHost("/").LookupQueue(name).Config().Durable != (winner == 0) {
+				t.Fatalf("%s: node %d holds durable=%v home %s (runtime durable=%v), the winner was node %d", name, i+1, q.Durable, q.Node, b.VHost("/").LookupQueue(name).Config().Durable, winner+1)
+			}
+		}
+	}
+
 	// a durable queue of node 3 keeps its persistent message over a
 	// restart of node 3, which catches up with what changed meanwhile
 	ch3 := channel(t, dial(t, c.url(2)))

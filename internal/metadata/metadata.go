@@ -127,6 +127,13 @@ type Command struct {
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
 
+	// Conditional makes a queue declare fail with ErrInequivalent (or
+	// ErrLocked) when the queue already exists with other properties, and
+	// keep the existing queue (and its home) when it is equivalent: two
+	// nodes declaring one queue at the same moment get one definition,
+	// never the last writer's (ADR 0005).
+	Conditional bool `json:"-"`
+
 	// AutoDeleted lists the auto-delete exchanges (of VHost or the
 	// binding's vhost) that applying this command deleted because they
 	// lost their last binding as a source. Apply fills it on every node
@@ -136,9 +143,14 @@ type Command struct {
 
 // Errors from Apply.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrInvalid  = errors.New("invalid command")
+	// ErrInequivalent: a conditional declare met a queue with other
+	// properties (AMQP 406); ErrLocked: an exclusive queue of another
+	// connection (AMQP 405). The error's text is RabbitMQ's.
+	ErrInequivalent = errors.New("inequivalent")
+	ErrLocked       = errors.New("locked")
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInvalid      = errors.New("invalid command")
 )
 
 // State is the whole set of definitions. It is a value that only Apply
@@ -327,7 +339,11 @@ func (s *State) applyOther(c Command) error {
 		if c.Queue == nil {
 			return ErrInvalid
 		}
-		s.Queues[[2]string{c.Queue.VHost, c.Queue.Name}] = *c.Queue
+		k := [2]string{c.Queue.VHost, c.Queue.Name}
+		if cur, ok := s.Queues[k]; ok && c.Conditional {
+			return equivalentQueue(cur, *c.Queue)
+		}
+		s.Queues[k] = *c.Queue
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
@@ -660,6 +676,55 @@ func (s *Store) Import(d Definitions) error {
 	for _, c := range Commands(d) {
 		if err := s.Propose(c); err != nil {
 			return fmt.Errorf("import %s: %w", c.Op, err)
+		}
+	}
+	return nil
+}
+
+// QueueEquivalenceArgs are the arguments compared when a queue is declared
+// again (RabbitMQ's rabbit_amqqueue:declare_args/0 and consume args).
+var QueueEquivalenceArgs = []string{"x-expires", "x-message-ttl", "x-dead-letter-exchange",
+	"x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow",
+	"x-queue-mode", "x-single-active-consumer", "x-queue-type", "x-queue-master-locator"}
+
+// conditionError carries RabbitMQ's text for a failed conditional command.
+type conditionError struct {
+	kind error
+	text string
+}
+
+func (e *conditionError) Error() string { return e.text }
+func (e *conditionError) Unwrap() error { return e.kind }
+
+// equivalentQueue is nil when declaring q again leaves cur as it is.
+func equivalentQueue(cur, q Queue) error {
+	ineq := func(arg string, got, was any) error {
+		return &conditionError{ErrInequivalent, fmt.Sprintf("inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, q.Name, q.VHost, got, was)}
+	}
+	switch {
+	case cur.Exclusive != q.Exclusive || (cur.Exclusive && (cur.Owner != q.Owner || cur.Node != q.Node)):
+		return &conditionError{ErrLocked, fmt.Sprintf("cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.Name, q.VHost)}
+	case cur.Durable != q.Durable:
+		return ineq("durable", q.Durable, cur.Durable)
+	case cur.AutoDelete != q.AutoDelete:
+		return ineq("auto_delete", q.AutoDelete, cur.AutoDelete)
+	}
+	for _, k := range QueueEquivalenceArgs {
+		a, aok := q.Arguments[k]
+		b, bok := cur.Arguments[k]
+		if k == "x-queue-type" {
+			// classic is the default
+			aok = aok && fmt.Sprint(a) != "classic"
+			bok = bok && fmt.Sprint(b) != "classic"
+		}
+		if aok != bok || (aok && fmt.Sprint(a) != fmt.Sprint(b)) {
+			if !aok {
+				a = "none"
+			}
+			if !bok {
+				b = "none"
+			}
+			return ineq(k, a, b)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 
@@ -381,7 +382,14 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 	if m.Exclusive {
 		def.Owner = owner
 	}
-	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: def}); err != nil {
+	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: def, Conditional: v.node != ""}); err != nil {
+		// in a cluster, another node may have declared it a moment ago
+		switch {
+		case errors.Is(err, metadata.ErrInequivalent):
+			return "", 0, 0, v.errf(amqp.PreconditionFailed, m, "%s", err.Error())
+		case errors.Is(err, metadata.ErrLocked):
+			return "", 0, 0, v.errf(amqp.ResourceLocked, m, "%s", err.Error())
+		}
 		return "", 0, 0, v.errf(amqp.InternalError, m, "declare failed: %v", err)
 	}
 	// Every queue is bound to the default exchange by its name; that
