@@ -35,6 +35,9 @@ import (
 // metaGroup is the consensus group holding the definitions.
 const metaGroup = 1
 
+// snapshotEvery overrides the consensus host's snapshot interval (tests).
+var snapshotEvery uint64
+
 // DefaultQuorumTimeout bounds a definition change on a node that cannot
 // reach a majority (then it fails with "no quorum: ...").
 const DefaultQuorumTimeout = 10 * time.Second
@@ -176,7 +179,7 @@ func (b *Broker) recoverClustered() error {
 		},
 		Logger: b.log,
 	})
-	h, err := consensus.Open(consensus.Options{ID: cn.id, Dir: filepath.Join(b.cfg.DataDir, "raft"), Transport: cn.rt, Logger: b.log,
+	h, err := consensus.Open(consensus.Options{ID: cn.id, Dir: filepath.Join(b.cfg.DataDir, "raft"), Transport: cn.rt, Logger: b.log, SnapshotEvery: snapshotEvery,
 		OnFail: func(err error) {
 			b.log.Error("the consensus log failed; this node no longer takes part in the cluster: stop it, fix the disk and start it again", "err", err)
 			b.StopApp()

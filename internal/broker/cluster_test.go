@@ -355,3 +355,82 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatalf("get on a node alone: %v", err)
 	}
 }
+
+// TestClusterSnapshotsRebuildRuntime: with snapshots every few entries, a
+// node that restarts from its own snapshot, and one so far behind that
+// the leader sends it a snapshot, both end with every definition as a
+// runtime object (observers never see the commands a snapshot stands for).
+func TestClusterSnapshotsRebuildRuntime(t *testing.T) {
+	broker.SetClusterSnapshotEvery(10)
+	defer broker.SetClusterSnapshotEvery(0)
+	c := newTestCluster(t)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	ch := channel(t, dial(t, c.url(0)))
+	if err := ch.ExchangeDeclare("x", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	declare := func(from, to int) {
+		for i := from; i < to; i++ {
+			name := fmt.Sprintf("q%d", i)
+			if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.QueueBind(name, name, "x", false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	declare(0, 30)
+	all := func(b *broker.Broker, n int) bool {
+		for i := range n {
+			if !hasQueue(b, "/", fmt.Sprintf("q%d", i)) {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil(t, "node 3 to apply everything", func() bool { return all(c.node(2), 30) })
+
+	// node 3 restarts from its own snapshot and log
+	c.stop(2)
+	waitUntil(t, "a leader among nodes 1 and 2", func() bool {
+		l := c.node(0).ClusterLeader()
+		return l != "" && l != "n3@localhost" && l == c.node(1).ClusterLeader()
+	})
+	// meanwhile the others move on far enough to compact their logs
+	declare(30, 60)
+	if _, err := ch.QueueDelete("q0", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	n3 := c.start(2)
+	if n3 == nil {
+		t.FailNow()
+	}
+	for i := 1; i < 60; i++ {
+		name := fmt.Sprintf("q%d", i)
+		if !hasQueue(n3, "/", name) {
+			t.Fatalf("node 3 after its restart lacks %s as a definition or runtime queue", name)
+		}
+	}
+	if hasQueue(n3, "/", "q0") || n3.VHost("/").LookupQueue("q0") != nil {
+		t.Fatal("node 3 still has q0, deleted while it was down")
+	}
+	// the bindings came back as routes: publishing through node 3 to a
+	// queue of node 1 is refused, which only happens if it was routed
+	ch3 := channel(t, dial(t, c.url(2)))
+	closed := ch3.NotifyClose(make(chan *amqp091.Error, 1))
+	if err := ch3.Publish("x", "q45", false, false, amqp091.Publishing{Body: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitClose(t, closed); e.Code != 404 || !strings.Contains(e.Reason, "queue 'q45'") {
+		t.Fatalf("publish through node 3 to q45: %d %s", e.Code, e.Reason)
+	}
+}

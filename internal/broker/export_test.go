@@ -20,3 +20,7 @@ func SetQuorumTimeout(b *Broker, d time.Duration) {
 		b.cluster.rlog.Timeout = d
 	}
 }
+
+// SetClusterSnapshotEvery makes clustered nodes started from now on
+// snapshot their definitions every n entries (0: the default).
+func SetClusterSnapshotEvery(n uint64) { snapshotEvery = n }
