@@ -213,6 +213,22 @@ func (b *Broker) recoverClustered() error {
 	if err := b.waitForMajority(); err != nil {
 		return err
 	}
+	// this node's transient and exclusive queues died with its previous
+	// run (as on a standalone node, and as RabbitMQ deletes a restarted
+	// node's transient queues): remove them from the shared definitions
+	var stale []metadata.Queue
+	b.meta.Read(func(s *metadata.State) {
+		for _, q := range s.Queues {
+			if q.Node == self.String() && (!q.Durable || q.Exclusive) {
+				stale = append(stale, q)
+			}
+		}
+	})
+	for _, q := range stale {
+		if err := b.meta.Propose(metadata.Command{Op: metadata.OpDeleteQueue, VHost: q.VHost, Name: q.Name}); err != nil {
+			b.log.Warn("could not delete a transient queue of this node's previous run; delete it by hand", "vhost", q.VHost, "queue", q.Name, "err", err)
+		}
+	}
 
 	// the definitions are now at least as new as any change committed
 	// before this node started: queues the store holds messages for that

@@ -305,6 +305,10 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	if err != nil || !confirm.Wait() {
 		t.Fatalf("publish on node 3: %v", err)
 	}
+	if _, err := ch3.QueueDeclare("transient-on3", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node 1 to see transient-on3", func() bool { return hasQueue(n1, "/", "transient-on3") })
 	c.stop(2)
 	// a change proposed through a follower while the leader is dying is
 	// forwarded to it and lost (consensus does not retry it): wait for
@@ -325,6 +329,11 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	}
 	if !hasQueue(n3, "/", "while-3-was-down") || hasQueue(n3, "/", "q1") {
 		t.Fatalf("restarted node 3 did not catch up: while-3-was-down %v, q1 (deleted) %v", hasQueue(n3, "/", "while-3-was-down"), hasQueue(n3, "/", "q1"))
+	}
+	// its transient queue died with its previous run, on every node
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to drop node 3's transient queue", i+1), func() bool { return !hasQueue(b, "/", "transient-on3") && b.VHost("/").LookupQueue("transient-on3") == nil })
 	}
 	ch3 = channel(t, dial(t, c.url(2)))
 	msg, ok, err = ch3.Get("on3", true)
