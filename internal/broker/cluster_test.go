@@ -333,7 +333,9 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	// its transient queue died with its previous run, on every node
 	for i := range 3 {
 		b := c.node(i)
-		waitUntil(t, fmt.Sprintf("node %d to drop node 3's transient queue", i+1), func() bool { return !hasQueue(b, "/", "transient-on3") && b.VHost("/").LookupQueue("transient-on3") == nil })
+		waitUntil(t, fmt.Sprintf("node %d to drop node 3's transient queue", i+1), func() bool {
+			return !hasQueue(b, "/", "transient-on3") && b.VHost("/").LookupQueue("transient-on3") == nil
+		})
 	}
 	ch3 = channel(t, dial(t, c.url(2)))
 	msg, ok, err = ch3.Get("on3", true)
