@@ -2,9 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/mgmt"
 )
 
 // testCluster is three in-process nodes n1@localhost..n3@localhost formed
@@ -165,6 +168,29 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		}
 		return true
 	})
+
+	// /api/nodes lists the three, all running
+	api := mgmt.New(c.node(0), "the-same-cookie", nil)
+	defer api.Close()
+	req := httptest.NewRequest("GET", "/api/nodes", nil)
+	req.RemoteAddr = "127.0.0.1:1234"
+	req.SetBasicAuth("guest", "guest")
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	var listed []map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &listed); err != nil || rec.Code != 200 {
+		t.Fatalf("/api/nodes: %d %s", rec.Code, rec.Body.String())
+	}
+	var names []string
+	for _, n := range listed {
+		if n["running"] != true {
+			t.Errorf("/api/nodes: %v not running", n["name"])
+		}
+		names = append(names, fmt.Sprint(n["name"]))
+	}
+	if strings.Join(names, ",") != "n1@localhost,n2@localhost,n3@localhost" {
+		t.Fatalf("/api/nodes lists %v", names)
+	}
 
 	// definitions made on one node appear on every node
 	n1 := c.node(0)
@@ -346,6 +372,14 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	// a node alone refuses definition changes after a bounded wait
 	c.stop(1)
 	c.stop(2)
+	waitUntil(t, "node 1 to see the others down", func() bool {
+		for _, m := range n1.ClusterStatus() {
+			if m.Running != m.Self {
+				return false
+			}
+		}
+		return true
+	})
 	broker.SetQuorumTimeout(n1, time.Second)
 	start := time.Now()
 	err = n1.Metadata().Propose(metadata.Command{Op: metadata.OpAddVHost, VHost: "minority"})
