@@ -265,6 +265,10 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	ch2 = channel(t, dial(t, c.url(1)))
 	_, _, err = ch2.Get("q1", true)
 	amqpErr(t, err, 404, true)
+	// if-empty and if-unused cannot be checked away from the home
+	ch2 = channel(t, dial(t, c.url(1)))
+	_, err = ch2.QueueDelete("q1", false, true, false)
+	amqpErr(t, err, 404, true)
 	// declaring it again through node 2 is fine (the definition is shared)
 	ch2 = channel(t, dial(t, c.url(1)))
 	if _, err := ch2.QueueDeclare("q1", true, false, false, false, nil); err != nil {

@@ -442,6 +442,12 @@ func (s *Session) DeleteQueue(m *amqp.QueueDelete, owner uint64) (uint32, error)
 	if err := s.exclusiveCheck(q, owner, m); err != nil {
 		return 0, err
 	}
+	if m.IfUnused || m.IfEmpty {
+		// the counts live on the queue's home
+		if err := s.remoteCheck(q, m); err != nil {
+			return 0, err
+		}
+	}
 	r, _, c := q.Counts()
 	if m.IfUnused && c > 0 {
 		return 0, v.errf(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", m.Queue, v.name)
