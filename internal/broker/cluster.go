@@ -283,7 +283,10 @@ func (b *Broker) waitForMajority() error {
 		wait = 5 * time.Minute
 	}
 	deadline := time.Now().Add(wait)
+	full := b.cluster.rlog.Timeout
+	defer func() { b.cluster.rlog.Timeout = full }() // nothing else proposes yet
 	for {
+		b.cluster.rlog.Timeout = min(3*time.Second, max(time.Until(deadline), 100*time.Millisecond))
 		err := b.meta.Propose(metadata.Command{Op: metadata.OpBarrier})
 		if err == nil {
 			return nil

@@ -483,3 +483,53 @@ func TestClusterSnapshotsRebuildRuntime(t *testing.T) {
 		t.Fatalf("publish through node 3 to q45: %d %s", e.Code, e.Reason)
 	}
 }
+
+// TestClusterRefusesWrongSetup: a node with another cookie never joins
+// (it gives up after the majority wait, saying why), and a node missing
+// from the list it is given does not start.
+func TestClusterRefusesWrongSetup(t *testing.T) {
+	c := newTestCluster(t)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	cfg := c.config(2)
+	cfg.Cookie = "another-cookie"
+	cfg.ClusterWait = 2 * time.Second
+	var logs strings.Builder
+	var mu sync.Mutex
+	lg := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	b, err := broker.New(cfg, lg)
+	if err == nil {
+		b.Stop(context.Background())
+		t.Fatal("a node with another cookie started")
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(err.Error(), "gave up waiting 2s for a majority of the cluster (1 of 3 nodes reachable)") || !strings.Contains(err.Error(), "share this node's cookie") {
+		t.Fatalf("start with another cookie: %v", err)
+	}
+	if !strings.Contains(out, "cookies of") || !strings.Contains(out, "differ") {
+		t.Fatalf("the node's log does not say the cookies differ:\n%s", out)
+	}
+
+	cfg = c.config(2)
+	cfg.NodeName = "stranger@localhost"
+	if _, err := broker.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "stranger@localhost, is not listed in cluster_formation.classic_config.nodes") {
+		t.Fatalf("start of an unlisted node: %v", err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
