@@ -47,9 +47,8 @@ type Broker struct {
 	memory  *queue.Memory
 	storeFS wal.FS // nil: the real file system
 
-	cluster       *clusterNode // nil: a standalone node
-	nodeName      string       // in the cluster ("" standalone)
-	quorumTimeout time.Duration
+	cluster  *clusterNode // nil: a standalone node
+	nodeName string       // in the cluster ("" standalone)
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost

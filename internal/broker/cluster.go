@@ -190,10 +190,7 @@ func (b *Broker) recoverClustered() error {
 	host.Store(h)
 	cn.host = h
 	cn.rlog = metadata.NewReplicatedLog(h, metaGroup, ids)
-	cn.rlog.Timeout = b.quorumTimeout
-	if cn.rlog.Timeout <= 0 {
-		cn.rlog.Timeout = DefaultQuorumTimeout
-	}
+	cn.rlog.Timeout = DefaultQuorumTimeout
 	cn.rlog.Reachable = cn.reachable
 	b.meta = metadata.NewStore(cn.rlog)
 	b.meta.Observe(b.recordDrops)

@@ -282,6 +282,47 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatalf("q1 holds a second message %q: the refused publish went somewhere", m.Body)
 	}
 
+	// a message dead-lettered on node 1 to a queue of node 2 is dropped
+	// (logged), never left in node 1's copy of that queue
+	ch2 = channel(t, dial(t, c.url(1)))
+	if _, err := ch2.QueueDeclare("dl-target", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch2.ExchangeDeclare("dlx", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch2.QueueBind("dl-target", "dl-target", "dlx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node 1 to see dl-target and its binding", func() bool {
+		bound := false
+		n1.Metadata().Read(func(s *metadata.State) {
+			for _, bd := range s.Bindings {
+				bound = bound || (bd.Source == "dlx" && bd.Destination == "dl-target")
+			}
+		})
+		return bound && hasQueue(n1, "/", "dl-target")
+	})
+	if _, err := ch.QueueDeclare("dl-src", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "dl-target"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Publish("", "dl-src", false, false, amqp091.Publishing{Body: []byte("dead")}); err != nil {
+		t.Fatal(err)
+	}
+	var dm amqp091.Delivery
+	waitUntil(t, "the message in dl-src", func() bool {
+		var ok bool
+		dm, ok, err = ch.Get("dl-src", false)
+		return err == nil && ok
+	})
+	if err := dm.Nack(false, false); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "dl-src to be empty", func() bool { r, u, _ := n1.VHost("/").LookupQueue("dl-src").Counts(); return r+u == 0 })
+	if r, u, _ := n1.VHost("/").LookupQueue("dl-target").Counts(); r+u != 0 {
+		t.Fatalf("node 1's copy of node 2's queue holds %d messages", r+u)
+	}
+
 	// the same queue declared differently on two nodes at the same moment:
 	// one declare wins, the other gets 406, every node holds the winner
 	for round := range 5 {
