@@ -269,6 +269,18 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	ch2 = channel(t, dial(t, c.url(1)))
 	_, err = ch2.QueueDelete("q1", false, true, false)
 	amqpErr(t, err, 404, true)
+	// node 2's management API shows q1 on its home
+	api2 := mgmt.New(c.node(1), "the-same-cookie", nil)
+	defer api2.Close()
+	req = httptest.NewRequest("GET", "/api/queues/%2F/q1", nil)
+	req.RemoteAddr = "127.0.0.1:1234"
+	req.SetBasicAuth("guest", "guest")
+	rec = httptest.NewRecorder()
+	api2.ServeHTTP(rec, req)
+	var qj map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &qj); err != nil || qj["node"] != "n1@localhost" {
+		t.Fatalf("/api/queues/%%2F/q1 on node 2: %d %s", rec.Code, rec.Body.String())
+	}
 	// declaring it again through node 2 is fine (the definition is shared)
 	ch2 = channel(t, dial(t, c.url(1)))
 	if _, err := ch2.QueueDeclare("q1", true, false, false, false, nil); err != nil {
