@@ -535,6 +535,28 @@ func TestClusterSnapshotsRebuildRuntime(t *testing.T) {
 	if e := waitClose(t, closed); e.Code != 404 || !strings.Contains(e.Reason, "queue 'q45'") {
 		t.Fatalf("publish through node 3 to q45: %d %s", e.Code, e.Reason)
 	}
+
+	// the whole cluster stops (1, 2, 3) and starts in the same order:
+	// there is no "last to stop starts first"
+	for i := range 3 {
+		c.stop(i)
+	}
+	for i := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+		time.Sleep(200 * time.Millisecond)
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i := range 3 {
+		for q := 1; q < 60; q++ {
+			if !hasQueue(c.node(i), "/", fmt.Sprintf("q%d", q)) {
+				t.Fatalf("node %d lacks q%d after the whole cluster restarted", i+1, q)
+			}
+		}
+	}
 }
 
 // TestClusterRefusesWrongSetup: a node with another cookie never joins
