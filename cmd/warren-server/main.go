@@ -58,6 +58,8 @@ func run(args []string, stderr io.Writer) error {
 	mport := fs.Int("management-port", def.ManagementPort, "management HTTP API and web UI port (env WARREN_MANAGEMENT_PORT; management.tcp.port; 0 disables)")
 	pport := fs.Int("prometheus-port", def.PrometheusPort, "Prometheus metrics port (prometheus.tcp.port; 0 disables)")
 	cport := fs.Int("control-port", def.ControlPort, "warrenctl's control port, on control.tcp.ip (127.0.0.1 by default; env WARREN_CONTROL_PORT; control.tcp.port; 0 disables)")
+	nodeName := fs.String("nodename", "", "node name, warren@HOST (env WARREN_NODENAME; default warren@<short hostname>)")
+	distPort := fs.Int("dist-port", def.DistPort, "inter-node port of a clustered node (env WARREN_DIST_PORT; distribution.listener.port_range.min)")
 	dataDir := fs.String("data-dir", "", "data directory (env WARREN_DATA_DIR; default ./warren-data)")
 	logLevel := fs.String("log-level", "", "debug, info, warning or error (log.console.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
@@ -95,6 +97,12 @@ func run(args []string, stderr io.Writer) error {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *nodeName != "" {
+		cfg.NodeName = *nodeName
+	}
+	if given["dist-port"] {
+		cfg.DistPort = *distPort
 	}
 	if *logLevel != "" {
 		cfg.LogLevel = *logLevel

@@ -47,6 +47,9 @@ type Broker struct {
 	memory  *queue.Memory
 	storeFS wal.FS // nil: the real file system
 
+	cluster  *clusterNode // nil: a standalone node
+	nodeName string       // in the cluster ("" standalone)
+
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
 	matchers   map[[2]string]*auth.Matcher
@@ -110,6 +113,9 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 // directory and rebuilds definitions and durable queues' messages.
 func (b *Broker) recover() error {
 	var recovered []metadata.Command
+	if b.cfg.Clustered() {
+		return b.recoverClustered()
+	}
 	if b.cfg.DataDir == "" {
 		b.meta = metadata.NewStore(metadata.NewLocalLog())
 		b.meta.Observe(b.apply)
@@ -187,6 +193,9 @@ func (b *Broker) recover() error {
 }
 
 func (b *Broker) closeStores() {
+	if b.cluster != nil {
+		b.cluster.close()
+	}
 	if b.pager != nil {
 		_ = b.pager.Close()
 	}
@@ -260,6 +269,7 @@ func (b *Broker) apply(c metadata.Command) {
 		var v *vhost.VHost
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
+			v.SetNode(b.nodeName)
 			v.SetStore(b.storage())
 			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v

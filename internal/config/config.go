@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +72,70 @@ type Config struct {
 	LoadDefinitions       string
 	ConfigFile            string
 	Warnings              []string
+
+	// DistPort is the inter-node port (distribution.listener.port_range.min,
+	// --dist-port, WARREN_DIST_PORT; 25672 by default). Used only by a
+	// clustered node.
+	DistPort int
+	// ClusterBackend is cluster_formation.peer_discovery_backend; only
+	// "classic_config" forms a cluster (from ClusterNodes).
+	ClusterBackend string
+	// ClusterNodes are cluster_formation.classic_config.nodes.N, by N.
+	ClusterNodes map[string]string
+	// ClusterAddrs are Warren's cluster_formation.classic_config.addresses.N
+	// (host:port of nodes.N's inter-node port; by default the node name's
+	// host on DistPort). For several nodes on one host.
+	ClusterAddrs map[string]string
+	// ClusterWait bounds how long a clustered node waits at start for a
+	// majority of the cluster (mnesia_table_loading_retry_timeout ×
+	// mnesia_table_loading_retry_limit, 30 s × 10 by default, as
+	// RabbitMQ's wait for its peers' tables).
+	ClusterWait      time.Duration
+	clusterWaitTry   time.Duration
+	clusterWaitLimit int
+	// Cookie is the node cookie, set by the node from the cookie file
+	// (never read from warren.conf): it authenticates the inter-node port.
+	Cookie string `json:"-"`
+}
+
+// ClusterMember is one node listed in cluster_formation.classic_config.
+type ClusterMember struct {
+	Name string // warren@host
+	Addr string // its inter-node address; "" means the name's host on DistPort
+}
+
+// Clustered reports whether the configuration forms a cluster: the
+// classic_config backend with at least one node listed.
+func (c Config) Clustered() bool {
+	return c.ClusterBackend == "classic_config" && len(c.ClusterNodes) > 0
+}
+
+// Members lists the classic_config nodes in the order of their N
+// (numerically when N is a number), without duplicates.
+func (c Config) Members() []ClusterMember {
+	keys := make([]string, 0, len(c.ClusterNodes))
+	for k := range c.ClusterNodes {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, ea := strconv.Atoi(keys[i])
+		b, eb := strconv.Atoi(keys[j])
+		if ea == nil && eb == nil {
+			return a < b
+		}
+		return keys[i] < keys[j]
+	})
+	seen := map[string]bool{}
+	var out []ClusterMember
+	for _, k := range keys {
+		n := c.ClusterNodes[k]
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		out = append(out, ClusterMember{Name: n, Addr: c.ClusterAddrs[k]})
+	}
+	return out
 }
 
 // Default returns a fresh RabbitMQ node's settings.
@@ -106,6 +172,10 @@ func Default() Config {
 		DiskFreeLimit:                    50_000_000,
 		LogLevel:                         "info",
 		ClusterName:                      "warren@" + host,
+		DistPort:                         25672,
+		ClusterWait:                      300 * time.Second,
+		clusterWaitTry:                   30 * time.Second,
+		clusterWaitLimit:                 10,
 	}
 }
 
@@ -299,6 +369,47 @@ func set(c *Config, k, v string) error {
 		}
 	case k == "cluster_name":
 		c.ClusterName = v
+	case k == "distribution.listener.port_range.min":
+		return setInt(&c.DistPort, v, 1, 65535)
+	case k == "distribution.listener.port_range.max":
+		// Warren listens on one port: the range's min
+	case k == "cluster_formation.peer_discovery_backend":
+		switch v {
+		case "classic_config", "rabbit_peer_discovery_classic_config":
+			c.ClusterBackend = "classic_config"
+		default:
+			c.Warnings = append(c.Warnings, fmt.Sprintf("peer discovery backend %q is not supported by Warren (only classic_config); the node starts standalone", v))
+		}
+	case strings.HasPrefix(k, "cluster_formation.classic_config.nodes."):
+		n := strings.TrimPrefix(k, "cluster_formation.classic_config.nodes.")
+		if n == "" || v == "" || !strings.Contains(v, "@") {
+			return fmt.Errorf("expected a node name such as warren@host, got %q", v)
+		}
+		if c.ClusterNodes == nil {
+			c.ClusterNodes = map[string]string{}
+		}
+		c.ClusterNodes[n] = v
+	case strings.HasPrefix(k, "cluster_formation.classic_config.addresses."):
+		n := strings.TrimPrefix(k, "cluster_formation.classic_config.addresses.")
+		if _, _, err := net.SplitHostPort(v); n == "" || err != nil {
+			return fmt.Errorf("expected host:port (the inter-node address of cluster_formation.classic_config.nodes.%s), got %q", n, v)
+		}
+		if c.ClusterAddrs == nil {
+			c.ClusterAddrs = map[string]string{}
+		}
+		c.ClusterAddrs[n] = v
+	case k == "mnesia_table_loading_retry_timeout":
+		var ms int
+		if err := setInt(&ms, v, 1, 24*3600*1000); err != nil {
+			return err
+		}
+		c.clusterWaitTry = time.Duration(ms) * time.Millisecond
+		c.ClusterWait = c.clusterWaitTry * time.Duration(max(c.clusterWaitLimit, 1))
+	case k == "mnesia_table_loading_retry_limit":
+		if err := setInt(&c.clusterWaitLimit, v, 1, 1000); err != nil {
+			return err
+		}
+		c.ClusterWait = c.clusterWaitTry * time.Duration(c.clusterWaitLimit)
 	case k == "load_definitions" || k == "management.load_definitions":
 		c.LoadDefinitions = v
 	default:
@@ -418,6 +529,11 @@ func ApplyEnv(c *Config, getenv func(string) string) error {
 	}
 	if v := getenv("WARREN_NODENAME"); v != "" {
 		c.NodeName = v
+	}
+	if v := getenv("WARREN_DIST_PORT"); v != "" {
+		if err := setInt(&c.DistPort, v, 1, 65535); err != nil {
+			return fmt.Errorf("WARREN_DIST_PORT: %w", err)
+		}
 	}
 	return nil
 }

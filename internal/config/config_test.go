@@ -1,8 +1,10 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sample = `
@@ -36,8 +38,58 @@ func TestParseRealisticFile(t *testing.T) {
 	if c.DefaultPermissions[0] != "^prim-.*" || c.DefaultPermissions[1] != ".*" {
 		t.Fatalf("permissions %v", c.DefaultPermissions)
 	}
-	if len(c.Warnings) != 2 {
-		t.Fatalf("warnings %v", c.Warnings)
+	// log.file.level only: the classic_config backend is applied (with no
+	// node listed the node stays standalone)
+	if len(c.Warnings) != 1 || c.ClusterBackend != "classic_config" || c.Clustered() {
+		t.Fatalf("warnings %v, backend %q, clustered %v", c.Warnings, c.ClusterBackend, c.Clustered())
+	}
+}
+
+func TestClassicConfigCluster(t *testing.T) {
+	c := Default()
+	if c.DistPort != 25672 || c.Clustered() {
+		t.Fatalf("defaults: dist port %d, clustered %v", c.DistPort, c.Clustered())
+	}
+	in := `cluster_formation.peer_discovery_backend = rabbit_peer_discovery_classic_config
+cluster_formation.classic_config.nodes.10 = warren@c
+cluster_formation.classic_config.nodes.2 = warren@b
+cluster_formation.classic_config.nodes.1 = warren@a
+cluster_formation.classic_config.nodes.3 = warren@a
+cluster_formation.classic_config.addresses.2 = 127.0.0.1:25680
+distribution.listener.port_range.min = 25700
+distribution.listener.port_range.max = 25710
+mnesia_table_loading_retry_timeout = 1000
+mnesia_table_loading_retry_limit = 3
+`
+	if err := Parse(strings.NewReader(in), "warren.conf", &c); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Clustered() || c.DistPort != 25700 || c.ClusterWait != 3*time.Second || len(c.Warnings) != 0 {
+		t.Fatalf("clustered %v, dist port %d, wait %v, warnings %v", c.Clustered(), c.DistPort, c.ClusterWait, c.Warnings)
+	}
+	want := []ClusterMember{{Name: "warren@a"}, {Name: "warren@b", Addr: "127.0.0.1:25680"}, {Name: "warren@c"}}
+	if got := c.Members(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("members %v, want %v (ordered by N, numerically, without duplicates)", got, want)
+	}
+	if err := ApplyEnv(&c, func(k string) string { return map[string]string{"WARREN_DIST_PORT": "25800"}[k] }); err != nil || c.DistPort != 25800 {
+		t.Fatalf("WARREN_DIST_PORT: %v, %d", err, c.DistPort)
+	}
+	for _, bad := range []string{
+		"cluster_formation.classic_config.nodes.1 = nohost",
+		"cluster_formation.classic_config.addresses.1 = 127.0.0.1",
+		"distribution.listener.port_range.min = 0",
+	} {
+		c := Default()
+		if err := Parse(strings.NewReader(bad), "warren.conf", &c); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	c = Default()
+	if err := Parse(strings.NewReader("cluster_formation.peer_discovery_backend = rabbit_peer_discovery_k8s\ncluster_formation.classic_config.nodes.1 = warren@a\n"), "warren.conf", &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Clustered() || len(c.Warnings) != 1 {
+		t.Fatalf("another backend: clustered %v, warnings %v", c.Clustered(), c.Warnings)
 	}
 }
 

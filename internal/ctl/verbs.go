@@ -102,12 +102,17 @@ func commands(o *opts) []*cobra.Command {
 			if err := c.call("GET", []string{"nodes"}, nil, &nodes); err != nil {
 				return err
 			}
-			if o.formatter == "json" {
-				var ns []string
-				for _, n := range nodes {
-					ns = append(ns, str(n["name"]))
+			// nodes the answering node cannot reach are listed with
+			// running false
+			var ns, running []string
+			for _, n := range nodes {
+				ns = append(ns, str(n["name"]))
+				if r, ok := n["running"].(bool); !ok || r {
+					running = append(running, str(n["name"]))
 				}
-				b, _ := json.Marshal(map[string]any{"cluster_name": name["name"], "disk_nodes": ns, "running_nodes": ns})
+			}
+			if o.formatter == "json" {
+				b, _ := json.Marshal(map[string]any{"cluster_name": name["name"], "disk_nodes": ns, "running_nodes": running})
 				fmt.Fprintln(o.out, string(b))
 				return nil
 			}
@@ -117,16 +122,16 @@ func commands(o *opts) []*cobra.Command {
 				fmt.Fprintln(o.out, str(n["name"]))
 			}
 			fmt.Fprintf(o.out, "\nRunning Nodes\n\n")
-			for _, n := range nodes {
-				fmt.Fprintln(o.out, str(n["name"]))
+			for _, n := range running {
+				fmt.Fprintln(o.out, n)
 			}
 			var ov map[string]any
 			if err := c.call("GET", []string{"overview"}, nil, &ov); err != nil {
 				return err
 			}
 			fmt.Fprintf(o.out, "\nVersions\n\n")
-			for _, n := range nodes {
-				fmt.Fprintf(o.out, "%s: %s %s on Go %s\n", str(n["name"]), str(ov["product_name"]), str(ov["product_version"]), str(ov["erlang_version"]))
+			for _, n := range running {
+				fmt.Fprintf(o.out, "%s: %s %s on Go %s\n", n, str(ov["product_name"]), str(ov["product_version"]), str(ov["erlang_version"]))
 			}
 			fmt.Fprintf(o.out, "\nMaintenance status\n\n")
 			for _, n := range nodes {

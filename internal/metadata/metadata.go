@@ -41,6 +41,9 @@ const (
 	OpUnbind           Op = "unbind"
 	OpSetPolicy        Op = "set_policy"
 	OpClearPolicy      Op = "clear_policy"
+	// OpBarrier changes nothing: a clustered node commits one at start so
+	// that every command committed before it is applied here too.
+	OpBarrier Op = "barrier"
 )
 
 // User is a RabbitMQ-style user definition.
@@ -86,6 +89,10 @@ type Queue struct {
 	Exclusive  bool           `json:"-"`
 	Owner      uint64         `json:"-"`
 	Arguments  map[string]any `json:"arguments"`
+	// Node is the queue's home in a cluster (the node that declared it,
+	// warren@host): only that node holds its messages. Empty on a
+	// standalone node. Not exported in definitions.
+	Node string `json:"-"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -120,6 +127,13 @@ type Command struct {
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
 
+	// Conditional makes a queue declare fail with ErrInequivalent (or
+	// ErrLocked) when the queue already exists with other properties, and
+	// keep the existing queue (and its home) when it is equivalent: two
+	// nodes declaring one queue at the same moment get one definition,
+	// never the last writer's (ADR 0005).
+	Conditional bool `json:"-"`
+
 	// AutoDeleted lists the auto-delete exchanges (of VHost or the
 	// binding's vhost) that applying this command deleted because they
 	// lost their last binding as a source. Apply fills it on every node
@@ -129,9 +143,14 @@ type Command struct {
 
 // Errors from Apply.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrInvalid  = errors.New("invalid command")
+	// ErrInequivalent: a conditional declare met a queue with other
+	// properties (AMQP 406); ErrLocked: an exclusive queue of another
+	// connection (AMQP 405). The error's text is RabbitMQ's.
+	ErrInequivalent = errors.New("inequivalent")
+	ErrLocked       = errors.New("locked")
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInvalid      = errors.New("invalid command")
 )
 
 // State is the whole set of definitions. It is a value that only Apply
@@ -320,7 +339,11 @@ func (s *State) applyOther(c Command) error {
 		if c.Queue == nil {
 			return ErrInvalid
 		}
-		s.Queues[[2]string{c.Queue.VHost, c.Queue.Name}] = *c.Queue
+		k := [2]string{c.Queue.VHost, c.Queue.Name}
+		if cur, ok := s.Queues[k]; ok && c.Conditional {
+			return equivalentQueue(cur, *c.Queue)
+		}
+		s.Queues[k] = *c.Queue
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
@@ -331,6 +354,7 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+	case OpBarrier:
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
 			return fmt.Errorf("policy %q in vhost %q: %w", c.Name, c.VHost, ErrNotFound)
@@ -369,7 +393,14 @@ type Store struct {
 	mu        sync.RWMutex
 	state     *State
 	observers []func(Command)
+	restored  []func()
 }
+
+// OnRestore registers fn to run after the whole state was replaced by a
+// snapshot (a replicated log's), with no Store lock held: observers are
+// not told of the commands the snapshot stands for, so whoever keeps
+// runtime objects rebuilds them from the state here.
+func (s *Store) OnRestore(fn func()) { s.restored = append(s.restored, fn) }
 
 // NewStore returns a store with empty definitions. A log that applies
 // commands committed elsewhere (a ReplicatedLog) is bound to the store's
@@ -546,6 +577,9 @@ func (s *Store) restore(b []byte) error {
 	s.mu.Lock()
 	s.state = st
 	s.mu.Unlock()
+	for _, fn := range s.restored {
+		fn()
+	}
 	return nil
 }
 
@@ -642,6 +676,55 @@ func (s *Store) Import(d Definitions) error {
 	for _, c := range Commands(d) {
 		if err := s.Propose(c); err != nil {
 			return fmt.Errorf("import %s: %w", c.Op, err)
+		}
+	}
+	return nil
+}
+
+// QueueEquivalenceArgs are the arguments compared when a queue is declared
+// again (RabbitMQ's rabbit_amqqueue:declare_args/0 and consume args).
+var QueueEquivalenceArgs = []string{"x-expires", "x-message-ttl", "x-dead-letter-exchange",
+	"x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow",
+	"x-queue-mode", "x-single-active-consumer", "x-queue-type", "x-queue-master-locator"}
+
+// conditionError carries RabbitMQ's text for a failed conditional command.
+type conditionError struct {
+	kind error
+	text string
+}
+
+func (e *conditionError) Error() string { return e.text }
+func (e *conditionError) Unwrap() error { return e.kind }
+
+// equivalentQueue is nil when declaring q again leaves cur as it is.
+func equivalentQueue(cur, q Queue) error {
+	ineq := func(arg string, got, was any) error {
+		return &conditionError{ErrInequivalent, fmt.Sprintf("inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, q.Name, q.VHost, got, was)}
+	}
+	switch {
+	case cur.Exclusive != q.Exclusive || (cur.Exclusive && (cur.Owner != q.Owner || cur.Node != q.Node)):
+		return &conditionError{ErrLocked, fmt.Sprintf("cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.Name, q.VHost)}
+	case cur.Durable != q.Durable:
+		return ineq("durable", q.Durable, cur.Durable)
+	case cur.AutoDelete != q.AutoDelete:
+		return ineq("auto_delete", q.AutoDelete, cur.AutoDelete)
+	}
+	for _, k := range QueueEquivalenceArgs {
+		a, aok := q.Arguments[k]
+		b, bok := cur.Arguments[k]
+		if k == "x-queue-type" {
+			// classic is the default
+			aok = aok && fmt.Sprint(a) != "classic"
+			bok = bok && fmt.Sprint(b) != "classic"
+		}
+		if aok != bok || (aok && fmt.Sprint(a) != fmt.Sprint(b)) {
+			if !aok {
+				a = "none"
+			}
+			if !bok {
+				b = "none"
+			}
+			return ineq(k, a, b)
 		}
 	}
 	return nil

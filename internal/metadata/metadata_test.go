@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -170,5 +171,46 @@ func TestAutoDeleteExchangeCascade(t *testing.T) {
 	must(Command{Op: OpDeleteExchange, VHost: "/", Name: "e"})
 	if got := seen[len(seen)-1]; !reflect.DeepEqual(got, []string{"c", "d"}) {
 		t.Fatalf("deleting e auto-deleted %v, want [c d]", got)
+	}
+}
+
+func TestConditionalQueueDeclare(t *testing.T) {
+	s := NewState()
+	a := Queue{Name: "q", VHost: "/", Durable: true, Node: "warren@a", Arguments: map[string]any{"x-max-length": int64(10)}}
+	if err := s.Apply(Command{Op: OpDeclareQueue, Queue: &a, Conditional: true}); err != nil {
+		t.Fatal(err)
+	}
+	// equivalent, from another node: the first declaration (and home) stays
+	b := a
+	b.Node = "warren@b"
+	b.Arguments = map[string]any{"x-max-length": int64(10), "x-queue-type": "classic"}
+	if err := s.Apply(Command{Op: OpDeclareQueue, Queue: &b, Conditional: true}); err != nil {
+		t.Fatalf("equivalent declare: %v", err)
+	}
+	if s.Queues[[2]string{"/", "q"}].Node != "warren@a" {
+		t.Fatalf("home moved to %s", s.Queues[[2]string{"/", "q"}].Node)
+	}
+	for _, tc := range []struct {
+		mod  func(*Queue)
+		want error
+		text string
+	}{
+		{func(q *Queue) { q.Durable = false }, ErrInequivalent, "inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"},
+		{func(q *Queue) { q.Arguments = map[string]any{"x-max-length": int64(11)} }, ErrInequivalent, "inequivalent arg 'x-max-length'"},
+		{func(q *Queue) { q.Arguments = nil }, ErrInequivalent, "received 'none' but current is '10'"},
+		{func(q *Queue) { q.Exclusive = true }, ErrLocked, "cannot obtain exclusive access to locked queue 'q'"},
+	} {
+		c := a
+		tc.mod(&c)
+		err := s.Apply(Command{Op: OpDeclareQueue, Queue: &c, Conditional: true})
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("got %v, want %v containing %q", err, tc.want, tc.text)
+		}
+	}
+	// unconditional (standalone) declares replace as before
+	c := a
+	c.Durable = false
+	if err := s.Apply(Command{Op: OpDeclareQueue, Queue: &c}); err != nil || s.Queues[[2]string{"/", "q"}].Durable {
+		t.Fatalf("unconditional declare: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ type ReplicatedLog struct {
 	members []uint64
 	// Timeout bounds one Append (no leader, minority side of a partition).
 	Timeout time.Duration
+	// Reachable, when set, counts the members this node can reach (itself
+	// included), for the error of a change that could not commit.
+	Reachable func() (up, of int)
 
 	mu    sync.Mutex
 	store *Store
@@ -117,6 +120,15 @@ func (r *ReplicatedLog) Append(cmd Command, _ func(Command) error) error {
 	defer cancel()
 	res, err := r.host.Propose(ctx, r.group, raw)
 	if err != nil {
+		if r.Reachable != nil {
+			up, of := r.Reachable()
+			if up*2 <= of {
+				return fmt.Errorf("no quorum: %d of %d nodes reachable, so the definition change was not committed within %s; retry once a majority of the cluster is up (%w)", up, of, r.Timeout, err)
+			}
+			// a proposal forwarded to a leader that died on the way is
+			// lost without an answer: the outcome is unknown
+			return fmt.Errorf("the definition change was not confirmed within %s although %d of %d nodes are reachable (the cluster may have been electing a new leader); it may or may not have been applied: check, then retry (%w)", r.Timeout, up, of, err)
+		}
 		return fmt.Errorf("metadata change not committed (is a majority of the cluster reachable?): %w", err)
 	}
 	if e, ok := res.(error); ok {

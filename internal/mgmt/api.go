@@ -44,10 +44,13 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 			return 0, nil, errStatus(401, "Not monitor user")
 		}
 		if len(seg) == 1 {
-			return 200, []any{s.node()}, nil
+			return 200, append([]any{s.node()}, s.otherNodes("")...), nil
 		}
 		if seg[1] == s.b.Config().NodeName {
 			return 200, s.node(), nil
+		}
+		if o := s.otherNodes(seg[1]); len(o) == 1 {
+			return 200, o[0], nil
 		}
 		return 0, nil, errStatus(404, "Object Not Found")
 	case "vhosts":
@@ -716,15 +719,19 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 		policy = c.Policy
 	}
 	var policyName any
+	node := s.b.Config().NodeName
 	if v := s.b.VHost(vh); v != nil {
 		if n := v.AppliedPolicy(c.Name, "queues"); n != "" {
 			policyName = n
+		}
+		if home, ok := v.RemoteHome(c.Name); ok {
+			node = home // its figures live there (not gathered across nodes yet)
 		}
 	}
 	return map[string]any{
 		"policy": policyName, "operator_policy": nil,
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
-		"arguments": args, "node": s.b.Config().NodeName, "state": "running", "type": "classic",
+		"arguments": args, "node": node, "state": "running", "type": "classic",
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
 		"consumers": consumers, "message_bytes_ready": readyBytes, "effective_policy_definition": policy,
 		// RabbitMQ's classic-queue paging figures

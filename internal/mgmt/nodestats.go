@@ -216,3 +216,17 @@ func (s *Server) statusExtras(n map[string]any) {
 		n["config_files"] = []string{}
 	}
 }
+
+// otherNodes lists the other nodes of the cluster (only the one named
+// name, unless it is ""), with whether this node is connected to them:
+// their figures are not gathered across nodes yet.
+func (s *Server) otherNodes(name string) []any {
+	var out []any
+	for _, m := range s.b.ClusterStatus() {
+		if m.Self || (name != "" && m.Name != name) {
+			continue
+		}
+		out = append(out, map[string]any{"name": m.Name, "type": "disc", "running": m.Running, "cluster_links_address": m.Addr})
+	}
+	return out
+}

@@ -43,6 +43,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.Cookie = cookie
+	cfg.Cookie = cookie
 	b, err := broker.New(cfg, log)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,12 @@ func (v *VHost) deadLetter(from *queue.Queue, dls []queue.DeadLetter) {
 				v.log.Debug("dead-letter cycle; message dropped", "queue", q.Name())
 				continue
 			}
+			if home, remote := v.remoteHome(q); remote {
+				// never left in this node's copy, where no one would
+				// see it; dead-lettering is at most once, as RabbitMQ's
+				v.log.Warn("dead-lettered message dropped: its target queue lives on another node and forwarding between nodes is not built yet; declare the dead-letter queue on this node", "from", dl.Queue, "queue", q.Name(), "home", home)
+				continue
+			}
 			q.Publish(msg)
 		}
 	}

@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
@@ -309,7 +310,8 @@ func (s *Session) UnbindQueue(m *amqp.QueueUnbind, owner uint64) error {
 
 func (s *Session) exclusiveCheck(q *queue.Queue, owner uint64, m amqp.Method) error {
 	c := q.Config()
-	if c.Exclusive && c.Owner != owner {
+	_, remote := s.v.remoteHome(q) // owned by a connection of another node
+	if c.Exclusive && (c.Owner != owner || remote) {
 		return s.v.errf(amqp.ResourceLocked, m, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", c.Name, s.v.name)
 	}
 	return nil
@@ -385,11 +387,18 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 			return "", 0, 0, err
 		}
 	}
-	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments)}
+	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments), Node: v.node}
 	if m.Exclusive {
 		def.Owner = owner
 	}
-	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: def}); err != nil {
+	if err := v.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: def, Conditional: v.node != ""}); err != nil {
+		// in a cluster, another node may have declared it a moment ago
+		switch {
+		case errors.Is(err, metadata.ErrInequivalent):
+			return "", 0, 0, v.errf(amqp.PreconditionFailed, m, "%s", err.Error())
+		case errors.Is(err, metadata.ErrLocked):
+			return "", 0, 0, v.errf(amqp.ResourceLocked, m, "%s", err.Error())
+		}
 		return "", 0, 0, v.errf(amqp.InternalError, m, "declare failed: %v", err)
 	}
 	// Every queue is bound to the default exchange by its name; that
@@ -404,10 +413,23 @@ func (s *Session) lookupQueue(name string, owner uint64, m amqp.Method) (*queue.
 	if q == nil {
 		return nil, s.v.notFound(m, "queue", name)
 	}
+	if err := s.remoteCheck(q, m); err != nil {
+		return nil, err
+	}
 	if err := s.exclusiveCheck(q, owner, m); err != nil {
 		return nil, err
 	}
 	return q, nil
+}
+
+// remoteCheck refuses an operation on messages of a queue that lives on
+// another node of the cluster (404, as RabbitMQ answers for a queue whose
+// home node it cannot reach).
+func (s *Session) remoteCheck(q *queue.Queue, m amqp.Method) error {
+	if home, ok := s.v.remoteHome(q); ok {
+		return s.v.errf(amqp.NotFound, m, "queue '%s' in vhost '%s' lives on node %s; forwarding between nodes is not built yet: connect to %s", q.Config().Name, s.v.name, home, home)
+	}
+	return nil
 }
 
 // DeleteQueue implements queue.delete.
@@ -428,6 +450,12 @@ func (s *Session) DeleteQueue(m *amqp.QueueDelete, owner uint64) (uint32, error)
 	}
 	if err := s.exclusiveCheck(q, owner, m); err != nil {
 		return 0, err
+	}
+	if m.IfUnused || m.IfEmpty {
+		// the counts live on the queue's home
+		if err := s.remoteCheck(q, m); err != nil {
+			return 0, err
+		}
 	}
 	r, _, c := q.Counts()
 	if m.IfUnused && c > 0 {
@@ -475,6 +503,9 @@ func (s *Session) ConnectionClosed(owner uint64) {
 	var names []string
 	for n, q := range v.queues {
 		if c := q.Config(); c.Exclusive && c.Owner == owner {
+			if _, remote := v.remoteHome(q); remote {
+				continue // another node's connection owns it
+			}
 			names = append(names, n)
 		}
 	}
@@ -571,6 +602,16 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 		if len(qs) == 0 && x.Alternate != "" {
 			if ax := v.lookupExchange(x.Alternate); ax != nil {
 				qs = v.route(ax, key, msg, &headers, qs, 0, &s.dests)
+			}
+		}
+	}
+	if v.node != "" {
+		// nothing is enqueued unless every queue routed to is local
+		for _, q := range qs {
+			if err := s.remoteCheck(q, publishMethod); err != nil {
+				clear(qs)
+				s.qbuf = qs[:0]
+				return queue.Routed{}, err
 			}
 		}
 	}

@@ -83,6 +83,40 @@ type VHost struct {
 	memory *queue.Memory // the node's budget for message bodies in memory
 
 	counters *Counters // queue churn (nil: not counted)
+
+	// node is this node's name in a cluster ("" standalone). A queue
+	// whose definition names another home node is kept here as a
+	// definition only: publishing to it, consuming from it, getting and
+	// purging are refused (forwarding between nodes is not built yet),
+	// so its messages are never split between nodes.
+	node   string
+	remote sync.Map // *queue.Queue → its home node's name
+}
+
+// SetNode makes the vhost part of clustered node name: queues it declares
+// record name as their home. Call before the first command is applied.
+func (v *VHost) SetNode(name string) { v.node = name }
+
+// remoteHome returns the home node of q when it is another node.
+func (v *VHost) remoteHome(q *queue.Queue) (string, bool) {
+	if v.node == "" {
+		return "", false
+	}
+	h, ok := v.remote.Load(q)
+	if !ok {
+		return "", false
+	}
+	return h.(string), true
+}
+
+// RemoteHome returns the home node of queue name when it is a queue of
+// another node of the cluster.
+func (v *VHost) RemoteHome(name string) (string, bool) {
+	q := v.LookupQueue(name)
+	if q == nil {
+		return "", false
+	}
+	return v.remoteHome(q)
 }
 
 // SetStore sets where queues created from now on keep messages: the
@@ -147,8 +181,14 @@ func (v *VHost) Apply(c metadata.Command) {
 				st = v.store
 			}
 			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory})
-			q.OnUnused = v.autoDelete
-			q.OnExpire = v.autoDelete
+			if v.node != "" && d.Node != "" && d.Node != v.node {
+				// another node's queue: its home decides expiry and
+				// auto-delete, this copy never holds a message
+				v.remote.Store(q, d.Node)
+			} else {
+				q.OnUnused = v.autoDelete
+				q.OnExpire = v.autoDelete
+			}
 			q.OnDeadLetter = v.deadLetter
 			q.Start()
 			v.queues[d.Name] = q
@@ -162,6 +202,7 @@ func (v *VHost) Apply(c metadata.Command) {
 		v.unbindAllTo(destKey{c.Name, false})
 		v.mu.Unlock()
 		if q != nil {
+			v.remote.Delete(q)
 			v.churn().QueueDeleted.Add(1)
 			_, _ = q.Delete(false, false)
 		}
