@@ -3,13 +3,11 @@ package metadata
 import (
 	"fmt"
 	"math/rand"
-	"os"
 	"reflect"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/warrenmq/warren/internal/vfs"
+	"github.com/warrenmq/warren/internal/vfs/powerloss"
 )
 
 // Power-loss test of the metadata log over vfs.MemFS: random definition
@@ -125,26 +123,10 @@ func metaPowerLoss(seed int64, epochs int, lying bool) error {
 	return nil
 }
 
-func metaIters(short int) int {
-	if s := os.Getenv("WARREN_POWERLOSS_ITERS"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil {
-			return n
-		}
-	}
-	return short
-}
-
 // TestPowerLossMetadata is the deterministic seeded loop (a few hundred
 // iterations; WARREN_POWERLOSS_ITERS=N for more).
 func TestPowerLossMetadata(t *testing.T) {
-	n := metaIters(200)
-	start := time.Now()
-	for seed := int64(1); seed <= int64(n); seed++ {
-		if err := metaPowerLoss(seed, 4, false); err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
-	}
-	t.Logf("%d iterations (4 power losses each) in %v", n, time.Since(start).Round(time.Millisecond))
+	powerloss.Run(t, 200, func(seed int64) error { return metaPowerLoss(seed, 4, false) })
 }
 
 // FuzzPowerLossMetadata explores seeds: go test -fuzz FuzzPowerLossMetadata.
@@ -160,17 +142,5 @@ func FuzzPowerLossMetadata(f *testing.F) {
 // TestPowerLossMetadataCatchesMissingFsync: on a disk that acknowledges
 // fsync without persisting, the checks find lost definitions.
 func TestPowerLossMetadataCatchesMissingFsync(t *testing.T) {
-	caught := 0
-	const n = 30
-	var example error
-	for seed := int64(1); seed <= n; seed++ {
-		if err := metaPowerLoss(seed, 4, true); err != nil {
-			caught++
-			example = err
-		}
-	}
-	t.Logf("caught in %d of %d iterations, e.g. %v", caught, n, example)
-	if caught < n/2 {
-		t.Fatalf("a lying disk went unnoticed in %d of %d iterations", n-caught, n)
-	}
+	powerloss.MustCatch(t, 30, func(seed int64) error { return metaPowerLoss(seed, 4, true) })
 }

@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/warrenmq/warren/internal/queue"
 	"github.com/warrenmq/warren/internal/vfs"
+	"github.com/warrenmq/warren/internal/vfs/powerloss"
 )
 
 // Power-loss test of the message store over vfs.MemFS: random enqueues,
@@ -257,28 +255,13 @@ func checkRecovery(s *MsgStore, rec *Recovery, want map[uint64]plMsg) error {
 	return nil
 }
 
-func storeIters(short int) int {
-	if s := os.Getenv("WARREN_POWERLOSS_ITERS"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil {
-			return n
-		}
-	}
-	return short
-}
-
 // TestPowerLossStore is the deterministic seeded loop (a few hundred
 // iterations; WARREN_POWERLOSS_ITERS=N for more).
 func TestPowerLossStore(t *testing.T) {
 	defer func(v int) { compactMinSegments = v }(compactMinSegments)
 	compactMinSegments = 2 // compact often: crashes inside rewrites
-	n := storeIters(100)
-	start := time.Now()
-	for seed := int64(1); seed <= int64(n); seed++ {
-		if err := storePowerLoss(seed, 4, false); err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
-	}
-	t.Logf("%d iterations (4 power losses each) in %v; %d compaction passes", n, time.Since(start).Round(time.Millisecond), compactions.Load())
+	powerloss.Run(t, 100, func(seed int64) error { return storePowerLoss(seed, 4, false) })
+	t.Logf("%d compaction passes", compactions.Load())
 	if compactions.Load() == 0 {
 		t.Fatal("no compaction ran: the test does not exercise it")
 	}
@@ -298,19 +281,7 @@ func FuzzPowerLossStore(f *testing.F) {
 // TestPowerLossStoreCatchesMissingFsync: on a disk that acknowledges fsync
 // without persisting, the checks above find lost confirmed messages.
 func TestPowerLossStoreCatchesMissingFsync(t *testing.T) {
-	caught := 0
-	const n = 30
-	var example error
-	for seed := int64(1); seed <= n; seed++ {
-		if err := storePowerLoss(seed, 4, true); err != nil {
-			caught++
-			example = err
-		}
-	}
-	t.Logf("caught in %d of %d iterations, e.g. %v", caught, n, example)
-	if caught < n/2 {
-		t.Fatalf("a lying disk went unnoticed in %d of %d iterations", n-caught, n)
-	}
+	powerloss.MustCatch(t, 30, func(seed int64) error { return storePowerLoss(seed, 4, true) })
 }
 
 // TestCompactionAfterRestartKeepsRemovedMessagesRemoved: a message removed

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/warrenmq/warren/internal/vfs"
+	"github.com/warrenmq/warren/internal/vfs/powerloss"
 )
 
 // Power-loss tests: random operations on a log over vfs.MemFS, a power
@@ -231,26 +230,10 @@ func payload(rng *rand.Rand, epoch int, idx Index) []byte {
 	return b
 }
 
-func plIterations(short int) int {
-	if s := os.Getenv("WARREN_POWERLOSS_ITERS"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil {
-			return n
-		}
-	}
-	return short
-}
-
 // TestPowerLossWAL is the deterministic seeded loop (a few hundred
 // iterations in normal runs; WARREN_POWERLOSS_ITERS=N for more).
 func TestPowerLossWAL(t *testing.T) {
-	n := plIterations(200)
-	start := time.Now()
-	for seed := int64(1); seed <= int64(n); seed++ {
-		if err := powerLoss(seed, 4, plConfig{}); err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
-	}
-	t.Logf("%d iterations (4 power losses each) in %v", n, time.Since(start).Round(time.Millisecond))
+	powerloss.Run(t, 200, func(seed int64) error { return powerLoss(seed, 4, plConfig{}) })
 }
 
 // FuzzPowerLossWAL explores seeds: go test -fuzz FuzzPowerLossWAL.
@@ -272,19 +255,7 @@ func FuzzPowerLossWAL(f *testing.F) {
 func TestPowerLossCatchesMissingFsync(t *testing.T) {
 	for name, cfg := range map[string]plConfig{"wal skips fsync": {noSync: true}, "lying disk": {lyingDisk: true}} {
 		t.Run(name, func(t *testing.T) {
-			caught := 0
-			const n = 40
-			var example error
-			for seed := int64(1); seed <= n; seed++ {
-				if err := powerLoss(seed, 4, cfg); err != nil {
-					caught++
-					example = err
-				}
-			}
-			t.Logf("caught in %d of %d iterations, e.g. %v", caught, n, example)
-			if caught < n/2 {
-				t.Fatalf("the power-loss checks caught a missing fsync in only %d of %d iterations", caught, n)
-			}
+			powerloss.MustCatch(t, 40, func(seed int64) error { return powerLoss(seed, 4, cfg) })
 		})
 	}
 }
