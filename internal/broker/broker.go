@@ -127,14 +127,9 @@ func (b *Broker) recover() error {
 		return fmt.Errorf("recovering definitions from %s: %w", b.cfg.DataDir, err)
 	}
 	b.metaLog, recovered = ml, cmds
-	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{FS: b.storeFS})
+	queued, err := b.openMessageStores()
 	if err != nil {
-		return fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
-	}
-	b.msgs = msgs
-	b.memory.SetBudget(b.bodyBudget())
-	if b.pager, err = store.OpenPager(filepath.Join(b.cfg.DataDir, "paging"), b.log); err != nil {
-		return fmt.Errorf("opening the paging store under %s: %w", b.cfg.DataDir, err)
+		return err
 	}
 	b.meta = metadata.NewStore(ml)
 	b.meta.Observe(b.recordDrops) // before apply deletes the runtime queue
@@ -151,36 +146,18 @@ func (b *Broker) recover() error {
 		}
 		return e
 	}
-	restored, dropped := 0, 0
-	for _, key := range gone {
-		// deleted (or exclusive, or transient) queues: their messages are
-		// dead; the removal is synced before compaction forgets the queue
-		refs := make([]uint64, 0, queued.Count(key))
-		for m := range queued.Messages(key) {
-			refs = append(refs, m.Ref)
-		}
-		msgs.Remove(key, refs)
-		dropped += len(refs)
-	}
-	if dropped > 0 {
-		if err := msgs.Sync(); err != nil {
-			return fmt.Errorf("recording the removal of %d messages of deleted queues: %w", dropped, err)
-		}
+	// deleted (or exclusive, or transient) queues: their messages are
+	// dead; the removal is synced before compaction forgets the queue
+	dropped, err := b.dropQueued(queued, gone, false)
+	if err != nil {
+		return err
 	}
 	if err := ml.Compact(durable); err != nil {
 		return fmt.Errorf("compacting the metadata log: %w", err)
 	}
-	for _, key := range live {
-		vh, name, _ := strings.Cut(key, "\x00")
-		var q *queue.Queue
-		if v := b.VHost(vh); v != nil {
-			q = v.LookupQueue(name)
-		}
-		if q == nil {
-			return fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
-		}
-		q.Restore(queued.Messages(key))
-		restored += queued.Count(key)
+	restored, err := b.restoreQueued(queued, live)
+	if err != nil {
+		return err
 	}
 	queued = nil // the index is in the queues now
 	if restored > 100_000 {
@@ -190,6 +167,65 @@ func (b *Broker) recover() error {
 		b.log.Info("node recovered", "definitions", len(durable), "messages", restored, "messages_of_deleted_queues_dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// openMessageStores opens the message store (recovering what it holds:
+// the returned index) and the paging store under the data directory.
+func (b *Broker) openMessageStores() (*store.Recovery, error) {
+	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{FS: b.storeFS})
+	if err != nil {
+		return nil, fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
+	}
+	b.msgs = msgs
+	b.memory.SetBudget(b.bodyBudget())
+	if b.pager, err = store.OpenPager(filepath.Join(b.cfg.DataDir, "paging"), b.log); err != nil {
+		return nil, fmt.Errorf("opening the paging store under %s: %w", b.cfg.DataDir, err)
+	}
+	return queued, nil
+}
+
+// dropQueued removes the recovered messages of queues that are gone (the
+// definitions saw them deleted) and syncs the removal; warn logs each
+// queue. It returns how many messages it removed.
+func (b *Broker) dropQueued(queued *store.Recovery, gone []string, warn bool) (int, error) {
+	dropped := 0
+	for _, key := range gone {
+		refs := make([]uint64, 0, queued.Count(key))
+		for m := range queued.Messages(key) {
+			refs = append(refs, m.Ref)
+		}
+		b.msgs.Remove(key, refs)
+		dropped += len(refs)
+		if warn {
+			vh, name, _ := strings.Cut(key, "\x00")
+			b.log.Warn("dropping the messages of a queue the cluster deleted while this node was down", "vhost", vh, "queue", name, "messages", len(refs))
+		}
+	}
+	if dropped > 0 {
+		if err := b.msgs.Sync(); err != nil {
+			return dropped, fmt.Errorf("recording the removal of %d messages of deleted queues: %w", dropped, err)
+		}
+	}
+	return dropped, nil
+}
+
+// restoreQueued hands the recovered messages of live durable queues to
+// their runtime queues and returns how many it restored.
+func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, error) {
+	restored := 0
+	for _, key := range live {
+		vh, name, _ := strings.Cut(key, "\x00")
+		var q *queue.Queue
+		if v := b.VHost(vh); v != nil {
+			q = v.LookupQueue(name)
+		}
+		if q == nil {
+			return restored, fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
+		}
+		q.Restore(queued.Messages(key))
+		restored += queued.Count(key)
+	}
+	return restored, nil
 }
 
 func (b *Broker) closeStores() {

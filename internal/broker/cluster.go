@@ -29,7 +29,6 @@ import (
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/consensus"
 	"github.com/warrenmq/warren/internal/metadata"
-	"github.com/warrenmq/warren/internal/store"
 )
 
 // metaGroup is the consensus group holding the definitions.
@@ -141,14 +140,9 @@ func (b *Broker) recoverClustered() error {
 	b.cluster = cn
 	b.nodeName = self.String()
 
-	msgs, queued, err := store.Open(filepath.Join(b.cfg.DataDir, "msgs"), b.log, store.Options{FS: b.storeFS})
+	queued, err := b.openMessageStores()
 	if err != nil {
-		return fmt.Errorf("recovering messages from %s: %w", b.cfg.DataDir, err)
-	}
-	b.msgs = msgs
-	b.memory.SetBudget(b.bodyBudget())
-	if b.pager, err = store.OpenPager(filepath.Join(b.cfg.DataDir, "paging"), b.log); err != nil {
-		return fmt.Errorf("opening the paging store under %s: %w", b.cfg.DataDir, err)
+		return err
 	}
 
 	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log})
@@ -241,30 +235,13 @@ func (b *Broker) recoverClustered() error {
 			}
 		}
 	})
-	dropped, restored := 0, 0
-	for _, key := range gone {
-		refs := make([]uint64, 0, queued.Count(key))
-		for m := range queued.Messages(key) {
-			refs = append(refs, m.Ref)
-		}
-		msgs.Remove(key, refs)
-		dropped += len(refs)
-		vh, name, _ := strings.Cut(key, "\x00")
-		b.log.Warn("dropping the messages of a queue the cluster deleted while this node was down", "vhost", vh, "queue", name, "messages", len(refs))
+	dropped, err := b.dropQueued(queued, gone, true)
+	if err != nil {
+		return err
 	}
-	if dropped > 0 {
-		if err := msgs.Sync(); err != nil {
-			return fmt.Errorf("recording the removal of %d messages of deleted queues: %w", dropped, err)
-		}
-	}
-	for _, key := range live {
-		vh, name, _ := strings.Cut(key, "\x00")
-		v := b.VHost(vh)
-		if v == nil || v.LookupQueue(name) == nil {
-			return fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
-		}
-		v.LookupQueue(name).Restore(queued.Messages(key))
-		restored += queued.Count(key)
+	restored, err := b.restoreQueued(queued, live)
+	if err != nil {
+		return err
 	}
 	b.log.Info("clustered node started", "node", self.String(), "nodes", len(members), "dist_addr", cn.link.Addr().String(), "messages", restored, "messages_of_deleted_queues_dropped", dropped)
 	return nil
