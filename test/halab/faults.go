@@ -8,14 +8,15 @@ import (
 
 // Fault is one entry of the fault list as the lab runs it.
 type Fault struct {
-	ID     string // the number, e.g. "1"
-	Name   string
-	Opts   Options
-	Known  bool // a known loss (not counted as a failure): what clustering removes
-	Warmup time.Duration
-	Inject func(l *Lab) string // with the workload running; returns a note for the table
-	Settle time.Duration       // workload keeps running after Inject
-	NotYet string              // non-empty: not runnable yet, and why
+	ID         string // the number, e.g. "1"
+	Name       string
+	Opts       Options
+	Known      bool // a known loss (not counted as a failure): what clustering removes
+	Warmup     time.Duration
+	Inject     func(l *Lab) string // with the workload running; returns a note for the table
+	Settle     time.Duration       // workload keeps running after Inject
+	NotYet     string              // non-empty: not runnable yet, and why
+	OnlyWarren bool                // a Warren-only variant (check-amqp)
 }
 
 // Faults is the fault list. Warren nodes are not clustered yet, so faults
@@ -42,14 +43,14 @@ func Faults() []Fault {
 			}},
 		{ID: "3", Name: "broker SIGKILLed, restarted after 3s", Opts: single, Warmup: 3 * time.Second, Settle: 8 * time.Second,
 			Inject: func(l *Lab) string {
-				l.Kill("b1")
+				l.KillBroker("b1")
 				time.Sleep(3 * time.Second)
 				l.StartBroker("b1")
 				return "single node: clients wait for the restart"
 			}},
 		{ID: "4", Name: "broker stop_app, guide's TCP check", Opts: single, Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return stopApp(l) }},
-		{ID: "4a", Name: "broker stop_app, check-amqp", Opts: Options{Brokers: 1, CheckAMQP: true}, Warmup: 3 * time.Second, Settle: 5 * time.Second,
+		{ID: "4a", Name: "broker stop_app, check-amqp", Opts: Options{Brokers: 1, CheckAMQP: true}, OnlyWarren: true, Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return stopApp(l) }},
 		{ID: "8", Name: "both LB hosts restart, one after the other", Opts: single, Warmup: 3 * time.Second, Settle: 6 * time.Second,
 			Inject: func(l *Lab) string {
@@ -106,19 +107,19 @@ type Result struct {
 // Table formats results as the table.
 func Table(rs []Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-4s %-58s %9s %9s %5s %5s %7s %8s %8s  %s\n", "id", "fault", "confirmed", "delivered", "lost", "dup", "failcon", "pub-gap", "del-gap", "note")
+	fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  %s\n", "id", "fault", "confirmed", "delivered", "lost", "dup", "failcon", "pub-gap", "del-gap", "note")
 	for _, r := range rs {
 		f := r.Fault
 		if f.NotYet != "" {
-			fmt.Fprintf(&b, "%-4s %-58s %9s %9s %5s %5s %7s %8s %8s  NOT YET RUNNABLE: %s\n", f.ID, f.Name, "-", "-", "-", "-", "-", "-", "-", f.NotYet)
+			fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  NOT YET RUNNABLE: %s\n", f.ID, f.Name, "-", "-", "-", "-", "-", "-", "-", f.NotYet)
 			continue
 		}
 		if r.Err != nil {
-			fmt.Fprintf(&b, "%-4s %-58s ERROR: %v\n", f.ID, f.Name, firstLine(r.Err.Error()))
+			fmt.Fprintf(&b, "%-4s %-72s ERROR: %v\n", f.ID, f.Name, firstLine(r.Err.Error()))
 			continue
 		}
 		p := r.Report
-		fmt.Fprintf(&b, "%-4s %-58s %9d %9d %5d %5d %7d %7.2fs %7.2fs  %s\n", f.ID, f.Name, p.Confirmed, p.Delivered, p.Lost, p.Duplicated, p.FailedConnects,
+		fmt.Fprintf(&b, "%-4s %-72s %9d %9d %5d %5d %7d %7.2fs %7.2fs  %s\n", f.ID, f.Name, p.Confirmed, p.Delivered, p.Lost, p.Duplicated, p.FailedConnects,
 			p.PublishGap.Seconds(), p.DeliveryGap.Seconds(), r.Note)
 	}
 	return b.String()

@@ -40,8 +40,9 @@ func BuildBinaries(root, dir string) (Binaries, error) {
 
 // Options shape one lab.
 type Options struct {
-	Brokers   int  // broker nodes running (1, or 3 for the round-robin case)
-	CheckAMQP bool // proxies check with check-amqp instead of the guide's plain TCP check
+	Stack     string // "warren" (default) or "rabbitmq": RabbitMQ 3.10 + HAProxy + keepalived
+	Brokers   int    // broker nodes running (1, or 3 for the round-robin case)
+	CheckAMQP bool   // proxies check with check-amqp instead of the guide's plain TCP check
 }
 
 // Lab is one running topology: hosts b1..b3, lb1, lb2, c1.
@@ -76,6 +77,9 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 		l.Net.AddHost(h, LBAddr(i)+"/24")
 	}
 	l.Net.AddHost(ClientHost, ClientAddr+"/24")
+	if o.Stack == "rabbitmq" {
+		l.writeHostsFiles()
+	}
 
 	hcfg, err := GuideFile(root, "haproxy.cfg")
 	if err != nil {
@@ -93,7 +97,7 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 		d := filepath.Join(l.Dir, h)
 		os.MkdirAll(d, 0o755)
 		pid := filepath.Join(d, "proxy.pid")
-		pc, err := ProxyConfig(hcfg, ProxyOptions{Servers: servers, PidFile: pid, CheckAMQP: o.CheckAMQP})
+		pc, err := ProxyConfig(hcfg, ProxyOptions{Servers: servers, PidFile: pid, CheckAMQP: o.CheckAMQP, HAProxy: o.Stack == "rabbitmq"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +114,10 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 		l.StartBroker(BrokerHosts[i])
 	}
 	for i := 0; i < o.Brokers; i++ {
-		l.WaitPort(BrokerHosts[i], BrokerAddr(i)+":5672", 30*time.Second)
+		l.WaitPort(BrokerHosts[i], BrokerAddr(i)+":5672", 120*time.Second)
+	}
+	if o.Stack == "rabbitmq" {
+		l.rabbitCluster()
 	}
 	for _, h := range LBHosts {
 		l.StartProxy(h)
@@ -179,7 +186,58 @@ func (l *Lab) stopAll() {
 
 func (l *Lab) brokerEnv(host string) []string {
 	d := filepath.Join(l.Dir, host)
+	if l.Opts.Stack == "rabbitmq" {
+		// one Erlang cookie for the cluster, under a HOME of the lab's own
+		return []string{"HOME=" + filepath.Join(l.Dir, "erlang-home"), "RABBITMQ_NODENAME=rabbit@" + host,
+			"RABBITMQ_MNESIA_BASE=" + filepath.Join(d, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(d, "log"),
+			"RABBITMQ_CONFIG_FILE=" + filepath.Join(d, "rabbitmq.conf"), "RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(d, "enabled_plugins"),
+			"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(d, "rabbitmq-env.conf"), "RABBITMQ_ADVANCED_CONFIG_FILE=" + filepath.Join(d, "advanced.config"),
+			"RABBITMQ_PID_FILE=" + filepath.Join(d, "rabbit.pid"), "RABBITMQ_USE_LONGNAME=false"}
+	}
 	return []string{"WARREN_COOKIE_FILE=" + filepath.Join(d, "cookie"), "HOME=" + d}
+}
+
+// rabbitBin is where Debian keeps RabbitMQ's own scripts: the ones under
+// /usr/sbin switch to the rabbitmq user and drop the environment.
+const rabbitBin = "/usr/lib/rabbitmq/bin/"
+
+// writeHostsFiles makes every lab host's name resolvable inside the lab
+// (node names rabbit@b1...): ip netns exec bind-mounts
+// /etc/netns/<namespace>/hosts over /etc/hosts. Removed at teardown.
+func (l *Lab) writeHostsFiles() {
+	var hosts strings.Builder
+	hosts.WriteString("127.0.0.1 localhost\n")
+	for i, h := range BrokerHosts {
+		fmt.Fprintf(&hosts, "%s %s\n", BrokerAddr(i), h)
+	}
+	for i, h := range LBHosts {
+		fmt.Fprintf(&hosts, "%s %s\n", LBAddr(i), h)
+	}
+	fmt.Fprintf(&hosts, "%s %s\n", ClientAddr, ClientHost)
+	for _, h := range l.Net.Hosts() {
+		d := filepath.Join("/etc/netns", l.Net.NS(h))
+		l.t.Cleanup(func() { os.RemoveAll(d) })
+		must(l.t, os.MkdirAll(d, 0o755))
+		must(l.t, os.WriteFile(filepath.Join(d, "hosts"), []byte(hosts.String()), 0o644))
+	}
+	home := filepath.Join(l.Dir, "erlang-home")
+	must(l.t, os.MkdirAll(home, 0o700))
+	must(l.t, os.WriteFile(filepath.Join(home, ".erlang.cookie"), []byte("HALAB"+l.Net.ID+"COOKIE"), 0o400))
+}
+
+// rabbitCluster joins b2, b3 to b1 and sets the guide's mirroring policy.
+func (l *Lab) rabbitCluster() {
+	for i := 1; i < l.Opts.Brokers; i++ {
+		h := BrokerHosts[i]
+		for _, args := range [][]string{{"stop_app"}, {"join_cluster", "rabbit@b1"}, {"start_app"}} {
+			if out, err := l.Ctl(h, args...); err != nil {
+				l.t.Fatalf("rabbitmqctl %v on %s: %v\n%s", args, h, err, out)
+			}
+		}
+	}
+	if out, err := l.Ctl("b1", "set_policy", "-p", "/edu", "ha-all", ".*", `{"ha-mode":"all","ha-sync-mode":"automatic"}`); err != nil {
+		l.t.Fatalf("rabbitmqctl set_policy: %v\n%s", err, out)
+	}
 }
 
 // StartBroker starts (or restarts, with the same data) warren-server on host.
@@ -188,15 +246,39 @@ func (l *Lab) brokerEnv(host string) []string {
 func (l *Lab) StartBroker(host string) {
 	d := filepath.Join(l.Dir, host)
 	os.MkdirAll(d, 0o755)
+	if l.Opts.Stack == "rabbitmq" {
+		for name, text := range map[string]string{
+			"rabbitmq.conf":     "default_user = prim\ndefault_pass = 123456\ndefault_vhost = /edu\nloopback_users = none\nlisteners.tcp.default = 5672\n",
+			"enabled_plugins":   "[].\n",
+			"rabbitmq-env.conf": "",
+			"advanced.config":   "[].\n",
+		} {
+			must(l.t, os.WriteFile(filepath.Join(d, name), []byte(text), 0o644))
+		}
+		l.start(host, host, l.brokerEnv(host), rabbitBin+"rabbitmq-server")
+		return
+	}
 	conf := filepath.Join(d, "warren.conf")
 	must(l.t, os.WriteFile(conf, []byte("default_user = prim\ndefault_pass = 123456\ndefault_vhost = /edu\nloopback_users = none\n"), 0o644))
 	l.start(host, host, l.brokerEnv(host), l.Bin.Server, "--config", conf, "--data-dir", filepath.Join(d, "data"),
 		"--port", "5672", "--management-port", "0", "--prometheus-port", "0", "--control-port", "25673")
 }
 
+// KillBroker SIGKILLs every process of the broker host (warren-server; or
+// RabbitMQ's beam, epmd and helpers).
+func (l *Lab) KillBroker(host string) {
+	l.Net.KillHost(host)
+	l.Kill(host)
+}
+
 // Ctl runs warrenctl against the broker on host.
 func (l *Lab) Ctl(host string, args ...string) (string, error) {
-	cmd := l.Net.Command(host, append([]string{l.Bin.Ctl}, args...)...)
+	ctl := l.Bin.Ctl
+	if l.Opts.Stack == "rabbitmq" {
+		ctl = rabbitBin + "rabbitmqctl"
+		args = append([]string{"-n", "rabbit@" + host}, args...)
+	}
+	cmd := l.Net.Command(host, append([]string{ctl}, args...)...)
 	cmd.Env = append(os.Environ(), l.brokerEnv(host)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -204,11 +286,27 @@ func (l *Lab) Ctl(host string, args ...string) (string, error) {
 
 // StartProxy starts warren-proxy on an LB host with its generated haproxy.cfg.
 func (l *Lab) StartProxy(host string) {
+	if l.Opts.Stack == "rabbitmq" {
+		// HAProxy in the foreground writes no pid file: the lab writes it
+		// (ip netns exec execs, so the child's pid is HAProxy's)
+		l.start(host+"/proxy", host, nil, "haproxy", "-db", "-f", filepath.Join(l.Dir, host, "haproxy.cfg"))
+		l.mu.Lock()
+		pid := l.procs[host+"/proxy"].Process.Pid
+		l.mu.Unlock()
+		must(l.t, os.WriteFile(filepath.Join(l.Dir, host, "proxy.pid"), []byte(fmt.Sprintln(pid)), 0o644))
+		return
+	}
 	l.start(host+"/proxy", host, nil, l.Bin.Proxy, "-db", "-f", filepath.Join(l.Dir, host, "haproxy.cfg"))
 }
 
 // StartVRRP starts warren-vrrp on an LB host with its generated keepalived.conf.
 func (l *Lab) StartVRRP(host string) {
+	if l.Opts.Stack == "rabbitmq" {
+		d := filepath.Join(l.Dir, host)
+		l.start(host+"/vrrp", host, nil, "keepalived", "-n", "-l", "-P", "-f", filepath.Join(d, "keepalived.conf"),
+			"-p", filepath.Join(d, "keepalived.pid"), "-r", filepath.Join(d, "vrrp.pid"))
+		return
+	}
 	l.start(host+"/vrrp", host, nil, l.Bin.VRRP, "-f", filepath.Join(l.Dir, host, "keepalived.conf"),
 		"--dump-file", filepath.Join(l.Dir, host, "vrrp.data"))
 }
@@ -259,6 +357,7 @@ func (l *Lab) WaitVIP(host string, limit time.Duration) time.Duration {
 // HostDown is a dead LB host: its proxy and VRRP daemon SIGKILLed
 // together, then its link down (a dead host answers nothing).
 func (l *Lab) HostDown(host string) {
+	l.Net.KillHost(host) // every process in it: keepalived's VRRP child outlives its parent
 	l.Kill(host + "/proxy")
 	l.Kill(host + "/vrrp")
 	l.Net.IP(host, "link", "set", "eth0", "down")
