@@ -4,33 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warrenmq/warren/internal/testenv"
 )
-
-// cleanups registered by running labs, run on SIGINT/SIGTERM too (a test
-// binary killed by a signal runs no t.Cleanup).
-var (
-	sigMu      sync.Mutex
-	sigCleanup = map[int]func(){}
-	sigNext    int
-)
-
-func onSignal(f func()) func() {
-	sigMu.Lock()
-	defer sigMu.Unlock()
-	sigNext++
-	id := sigNext
-	sigCleanup[id] = f
-	return func() { sigMu.Lock(); delete(sigCleanup, id); sigMu.Unlock() }
-}
 
 func TestMain(m *testing.M) {
 	switch {
@@ -46,22 +27,7 @@ func TestMain(m *testing.M) {
 		c.Close()
 		os.Exit(0)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sig
-		fmt.Fprintf(os.Stderr, "halab: %v: tearing the labs down\n", s)
-		sigMu.Lock()
-		fs := []func(){}
-		for _, f := range sigCleanup {
-			fs = append(fs, f)
-		}
-		sigMu.Unlock()
-		for _, f := range fs {
-			f()
-		}
-		os.Exit(2)
-	}()
+	HandleSignals()
 	code := m.Run()
 	if built.Server != "" {
 		os.RemoveAll(filepath.Dir(built.Server))
@@ -154,8 +120,6 @@ func runFault(t *testing.T, bin Binaries, root string, f Fault) Result {
 	t.Helper()
 	res := Result{Fault: f}
 	l := New(t, bin, root, f.Opts)
-	undo := onSignal(func() { l.stopAll(); l.Net.Close() })
-	t.Cleanup(undo)
 	w := l.StartWorkload("halab-" + f.ID)
 	time.Sleep(f.Warmup)
 	res.Note = f.Inject(l)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +44,9 @@ type Options struct {
 	Stack     string // "warren" (default) or "rabbitmq": RabbitMQ 3.10 + HAProxy + keepalived
 	Brokers   int    // broker nodes running (1, or 3 for the round-robin case)
 	CheckAMQP bool   // proxies check with check-amqp instead of the guide's plain TCP check
+	// HAProxyChecks runs warren-proxy with --haproxy-checks: server health
+	// from checks only, as HAProxy (no marking down from live traffic)
+	HAProxyChecks bool
 }
 
 // Lab is one running topology: hosts b1..b3, lb1, lb2, c1.
@@ -53,8 +57,9 @@ type Lab struct {
 	Dir  string
 	Opts Options
 
-	mu    sync.Mutex
-	procs map[string]*exec.Cmd // "b1", "lb1/proxy", "lb1/vrrp"
+	mu      sync.Mutex
+	procs   map[string]*exec.Cmd // "b1", "lb1/proxy", "lb1/vrrp"
+	etcDirs []string             // /etc/netns/<ns> directories the lab wrote
 }
 
 // Brokers, LBs and the client host.
@@ -69,7 +74,8 @@ const ClientHost = "c1"
 func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 	t.Helper()
 	l := &Lab{t: t, Net: netlab.New(t, netlab.Options{}), Bin: bin, Dir: t.TempDir(), Opts: o, procs: map[string]*exec.Cmd{}}
-	t.Cleanup(l.stopAll) // runs before netlab's teardown (cleanups are LIFO)
+	t.Cleanup(l.Teardown) // runs before netlab's own teardown (cleanups are LIFO)
+	t.Cleanup(onSignal(l.Teardown))
 	for i, h := range BrokerHosts {
 		l.Net.AddHost(h, BrokerAddr(i)+"/24")
 	}
@@ -184,6 +190,22 @@ func (l *Lab) stopAll() {
 	}
 }
 
+// Teardown ends the processes the lab started, then every process left
+// in its namespaces, deletes the namespaces and the lab's /etc/netns
+// files. It runs at the test's cleanup and on SIGINT/SIGTERM; calling it
+// again does nothing.
+func (l *Lab) Teardown() {
+	l.stopAll()
+	l.Net.Close()
+	l.mu.Lock()
+	dirs := l.etcDirs
+	l.etcDirs = nil
+	l.mu.Unlock()
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+}
+
 func (l *Lab) brokerEnv(host string) []string {
 	d := filepath.Join(l.Dir, host)
 	if l.Opts.Stack == "rabbitmq" {
@@ -216,7 +238,9 @@ func (l *Lab) writeHostsFiles() {
 	fmt.Fprintf(&hosts, "%s %s\n", ClientAddr, ClientHost)
 	for _, h := range l.Net.Hosts() {
 		d := filepath.Join("/etc/netns", l.Net.NS(h))
-		l.t.Cleanup(func() { os.RemoveAll(d) })
+		l.mu.Lock()
+		l.etcDirs = append(l.etcDirs, d)
+		l.mu.Unlock()
 		must(l.t, os.MkdirAll(d, 0o755))
 		must(l.t, os.WriteFile(filepath.Join(d, "hosts"), []byte(hosts.String()), 0o644))
 	}
@@ -296,7 +320,11 @@ func (l *Lab) StartProxy(host string) {
 		must(l.t, os.WriteFile(filepath.Join(l.Dir, host, "proxy.pid"), []byte(fmt.Sprintln(pid)), 0o644))
 		return
 	}
-	l.start(host+"/proxy", host, nil, l.Bin.Proxy, "-db", "-f", filepath.Join(l.Dir, host, "haproxy.cfg"))
+	args := []string{l.Bin.Proxy, "-db", "-f", filepath.Join(l.Dir, host, "haproxy.cfg")}
+	if l.Opts.HAProxyChecks {
+		args = append(args, "--haproxy-checks")
+	}
+	l.start(host+"/proxy", host, nil, args...)
 }
 
 // StartVRRP starts warren-vrrp on an LB host with its generated keepalived.conf.
@@ -453,4 +481,42 @@ func (l *Lab) Logs() string {
 		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), data)
 	}
 	return b.String()
+}
+
+// Labs to tear down on SIGINT/SIGTERM: a test binary killed by a signal
+// runs no t.Cleanup.
+var (
+	sigMu      sync.Mutex
+	sigCleanup = map[int]func(){}
+	sigNext    int
+)
+
+// onSignal registers f to run on SIGINT/SIGTERM and returns its removal.
+func onSignal(f func()) func() {
+	sigMu.Lock()
+	defer sigMu.Unlock()
+	sigNext++
+	id := sigNext
+	sigCleanup[id] = f
+	return func() { sigMu.Lock(); delete(sigCleanup, id); sigMu.Unlock() }
+}
+
+// HandleSignals makes SIGINT/SIGTERM tear down every running lab and exit 2.
+func HandleSignals() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "halab: %v: tearing the labs down\n", s)
+		sigMu.Lock()
+		fs := []func(){}
+		for _, f := range sigCleanup {
+			fs = append(fs, f)
+		}
+		sigMu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+		os.Exit(2)
+	}()
 }
