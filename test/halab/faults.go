@@ -16,6 +16,7 @@ type Fault struct {
 	Inject     func(l *Lab) string // with the workload running; returns a note for the table
 	Settle     time.Duration       // workload keeps running after Inject
 	NotYet     string              // non-empty: not runnable yet, and why
+	NA         bool                // with NotYet: does not apply to this stack
 	OnlyWarren bool                // a Warren-only variant (check-amqp)
 }
 
@@ -71,9 +72,9 @@ func Faults() []Fault {
 		{ID: "rr3", Name: "3 independent nodes, roundrobin, no fault (KNOWN LOSS until clustering)", Opts: Options{Brokers: 3}, Known: true,
 			Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return "publishers and consumers land on different nodes" }},
-		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs clustering (nodes are strangers)"},
-		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs clustering (a frozen single node is an outage, not a failover)"},
-		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs clustering"},
+		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs Warren clustering (nodes are strangers); not built for either stack yet"},
+		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs Warren clustering (a frozen single node is an outage, not a failover); not built for either stack yet"},
+		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs Warren clustering (drain + restart with peers); not built for either stack yet"},
 	}
 }
 
@@ -114,7 +115,11 @@ func Table(rs []Result) string {
 	for _, r := range rs {
 		f := r.Fault
 		if f.NotYet != "" {
-			fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  NOT YET RUNNABLE: %s\n", f.ID, f.Name, "-", "-", "-", "-", "-", "-", "-", f.NotYet)
+			label := "NOT YET RUNNABLE: "
+			if f.NA {
+				label = "N/A: "
+			}
+			fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  %s%s\n", f.ID, f.Name, "-", "-", "-", "-", "-", "-", "-", label, f.NotYet)
 			continue
 		}
 		if r.Err != nil {
@@ -131,4 +136,20 @@ func Table(rs []Result) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
+}
+
+// Failures lists what makes the run fail: an error, or a confirmed message
+// lost outside a labelled known loss.
+func Failures(rs []Result) []string {
+	var out []string
+	for _, r := range rs {
+		switch {
+		case r.Fault.NotYet != "":
+		case r.Err != nil:
+			out = append(out, fmt.Sprintf("fault %s (%s): %v", r.Fault.ID, r.Fault.Name, r.Err))
+		case r.Report.Lost > 0 && !r.Fault.Known:
+			out = append(out, fmt.Sprintf("fault %s (%s): %d confirmed messages lost (e.g. %v)", r.Fault.ID, r.Fault.Name, r.Report.Lost, r.Report.LostSample))
+		}
+	}
+	return out
 }

@@ -51,12 +51,16 @@ type recorder struct {
 	delTimes  []time.Time
 }
 
+func newRecorder() *recorder {
+	return &recorder{confirmed: map[uint64]bool{}, delivered: map[uint64]int{}}
+}
+
 func (r *recorder) failedConnect() { r.mu.Lock(); r.failed++; r.mu.Unlock() }
 
 // RunWorkload runs until stop is closed, then waits (bounded by Drain)
 // for the confirmed messages to arrive and returns the checker's report.
 func RunWorkload(o WorkloadOptions, stop <-chan struct{}, logw io.Writer) Report {
-	r := &recorder{confirmed: map[uint64]bool{}, delivered: map[uint64]int{}}
+	r := newRecorder()
 	start := time.Now()
 	stopPub := make(chan struct{})
 	stopCons := make(chan struct{})
@@ -98,13 +102,18 @@ func RunWorkload(o WorkloadOptions, stop <-chan struct{}, logw io.Writer) Report
 	}
 	close(stopCons)
 	cwg.Wait()
+	return r.report(start, end)
+}
+
+// report is the checker: what was confirmed against what was delivered,
+// and the longest gaps within [start, end].
+func (r *recorder) report(start, end time.Time) Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := Report{Confirmed: len(r.confirmed), FailedConnects: r.failed, Unconfirmed: r.sent - len(r.confirmed)}
-	for n, c := range r.delivered {
+	for _, c := range r.delivered {
 		rep.Delivered++
 		rep.Duplicated += c - 1
-		_ = n
 	}
 	for n := range r.confirmed {
 		if r.delivered[n] == 0 {
