@@ -26,18 +26,18 @@ type Fault struct {
 func Faults() []Fault {
 	single := Options{Brokers: 1}
 	return []Fault{
-		{ID: "1", Name: "master LB host dies", Opts: single, Warmup: 3 * time.Second, Settle: 8 * time.Second,
+		{ID: "1", Name: "master LB host dies", Opts: single, Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string {
 				l.HostDown("lb1")
 				d := l.WaitVIP("lb2", 20*time.Second)
 				return fmt.Sprintf("VIP on lb2 after %.1fs", d.Seconds())
 			}},
-		{ID: "2", Name: "proxy dies on master LB (VRRP lives)", Opts: single, Warmup: 3 * time.Second, Settle: 6 * time.Second,
+		{ID: "2", Name: "proxy dies on master LB (VRRP lives)", Opts: single, Warmup: 3 * time.Second, Settle: 4 * time.Second,
 			Inject: func(l *Lab) string {
 				l.Kill("lb1/proxy")
 				d := l.WaitVIP("lb2", 20*time.Second)
 				note := fmt.Sprintf("tracking script moved VIP in %.1fs", d.Seconds())
-				time.Sleep(3 * time.Second)
+				time.Sleep(2 * time.Second)
 				l.StartProxy("lb1") // repaired: lb1 takes the VIP back (preempt)
 				d = l.WaitVIP("lb1", 20*time.Second)
 				return note + fmt.Sprintf("; back on lb1 %.1fs after proxy restart", d.Seconds())
