@@ -8,16 +8,37 @@ import (
 
 // Fault is one entry of the issue's fault list as the lab runs it.
 type Fault struct {
-	ID         string // the issue's number, e.g. "1"
-	Name       string
-	Opts       Options
-	Known      bool // a known loss (not counted as a failure): what clustering removes
-	Warmup     time.Duration
-	Inject     func(l *Lab) string // with the workload running; returns a note for the table
-	Settle     time.Duration       // workload keeps running after Inject
-	NotYet     string              // non-empty: not runnable yet, and why
-	NA         bool                // with NotYet: does not apply to this stack
-	OnlyWarren bool                // a Warren-only variant (check-amqp)
+	ID     string // the issue's number, e.g. "1"
+	Name   string
+	Opts   Options
+	Known  bool // a known loss (not counted as a failure): what clustering removes
+	Warmup time.Duration
+	Inject func(l *Lab) string // with the workload running; returns a note for the table
+	Settle time.Duration       // workload keeps running after Inject
+	NotYet string              // non-empty: not runnable yet, and why
+	// Cluster: three broker nodes behind the guide's round robin. For
+	// Warren (nodes not clustered yet) a labelled known loss: publishers and
+	// consumers land on different nodes; what the clustering issue removes.
+	Cluster    bool
+	NA         bool // with NotYet: does not apply to this stack
+	OnlyWarren bool // a Warren-only variant (check-amqp)
+}
+
+// ForStack adapts a fault to a stack: names the three-node rows.
+func (f Fault) ForStack(stack string) Fault {
+	f.Opts.Stack = stack
+	if f.Cluster {
+		if stack == "rabbitmq" {
+			f.Name += " (3 clustered nodes, ha-mode all)"
+		} else {
+			f.Name += " (3 independent nodes: KNOWN LOSS until clustering)"
+			f.Known = true
+		}
+	}
+	if f.OnlyWarren && stack == "rabbitmq" {
+		f.NotYet, f.NA = "HAProxy has no check-amqp / --haproxy-checks (warren-proxy only)", true
+	}
+	return f
 }
 
 // Faults is the fault list. Warren nodes are not clustered yet, so faults
@@ -69,9 +90,20 @@ func Faults() []Fault {
 				l.HostUp("lb2")
 				return fmt.Sprintf("VIP to lb2 %.1fs, back to lb1 %.1fs after its boot", d1.Seconds(), d2.Seconds())
 			}},
-		{ID: "rr3", Name: "3 independent nodes, roundrobin, no fault (KNOWN LOSS until clustering)", Opts: Options{Brokers: 3}, Known: true,
+		{ID: "rr3", Name: "no fault", Opts: Options{Brokers: 3}, Cluster: true,
 			Warmup: 3 * time.Second, Settle: 5 * time.Second,
-			Inject: func(l *Lab) string { return "publishers and consumers land on different nodes" }},
+			Inject: func(l *Lab) string { return "" }},
+		{ID: "3c", Name: "broker b1 SIGKILLed, restarted after 3s", Opts: Options{Brokers: 3}, Cluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.KillBroker("b1")
+				time.Sleep(3 * time.Second)
+				l.StartBroker("b1")
+				return ""
+			}},
+		{ID: "4c", Name: "broker b1 stop_app, guide's TCP check", Opts: Options{Brokers: 3}, Cluster: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return stopApp(l) }},
 		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs Warren clustering (nodes are strangers); not built for either stack yet"},
 		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs Warren clustering (a frozen single node is an outage, not a failover); not built for either stack yet"},
 		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs Warren clustering (drain + restart with peers); not built for either stack yet"},

@@ -183,16 +183,9 @@ func TestFull(t *testing.T) {
 	t.Logf("stack: %s", stack)
 	var rs []Result
 	for _, f := range Faults() {
-		f.Opts.Stack = stack
-		if stack == "rabbitmq" && f.ID == "rr3" { // clustered, mirrored: the case Warren's clustering must match
-			f.Name, f.Known = "3 clustered nodes (ha-mode all), roundrobin, no fault", false
-			f.Inject = func(*Lab) string { return "RabbitMQ cluster + ha-all policy" }
-		}
+		f = f.ForStack(stack)
 		if only := os.Getenv("HALAB_FAULTS"); only != "" && !strings.Contains(","+only+",", ","+f.ID+",") {
 			continue
-		}
-		if f.OnlyWarren && os.Getenv("STACK") == "rabbitmq" {
-			f.NotYet, f.NA = "HAProxy has no check-amqp / --haproxy-checks (warren-proxy only)", true
 		}
 		if f.NotYet != "" {
 			rs = append(rs, Result{Fault: f})
