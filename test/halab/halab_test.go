@@ -108,6 +108,7 @@ func setup(t *testing.T, stack string) (Binaries, string) {
 			buildErr = err
 			return
 		}
+		onSignal(func() { os.RemoveAll(dir) })
 		built, buildErr = BuildBinaries(root, dir)
 	})
 	if buildErr != nil {
