@@ -1,0 +1,187 @@
+package halab
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Fault is one entry of the issue's fault list as the lab runs it.
+type Fault struct {
+	ID     string // the issue's number, e.g. "1"
+	Name   string
+	Opts   Options
+	Known  bool // a known loss (not counted as a failure): what clustering removes
+	Warmup time.Duration
+	Inject func(l *Lab) string // with the workload running; returns a note for the table
+	Settle time.Duration       // workload keeps running after Inject
+	NotYet string              // non-empty: not runnable yet, and why
+	// Cluster: three broker nodes behind the guide's round robin. For
+	// Warren (nodes not clustered yet) a labelled known loss: publishers and
+	// consumers land on different nodes; what the clustering issue removes.
+	Cluster    bool
+	NA         bool // with NotYet: does not apply to this stack
+	OnlyWarren bool // a Warren-only variant (check-amqp)
+}
+
+// ForStack adapts a fault to a stack: names the three-node rows.
+func (f Fault) ForStack(stack string) Fault {
+	f.Opts.Stack = stack
+	if f.Cluster {
+		if stack == "rabbitmq" {
+			f.Name += " (3 clustered nodes, ha-mode all)"
+		} else {
+			f.Name += " (3 independent nodes: KNOWN LOSS until clustering)"
+			f.Known = true
+		}
+	}
+	if f.OnlyWarren && stack == "rabbitmq" {
+		f.NotYet, f.NA = "HAProxy has no check-amqp / --haproxy-checks (warren-proxy only)", true
+	}
+	return f
+}
+
+// Faults is the fault list. Warren nodes are not clustered yet, so faults
+// that do not concern brokers run with ONE broker node behind the proxies;
+// the 3-independent-node round-robin case is a labelled known loss.
+func Faults() []Fault {
+	single := Options{Brokers: 1}
+	return []Fault{
+		{ID: "1", Name: "master LB host dies", Opts: single, Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string {
+				l.HostDown("lb1")
+				d := l.WaitVIP("lb2", 20*time.Second)
+				return fmt.Sprintf("VIP on lb2 after %.1fs", d.Seconds())
+			}},
+		{ID: "2", Name: "proxy dies on master LB (VRRP lives)", Opts: single, Warmup: 3 * time.Second, Settle: 4 * time.Second,
+			Inject: func(l *Lab) string {
+				l.Kill("lb1/proxy")
+				d := l.WaitVIP("lb2", 20*time.Second)
+				note := fmt.Sprintf("tracking script moved VIP in %.1fs", d.Seconds())
+				time.Sleep(2 * time.Second)
+				l.StartProxy("lb1") // repaired: lb1 takes the VIP back (preempt)
+				d = l.WaitVIP("lb1", 20*time.Second)
+				return note + fmt.Sprintf("; back on lb1 %.1fs after proxy restart", d.Seconds())
+			}},
+		{ID: "3", Name: "broker SIGKILLed, restarted after 3s", Opts: single, Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.KillBroker("b1")
+				time.Sleep(3 * time.Second)
+				l.StartBroker("b1")
+				return "single node: clients wait for the restart"
+			}},
+		{ID: "4", Name: "broker stop_app, guide's TCP check", Opts: single, Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return stopApp(l) }},
+		{ID: "4h", Name: "broker stop_app, guide's TCP check, --haproxy-checks", Opts: Options{Brokers: 1, HAProxyChecks: true}, OnlyWarren: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return stopApp(l) }},
+		{ID: "4a", Name: "broker stop_app, check-amqp", Opts: Options{Brokers: 1, CheckAMQP: true}, OnlyWarren: true, Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return stopApp(l) }},
+		{ID: "8", Name: "both LB hosts restart, one after the other", Opts: single, Warmup: 3 * time.Second, Settle: 6 * time.Second,
+			Inject: func(l *Lab) string {
+				l.HostDown("lb1")
+				d1 := l.WaitVIP("lb2", 20*time.Second)
+				time.Sleep(2 * time.Second)
+				l.HostUp("lb1")
+				d2 := l.WaitVIP("lb1", 30*time.Second)
+				time.Sleep(3 * time.Second)
+				l.HostDown("lb2")
+				time.Sleep(3 * time.Second)
+				l.HostUp("lb2")
+				return fmt.Sprintf("VIP to lb2 %.1fs, back to lb1 %.1fs after its boot", d1.Seconds(), d2.Seconds())
+			}},
+		{ID: "rr3", Name: "no fault", Opts: Options{Brokers: 3}, Cluster: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return "" }},
+		{ID: "3c", Name: "broker b1 SIGKILLed, restarted after 3s", Opts: Options{Brokers: 3}, Cluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.KillBroker("b1")
+				time.Sleep(3 * time.Second)
+				l.StartBroker("b1")
+				return ""
+			}},
+		{ID: "4c", Name: "broker b1 stop_app, guide's TCP check", Opts: Options{Brokers: 3}, Cluster: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return stopApp(l) }},
+		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs Warren clustering (nodes are strangers); not built for either stack yet"},
+		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs Warren clustering (a frozen single node is an outage, not a failover); not built for either stack yet"},
+		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs Warren clustering (drain + restart with peers); not built for either stack yet"},
+	}
+}
+
+// stopApp stops the broker's AMQP side and watches what the proxies make
+// of it for up to 20 s (the guide's inter 5000 fall 3 is 15 s), then
+// starts it again.
+func stopApp(l *Lab) string {
+	if out, err := l.Ctl("b1", "stop_app"); err != nil {
+		return "warrenctl stop_app failed: " + strings.TrimSpace(out)
+	}
+	start := time.Now()
+	note := "proxy never marked A DOWN within 20s"
+	for time.Since(start) < 20*time.Second {
+		if st := l.ServerStatus("lb1", "A"); strings.HasPrefix(st, "DOWN") {
+			note = fmt.Sprintf("proxy marked A DOWN after %.1fs", time.Since(start).Seconds())
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if out, err := l.Ctl("b1", "start_app"); err != nil {
+		return note + "; warrenctl start_app failed: " + strings.TrimSpace(out)
+	}
+	return note
+}
+
+// Result is one row of the table.
+type Result struct {
+	Fault  Fault
+	Report Report
+	Note   string
+	Err    error
+}
+
+// Table formats results as the issue's table.
+func Table(rs []Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  %s\n", "id", "fault", "confirmed", "delivered", "lost", "dup", "failcon", "pub-gap", "del-gap", "note")
+	for _, r := range rs {
+		f := r.Fault
+		if f.NotYet != "" {
+			label := "NOT YET RUNNABLE: "
+			if f.NA {
+				label = "N/A: "
+			}
+			fmt.Fprintf(&b, "%-4s %-72s %9s %9s %5s %5s %7s %8s %8s  %s%s\n", f.ID, f.Name, "-", "-", "-", "-", "-", "-", "-", label, f.NotYet)
+			continue
+		}
+		if r.Err != nil {
+			fmt.Fprintf(&b, "%-4s %-72s ERROR: %v\n", f.ID, f.Name, firstLine(r.Err.Error()))
+			continue
+		}
+		p := r.Report
+		fmt.Fprintf(&b, "%-4s %-72s %9d %9d %5d %5d %7d %7.2fs %7.2fs  %s\n", f.ID, f.Name, p.Confirmed, p.Delivered, p.Lost, p.Duplicated, p.FailedConnects,
+			p.PublishGap.Seconds(), p.DeliveryGap.Seconds(), r.Note)
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// Failures lists what makes the run fail: an error, or a confirmed message
+// lost outside a labelled known loss.
+func Failures(rs []Result) []string {
+	var out []string
+	for _, r := range rs {
+		switch {
+		case r.Fault.NotYet != "":
+		case r.Err != nil:
+			out = append(out, fmt.Sprintf("fault %s (%s): %v", r.Fault.ID, r.Fault.Name, r.Err))
+		case r.Report.Lost > 0 && !r.Fault.Known:
+			out = append(out, fmt.Sprintf("fault %s (%s): %d confirmed messages lost (e.g. %v)", r.Fault.ID, r.Fault.Name, r.Report.Lost, r.Report.LostSample))
+		}
+	}
+	return out
+}
