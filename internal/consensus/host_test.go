@@ -342,7 +342,8 @@ func TestMembershipChanges(t *testing.T) {
 // snapFSM is a logFSM that can be snapshotted and restored.
 type snapFSM struct {
 	logFSM
-	restores int
+	restores      int
+	restoredBytes int // size of the largest snapshot restored
 }
 
 func (f *snapFSM) Snapshot() ([]byte, error) {
@@ -359,6 +360,7 @@ func (f *snapFSM) Restore(b []byte) error {
 		f.cmds = strings.Split(string(b), "\n")
 	}
 	f.restores++
+	f.restoredBytes = max(f.restoredBytes, len(b))
 	return nil
 }
 

@@ -489,6 +489,8 @@ func (t *TCPTransport) writeChunk(p *peer, s *outSnap) *outSnap {
 		t.report(p.id, []Envelope{s.env})
 		return nil
 	}
+	t.framesOut.Add(1)
+	t.bytesOut.Add(uint64(len(b)))
 	s.off += n
 	if s.off < len(s.data) {
 		return s
