@@ -13,6 +13,7 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
 // Compatibility with RabbitMQ 3.10's management API: every expectation
@@ -395,10 +396,10 @@ func rabbitmqadminPath() string {
 func TestRabbitmqadmin(t *testing.T) {
 	admin := rabbitmqadminPath()
 	if admin == "" {
-		t.Skip("rabbitmqadmin not installed (Debian package rabbitmq-server; .ci/run installs it)")
+		testenv.Skip(t, "rabbitmqadmin not installed (Debian package rabbitmq-server; .ci/run installs it)")
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("/usr/bin/python3 not installed")
+		testenv.Skip(t, "/usr/bin/python3 not installed")
 	}
 	_, base := start(t)
 	u, _ := url.Parse(base)

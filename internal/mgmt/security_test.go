@@ -15,6 +15,7 @@ import (
 	"github.com/warrenmq/warren/internal/auth"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/node"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
 func wantBody(t *testing.T, r resp, status int, body string) {
@@ -252,7 +253,7 @@ func TestPrometheusDoesNotListNamesByDefault(t *testing.T) {
 func openFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip("no /proc/self/fd")
+		testenv.Skip(t, "no /proc/self/fd")
 	}
 	return len(ents)
 }
