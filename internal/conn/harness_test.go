@@ -75,12 +75,6 @@ func (s *fakeServer) OpenVHost(user, name string) (conn.VHost, error) {
 func (s *fakeServer) PublishAllowed() bool       { return true }
 func (s *fakeServer) CanImpersonate(string) bool { return false }
 func (s *fakeServer) queueReady(name string) int { r, _, _ := s.v.LookupQueue(name).Counts(); return r }
-func (s *fakeServer) queueUnacked(name string) int {
-	_, u, _ := s.v.LookupQueue(name).Counts()
-	return u
-}
-
-var _ = (*fakeServer).queueUnacked
 
 // client is the test's end of the connection.
 type client struct {

@@ -224,12 +224,11 @@ func countFrames(b []byte) int {
 		if at < 0 {
 			break
 		}
-		rec, gap, size, err := readEntry(&sliceReader{b: b[at:]})
+		_, gap, size, err := readEntry(&sliceReader{b: b[at:]})
 		if err != nil {
 			o = at + 1
 			continue
 		}
-		_ = rec
 		if gap > 0 {
 			n += int(gap)
 		} else {
