@@ -665,11 +665,7 @@ func (r *run) produce(ctx context.Context, id int) {
 	if r.cfg.Persistent {
 		mode = amqp.Persistent
 	}
-	var interval time.Duration
-	if r.cfg.Rate > 0 {
-		interval = time.Second / time.Duration(r.cfg.Rate)
-	}
-	next := time.Now()
+	pace := newPacer(r.cfg.Rate)
 	for seq := uint32(0); ; seq++ {
 		if r.cfg.MessageCount > 0 && int(seq) >= r.cfg.MessageCount {
 			break
@@ -677,12 +673,7 @@ func (r *run) produce(ctx context.Context, id int) {
 		if ctx.Err() != nil {
 			break
 		}
-		if interval > 0 {
-			next = next.Add(interval)
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-		}
+		pace.wait()
 		if window != nil {
 			select {
 			case window <- struct{}{}:
@@ -836,4 +827,30 @@ func Median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// pacer spaces a publisher's sends to rate per second (0: no pacing),
+// catching up after a late send rather than drifting.
+type pacer struct {
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(rate int) *pacer {
+	p := &pacer{next: time.Now()}
+	if rate > 0 {
+		p.interval = time.Second / time.Duration(rate)
+	}
+	return p
+}
+
+// wait sleeps until the next send is due.
+func (p *pacer) wait() {
+	if p.interval <= 0 {
+		return
+	}
+	p.next = p.next.Add(p.interval)
+	if d := time.Until(p.next); d > 0 {
+		time.Sleep(d)
+	}
 }

@@ -395,11 +395,10 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 		key = r.queueName(id % r.cfg.Queues)
 	}
 	batch := max(r.cfg.Batch, 1)
-	var interval time.Duration
 	if r.cfg.Rate > 0 {
-		interval = time.Second / time.Duration(r.cfg.Rate)
-		batch = 1
+		batch = 1 // paced: one publish per write
 	}
+	pace := newPacer(r.cfg.Rate)
 	buf := make([]byte, 0, 64<<10)
 	var pending []uint32 // in buf, for the tracker when there are no confirms
 	flush := func() bool {
@@ -426,18 +425,12 @@ func (r *run) produceRaw(ctx context.Context, id int) {
 		buf, pending = buf[:0], pending[:0]
 		return true
 	}
-	next := time.Now()
 	seq := uint32(0)
 	for ; r.cfg.MessageCount <= 0 || int(seq) < r.cfg.MessageCount; seq++ {
 		if ctx.Err() != nil {
 			break
 		}
-		if interval > 0 {
-			next = next.Add(interval)
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-		}
+		pace.wait()
 		if window != nil {
 			select {
 			case window <- struct{}{}:
