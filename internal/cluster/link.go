@@ -128,6 +128,12 @@ type conn struct {
 	p    *peer
 	done chan struct{}
 	once sync.Once
+	// prev is the connection this one replaced; this one's reader hands
+	// frames to the handlers only after prev's reader has stopped, so
+	// frames a peer sent on an older connection never arrive after
+	// frames it sent on a newer one.
+	prev     *conn
+	readDone chan struct{} // closed when the reader stops dispatching
 }
 
 // Listen opens the inter-node port and starts accepting connections
@@ -644,7 +650,7 @@ func (l *Link) established(p *peer, nc net.Conn) *conn {
 		// waits until its loss was announced
 		l.drop(p.last, errors.New("replaced by a newer connection"))
 	}
-	c := &conn{nc: nc, p: p, done: make(chan struct{})}
+	c := &conn{nc: nc, p: p, done: make(chan struct{}), prev: p.last, readDone: make(chan struct{})}
 	p.last = c
 	p.mu.Lock()
 	p.cur = c
@@ -690,6 +696,11 @@ func (l *Link) drop(c *conn, why error) {
 
 func (l *Link) readLoop(c *conn) {
 	defer l.wg.Done()
+	defer close(c.readDone)
+	if prev := c.prev; prev != nil {
+		c.prev = nil
+		<-prev.readDone // dropped already: it stops at its next frame
+	}
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var hdr [frameHeader]byte
 	var armed time.Time // when the read deadline was last pushed back
@@ -712,6 +723,13 @@ func (l *Link) readLoop(c *conn) {
 		}
 		if k == KindControl {
 			continue
+		}
+		select {
+		case <-c.done:
+			// dropped or replaced: frames still buffered from this
+			// connection must not overtake a newer connection's
+			return
+		default:
 		}
 		l.hmu.RLock()
 		h := l.handlers[k]
