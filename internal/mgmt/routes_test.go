@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/broker"
 )
 
 var updateRoutes = flag.Bool("update-routes", false, "rewrite testdata/routes.golden from the running code")
@@ -110,7 +112,9 @@ func volatile(path string) bool {
 // objects, and compares status, the headers a client sees and the body
 // with testdata/routes.golden, recorded from the hand-written switch
 // router this ServeMux replaced: every answer a client can get from the
-// management API, including its errors, stays the same.
+// management API, including its errors, stays the same. A change meant to
+// change answers rewrites the file (go test ./internal/mgmt -run
+// TestRoutingMatrix -update-routes), and its diff shows what changed.
 func TestRoutingMatrix(t *testing.T) {
 	n, base := start(t)
 	node := n.Broker.Config().NodeName
@@ -151,6 +155,7 @@ func TestRoutingMatrix(t *testing.T) {
 		h := r.Header
 		s := string(body)
 		s = strings.ReplaceAll(s, node, "NODE")
+		s = strings.ReplaceAll(s, `"`+broker.Version+`"`, `"VERSION"`)
 		if cluster != "" {
 			s = strings.ReplaceAll(s, cluster, "CLUSTER")
 		}
@@ -201,6 +206,19 @@ func TestRoutingMatrix(t *testing.T) {
 		r.Body.Close()
 		record(who, method, path, r, body)
 	}
+	// request lines a Go client does not send: CONNECT, the absolute
+	// form, dot segments as they are
+	addr := strings.TrimPrefix(base, "http://")
+	for _, line := range []string{"CONNECT /api/vhosts/%2F", "CONNECT /api/queues/%2F/q", "CONNECT /api/nothing", "CONNECT /api/overview",
+		"GET /api/queues/%2F/q/..", "GET /api/../api/overview", "GET /api/./vhosts", "GET http://x/api/vhosts/%2F", "GET /api/vhosts/%2F/./permissions"} {
+		a := strings.ReplaceAll(rawRequest(t, addr, line), node, "NODE")
+		a = strings.ReplaceAll(a, `\"`+broker.Version+`\"`, `\"VERSION\"`)
+		if cluster != "" {
+			a = strings.ReplaceAll(a, cluster, "CLUSTER")
+		}
+		got = append(got, "raw "+line+" -> "+a)
+	}
+
 	who := []struct{ short, user string }{{"anon", ""}, {"none", "rt-none"}, {"mg", "rt-mg"}, {"pm", "rt-pm"}, {"mon", "rt-mon"}, {"adm", "guest"}}
 	// reads, then creations, then deletions (in reverse, so that objects
 	// go before their vhosts)
@@ -400,4 +418,24 @@ func TestEscapedNames(t *testing.T) {
 	}
 	want(t, g("DELETE", "/api/vhosts/a%2Fb%20%C3%BC", nil), 204)
 	want(t, g("GET", "/api/vhosts/a%2Fb%20%C3%BC", nil), 404)
+}
+
+// rawRequest sends one request line as guest over a new connection and
+// returns the answer, without its Date and Content-Length headers.
+func rawRequest(t *testing.T, addr, line string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n", line)
+	raw, _ := io.ReadAll(c)
+	var out []string
+	for _, l := range strings.Split(string(raw), "\r\n") {
+		if !strings.HasPrefix(l, "Date:") && !strings.HasPrefix(l, "Content-Length:") {
+			out = append(out, l)
+		}
+	}
+	return fmt.Sprintf("%q", strings.Join(out, "|"))
 }
