@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/vhost"
 )
 
 // restrictOverview narrows GET /api/overview for users without the
@@ -88,4 +91,67 @@ func checkPublishProps(u user, m map[string]any) error {
 		}
 	}
 	return nil
+}
+
+func requireAdmin(u user) error {
+	if !u.isAdmin() {
+		return errStatus(401, "Not administrator user")
+	}
+	return nil
+}
+
+// The access rules follow RabbitMQ's rabbit_mgmt_util:
+//   - hasPerm: the user has permissions in the vhost (list_login_vhosts);
+//   - canAccessVHost: administrators, or hasPerm (is_authorized_vhost and
+//     filter_vhost: what lists of queues, exchanges, bindings, policies
+//     show, and who may read a vhost's objects);
+//   - vhostVisible: monitoring users and administrators see every vhost
+//     in GET /api/vhosts (list_visible_vhosts);
+//   - changing objects goes through session, which needs real permissions
+//     even for administrators.
+
+func (s *Server) hasPerm(u user, vh string) bool {
+	if u.control {
+		return true
+	}
+	m, _ := s.b.Matcher(u.name, vh)
+	return m != nil
+}
+
+func (s *Server) canAccessVHost(u user, vh string) bool {
+	return u.isAdmin() || s.hasPerm(u, vh)
+}
+
+func (s *Server) vhostVisible(u user, vh string) bool {
+	return u.has("monitoring") || s.hasPerm(u, vh)
+}
+
+// requireVHost is RabbitMQ's is_authorized_vhost for a vhost named in the
+// path (404 when it does not exist).
+func (s *Server) requireVHost(u user, vh string) error {
+	if s.b.VHost(vh) == nil {
+		return errStatus(404, "Object Not Found")
+	}
+	if !s.canAccessVHost(u, vh) {
+		return errStatus(401, "User not authorised to access virtual host")
+	}
+	return nil
+}
+
+// session returns a vhost view acting for u (warrenctl on the control
+// listener gets full permissions).
+func (s *Server) session(u user, vh string) (*vhost.Session, error) {
+	v := s.b.VHost(vh)
+	if v == nil {
+		return nil, errStatus(404, "Object Not Found")
+	}
+	if u.control {
+		m, _ := auth.CompilePermission(auth.Permission{Configure: ".*", Write: ".*", Read: ".*"})
+		return v.Session(u.name, m), nil
+	}
+	m, _ := s.b.Matcher(u.name, vh)
+	if m == nil {
+		return nil, errStatus(401, "Access refused to vhost '%s' for user '%s'", vh, u.name)
+	}
+	return v.Session(u.name, m), nil
 }

@@ -1,7 +1,6 @@
 package mgmt
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/metadata"
 )
 
@@ -57,36 +55,34 @@ func unpackPropertiesKey(pk string) string {
 	return pk
 }
 
-// unsupportedKind answers for the kinds of objects Warren does not have
+// unsupportedRoutes answers for the kinds of objects Warren does not have
 // (topic permissions, runtime parameters, operator policies, limits,
 // federation, shovels): there are none, so lists are empty and a single
-// one is not found; creating one is refused with a message saying so,
-// never accepted and dropped.
-func (s *Server) unsupportedKind(r *http.Request, seg []string) (int, any, error) {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		if objectPath(seg) {
-			return 0, nil, errStatus(404, "Object Not Found")
+// one (a path as long as objectPattern, or longer) is not found; creating
+// one is refused with a message saying so, never accepted and dropped.
+func (s *Server) unsupportedRoutes(rt *router) {
+	list := func(user, *http.Request) (int, any, error) { return 200, []any{}, nil }
+	none := func(user, *http.Request) (int, any, error) { return 0, nil, errStatus(404, "Object Not Found") }
+	for kind, objectPattern := range map[string]string{
+		"parameters":        "/{component}/{vhost}/{name}",
+		"global-parameters": "/{name}",
+		"topic-permissions": "/{vhost}/{user}",
+		"operator-policies": "/{vhost}/{name}",
+		"vhost-limits":      "/{vhost}/{name}",
+		"user-limits":       "/{user}/{name}",
+		"federation-links":  "",
+		"shovels":           "",
+	} {
+		p := "/api/" + kind
+		rt.handlePrefix("GET "+p, list)
+		rt.handlePrefix("DELETE "+p, none)
+		rt.handlePrefix(p, func(user, *http.Request) (int, any, error) {
+			return 0, nil, errStatus(400, "Warren does not support %s yet; see the README's list of what is supported", kind)
+		})
+		if objectPattern != "" {
+			rt.handlePrefix("GET "+p+objectPattern, none)
 		}
-		return 200, []any{}, nil
-	case http.MethodDelete:
-		return 0, nil, errStatus(404, "Object Not Found")
 	}
-	return 0, nil, errStatus(400, "Warren does not support %s yet; see the README's list of what is supported", seg[0])
-}
-
-// objectPath tells /api/<kind>/<vhost>/<name> (one object) from the
-// listing paths of each kind.
-func objectPath(seg []string) bool {
-	switch seg[0] {
-	case "parameters": // /parameters/<component>/<vhost>/<name>
-		return len(seg) >= 4
-	case "global-parameters":
-		return len(seg) >= 2
-	case "topic-permissions", "operator-policies", "vhost-limits", "user-limits":
-		return len(seg) >= 3
-	}
-	return false
 }
 
 // defaultBindings lists the default exchange's implicit binding of every
@@ -165,67 +161,6 @@ func (s *Server) findBinding(vh, src, dst, dt, key string) (metadata.Binding, bo
 		}
 	})
 	return out, found
-}
-
-// vhostDefinitions serves /api/definitions/{vhost}: one vhost's queues,
-// exchanges, bindings and policies, in RabbitMQ's per-vhost format (no
-// users, vhosts or permissions; objects without a "vhost" field), for
-// export (GET) and import into that vhost (POST), as rabbitmqadmin
-// --vhost export/import use it.
-func (s *Server) vhostDefinitions(u user, r *http.Request, vh string) (int, any, error) {
-	if err := requireAdmin(u); err != nil {
-		return 0, nil, err
-	}
-	if s.b.VHost(vh) == nil {
-		return 0, nil, errStatus(404, "Object Not Found")
-	}
-	switch r.Method {
-	case http.MethodGet:
-		d := s.b.Metadata().Export()
-		strip := func(items any) []any {
-			raw, _ := json.Marshal(items)
-			var list []map[string]any
-			_ = json.Unmarshal(raw, &list)
-			out := []any{}
-			for _, it := range list {
-				if it["vhost"] == vh {
-					delete(it, "vhost")
-					out = append(out, it)
-				}
-			}
-			return out
-		}
-		return 200, map[string]any{"rabbit_version": RabbitMQVersion, "rabbitmq_version": RabbitMQVersion,
-			"product_name": "Warren", "product_version": broker.Version,
-			"parameters": []any{}, "policies": strip(d.Policies), "queues": strip(d.Queues),
-			"exchanges": strip(d.Exchanges), "bindings": strip(d.Bindings)}, nil
-	case http.MethodPost:
-		var d metadata.Definitions
-		if err := decode(r, &d); err != nil {
-			return 0, nil, err
-		}
-		d.Users, d.VHosts, d.Permissions = nil, nil, nil
-		for i := range d.Policies {
-			d.Policies[i].VHost = vh
-			if err := ValidatePolicy(d.Policies[i].Definition); err != nil {
-				return 0, nil, errStatus(400, "policy %q: %v", d.Policies[i].Name, err)
-			}
-		}
-		for i := range d.Queues {
-			d.Queues[i].VHost = vh
-		}
-		for i := range d.Exchanges {
-			d.Exchanges[i].VHost = vh
-		}
-		for i := range d.Bindings {
-			d.Bindings[i].VHost = vh
-		}
-		if err := s.b.Metadata().Import(d); err != nil {
-			return 0, nil, errStatus(400, "%v", err)
-		}
-		return 204, nil, nil
-	}
-	return 0, nil, errStatus(405, "Method Not Allowed")
 }
 
 // connectionDetails is RabbitMQ's connection_details object of a channel.

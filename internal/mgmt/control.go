@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/metadata"
 )
 
 // Control returns the handler of the control listener (warrenctl's). It
@@ -130,4 +132,129 @@ func (ns *nonceStore) spend(n string) bool {
 	t, ok := ns.m[n]
 	delete(ns.m, n)
 	return ok && time.Now().Before(t)
+}
+
+// controlRoutes: warrenctl's node-level verbs under /api/warren/, served
+// only on the control listener (controlOnly), and /api/warren/history
+// (the UI's charts) on both.
+func (s *Server) controlRoutes(rt *router) {
+	rt.handle("/api/warren/history", s.history)
+	rt.handlePrefix("/api/warren", s.controlOnly(notFound))
+	rt.handle("/api/warren/status", s.controlOnly(s.nodeStatus))
+	rt.handle("POST /api/warren/stop_app", s.controlOnly(s.stopApp))
+	rt.handle("/api/warren/stop_app", s.controlOnly(methodNotAllowed))
+	rt.handle("POST /api/warren/start_app", s.controlOnly(s.startApp))
+	rt.handle("/api/warren/start_app", s.controlOnly(methodNotAllowed))
+	rt.handle("/api/warren/vm_memory_high_watermark", s.controlOnly(s.setMemoryHighWatermark))
+	rt.handle("/api/warren/disk_free_limit", s.controlOnly(s.setDiskFreeLimit))
+	rt.handle("POST /api/warren/authenticate_user", s.controlOnly(s.authenticateUser))
+	rt.handle("/api/warren/authenticate_user", s.controlOnly(methodNotAllowed))
+	rt.handle("/api/warren/environment", s.controlOnly(s.environment))
+}
+
+// controlOnly answers with f on the control listener only (warrenctl,
+// authenticated by the cookie), to administrators.
+func (s *Server) controlOnly(f apiFunc) apiFunc {
+	return func(u user, r *http.Request) (int, any, error) {
+		if !u.control {
+			return 0, nil, errStatus(404, "node control verbs are served only on the control listener (control.tcp.port), to warrenctl authenticated by the node cookie")
+		}
+		if err := requireAdmin(u); err != nil {
+			return 0, nil, err
+		}
+		return f(u, r)
+	}
+}
+
+// history is the node's recent message rates (for monitoring users).
+func (s *Server) history(u user, r *http.Request) (int, any, error) {
+	if !u.has("monitoring") && !u.control { // node-wide figures
+		return 200, []any{}, nil
+	}
+	return 200, s.rates.snapshot(), nil
+}
+
+func (s *Server) nodeStatus(u user, r *http.Request) (int, any, error) {
+	cfg := s.b.Config()
+	n := s.node()
+	n["running_applications"] = map[bool][]string{true: {"warren"}, false: {}}[s.b.Running()]
+	n["listeners"] = s.overview()["listeners"]
+	n["data_directory"] = cfg.DataDir
+	n["config_files"] = []string{cfg.ConfigFile}
+	n["version"] = broker.Version
+	n["vm_memory_high_watermark"] = cfg.VMMemoryHighWatermark
+	n["disk_free_limit"] = cfg.DiskFreeLimit
+	s.statusExtras(n)
+	return 200, n, nil
+}
+
+func (s *Server) stopApp(u user, r *http.Request) (int, any, error) {
+	s.b.StopApp()
+	return 204, nil, nil
+}
+
+func (s *Server) startApp(u user, r *http.Request) (int, any, error) {
+	if err := s.b.StartApp(); err != nil {
+		return 0, nil, errStatus(500, "%v", err)
+	}
+	return 204, nil, nil
+}
+
+func (s *Server) setMemoryHighWatermark(u user, r *http.Request) (int, any, error) {
+	var body struct {
+		Fraction float64 `json:"fraction"`
+	}
+	if err := decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	if body.Fraction < 0 || body.Fraction > 1 {
+		return 0, nil, errStatus(400, "vm_memory_high_watermark must be between 0 and 1")
+	}
+	s.b.SetMemoryHighWatermark(body.Fraction)
+	return 204, nil, nil
+}
+
+func (s *Server) setDiskFreeLimit(u user, r *http.Request) (int, any, error) {
+	var body struct {
+		Bytes       *int64   `json:"bytes"`
+		MemRelative *float64 `json:"mem_relative"`
+	}
+	if err := decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case body.Bytes != nil && *body.Bytes >= 0:
+		s.b.SetDiskFreeLimit(*body.Bytes)
+	case body.MemRelative != nil && *body.MemRelative > 0 && *body.MemRelative <= 1000 && broker.TotalMemory() > 0:
+		s.b.SetDiskFreeLimit(int64(*body.MemRelative * float64(broker.TotalMemory())))
+	default:
+		return 0, nil, errStatus(400, `expected {"bytes": N} with N >= 0 or {"mem_relative": F} with 0 < F <= 1000`)
+	}
+	return 204, nil, nil
+}
+
+func (s *Server) authenticateUser(u user, r *http.Request) (int, any, error) {
+	var body struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	var usr metadata.User
+	var found bool
+	s.b.Metadata().Read(func(st *metadata.State) { usr, found = st.Users[body.Username] })
+	if !found || !auth.CheckPasswordWith(usr.HashingAlgorithm, usr.PasswordHash, body.Password) {
+		return 0, nil, errStatus(401, "user '%s' - invalid credentials", body.Username)
+	}
+	return 200, map[string]any{"name": usr.Name, "tags": nonNilStrings(usr.Tags)}, nil
+}
+
+func (s *Server) environment(u user, r *http.Request) (int, any, error) {
+	cfg := s.b.Config()
+	return 200, map[string]any{"node": cfg.NodeName, "listeners": cfg.AMQPListeners, "management_port": cfg.ManagementPort,
+		"prometheus_port": cfg.PrometheusPort, "data_dir": cfg.DataDir, "default_vhost": cfg.DefaultVHost,
+		"loopback_users": cfg.LoopbackUsers, "channel_max": cfg.ChannelMax, "frame_max": cfg.FrameMax, "heartbeat": cfg.Heartbeat,
+		"max_message_size": cfg.MaxMessageSize, "vm_memory_high_watermark": cfg.VMMemoryHighWatermark,
+		"disk_free_limit": cfg.DiskFreeLimit, "cluster_name": cfg.ClusterName}, nil
 }

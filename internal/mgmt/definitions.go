@@ -10,10 +10,142 @@ import (
 	"unicode/utf8"
 
 	"github.com/warrenmq/warren/internal/auth"
+	"github.com/warrenmq/warren/internal/broker"
 	"github.com/warrenmq/warren/internal/exchange"
 	"github.com/warrenmq/warren/internal/metadata"
 	"github.com/warrenmq/warren/internal/vhost"
 )
+
+// definitionRoutes: GET (export) and POST (import) /api/definitions and
+// /api/definitions/{vhost} (one vhost's, in RabbitMQ's per-vhost format),
+// for administrators; more segments after a vhost are the whole node's,
+// as the switch router answered. HEAD is refused (405).
+func (s *Server) definitionRoutes(rt *router) {
+	rt.handle("GET /api/definitions", s.exportDefinitions)
+	rt.handle("POST /api/definitions", s.postDefinitions)
+	rt.handle("HEAD /api/definitions", s.definitionsNotAllowed)
+	rt.handle("/api/definitions", s.definitionsNotAllowed)
+	rt.handle("GET /api/definitions/{vhost}", s.exportVHostDefinitions)
+	rt.handle("POST /api/definitions/{vhost}", s.importVHostDefinitions)
+	rt.handle("HEAD /api/definitions/{vhost}", s.vhostDefinitionsNotAllowed)
+	rt.handle("/api/definitions/{vhost}", s.vhostDefinitionsNotAllowed)
+	rt.handle("GET /api/definitions/{vhost}/{rest...}", s.exportDefinitions)
+	rt.handle("POST /api/definitions/{vhost}/{rest...}", s.postDefinitions)
+	rt.handle("HEAD /api/definitions/{vhost}/{rest...}", s.definitionsNotAllowed)
+	rt.handle("/api/definitions/{vhost}/{rest...}", s.definitionsNotAllowed)
+}
+
+func (s *Server) exportDefinitions(u user, r *http.Request) (int, any, error) {
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	d := s.b.Metadata().Export()
+	d.RabbitVersion, d.RabbitMQVer, d.ProductName, d.ProductVer = RabbitMQVersion, RabbitMQVersion, "Warren", broker.Version
+	return 200, d, nil
+}
+
+func (s *Server) postDefinitions(u user, r *http.Request) (int, any, error) {
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	d, err := decodeDefinitions(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.importDefinitions(d); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (s *Server) definitionsNotAllowed(u user, r *http.Request) (int, any, error) {
+	if err := requireAdmin(u); err != nil {
+		return 0, nil, err
+	}
+	return methodNotAllowed(u, r)
+}
+
+// definitionsVHost checks the caller and the vhost of
+// /api/definitions/{vhost}.
+func (s *Server) definitionsVHost(u user, r *http.Request) (string, error) {
+	if err := requireAdmin(u); err != nil {
+		return "", err
+	}
+	vh := r.PathValue("vhost")
+	if s.b.VHost(vh) == nil {
+		return "", errStatus(404, "Object Not Found")
+	}
+	return vh, nil
+}
+
+func (s *Server) vhostDefinitionsNotAllowed(u user, r *http.Request) (int, any, error) {
+	if _, err := s.definitionsVHost(u, r); err != nil {
+		return 0, nil, err
+	}
+	return methodNotAllowed(u, r)
+}
+
+// exportVHostDefinitions serves GET /api/definitions/{vhost}: one vhost's
+// queues, exchanges, bindings and policies, in RabbitMQ's per-vhost format
+// (no users, vhosts or permissions; objects without a "vhost" field), as
+// rabbitmqadmin --vhost export uses it.
+func (s *Server) exportVHostDefinitions(u user, r *http.Request) (int, any, error) {
+	vh, err := s.definitionsVHost(u, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	d := s.b.Metadata().Export()
+	strip := func(items any) []any {
+		raw, _ := json.Marshal(items)
+		var list []map[string]any
+		_ = json.Unmarshal(raw, &list)
+		out := []any{}
+		for _, it := range list {
+			if it["vhost"] == vh {
+				delete(it, "vhost")
+				out = append(out, it)
+			}
+		}
+		return out
+	}
+	return 200, map[string]any{"rabbit_version": RabbitMQVersion, "rabbitmq_version": RabbitMQVersion,
+		"product_name": "Warren", "product_version": broker.Version,
+		"parameters": []any{}, "policies": strip(d.Policies), "queues": strip(d.Queues),
+		"exchanges": strip(d.Exchanges), "bindings": strip(d.Bindings)}, nil
+}
+
+// importVHostDefinitions serves POST /api/definitions/{vhost}: imports
+// one vhost's definitions (rabbitmqadmin --vhost import) into that vhost.
+func (s *Server) importVHostDefinitions(u user, r *http.Request) (int, any, error) {
+	vh, err := s.definitionsVHost(u, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	var d metadata.Definitions
+	if err := decode(r, &d); err != nil {
+		return 0, nil, err
+	}
+	d.Users, d.VHosts, d.Permissions = nil, nil, nil
+	for i := range d.Policies {
+		d.Policies[i].VHost = vh
+		if err := ValidatePolicy(d.Policies[i].Definition); err != nil {
+			return 0, nil, errStatus(400, "policy %q: %v", d.Policies[i].Name, err)
+		}
+	}
+	for i := range d.Queues {
+		d.Queues[i].VHost = vh
+	}
+	for i := range d.Exchanges {
+		d.Exchanges[i].VHost = vh
+	}
+	for i := range d.Bindings {
+		d.Bindings[i].VHost = vh
+	}
+	if err := s.b.Metadata().Import(d); err != nil {
+		return 0, nil, errStatus(400, "%v", err)
+	}
+	return 204, nil, nil
+}
 
 // importDefinitions validates d as a whole (validateDefinitions) and only
 // then imports it: all or nothing. Every import path (POST

@@ -33,6 +33,8 @@ type Server struct {
 	rates  *rates
 	nonces *nonceStore
 
+	mux *http.ServeMux // the /api router (routes.go)
+
 	lmu           sync.Mutex
 	httpListeners []listener // see AddListener
 }
@@ -44,6 +46,7 @@ func New(b *broker.Broker, cookie string, log *slog.Logger) *Server {
 	}
 	s := &Server{b: b, cookie: cookie, log: log, nonces: newNonceStore()}
 	s.rates = newRates(b)
+	s.mux = s.routes()
 	return s
 }
 
@@ -173,11 +176,11 @@ func segments(r *http.Request) []string {
 	return parts
 }
 
-// ServeHTTP routes /api/... and the UI.
 // maxRequestURI is the longest request target served: RabbitMQ's web
 // server (cowboy) answers 414 past about 8,000 bytes.
 const maxRequestURI = 8000
 
+// ServeHTTP serves /api/... (routes.go) and the UI.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(r.RequestURI) > maxRequestURI {
 		// RabbitMQ's web server refuses request lines this long
@@ -205,27 +208,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveAPI(w, r, u, seg[1:])
-}
-
-// serveAPI answers an authenticated /api request (seg without "api").
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, u user, seg []string) {
-	status, body, err := s.api(u, r, seg)
-	if err != nil {
-		s.log.Debug("management API error", "path", r.URL.Path, "err", err)
-		writeErr(w, err)
-		return
-	}
-	if body == nil {
-		w.WriteHeader(status)
-		return
-	}
-	if cols := r.URL.Query().Get("columns"); cols != "" {
-		if body, err = filterColumns(body, cols); err != nil {
-			writeErr(w, err)
-			return
-		}
-	}
-	writeJSON(w, status, body)
 }
 
 func decode(r *http.Request, v any) error {
