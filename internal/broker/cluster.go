@@ -9,10 +9,10 @@ package broker
 // users, vhosts, permissions, exchanges, bindings, policies and queues
 // declared on any node exist on all of them.
 //
-// Queues are not forwarded yet: a queue's definition records its home (the
-// node that declared it), and the other nodes refuse to publish to it,
-// consume from it, get from it or purge it, with an error naming the home.
-// Messages are never split between nodes.
+// A queue's definition records its home (the node that declared it); the
+// other nodes reach it through internal/forward over the inter-node link
+// (publish, consume, get, ack, purge, counts). Messages are never split
+// between nodes.
 
 import (
 	"errors"
@@ -28,7 +28,9 @@ import (
 	"github.com/warrenmq/warren/internal/cluster"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/consensus"
+	"github.com/warrenmq/warren/internal/forward"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
 )
 
 // metaGroup is the consensus group holding the definitions.
@@ -53,6 +55,7 @@ type ClusterMember struct {
 }
 
 type clusterNode struct {
+	fwd     *forward.Forwarder
 	self    cluster.NodeName
 	id      uint64
 	members []ClusterMember
@@ -149,6 +152,7 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
 	}
+	b.startForwarding(cn)
 	var host atomic.Pointer[consensus.Host]
 	cn.rt = cluster.NewRaftTransport(cn.link, cluster.RaftConfig{
 		Deliver: func(envs []consensus.Envelope, large bool) bool {
@@ -424,4 +428,34 @@ func (b *Broker) rebuildRuntime() {
 	for _, p := range st.policies {
 		b.apply(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
 	}
+}
+
+// startForwarding lets clients of this node use queues of other nodes
+// (internal/forward) over the inter-node link.
+func (b *Broker) startForwarding(cn *clusterNode) {
+	cfg := forward.Config{
+		Transport: cn.link,
+		Node:      cn.nodeID,
+		Local: func(vh, name string) *queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueue(name)
+			}
+			return nil
+		},
+		Logger: b.log,
+	}
+	if b.msgs != nil {
+		cfg.Durability = b.msgs
+	}
+	cn.fwd = forward.New(cfg)
+}
+
+// nodeID returns the id of the member named name.
+func (cn *clusterNode) nodeID(name string) (uint64, bool) {
+	for _, m := range cn.members {
+		if m.Name == name {
+			return m.ID, true
+		}
+	}
+	return 0, false
 }
