@@ -163,17 +163,28 @@ func page(r *http.Request, items []map[string]any) (any, error) {
 		"filtered_count": total, "item_count": end - start, "total_count": total}, nil
 }
 
-// listPerVHost lists objects of every vhost the user may see (or the one
-// in seg), sorted by vhost and name, with pagination and filtering.
-func (s *Server) listPerVHost(u user, r *http.Request, seg []string, list func(string, *vhost.VHost) []map[string]any) (int, any, error) {
-	if len(seg) == 1 {
-		if err := s.requireVHost(u, seg[0]); err != nil {
+// pathVHost is the vhost a list is narrowed to (listPerVHost's only):
+// none for GET /api/<kind>, the one in the path for GET
+// /api/<kind>/{vhost}.
+func pathVHost(r *http.Request) []string {
+	if strings.HasSuffix(r.Pattern, "/{vhost}") {
+		return []string{r.PathValue("vhost")}
+	}
+	return nil
+}
+
+// listPerVHost lists objects of every vhost the user may see (or of the
+// one vhost in only, see pathVHost), sorted by vhost and name, with
+// pagination and filtering.
+func (s *Server) listPerVHost(u user, r *http.Request, only []string, list func(string, *vhost.VHost) []map[string]any) (int, any, error) {
+	if len(only) == 1 {
+		if err := s.requireVHost(u, only[0]); err != nil {
 			return 0, nil, err
 		}
 	}
 	items := []map[string]any{}
 	for _, vn := range s.b.VHostNames() {
-		if (len(seg) == 1 && vn != seg[0]) || !s.canAccessVHost(u, vn) {
+		if (len(only) == 1 && vn != only[0]) || !s.canAccessVHost(u, vn) {
 			continue
 		}
 		if v := s.b.VHost(vn); v != nil {

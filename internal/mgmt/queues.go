@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -56,15 +55,6 @@ func (s *Server) listQueues(u user, r *http.Request) (int, any, error) {
 		}
 		return items
 	})
-}
-
-// pathVHost is the vhost a list is narrowed to: none, or the one in the
-// path.
-func pathVHost(r *http.Request) []string {
-	if strings.HasSuffix(r.Pattern, "/{vhost}") {
-		return []string{r.PathValue("vhost")}
-	}
-	return nil
 }
 
 func (s *Server) getQueue(u user, r *http.Request) (int, any, error) {
