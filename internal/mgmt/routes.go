@@ -74,6 +74,13 @@ func (s *Server) routes() *http.ServeMux {
 	s.controlRoutes(rt)
 	s.unsupportedRoutes(rt)
 	rt.handle("/", notFound) // any other path (the UI is served before the mux)
+	// GODEBUG=httpmuxgo121=1 turns the patterns into Go 1.21 literal
+	// paths, under which every /api request would answer 404: refuse to
+	// start instead.
+	probe, _ := http.NewRequest(http.MethodGet, "/api/vhosts", nil)
+	if _, p := rt.mux.Handler(probe); p != "GET /api/vhosts" {
+		panic("mgmt: net/http.ServeMux does not route Go 1.22 patterns (is GODEBUG=httpmuxgo121=1 set? the management API needs it unset)")
+	}
 	return rt.mux
 }
 
