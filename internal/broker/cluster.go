@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -458,4 +459,40 @@ func (cn *clusterNode) nodeID(name string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// place picks a running node for a new queue (queue-master-locator):
+// "min-masters" the one that is home to the fewest queues (ties: the
+// first in the configured order), "random" any; "" (this node) for a
+// locator it does not know.
+func (b *Broker) place(locator string) string {
+	cn := b.cluster
+	var running []string
+	for _, m := range cn.members {
+		if m.Self || cn.link.Connected(m.ID) {
+			running = append(running, m.Name)
+		}
+	}
+	if len(running) == 0 {
+		return ""
+	}
+	switch locator {
+	case "random":
+		return running[rand.IntN(len(running))]
+	case "min-masters":
+		count := map[string]int{}
+		b.meta.Read(func(s *metadata.State) {
+			for _, q := range s.Queues {
+				count[q.Node]++
+			}
+		})
+		best := running[0]
+		for _, n := range running[1:] {
+			if count[n] < count[best] {
+				best = n
+			}
+		}
+		return best
+	}
+	return ""
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/metadata"
 )
 
 // startCluster starts the three nodes of c together and waits until each
@@ -284,4 +287,61 @@ func forwardUp(c *testCluster, i int, name string) bool {
 	}
 	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
 	return err == nil
+}
+
+// queue-master-locator: min-masters through node 1 spreads three new
+// queues over the three nodes (each goes to the node home to the fewest
+// queues), the policy works as the argument does, client-local (the
+// default) keeps a queue on the declaring node, and an exclusive queue
+// stays with its connection whatever the locator.
+func TestClusterQueueMasterLocator(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch := channel(t, dial(t, c.url(0)))
+	homes := map[string]bool{}
+	for i := range 3 {
+		name := fmt.Sprintf("spread-%d", i)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp091.Table{"x-queue-master-locator": "min-masters"}); err != nil {
+			t.Fatal(err)
+		}
+		homes[homeOf(c.node(0), name)] = true
+	}
+	if len(homes) != 3 {
+		t.Fatalf("min-masters put three queues on %d nodes: %v", len(homes), homes)
+	}
+	if err := setPolicy(c.node(0), "spread", "^pol-", map[string]any{"queue-master-locator": "min-masters"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("local-0", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "local-0"); h != "n1@localhost" {
+		t.Fatalf("a client-local queue declared through n1 lives on %s", h)
+	}
+	// n1 is now home to two queues, the others to one: the policy sends
+	// the next queue elsewhere
+	if _, err := ch.QueueDeclare("pol-0", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "pol-0"); h == "n1@localhost" {
+		t.Fatalf("queue-master-locator min-masters by policy put pol-0 on n1, home to the most queues")
+	}
+	if _, err := ch.QueueDeclare("pol-excl", false, false, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "pol-excl"); h != "n1@localhost" {
+		t.Fatalf("an exclusive queue was placed on %s, away from its connection", h)
+	}
+	// and the queues placed elsewhere work through n1
+	publish(t, ch, "", "pol-0", "placed")
+	waitUntil(t, "the message in pol-0", func() bool {
+		m, ok, err := ch.Get("pol-0", true)
+		return err == nil && ok && string(m.Body) == "placed"
+	})
+}
+
+func homeOf(b *broker.Broker, name string) string {
+	var h string
+	b.Metadata().Read(func(s *metadata.State) { h = s.Queues[[2]string{"/", name}].Node })
+	return h
 }

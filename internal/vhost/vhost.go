@@ -92,6 +92,7 @@ type VHost struct {
 	node   string
 	remote sync.Map  // *queue.Queue → its home node's name
 	fwd    Forwarder // reaches other nodes' queues (nil: refused)
+	placer Placer    // picks new queues' homes (nil: this node)
 }
 
 // SetNode makes the vhost part of clustered node name: queues it declares
