@@ -6,6 +6,8 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenmq/warren/internal/clusterlab"
+	"github.com/warrenmq/warren/internal/testenv"
 )
 
 func channel(t *testing.T, c *amqp091.Connection) *amqp091.Channel {
@@ -112,6 +115,10 @@ func TestRealCluster(t *testing.T) {
 			t.Fatalf("delivery %d through n3 did not come", i)
 		}
 	}
+
+	// a pika client on each node in turn sees the same definitions and
+	// counts, and publishes through its node
+	samePikaView(t, l)
 
 	// an exclusive queue of a connection on n1 is locked for n2's clients
 	if _, err := ch1.QueueDeclare("mine", false, false, true, false, nil); err != nil {
@@ -233,5 +240,38 @@ func TestRealCluster(t *testing.T) {
 	bodies = drain(t, l, 0, "orders")
 	if len(bodies) != 100 || bodies[0] != "r0" || bodies[99] != "r99" {
 		t.Fatalf("after a full restart in reverse order orders holds %d messages (%v...), want r0..r99", len(bodies), bodies[:min(len(bodies), 5)])
+	}
+}
+
+// samePikaView declares an exchange and a queue through n1, then runs a
+// pika client on each host against its own node: each sees both and the
+// queue's count, which grows by one with each client's confirmed publish.
+func samePikaView(t *testing.T, l *clusterlab.Lab) {
+	t.Helper()
+	testenv.NeedFile(t, "/usr/bin/python3", "apt-get install python3")
+	if err := exec.Command("/usr/bin/python3", "-c", "import pika").Run(); err != nil {
+		testenv.Skip(t, "Debian's pika is missing: apt-get install python3-pika")
+	}
+	ch := channel(t, l.Dial(t, 0))
+	if err := ch.ExchangeDeclare("shared-x", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("shared-q", "shared-q", "shared-x", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(testenv.RepoRoot(t), "test", "cluster", "testdata", "same_definitions.py")
+	for i, nd := range l.Nodes {
+		var out []byte
+		waitFor(t, "pika on "+nd.Host+" to see shared-x and shared-q", func() bool {
+			var err error
+			out, err = l.Net.Command(nd.Host, "/usr/bin/python3", script, nd.IP, clusterlab.User, clusterlab.Pass, "shared-x", "shared-q").CombinedOutput()
+			return err == nil
+		})
+		if want := fmt.Sprintf("messages=%d", i); !strings.Contains(string(out), want) {
+			t.Fatalf("pika through %s: %s (want %s)", nd.Name, out, want)
+		}
 	}
 }
