@@ -170,6 +170,52 @@ func TestClusterForwardingEveryDirection(t *testing.T) {
 	})
 }
 
+// A consumer on node 3 of a queue on node 2 is told (basic.cancel) when
+// the queue is deleted through node 1; an auto-delete queue of node 2 goes
+// when its last consumer, on node 3, cancels.
+func TestClusterForwardingCancelAndAutoDelete(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch2 := channel(t, dial(t, c.url(1)))
+	if _, err := ch2.QueueDeclare("doomed", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch2.QueueDeclare("fleeting", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to see the queues", i+1), func() bool { return hasQueue(b, "/", "doomed") && hasQueue(b, "/", "fleeting") })
+	}
+	ch3 := channel(t, dial(t, c.url(2)))
+	cancels := ch3.NotifyCancel(make(chan string, 2))
+	if _, err := ch3.Consume("doomed", "d", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch3.Consume("fleeting", "f", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch1 := channel(t, dial(t, c.url(0)))
+	if _, err := ch1.QueueDelete("doomed", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tag := <-cancels:
+		if tag != "d" {
+			t.Fatalf("cancelled %q, want d", tag)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no basic.cancel for a consumer on node 3 when its queue on node 2 was deleted")
+	}
+	if err := ch3.Cancel("f", false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to drop the auto-delete queue", i+1), func() bool { return !hasQueue(b, "/", "fleeting") })
+	}
+}
+
 // When a queue's home node stops: consumers elsewhere are cancelled
 // (basic.cancel), declares and gets through other nodes answer 404 naming
 // the home, publishes to it are nacked (and returned when mandatory); when
