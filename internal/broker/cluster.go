@@ -443,6 +443,12 @@ func (b *Broker) startForwarding(cn *clusterNode) {
 			}
 			return nil
 		},
+		LocalQueues: func(vh string) []*queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueues()
+			}
+			return nil
+		},
 		Logger: b.log,
 	}
 	if b.msgs != nil {
@@ -495,4 +501,13 @@ func (b *Broker) place(locator string) string {
 		return best
 	}
 	return ""
+}
+
+// RemoteFigures returns the figures of the queues of vhost whose home is
+// node home (for the management API: a queue's numbers live on its home).
+func (b *Broker) RemoteFigures(home, vh string) (map[string]queue.Figures, error) {
+	if b.cluster == nil || b.cluster.fwd == nil {
+		return nil, errors.New("not clustered")
+	}
+	return b.cluster.fwd.Figures(home, vh)
 }

@@ -378,6 +378,18 @@ func (s *session) answer(op byte, id uint64, d *dec) {
 			rq.mu.Unlock()
 		}
 
+	case opFiguresReply:
+		n := int(d.u32())
+		r := reply{figs: make(map[string]queue.Figures, min(n, 1<<16))}
+		for range n {
+			name, f := d.figures()
+			if d.err != nil {
+				return
+			}
+			r.figs[name] = f
+		}
+		s.replied(id, r)
+
 	case opReply:
 		r := reply{code: d.u8()}
 		r.n[0], r.n[1], r.n[2] = d.u64(), d.u64(), d.u64()
@@ -389,14 +401,19 @@ func (s *session) answer(op byte, id uint64, d *dec) {
 		if d.err != nil {
 			return
 		}
-		s.mu.Lock()
-		ch := s.calls[id]
-		if ch != nil {
-			delete(s.calls, id)
-		}
-		s.mu.Unlock()
-		if ch != nil {
-			ch <- r
-		}
+		s.replied(id, r)
+	}
+}
+
+// replied hands r to the caller waiting for call id.
+func (s *session) replied(id uint64, r reply) {
+	s.mu.Lock()
+	ch := s.calls[id]
+	if ch != nil {
+		delete(s.calls, id)
+	}
+	s.mu.Unlock()
+	if ch != nil {
+		ch <- r
 	}
 }

@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,16 @@ func newPair(t *testing.T) *pair {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.home[vh+"/"+name]
+	}, LocalQueues: func(vh string) []*queue.Queue {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		var out []*queue.Queue
+		for k, q := range p.home {
+			if strings.HasPrefix(k, vh+"/") {
+				out = append(out, q)
+			}
+		}
+		return out
 	}})
 	p.f2 = forward.New(forward.Config{Transport: p.l2, Node: node, Timeout: 5 * time.Second, Local: func(string, string) *queue.Queue { return nil }})
 	p.connect(t)
@@ -237,4 +248,24 @@ func TestCreditBoundsWhatTheHomeSends(t *testing.T) {
 	}
 	h.RemoveConsumer("c", c)
 	waitFor(t, "what the consumer did not take back at the home", func() bool { _, u, cs := q.Counts(); return u == 3 && cs == 0 })
+}
+
+// Another node's management API reads a home's queue figures in one
+// request per vhost.
+func TestFigures(t *testing.T) {
+	p := newPair(t)
+	q := p.queue("q", nil)
+	p.queue("r", nil)
+	for range 3 {
+		q.Publish(&queue.Message{Body: []byte("abcd")})
+	}
+	q.Get(false)
+	figs, err := p.f2.Figures("n1@localhost", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := figs["q"]
+	if len(figs) != 2 || !ok || f.Ready != 2 || f.Unacked != 1 || f.ReadyBytes != 8 || f.Stats.Published != 3 || f.Stats.Delivered != 1 {
+		t.Fatalf("figures: %+v", figs)
+	}
 }

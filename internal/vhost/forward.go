@@ -76,6 +76,18 @@ func (v *VHost) LocalQueue(name string) *queue.Queue {
 	return q
 }
 
+// LocalQueues lists the queues this node is home to.
+func (v *VHost) LocalQueues() []*queue.Queue {
+	qs := v.Queues()
+	out := qs[:0]
+	for _, q := range qs {
+		if _, remote := v.remoteHome(q); !remote {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
 // homeDown is RabbitMQ 3.10's answer for a durable queue whose home node
 // is down (rabbit_amqqueue:not_found_or_absent).
 func (v *VHost) homeDown(m amqp.Method, q *queue.Queue, home string) error {
