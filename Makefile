@@ -44,3 +44,9 @@ halab:
 
 halab-long:
 	GO=$(GO) STACK=$(STACK) HALAB_REPEAT=$(N) HALAB_TIMEOUT=$${HALAB_TIMEOUT:-6h} sh test/halab/run.sh
+
+# The systemd units and example configuration (deploy/): every unit's
+# binary and flags checked against the real commands, every example parsed
+# with the real parsers. Also part of `make test`.
+deploy-check:
+	$(GO) test -count=1 ./deploy
