@@ -2,12 +2,15 @@ package deploy
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"github.com/warrenmq/warren/internal/lb"
 	"github.com/warrenmq/warren/internal/testenv"
 	"github.com/warrenmq/warren/internal/vrrp"
+	"github.com/warrenmq/warren/test/halab"
 )
 
 // unit is a parsed systemd unit file: section -> key -> values, in order.
@@ -431,4 +435,119 @@ func TestCheckScript(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
 		}
 	}
+}
+
+// The example warren.conf forms the guide's three-node cluster, and the
+// guide's setup commands (test/halab runs the same list) made on A are
+// seen on B and C. The three nodes share this host, so the test adds
+// Warren's cluster_formation.classic_config.addresses.N (each node's
+// inter-node port on 127.0.0.1) and gives each node its ports by flag;
+// every other line is the example's.
+func TestExampleWarrenConfFormsTheCluster(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	bins := built(t, root)
+	example, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "warren.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	names := []string{"A", "B", "C"}
+	var amqp, ctl, dist []int
+	for range names {
+		amqp, ctl, dist = append(amqp, freePort(t)), append(ctl, freePort(t)), append(dist, freePort(t))
+	}
+	conf := string(example) + "\n# test: three nodes on one host\n"
+	for i := range names {
+		conf += fmt.Sprintf("cluster_formation.classic_config.addresses.%d = 127.0.0.1:%d\n", i+1, dist[i])
+	}
+	confPath := filepath.Join(dir, "warren.conf")
+	cookie := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cookie, []byte("DEPLOYTESTCOOKIEABCD"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "WARREN_COOKIE_FILE="+cookie, "HOME="+dir)
+	for i, n := range names {
+		logf, err := os.Create(filepath.Join(dir, n+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(filepath.Join(bins, "warren-server"), "--config", confPath, "--data-dir", filepath.Join(dir, n),
+			"--nodename", "warren@"+n, "--port", fmt.Sprint(amqp[i]), "--management-port", "0", "--prometheus-port", "0",
+			"--control-port", fmt.Sprint(ctl[i]), "--dist-port", fmt.Sprint(dist[i]))
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		logf.Close()
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+	logs := func() string {
+		var b strings.Builder
+		for _, n := range names {
+			data, _ := os.ReadFile(filepath.Join(dir, n+".log"))
+			fmt.Fprintf(&b, "--- %s\n%s\n", n, data)
+		}
+		return b.String()
+	}
+	warrenctl := func(i int, args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(bins, "warrenctl"), append([]string{"-n", "warren@" + names[i], "--host", "127.0.0.1",
+			"--port", fmt.Sprint(ctl[i]), "--timeout", "20s"}, args...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// every node sees three running nodes (bounded: a node waits for a majority)
+	deadline := time.Now().Add(90 * time.Second)
+	for i := range names {
+		for {
+			out, err := warrenctl(i, "cluster_status", "--formatter", "json")
+			var st struct {
+				Running []string `json:"running_nodes"`
+			}
+			if err == nil && json.Unmarshal([]byte(out), &st) == nil {
+				sort.Strings(st.Running)
+				if strings.Join(st.Running, ",") == "warren@A,warren@B,warren@C" {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s does not see three running nodes: %v\n%s\n%s", names[i], err, out, logs())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	for _, args := range halab.GuideCommands {
+		if out, err := warrenctl(0, args...); err != nil {
+			t.Fatalf("warrenctl %v on A: %v\n%s\n%s", args, err, out, logs())
+		}
+	}
+	for i := 1; i < len(names); i++ {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			users, err1 := warrenctl(i, "list_users", "-q")
+			perms, err2 := warrenctl(i, "list_permissions", "-p", "/edu", "-q")
+			pols, err3 := warrenctl(i, "list_policies", "-p", "/edu", "-q")
+			if err1 == nil && err2 == nil && err3 == nil && strings.Contains(users, "prim\t[administrator]") &&
+				strings.Contains(perms, "prim\t.*\t.*\t.*") && strings.Contains(pols, `"ha-mode":"all"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s lacks the definitions made on A:\n%s\n%s\n%s\n%s", names[i], users, perms, pols, logs())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
