@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,10 @@ type Fault struct {
 	Cluster    bool
 	NA         bool // with NotYet: does not apply to this stack
 	OnlyWarren bool // a Warren-only variant (check-amqp)
+	// NeedsCluster: the fault is about nodes of a cluster (a partition
+	// between nodes, a frozen node, a rolling restart); it runs only with
+	// HALAB_CLUSTER=1, on both stacks, until Warren's queue forwarding lands.
+	NeedsCluster bool
 }
 
 // ForStack adapts a fault to a stack and to the clustering switch
@@ -33,6 +38,9 @@ type Fault struct {
 // Warren (independent nodes) and the other faults use one node.
 func (f Fault) ForStack(stack string, cluster bool) Fault {
 	f.Opts.Stack = stack
+	if f.NeedsCluster && !cluster {
+		f.NotYet = "needs three clustered nodes: run with HALAB_CLUSTER=1 (off until Warren's queue forwarding lands)"
+	}
 	if cluster && f.NotYet == "" {
 		f.Opts.Cluster = stack != "rabbitmq"
 		f.Opts.Brokers = 3
@@ -120,9 +128,25 @@ func Faults() []Fault {
 		{ID: "4c", Name: "broker b1 stop_app, guide's TCP check", Opts: Options{Brokers: 3}, Cluster: true,
 			Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return stopApp(l) }},
-		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs Warren's queue forwarding (HALAB_CLUSTER=1); not built for either stack yet"},
-		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs Warren's queue forwarding (HALAB_CLUSTER=1); not built for either stack yet"},
-		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs Warren's queue forwarding (HALAB_CLUSTER=1); not built for either stack yet"},
+		{ID: "5", Name: "broker b1 cut off from the other nodes for 10s (proxies still reach it)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.Partition("b1", true)
+				time.Sleep(10 * time.Second)
+				l.Partition("b1", false)
+				return ""
+			}},
+		{ID: "6", Name: "broker b1 frozen (SIGSTOP 10s, then SIGCONT)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.SignalHost("b1", syscall.SIGSTOP)
+				time.Sleep(10 * time.Second)
+				l.SignalHost("b1", syscall.SIGCONT)
+				return ""
+			}},
+		{ID: "7", Name: "rolling restart of the 3 nodes (drain, restart, wait, ready)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return l.RollingRestart() }},
 	}
 }
 

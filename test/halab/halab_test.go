@@ -385,8 +385,16 @@ func TestForStack(t *testing.T) {
 		if f.NotYet != "" {
 			continue
 		}
-		if off.Opts.Cluster || off.Known != f.Cluster || (!f.Cluster && off.Opts.Brokers != 1) {
+		switch {
+		case f.NeedsCluster:
+			if off.NotYet == "" || f.ForStack("rabbitmq", false).NotYet == "" {
+				t.Errorf("fault %s needs clustered nodes but runs without HALAB_CLUSTER", f.ID)
+			}
+		case off.Opts.Cluster || off.Known != f.Cluster || (!f.Cluster && off.Opts.Brokers != 1):
 			t.Errorf("fault %s, clustering off: %+v known=%v", f.ID, off.Opts, off.Known)
+		}
+		if on.NotYet != "" || (rmq.NotYet != "") != f.OnlyWarren {
+			t.Errorf("fault %s does not run with HALAB_CLUSTER=1: %q %q", f.ID, on.NotYet, rmq.NotYet)
 		}
 		if !on.Opts.Cluster || on.Known || on.Opts.Brokers != 3 {
 			t.Errorf("fault %s, clustering on: %+v known=%v", f.ID, on.Opts, on.Known)

@@ -3,10 +3,13 @@ package halab
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -573,4 +576,110 @@ func HandleSignals() {
 		}
 		os.Exit(2)
 	}()
+}
+
+// Partition cuts broker host off from the other broker hosts (both
+// directions, blackhole routes for their addresses) while the proxies
+// still reach it; on=false heals it.
+func (l *Lab) Partition(host string, on bool) {
+	op := "add"
+	if !on {
+		op = "del"
+	}
+	i := indexOf(BrokerHosts, host)
+	for j := 0; j < l.Opts.Brokers; j++ {
+		if j == i {
+			continue
+		}
+		l.Net.IP(host, "route", op, "blackhole", BrokerAddr(j)+"/32")
+		l.Net.IP(BrokerHosts[j], "route", op, "blackhole", BrokerAddr(i)+"/32")
+	}
+}
+
+// SignalHost sends sig to every process inside host (SIGSTOP/SIGCONT
+// freeze and thaw a broker: warren-server, or RabbitMQ's beam and epmd).
+func (l *Lab) SignalHost(host string, sig syscall.Signal) {
+	out, _ := exec.Command("ip", "netns", "pids", l.Net.NS(host)).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			syscall.Kill(pid, sig)
+		}
+	}
+}
+
+// ProxyCommand sends one runtime command to lb's proxy on its stats
+// socket (warren-proxy and HAProxy alike) and returns the answer.
+func (l *Lab) ProxyCommand(lb, command string) (string, error) {
+	c, err := net.DialTimeout("unix", filepath.Join(l.Dir, lb, "admin.sock"), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(command + "\n")); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// StopBroker stops the broker on host in order, as an operator does
+// (warren-server: SIGTERM; RabbitMQ: rabbitmqctl stop), bounded, then
+// reaps it.
+func (l *Lab) StopBroker(host string) {
+	l.mu.Lock()
+	cmd := l.procs[host]
+	l.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if l.Opts.Stack == "rabbitmq" {
+		l.Ctl(host, "stop")
+	} else {
+		cmd.Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		l.t.Logf("%s: the broker did not stop within 60 s; killing it", host)
+		l.Net.KillHost(host)
+		cmd.Process.Kill()
+		<-done
+	}
+	l.mu.Lock()
+	delete(l.procs, host)
+	l.mu.Unlock()
+}
+
+// RollingRestart restarts the brokers one after the other as an operator
+// upgrading does (docs/ha-guide.md): drain the node on both proxies,
+// stop it, start it, wait for its AMQP port, set it ready, wait a little.
+func (l *Lab) RollingRestart() string {
+	var notes []string
+	for i := 0; i < l.Opts.Brokers; i++ {
+		h, srv := BrokerHosts[i], string(rune('A'+i))
+		for _, lb := range LBHosts {
+			if out, err := l.ProxyCommand(lb, "set server rabbitmq_cluster/"+srv+" state drain"); err != nil || strings.TrimSpace(out) != "" {
+				notes = append(notes, fmt.Sprintf("drain %s on %s: %v %s", srv, lb, err, strings.TrimSpace(out)))
+			}
+		}
+		time.Sleep(time.Second)
+		start := time.Now()
+		l.StopBroker(h)
+		l.StartBroker(h)
+		l.WaitPort(h, BrokerAddr(i)+":5672", 120*time.Second)
+		notes = append(notes, fmt.Sprintf("%s back in %.1fs", srv, time.Since(start).Seconds()))
+		for _, lb := range LBHosts {
+			if out, err := l.ProxyCommand(lb, "set server rabbitmq_cluster/"+srv+" state ready"); err != nil || strings.TrimSpace(out) != "" {
+				notes = append(notes, fmt.Sprintf("ready %s on %s: %v %s", srv, lb, err, strings.TrimSpace(out)))
+			}
+		}
+		time.Sleep(3 * time.Second)
+	}
+	return strings.Join(notes, "; ")
 }
