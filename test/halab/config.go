@@ -100,7 +100,7 @@ func WarrenConfig(example string, cluster bool) (string, error) {
 		if t := strings.TrimSpace(line); strings.HasPrefix(t, "cluster_formation.") {
 			n++
 			if !cluster {
-				line = "# halab: clustering off (HALAB_CLUSTER=1 turns it on): " + t
+				line = "# halab: clustering off (HALAB_CLUSTER=0): " + t
 			}
 		}
 		out = append(out, line)

@@ -20,14 +20,14 @@ type Fault struct {
 	Settle time.Duration       // workload keeps running after Inject
 	NotYet string              // non-empty: not runnable yet, and why
 	// Cluster: three broker nodes behind the guide's round robin. For
-	// Warren without HALAB_CLUSTER=1 (independent nodes) a labelled known
+	// Warren with HALAB_CLUSTER=0 (independent nodes) a labelled known
 	// loss: publishers and consumers land on different nodes.
 	Cluster    bool
 	NA         bool // with NotYet: does not apply to this stack
 	OnlyWarren bool // a Warren-only variant (check-amqp)
 	// NeedsCluster: the fault is about nodes of a cluster (a partition
 	// between nodes, a frozen node, a rolling restart); it runs only with
-	// HALAB_CLUSTER=1, on both stacks, until Warren's queue forwarding lands.
+	// clustered nodes (not with HALAB_CLUSTER=0).
 	NeedsCluster bool
 }
 
@@ -39,7 +39,7 @@ type Fault struct {
 func (f Fault) ForStack(stack string, cluster bool) Fault {
 	f.Opts.Stack = stack
 	if f.NeedsCluster && !cluster {
-		f.NotYet = "needs three clustered nodes: run with HALAB_CLUSTER=1 (off until Warren's queue forwarding lands)"
+		f.NotYet = "needs three clustered nodes (HALAB_CLUSTER=0 runs them independent)"
 	}
 	if cluster && f.NotYet == "" {
 		f.Opts.Cluster = stack != "rabbitmq"
