@@ -308,6 +308,7 @@ func (b *Broker) apply(c metadata.Command) {
 			v.SetNode(b.nodeName)
 			if b.cluster != nil && b.cluster.fwd != nil {
 				v.SetForwarder(b.cluster.fwd)
+				v.SetPlacer(b.place)
 			}
 			v.SetStore(b.storage())
 			v.SetCounters(&b.churn.queues)

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -358,8 +359,7 @@ func (b *Broker) ClusterLeader() string {
 // replaced whole by a snapshot (a node far behind, or restarting from its
 // own snapshot): vhosts, exchanges, queues, bindings and policies the
 // state has are created; vhosts, exchanges and queues it lacks are
-// deleted. A binding the runtime has and the state lacks stays until the
-// next change to it (not reconciled yet).
+// deleted, as are bindings it lacks.
 func (b *Broker) rebuildRuntime() {
 	var st struct {
 		vhosts    []string
@@ -422,8 +422,23 @@ func (b *Broker) rebuildRuntime() {
 			}
 		}
 	}
+	bset := map[string]bool{}
 	for _, bd := range st.bindings {
+		bset[metadata.BindingKey(bd)] = true
 		b.apply(metadata.Command{Op: metadata.OpBind, Binding: &bd})
+	}
+	// a binding the runtime routes by and the state lacks was removed in
+	// the entries the snapshot stands for: it must not route any more
+	for _, n := range st.vhosts {
+		v := b.VHost(n)
+		if v == nil {
+			continue
+		}
+		for _, bd := range v.Bindings() {
+			if !bset[metadata.BindingKey(bd)] {
+				v.Apply(metadata.Command{Op: metadata.OpUnbind, Binding: &bd})
+			}
+		}
 	}
 	for _, p := range st.policies {
 		b.apply(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
@@ -439,6 +454,12 @@ func (b *Broker) startForwarding(cn *clusterNode) {
 		Local: func(vh, name string) *queue.Queue {
 			if v := b.VHost(vh); v != nil {
 				return v.LocalQueue(name)
+			}
+			return nil
+		},
+		LocalQueues: func(vh string) []*queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueues()
 			}
 			return nil
 		},
@@ -458,4 +479,49 @@ func (cn *clusterNode) nodeID(name string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// place picks a running node for a new queue (queue-master-locator):
+// "min-masters" the one that is home to the fewest queues (ties: the
+// first in the configured order), "random" any; "" (this node) for a
+// locator it does not know.
+func (b *Broker) place(locator string) string {
+	cn := b.cluster
+	var running []string
+	for _, m := range cn.members {
+		if m.Self || cn.link.Connected(m.ID) {
+			running = append(running, m.Name)
+		}
+	}
+	if len(running) == 0 {
+		return ""
+	}
+	switch locator {
+	case "random":
+		return running[rand.IntN(len(running))]
+	case "min-masters":
+		count := map[string]int{}
+		b.meta.Read(func(s *metadata.State) {
+			for _, q := range s.Queues {
+				count[q.Node]++
+			}
+		})
+		best := running[0]
+		for _, n := range running[1:] {
+			if count[n] < count[best] {
+				best = n
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+// RemoteFigures returns the figures of the queues of vhost whose home is
+// node home (for the management API: a queue's numbers live on its home).
+func (b *Broker) RemoteFigures(home, vh string) (map[string]queue.Figures, error) {
+	if b.cluster == nil || b.cluster.fwd == nil {
+		return nil, errors.New("not clustered")
+	}
+	return b.cluster.fwd.Figures(home, vh)
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/internal/broker"
+	"github.com/warrenmq/warren/internal/metadata"
 )
 
 // startCluster starts the three nodes of c together and waits until each
@@ -167,6 +170,52 @@ func TestClusterForwardingEveryDirection(t *testing.T) {
 	})
 }
 
+// A consumer on node 3 of a queue on node 2 is told (basic.cancel) when
+// the queue is deleted through node 1; an auto-delete queue of node 2 goes
+// when its last consumer, on node 3, cancels.
+func TestClusterForwardingCancelAndAutoDelete(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch2 := channel(t, dial(t, c.url(1)))
+	if _, err := ch2.QueueDeclare("doomed", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch2.QueueDeclare("fleeting", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to see the queues", i+1), func() bool { return hasQueue(b, "/", "doomed") && hasQueue(b, "/", "fleeting") })
+	}
+	ch3 := channel(t, dial(t, c.url(2)))
+	cancels := ch3.NotifyCancel(make(chan string, 2))
+	if _, err := ch3.Consume("doomed", "d", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch3.Consume("fleeting", "f", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch1 := channel(t, dial(t, c.url(0)))
+	if _, err := ch1.QueueDelete("doomed", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tag := <-cancels:
+		if tag != "d" {
+			t.Fatalf("cancelled %q, want d", tag)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no basic.cancel for a consumer on node 3 when its queue on node 2 was deleted")
+	}
+	if err := ch3.Cancel("f", false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to drop the auto-delete queue", i+1), func() bool { return !hasQueue(b, "/", "fleeting") })
+	}
+}
+
 // When a queue's home node stops: consumers elsewhere are cancelled
 // (basic.cancel), declares and gets through other nodes answer 404 naming
 // the home, publishes to it are nacked (and returned when mandatory); when
@@ -284,4 +333,61 @@ func forwardUp(c *testCluster, i int, name string) bool {
 	}
 	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
 	return err == nil
+}
+
+// queue-master-locator: min-masters through node 1 spreads three new
+// queues over the three nodes (each goes to the node home to the fewest
+// queues), the policy works as the argument does, client-local (the
+// default) keeps a queue on the declaring node, and an exclusive queue
+// stays with its connection whatever the locator.
+func TestClusterQueueMasterLocator(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch := channel(t, dial(t, c.url(0)))
+	homes := map[string]bool{}
+	for i := range 3 {
+		name := fmt.Sprintf("spread-%d", i)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp091.Table{"x-queue-master-locator": "min-masters"}); err != nil {
+			t.Fatal(err)
+		}
+		homes[homeOf(c.node(0), name)] = true
+	}
+	if len(homes) != 3 {
+		t.Fatalf("min-masters put three queues on %d nodes: %v", len(homes), homes)
+	}
+	if err := setPolicy(c.node(0), "spread", "^pol-", map[string]any{"queue-master-locator": "min-masters"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("local-0", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "local-0"); h != "n1@localhost" {
+		t.Fatalf("a client-local queue declared through n1 lives on %s", h)
+	}
+	// n1 is now home to two queues, the others to one: the policy sends
+	// the next queue elsewhere
+	if _, err := ch.QueueDeclare("pol-0", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "pol-0"); h == "n1@localhost" {
+		t.Fatalf("queue-master-locator min-masters by policy put pol-0 on n1, home to the most queues")
+	}
+	if _, err := ch.QueueDeclare("pol-excl", false, false, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := homeOf(c.node(0), "pol-excl"); h != "n1@localhost" {
+		t.Fatalf("an exclusive queue was placed on %s, away from its connection", h)
+	}
+	// and the queues placed elsewhere work through n1
+	publish(t, ch, "", "pol-0", "placed")
+	waitUntil(t, "the message in pol-0", func() bool {
+		m, ok, err := ch.Get("pol-0", true)
+		return err == nil && ok && string(m.Body) == "placed"
+	})
+}
+
+func homeOf(b *broker.Broker, name string) string {
+	var h string
+	b.Metadata().Read(func(s *metadata.State) { h = s.Queues[[2]string{"/", name}].Node })
+	return h
 }

@@ -265,9 +265,11 @@ func (s *session) publish(vh string, queues []string, m *queue.Message) *queue.P
 	s.mu.Lock()
 	for !s.dead && s.inflight > 0 && s.inflight+size > s.f.cfg.Window {
 		room := s.room
+		s.waiting++
 		s.mu.Unlock()
 		<-room
 		s.mu.Lock()
+		s.waiting--
 	}
 	if s.dead {
 		s.mu.Unlock()
@@ -294,8 +296,10 @@ func (s *session) answered(seq uint64, o queue.Outcome) {
 	if p != nil {
 		delete(s.pubs, seq)
 		s.inflight -= p.size
-		close(s.room)
-		s.room = make(chan struct{})
+		if s.waiting > 0 {
+			close(s.room)
+			s.room = make(chan struct{})
+		}
 	}
 	s.mu.Unlock()
 	if p != nil {
@@ -378,6 +382,18 @@ func (s *session) answer(op byte, id uint64, d *dec) {
 			rq.mu.Unlock()
 		}
 
+	case opFiguresReply:
+		n := int(d.u32())
+		r := reply{figs: make(map[string]queue.Figures, min(n, 1<<16))}
+		for range n {
+			name, f := d.figures()
+			if d.err != nil {
+				return
+			}
+			r.figs[name] = f
+		}
+		s.replied(id, r)
+
 	case opReply:
 		r := reply{code: d.u8()}
 		r.n[0], r.n[1], r.n[2] = d.u64(), d.u64(), d.u64()
@@ -389,14 +405,19 @@ func (s *session) answer(op byte, id uint64, d *dec) {
 		if d.err != nil {
 			return
 		}
-		s.mu.Lock()
-		ch := s.calls[id]
-		if ch != nil {
-			delete(s.calls, id)
-		}
-		s.mu.Unlock()
-		if ch != nil {
-			ch <- r
-		}
+		s.replied(id, r)
+	}
+}
+
+// replied hands r to the caller waiting for call id.
+func (s *session) replied(id uint64, r reply) {
+	s.mu.Lock()
+	ch := s.calls[id]
+	if ch != nil {
+		delete(s.calls, id)
+	}
+	s.mu.Unlock()
+	if ch != nil {
+		ch <- r
 	}
 }

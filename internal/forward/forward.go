@@ -56,6 +56,9 @@ type Config struct {
 	Node func(name string) (uint64, bool)
 	// Local returns queue name of vhost when this node is its home.
 	Local func(vhost, name string) *queue.Queue
+	// LocalQueues lists the queues of vhost this node is home to (for
+	// the management API of other nodes).
+	LocalQueues func(vhost string) []*queue.Queue
 	// Durability is the local message store (nil: nothing persisted).
 	Durability Durability
 	// Window bounds the bytes of messages sent to one node and not yet
@@ -196,6 +199,20 @@ func (f *Forwarder) Counts(home, vh, name string) (ready, unacked, consumers int
 	return int(r.n[0]), int(r.n[1]), int(r.n[2]), nil
 }
 
+// Figures returns the figures of every queue of vhost whose home is
+// node home, by name (one request for all of them).
+func (f *Forwarder) Figures(home, vh string) (map[string]queue.Figures, error) {
+	s, err := f.home(home)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.call(frame(opFigures, f.ids.Add(1)).str(vh))
+	if err != nil {
+		return nil, err
+	}
+	return r.figs, nil
+}
+
 // handle dispatches one frame from peer (on the link's reader).
 func (f *Forwarder) handle(peer uint64, p []byte) {
 	s := f.session(peer)
@@ -210,9 +227,9 @@ func (f *Forwarder) handle(peer uint64, p []byte) {
 		return
 	}
 	switch op {
-	case opPublish, opConsume, opCancel, opCredit, opAck, opDiscard, opRequeue, opGet, opPurge, opCounts:
+	case opPublish, opConsume, opCancel, opCredit, opAck, opDiscard, opRequeue, opGet, opPurge, opCounts, opFigures:
 		s.serve(op, id, d)
-	case opPublished, opConsumeOk, opConsumeErr, opDeliver, opCancelled, opReply:
+	case opPublished, opConsumeOk, opConsumeErr, opDeliver, opCancelled, opReply, opFiguresReply:
 		s.answer(op, id, d)
 	default:
 		f.cfg.Logger.Warn("forward: unknown operation dropped; run the same Warren version on every node", "peer", peer, "op", op)
@@ -230,7 +247,8 @@ type session struct {
 	// client role
 	pubs      map[uint64]*pub
 	inflight  int
-	room      chan struct{} // closed when inflight shrinks or the session ends
+	waiting   int           // publishers waiting for room
+	room      chan struct{} // closed when inflight shrinks (and someone waits) or the session ends
 	calls     map[uint64]chan reply
 	consumers map[uint64]*remoteConsumer
 	handles   map[[2]string]*remoteQueue
@@ -245,6 +263,7 @@ type pub struct {
 }
 
 type reply struct {
+	figs  map[string]queue.Figures // opFiguresReply
 	code  byte
 	n     [3]uint64
 	id    uint64

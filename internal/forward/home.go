@@ -254,6 +254,21 @@ func (s *session) serve(op byte, id uint64, d *dec) {
 			q.Requeue(ids...)
 		}
 
+	case opFigures:
+		vh := d.str()
+		if d.err != nil {
+			return
+		}
+		var qs []*queue.Queue
+		if lq := s.f.cfg.LocalQueues; lq != nil {
+			qs = lq(vh)
+		}
+		b := frame(opFiguresReply, id).u32(uint32(len(qs)))
+		for _, q := range qs {
+			b = b.figures(q.Name(), q.Figures())
+		}
+		_ = s.post(b)
+
 	case opPurge, opCounts:
 		vh, name := d.str(), d.str()
 		q := local(vh, name)

@@ -29,6 +29,9 @@ const (
 	opDeliver    // cid, id, flags, message
 	opCancelled  // cid
 	opReply      // call, code, three counts, [id, flags, message]
+	// added later: to a home, then from it
+	opFigures      // call, vhost
+	opFiguresReply // call, n, n × (name, figures)
 )
 
 // reply codes
@@ -158,4 +161,23 @@ func (d *dec) ids() []uint64 {
 		out[i] = d.u64()
 	}
 	return out
+}
+
+func (b enc) figures(name string, f queue.Figures) enc {
+	b = b.str(name)
+	for _, v := range []uint64{uint64(f.Ready), uint64(f.Unacked), uint64(f.Consumers), uint64(f.ReadyBytes), uint64(f.InMemory), uint64(f.InMemoryBytes),
+		f.Stats.Published, f.Stats.Delivered, f.Stats.Acked, f.Stats.Redelivered, f.Stats.DeadLettered, f.Stats.Expired, f.Stats.Dropped} {
+		b = b.u64(v)
+	}
+	return b
+}
+
+func (d *dec) figures() (string, queue.Figures) {
+	name := d.str()
+	var f queue.Figures
+	f.Ready, f.Unacked, f.Consumers, f.ReadyBytes, f.InMemory = int(d.u64()), int(d.u64()), int(d.u64()), int(d.u64()), int(d.u64())
+	f.InMemoryBytes = int64(d.u64())
+	st := &f.Stats
+	st.Published, st.Delivered, st.Acked, st.Redelivered, st.DeadLettered, st.Expired, st.Dropped = d.u64(), d.u64(), d.u64(), d.u64(), d.u64(), d.u64(), d.u64()
+	return name, f
 }

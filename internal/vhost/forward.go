@@ -25,6 +25,36 @@ type Forwarder interface {
 	Counts(home, vhost, name string) (ready, unacked, consumers int, err error)
 }
 
+// Placer picks the home of a new queue for a queue-master-locator
+// ("min-masters", "random"; RabbitMQ 3.10's names): a running node's
+// name, or "" for this node.
+type Placer func(locator string) string
+
+// SetPlacer makes the vhost place new queues with p. Call before clients
+// use the vhost.
+func (v *VHost) SetPlacer(p Placer) { v.placer = p }
+
+// home picks the home of a queue being declared: this node unless its
+// x-queue-master-locator argument, or else its queue-master-locator
+// policy, asks for another strategy ("client-local" is this node, as are
+// exclusive queues, which live with their connection).
+func (v *VHost) home(name string, args amqp.Table, exclusive bool) string {
+	if v.node == "" || v.placer == nil || exclusive {
+		return v.node
+	}
+	loc, _ := args["x-queue-master-locator"].(string)
+	if loc == "" {
+		loc, _ = v.policyFor(name, "queues")["queue-master-locator"].(string)
+	}
+	if loc == "" || loc == "client-local" {
+		return v.node
+	}
+	if h := v.placer(loc); h != "" {
+		return h
+	}
+	return v.node
+}
+
 // ErrHomeDown is what a Forwarder returns when a queue's home node
 // cannot be reached.
 var ErrHomeDown = errors.New("home node down")
@@ -44,6 +74,18 @@ func (v *VHost) LocalQueue(name string) *queue.Queue {
 		return nil
 	}
 	return q
+}
+
+// LocalQueues lists the queues this node is home to.
+func (v *VHost) LocalQueues() []*queue.Queue {
+	qs := v.Queues()
+	out := qs[:0]
+	for _, q := range qs {
+		if _, remote := v.remoteHome(q); !remote {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // homeDown is RabbitMQ 3.10's answer for a durable queue whose home node

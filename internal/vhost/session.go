@@ -403,7 +403,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 			return "", 0, 0, err
 		}
 	}
-	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments), Node: v.node}
+	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments), Node: v.home(name, m.Arguments, m.Exclusive)}
 	if m.Exclusive {
 		def.Owner = owner
 	}
