@@ -572,6 +572,7 @@ func (b *Broker) accept(ln net.Listener) {
 			Product:        "Warren",
 			Version:        Version,
 			ClusterName:    b.cfg.ClusterName,
+			ReplyToTag:     b.replyToTag(),
 			Logger:         b.log,
 		})
 		b.mu.Lock()

@@ -32,6 +32,7 @@ import (
 	"github.com/warrenmq/warren/internal/forward"
 	"github.com/warrenmq/warren/internal/metadata"
 	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/vhost"
 )
 
 // metaGroup is the consensus group holding the definitions.
@@ -463,6 +464,10 @@ func (b *Broker) startForwarding(cn *clusterNode) {
 			}
 			return nil
 		},
+		ReplyTo: func(vh, key string, m *queue.Message) bool {
+			v := b.VHost(vh)
+			return v != nil && v.DeliverReplyTo(key, m)
+		},
 		Logger: b.log,
 	}
 	if b.msgs != nil {
@@ -524,4 +529,14 @@ func (b *Broker) RemoteFigures(home, vh string) (map[string]queue.Figures, error
 		return nil, errors.New("not clustered")
 	}
 	return b.cluster.fwd.Figures(home, vh)
+}
+
+// replyToTag is the node part of direct reply-to names: this node's name
+// in a cluster (replies published through other nodes come back here),
+// RabbitMQ's usual text on a standalone node.
+func (b *Broker) replyToTag() string {
+	if b.cluster == nil {
+		return ""
+	}
+	return vhost.ReplyToTag(b.nodeName)
 }
