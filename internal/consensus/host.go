@@ -581,10 +581,13 @@ func (h *Host) DeliverWait(envs []Envelope, d time.Duration) bool {
 // Propose replicates cmd in group gid and returns the state machine's
 // result once the command is committed (on a majority of the members'
 // disks) and applied here. Proposals on a follower are forwarded to the
-// leader; without a reachable leader they fail when ctx ends with
-// ErrDropped, and then the outcome is unknown (the command may still be
-// committed later): callers retry with commands that are safe to apply
-// twice.
+// leader. Until ctx ends the host proposes the command again, under the
+// same id, whenever the leader changes and every two election timeouts,
+// and applies it once however many copies commit (retry.go). Without a
+// reachable leader it fails when ctx ends with ErrDropped, and then the
+// outcome is unknown (the command may still be committed later): callers
+// that retry make a new proposal, so they retry with commands that are
+// safe to apply twice.
 func (h *Host) Propose(ctx context.Context, gid uint64, cmd []byte) (any, error) {
 	id := h.nextID.Add(1)
 	data := make([]byte, 8+len(cmd))
@@ -651,7 +654,8 @@ func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
 // applied here, or ErrDropped when it is not within
 // Options.ProposalTimeout (the outcome is then unknown, as with Propose),
 // or the error that stopped the host. Commands proposed one after another
-// on the group's leader are applied in that order.
+// on the group's leader are applied in that order while it stays leader
+// (a retry after a leader change can land after later commands).
 func (h *Host) ProposeAsync(gid uint64, cmd []byte, done func(any, error)) {
 	id := h.nextID.Add(1)
 	data := make([]byte, 8+len(cmd))

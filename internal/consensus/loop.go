@@ -170,7 +170,9 @@ func (h *Host) tick(now time.Time) {
 			h.propose(p)
 		}
 	}
-	h.retryPending(nil, h.ticks%uint64(h.opts.ElectionTicks) == 0)
+	if h.ticks%uint64(h.opts.ElectionTicks) == 0 {
+		h.retryPending(nil, true) // also forgets answered proposals
+	}
 }
 
 func (h *Host) step(envs []Envelope) {
