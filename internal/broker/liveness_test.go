@@ -3,8 +3,10 @@ package broker_test
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
@@ -115,5 +117,58 @@ func TestDownNodesTransientQueuesAreDeleted(t *testing.T) {
 	}
 	if code, _ := quorumCritical(t, n1); code != 200 {
 		t.Fatalf("all three up again: node-is-quorum-critical %d", code)
+	}
+}
+
+// TestPauseMinorityClosesAndReopens: with cluster_partition_handling =
+// pause_minority, node 1 left alone (nodes 2 and 3 stopped) closes its
+// client connection with 320 saying it is in a minority and refuses new
+// connections; once node 2 is back, node 1 accepts clients again. The
+// management side of the node keeps answering meanwhile.
+func TestPauseMinorityClosesAndReopens(t *testing.T) {
+	c := newTestCluster(t)
+	c.conf += "cluster_node_down_grace_period = 500\ncluster_partition_handling = pause_minority\n"
+	startAll(t, c)
+	n1 := c.node(0)
+	url := c.url(0)
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	c.stop(1)
+	if paused, _ := n1.Paused(); paused {
+		t.Fatal("node 1 paused with 2 of 3 nodes up")
+	}
+	c.stop(2)
+	var e *amqp091.Error
+	select {
+	case e = <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("node 1 alone did not close its client connection")
+	}
+	if e == nil || e.Code != 320 || !strings.Contains(e.Reason, "minority") {
+		t.Fatalf("node 1 alone closed its client with %v, want 320 naming the minority", e)
+	}
+	if paused, why := n1.Paused(); !paused || !strings.Contains(why, "1 of 3") {
+		t.Fatalf("Paused() = %v, %q", paused, why)
+	}
+	if c, err := amqp091.Dial(url); err == nil {
+		c.Close()
+		t.Fatal("node 1 accepted a connection while paused")
+	}
+	if code, _ := quorumCritical(t, n1); code != 503 {
+		t.Fatalf("node 1 alone: node-is-quorum-critical %d, want 503", code)
+	}
+	c.start(1)
+	waitUntil(t, "node 1 to accept clients again", func() bool {
+		c, err := amqp091.Dial(url)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if paused, _ := n1.Paused(); paused {
+		t.Fatal("node 1 still paused with 2 of 3 nodes up")
 	}
 }
