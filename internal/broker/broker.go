@@ -307,6 +307,10 @@ func (b *Broker) apply(c metadata.Command) {
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
 			v.SetNode(b.nodeName)
+			if b.cluster != nil && b.cluster.fwd != nil {
+				v.SetForwarder(b.cluster.fwd)
+				v.SetPlacer(b.place)
+			}
 			v.SetStore(b.storage())
 			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v

@@ -9,15 +9,16 @@ package broker
 // users, vhosts, permissions, exchanges, bindings, policies and queues
 // declared on any node exist on all of them.
 //
-// Queues are not forwarded yet: a queue's definition records its home (the
-// node that declared it), and the other nodes refuse to publish to it,
-// consume from it, get from it or purge it, with an error naming the home.
-// Messages are never split between nodes.
+// A queue's definition records its home (the node that declared it); the
+// other nodes reach it through internal/forward over the inter-node link
+// (publish, consume, get, ack, purge, counts). Messages are never split
+// between nodes.
 
 import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -28,7 +29,9 @@ import (
 	"github.com/warrenmq/warren/internal/cluster"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/consensus"
+	"github.com/warrenmq/warren/internal/forward"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
 )
 
 // metaGroup is the consensus group holding the definitions.
@@ -53,6 +56,7 @@ type ClusterMember struct {
 }
 
 type clusterNode struct {
+	fwd     *forward.Forwarder
 	self    cluster.NodeName
 	id      uint64
 	members []ClusterMember
@@ -149,6 +153,7 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
 	}
+	b.startForwarding(cn)
 	var host atomic.Pointer[consensus.Host]
 	cn.rt = cluster.NewRaftTransport(cn.link, cluster.RaftConfig{
 		Deliver: func(envs []consensus.Envelope, large bool) bool {
@@ -425,4 +430,85 @@ func (b *Broker) rebuildRuntime() {
 	for _, p := range st.policies {
 		b.apply(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
 	}
+}
+
+// startForwarding lets clients of this node use queues of other nodes
+// (internal/forward) over the inter-node link.
+func (b *Broker) startForwarding(cn *clusterNode) {
+	cfg := forward.Config{
+		Transport: cn.link,
+		Node:      cn.nodeID,
+		Local: func(vh, name string) *queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueue(name)
+			}
+			return nil
+		},
+		LocalQueues: func(vh string) []*queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueues()
+			}
+			return nil
+		},
+		Logger: b.log,
+	}
+	if b.msgs != nil {
+		cfg.Durability = b.msgs
+	}
+	cn.fwd = forward.New(cfg)
+}
+
+// nodeID returns the id of the member named name.
+func (cn *clusterNode) nodeID(name string) (uint64, bool) {
+	for _, m := range cn.members {
+		if m.Name == name {
+			return m.ID, true
+		}
+	}
+	return 0, false
+}
+
+// place picks a running node for a new queue (queue-master-locator):
+// "min-masters" the one that is home to the fewest queues (ties: the
+// first in the configured order), "random" any; "" (this node) for a
+// locator it does not know.
+func (b *Broker) place(locator string) string {
+	cn := b.cluster
+	var running []string
+	for _, m := range cn.members {
+		if m.Self || cn.link.Connected(m.ID) {
+			running = append(running, m.Name)
+		}
+	}
+	if len(running) == 0 {
+		return ""
+	}
+	switch locator {
+	case "random":
+		return running[rand.IntN(len(running))]
+	case "min-masters":
+		count := map[string]int{}
+		b.meta.Read(func(s *metadata.State) {
+			for _, q := range s.Queues {
+				count[q.Node]++
+			}
+		})
+		best := running[0]
+		for _, n := range running[1:] {
+			if count[n] < count[best] {
+				best = n
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+// RemoteFigures returns the figures of the queues of vhost whose home is
+// node home (for the management API: a queue's numbers live on its home).
+func (b *Broker) RemoteFigures(home, vh string) (map[string]queue.Figures, error) {
+	if b.cluster == nil || b.cluster.fwd == nil {
+		return nil, errors.New("not clustered")
+	}
+	return b.cluster.fwd.Figures(home, vh)
 }

@@ -239,8 +239,7 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		}
 	}
 
-	// q1 lives on node 1: publishing through it works, node 2 refuses to
-	// publish to it or consume from it (nothing is split between nodes)
+	// q1 lives on node 1; node 2 reaches it through node 1 (forwarding)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
@@ -249,26 +248,37 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatalf("publish on q1's home: %v", err)
 	}
 	ch2 := channel(t, dial(t, c.url(1)))
-	closed := ch2.NotifyClose(make(chan *amqp091.Error, 1))
-	if err := ch2.Publish("orders", "order.new", false, false, amqp091.Publishing{Body: []byte("two")}); err != nil {
+	if err := ch2.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	e := waitClose(t, closed)
-	if e.Code != 404 || !strings.Contains(e.Reason, "lives on node n1@localhost") || !strings.Contains(e.Reason, "connect to n1@localhost") {
-		t.Fatalf("publishing to q1 through node 2: %d %s", e.Code, e.Reason)
+	confirm, err = ch2.PublishWithDeferredConfirmWithContext(context.Background(), "orders", "order.new", false, false, amqp091.Publishing{Body: []byte("two"), DeliveryMode: 2})
+	if err != nil || !confirm.Wait() {
+		t.Fatalf("publishing to q1 through node 2: %v (acked %v)", err, confirm != nil && confirm.Acked())
 	}
-	ch2 = channel(t, dial(t, c.url(1)))
-	_, err = ch2.Consume("q1", "", false, false, false, false, nil)
-	if e := amqpErr(t, err, 404, true); !strings.Contains(e.Reason, "lives on node n1@localhost") {
-		t.Fatalf("consuming q1 through node 2: %s", e.Reason)
+	if r, _, _ := n1.VHost("/").LookupQueue("q1").Counts(); r != 2 {
+		t.Fatalf("q1 on its home holds %d messages after a publish through each node, want 2", r)
 	}
-	ch2 = channel(t, dial(t, c.url(1)))
-	_, _, err = ch2.Get("q1", true)
-	amqpErr(t, err, 404, true)
-	// if-empty and if-unused cannot be checked away from the home
-	ch2 = channel(t, dial(t, c.url(1)))
+	// if-empty is checked at the home
 	_, err = ch2.QueueDelete("q1", false, true, false)
-	amqpErr(t, err, 404, true)
+	if e := amqpErr(t, err, 406, true); !strings.Contains(e.Reason, "not empty") {
+		t.Fatalf("queue.delete if-empty through node 2: %s", e.Reason)
+	}
+	ch2 = channel(t, dial(t, c.url(1)))
+	q, err := ch2.QueueDeclarePassive("q1", true, false, false, false, nil)
+	if err != nil || q.Messages != 2 {
+		t.Fatalf("passive declare of q1 through node 2: %v, %d messages, want 2", err, q.Messages)
+	}
+	msg, ok, err := ch2.Get("q1", false)
+	if err != nil || !ok || string(msg.Body) != "one" || msg.MessageCount != 1 {
+		t.Fatalf("get q1 through node 2: %v %v %q (message count %d)", err, ok, msg.Body, msg.MessageCount)
+	}
+	if err := msg.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	msg, ok, err = ch2.Get("q1", true)
+	if err != nil || !ok || string(msg.Body) != "one" || !msg.Redelivered {
+		t.Fatalf("get q1 through node 2 after a requeue: %v %v %q redelivered=%v", err, ok, msg.Body, msg.Redelivered)
+	}
 	// node 2's management API shows q1 on its home
 	api2 := mgmt.New(c.node(1), "the-same-cookie", nil)
 	defer api2.Close()
@@ -286,16 +296,16 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	if _, err := ch2.QueueDeclare("q1", true, false, false, false, nil); err != nil {
 		t.Fatalf("redeclaring q1 through node 2: %v", err)
 	}
-	msg, ok, err := ch.Get("q1", true)
-	if err != nil || !ok || string(msg.Body) != "one" {
+	msg, ok, err = ch.Get("q1", true)
+	if err != nil || !ok || string(msg.Body) != "two" {
 		t.Fatalf("get q1 on its home: %v %v %q", err, ok, msg.Body)
 	}
 	if m, ok, _ := ch.Get("q1", true); ok {
-		t.Fatalf("q1 holds a second message %q: the refused publish went somewhere", m.Body)
+		t.Fatalf("q1 holds a third message %q", m.Body)
 	}
 
-	// a message dead-lettered on node 1 to a queue of node 2 is dropped
-	// (logged), never left in node 1's copy of that queue
+	// a message dead-lettered on node 1 to a queue of node 2 goes there,
+	// never into node 1's copy of that queue
 	ch2 = channel(t, dial(t, c.url(1)))
 	if _, err := ch2.QueueDeclare("dl-target", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -331,6 +341,10 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "dl-src to be empty", func() bool { r, u, _ := n1.VHost("/").LookupQueue("dl-src").Counts(); return r+u == 0 })
+	waitUntil(t, "the dead-lettered message on node 2", func() bool {
+		r, _, _ := c.node(1).VHost("/").LookupQueue("dl-target").Counts()
+		return r == 1
+	})
 	if r, u, _ := n1.VHost("/").LookupQueue("dl-target").Counts(); r+u != 0 {
 		t.Fatalf("node 1's copy of node 2's queue holds %d messages", r+u)
 	}

@@ -28,7 +28,7 @@ type VHost interface {
 	// QueueFor returns a queue for basic.consume / basic.get after checking read
 	// permission and exclusivity.
 	// Errors name method m (basic.consume or basic.get).
-	QueueFor(m amqp.Method, name string, owner uint64) (*queue.Queue, error)
+	QueueFor(m amqp.Method, name string, owner uint64) (queue.Handle, error)
 	// Publish routes msg from exchange with routing key and enqueues it:
 	// how many queues took it, whether any refused it (reject-publish), and
 	// the store position a confirm must wait for.

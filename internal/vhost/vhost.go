@@ -90,7 +90,9 @@ type VHost struct {
 	// purging are refused (forwarding between nodes is not built yet),
 	// so its messages are never split between nodes.
 	node   string
-	remote sync.Map // *queue.Queue → its home node's name
+	remote sync.Map  // *queue.Queue → its home node's name
+	fwd    Forwarder // reaches other nodes' queues (nil: refused)
+	placer Placer    // picks new queues' homes (nil: this node)
 }
 
 // SetNode makes the vhost part of clustered node name: queues it declares
