@@ -360,8 +360,7 @@ func (b *Broker) ClusterLeader() string {
 // replaced whole by a snapshot (a node far behind, or restarting from its
 // own snapshot): vhosts, exchanges, queues, bindings and policies the
 // state has are created; vhosts, exchanges and queues it lacks are
-// deleted. A binding the runtime has and the state lacks stays until the
-// next change to it (not reconciled yet).
+// deleted, as are bindings it lacks.
 func (b *Broker) rebuildRuntime() {
 	var st struct {
 		vhosts    []string
@@ -424,8 +423,23 @@ func (b *Broker) rebuildRuntime() {
 			}
 		}
 	}
+	bset := map[string]bool{}
 	for _, bd := range st.bindings {
+		bset[metadata.BindingKey(bd)] = true
 		b.apply(metadata.Command{Op: metadata.OpBind, Binding: &bd})
+	}
+	// a binding the runtime routes by and the state lacks was removed in
+	// the entries the snapshot stands for: it must not route any more
+	for _, n := range st.vhosts {
+		v := b.VHost(n)
+		if v == nil {
+			continue
+		}
+		for _, bd := range v.Bindings() {
+			if !bset[metadata.BindingKey(bd)] {
+				v.Apply(metadata.Command{Op: metadata.OpUnbind, Binding: &bd})
+			}
+		}
 	}
 	for _, p := range st.policies {
 		b.apply(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})

@@ -265,9 +265,11 @@ func (s *session) publish(vh string, queues []string, m *queue.Message) *queue.P
 	s.mu.Lock()
 	for !s.dead && s.inflight > 0 && s.inflight+size > s.f.cfg.Window {
 		room := s.room
+		s.waiting++
 		s.mu.Unlock()
 		<-room
 		s.mu.Lock()
+		s.waiting--
 	}
 	if s.dead {
 		s.mu.Unlock()
@@ -294,8 +296,10 @@ func (s *session) answered(seq uint64, o queue.Outcome) {
 	if p != nil {
 		delete(s.pubs, seq)
 		s.inflight -= p.size
-		close(s.room)
-		s.room = make(chan struct{})
+		if s.waiting > 0 {
+			close(s.room)
+			s.room = make(chan struct{})
+		}
 	}
 	s.mu.Unlock()
 	if p != nil {

@@ -247,7 +247,8 @@ type session struct {
 	// client role
 	pubs      map[uint64]*pub
 	inflight  int
-	room      chan struct{} // closed when inflight shrinks or the session ends
+	waiting   int           // publishers waiting for room
+	room      chan struct{} // closed when inflight shrinks (and someone waits) or the session ends
 	calls     map[uint64]chan reply
 	consumers map[uint64]*remoteConsumer
 	handles   map[[2]string]*remoteQueue

@@ -269,3 +269,65 @@ func TestFigures(t *testing.T) {
 		t.Fatalf("figures: %+v", figs)
 	}
 }
+
+// muted drops a home's answers to publishes.
+type muted struct {
+	*cluster.Link
+}
+
+func (m muted) Post(to uint64, k cluster.Kind, p []byte) error {
+	if len(p) > 0 && p[0] == forward.OpPublished {
+		return nil
+	}
+	return m.Link.Post(to, k, p)
+}
+
+// A publisher waits once a window of unanswered bytes is out to a home
+// (credit flow), and is released with "lost" when the connection ends.
+func TestWindowHoldsPublishersBack(t *testing.T) {
+	p := &pair{home: map[string]*queue.Queue{}}
+	cfg := func(name string, id uint64) cluster.Config {
+		return cluster.Config{Name: cluster.MustParseNodeName(name), ID: id, Cookie: []byte("c"), Listen: "127.0.0.1:0",
+			MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Keepalive: 50 * time.Millisecond, DeadAfter: 5 * time.Second}
+	}
+	var err error
+	if p.l1, err = cluster.Listen(cfg("n1@localhost", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if p.l2, err = cluster.Listen(cfg("n2@localhost", 2)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.l1.Close(); p.l2.Close() })
+	node := func(n string) (uint64, bool) { id, ok := names()[n]; return id, ok }
+	q := p.queue("q", nil)
+	p.f1 = forward.New(forward.Config{Transport: muted{p.l1}, Node: node, Local: func(vh, name string) *queue.Queue { return q }})
+	p.f2 = forward.New(forward.Config{Transport: p.l2, Node: node, Window: 4096, Local: func(string, string) *queue.Queue { return nil }})
+	p.connect(t)
+
+	body := make([]byte, 1000)
+	var pend []*queue.Pending
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10 {
+			pend = append(pend, p.f2.Publish("n1@localhost", "/", []string{"q"}, &queue.Message{Body: body}))
+		}
+	}()
+	waitFor(t, "the window to fill", func() bool { r, _, _ := q.Counts(); return r == 3 }) // 3 × (1000 + 64 bytes of overhead) ≤ 4096
+	select {
+	case <-done:
+		t.Fatal("10 KB went out to a home that answered none of it, through a 4 KiB window")
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.l2.RemovePeer(1)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher stayed blocked after the connection ended")
+	}
+	for i, pd := range pend {
+		if o := outcome(pd); o != queue.Lost {
+			t.Fatalf("publish %d: %v, want lost", i, o)
+		}
+	}
+}

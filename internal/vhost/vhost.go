@@ -325,6 +325,26 @@ func (v *VHost) Queues() []*queue.Queue {
 	return out
 }
 
+// Bindings lists the bindings the vhost routes by (runtime objects), as
+// definitions.
+func (v *VHost) Bindings() []metadata.Binding {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []metadata.Binding
+	for name, x := range v.exchanges {
+		x.rmu.RLock()
+		for _, b := range x.Router.Bindings() {
+			t := "queue"
+			if b.DestIsExchange {
+				t = "exchange"
+			}
+			out = append(out, metadata.Binding{VHost: v.name, Source: name, Destination: b.Destination, DestinationType: t, RoutingKey: b.Key, Arguments: b.Args})
+		}
+		x.rmu.RUnlock()
+	}
+	return out
+}
+
 // LookupQueue returns the named queue or nil.
 func (v *VHost) LookupQueue(name string) *queue.Queue {
 	v.mu.RLock()
