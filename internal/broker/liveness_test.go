@@ -97,10 +97,10 @@ func TestDownNodesTransientQueuesAreDeleted(t *testing.T) {
 		}
 		return true
 	})
+	waitUntil(t, "nodes 1 and 2 to see node 3 down", func() bool {
+		return c.node(0).NodeDown("n3@localhost") && c.node(1).NodeDown("n3@localhost")
+	})
 	for _, i := range []int{0, 1} {
-		if !c.node(i).NodeDown("n3@localhost") {
-			t.Fatalf("node %d does not see node 3 down", i+1)
-		}
 		if !defined(c.node(i), "/", "durable3") {
 			t.Fatalf("node %d lost node 3's durable queue", i+1)
 		}
