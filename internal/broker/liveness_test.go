@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -25,6 +26,17 @@ func startAll(t *testing.T, c *testCluster) {
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
+	}
+	// the default user's permissions are definitions too: each node
+	// serves guest once it applied them
+	for i := range 3 {
+		waitUntil(t, fmt.Sprintf("node %d to let guest in", i+1), func() bool {
+			conn, err := amqp091.Dial(c.url(i))
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		})
 	}
 }
 
