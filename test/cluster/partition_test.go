@@ -64,6 +64,48 @@ func queues(t *testing.T, l *clusterlab.Lab, i int) []string {
 	return out
 }
 
+// definitions is node i's /api/definitions as sorted lists of objects
+// per kind (queues, exchanges, bindings, users, ...), comparable across
+// nodes whatever order each lists them in.
+func definitions(t *testing.T, l *clusterlab.Lab, i int) map[string][]string {
+	t.Helper()
+	code, b := api(l, i, "/api/definitions")
+	if code != 200 {
+		return nil
+	}
+	var defs map[string]json.RawMessage
+	if err := json.Unmarshal(b, &defs); err != nil {
+		t.Fatalf("/api/definitions on %s: %v", l.Nodes[i].Name, err)
+	}
+	out := map[string][]string{}
+	for kind, raw := range defs {
+		var objs []json.RawMessage
+		if json.Unmarshal(raw, &objs) != nil {
+			continue // a scalar (rabbit_version, ...)
+		}
+		for _, o := range objs {
+			var v any
+			_ = json.Unmarshal(o, &v)
+			norm, _ := json.Marshal(v) // maps marshal with sorted keys
+			out[kind] = append(out[kind], string(norm))
+		}
+		slices.Sort(out[kind])
+	}
+	return out
+}
+
+func sameDefinitions(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
 // running counts the nodes node i sees running (/api/nodes).
 func running(l *clusterlab.Lab, i int) int {
 	code, b := api(l, i, "/api/nodes")
@@ -110,8 +152,8 @@ func declareUntil(t *testing.T, l *clusterlab.Lab, i int, name string) {
 //     each is now quorum-critical; healed, n3 serves again with the
 //     majority's definitions.
 //   - n2 cut off (ignore): it keeps its clients but refuses a declare with
-//     541 "no quorum"; the majority goes on; healed, the three nodes list
-//     the same queues, and the refused declare is nowhere.
+//     541 "no quorum"; the majority goes on; healed, the three nodes have
+//     the same definitions, and the refused declare is nowhere.
 //   - n3 SIGKILLed: after the grace its transient queue is deleted from
 //     the definitions; its durable queue stays.
 func TestPartitionedNodes(t *testing.T) {
@@ -189,11 +231,11 @@ func TestPartitionedNodes(t *testing.T) {
 	declareUntil(t, l, 0, "majority-2")
 	declareUntil(t, l, 2, "majority-3")
 	l.Heal(1)
-	var want []string
-	waitFor(t, "the three nodes to list the same queues", func() bool {
-		want = queues(t, l, 0)
-		return len(want) > 0 && slices.Equal(queues(t, l, 1), want) && slices.Equal(queues(t, l, 2), want)
+	waitFor(t, "the three nodes to have the same definitions", func() bool {
+		d := definitions(t, l, 0)
+		return len(d["queues"]) > 0 && sameDefinitions(definitions(t, l, 1), d) && sameDefinitions(definitions(t, l, 2), d)
 	})
+	want := queues(t, l, 0)
 	for _, q := range []string{"majority-1", "majority-2", "majority-3"} {
 		if !slices.Contains(want, q) {
 			t.Fatalf("after healing the nodes list %v: %s missing", want, q)
