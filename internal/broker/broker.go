@@ -49,6 +49,7 @@ type Broker struct {
 
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
+	live     liveness     // the other nodes, seen from here (liveness.go)
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -481,9 +482,13 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 	return m, nil
 }
 
-// Start opens the AMQP listeners and serves connections.
+// Start opens the AMQP listeners and serves connections (a node paused
+// in a minority opens them when a majority is reachable again).
 func (b *Broker) Start() error {
 	b.alarmOnce.Do(func() { b.goTracked(func() { b.alarmLoop(b.stopAlarms) }) })
+	if paused, _ := b.Paused(); paused {
+		return nil
+	}
 	b.mu.RLock()
 	addrs := b.bound
 	b.mu.RUnlock()
@@ -572,6 +577,7 @@ func (b *Broker) accept(ln net.Listener) {
 			Product:        "Warren",
 			Version:        Version,
 			ClusterName:    b.cfg.ClusterName,
+			ReplyToTag:     b.replyToTag(),
 			Logger:         b.log,
 		})
 		b.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -641,3 +642,56 @@ func TestClusterRefusesWrongSetup(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A node that ran alone and is then started as a cluster member from
+// configuration keeps its durable queues and their persistent messages:
+// they join the cluster's definitions at home on that node, reachable
+// through the others (nothing is deleted to make it start).
+func TestClusterAdoptsAStandaloneNodesQueues(t *testing.T) {
+	c := newTestCluster(t)
+	cfg := config.Default()
+	cfg.AMQPListeners = []string{"127.0.0.1:0"}
+	cfg.DataDir = c.dirs[0]
+	alone, err := broker.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := channel(t, dial(t, fmt.Sprintf("amqp://guest:guest@%s/", alone.Addrs()[0])))
+	if _, err := ch.QueueDeclare("kept-from-before", true, false, false, false, amqp091.Table{"x-max-length": int64(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "kept-from-before", false, false, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: 2})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := alone.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	startCluster(t, c)
+	if h := homeOf(c.node(1), "kept-from-before"); h != "n1@localhost" {
+		t.Fatalf("the standalone queue's home in the cluster: %q, want n1@localhost", h)
+	}
+	ch2 := channel(t, dial(t, c.url(1)))
+	q, err := ch2.QueueDeclarePassive("kept-from-before", true, false, false, false, amqp091.Table{"x-max-length": int64(1000)})
+	if err != nil || q.Messages != 20 {
+		t.Fatalf("through node 2: %v, %d messages, want the 20 confirmed before clustering", err, q.Messages)
+	}
+	// the adoption happens once: the standalone definitions are kept aside
+	if _, err := os.Stat(filepath.Join(c.dirs[0], "meta")); !os.IsNotExist(err) {
+		t.Fatalf("node 1's standalone definitions are still in place after the adoption: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.dirs[0], "meta-adopted-by-the-cluster-*")); len(m) != 1 {
+		t.Fatalf("standalone definitions kept aside: %v", m)
+	}
+}

@@ -391,3 +391,44 @@ func homeOf(b *broker.Broker, name string) string {
 	b.Metadata().Read(func(s *metadata.State) { h = s.Queues[[2]string{"/", name}].Node })
 	return h
 }
+
+// Direct reply-to across nodes (RPC behind a round-robin balancer): the
+// requester on node 1, the request queue on node 2, the responder on node
+// 3; the reply published through node 3 reaches the requester on node 1.
+func TestClusterDirectReplyToAcrossNodes(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch2 := channel(t, dial(t, c.url(1)))
+	if _, err := ch2.QueueDeclare("rpc", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b := c.node(i)
+		waitUntil(t, fmt.Sprintf("node %d to see rpc", i+1), func() bool { return hasQueue(b, "/", "rpc") })
+	}
+	server := channel(t, dial(t, c.url(2)))
+	reqs, err := server.Consume("rpc", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for d := range reqs {
+			server.PublishWithContext(context.Background(), "", d.ReplyTo, false, false, amqp091.Publishing{Body: append([]byte("re: "), d.Body...), CorrelationId: d.CorrelationId})
+		}
+	}()
+	client := channel(t, dial(t, c.url(0)))
+	replies, err := client.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		id := strconv.Itoa(i)
+		if err := client.PublishWithContext(context.Background(), "", "rpc", false, false, amqp091.Publishing{Body: []byte("q" + id), CorrelationId: id, ReplyTo: "amq.rabbitmq.reply-to"}); err != nil {
+			t.Fatal(err)
+		}
+		r := recv(t, replies)
+		if string(r.Body) != "re: q"+id || r.CorrelationId != id {
+			t.Fatalf("reply %d: %q (correlation %q)", i, r.Body, r.CorrelationId)
+		}
+	}
+}

@@ -79,6 +79,8 @@ type Node struct {
 	Name string // warren@n1
 	IP   string
 	Dir  string
+	// Extra is appended to this node's warren.conf (after Lab.Extra).
+	Extra string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -141,7 +143,7 @@ func (l *Lab) Start(i int) {
 	l.t.Helper()
 	nd := l.Nodes[i]
 	conf := filepath.Join(nd.Dir, "warren.conf")
-	if err := os.WriteFile(conf, []byte(l.conf()), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(l.conf()+nd.Extra), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 	logf, err := os.OpenFile(filepath.Join(nd.Dir, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

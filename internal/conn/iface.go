@@ -74,7 +74,11 @@ type Config struct {
 	Product        string
 	Version        string
 	ClusterName    string
-	Logger         *slog.Logger
+	// ReplyToTag is the node's part of direct reply-to names (no dots):
+	// in a cluster it names the node, so that a reply published through
+	// another node finds its way back (vhost.ReplyToNode).
+	ReplyToTag string
+	Logger     *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -92,6 +96,9 @@ func (c *Config) fill() {
 	}
 	if c.Version == "" {
 		c.Version = "0.1.0"
+	}
+	if c.ReplyToTag == "" {
+		c.ReplyToTag = "g1h2AA5yZXBseUAx"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -260,6 +261,17 @@ func (rc *remoteConsumer) lost() {
 // publish sends m to queues of vh at the peer, waiting while the window
 // of unanswered bytes to it is full.
 func (s *session) publish(vh string, queues []string, m *queue.Message) *queue.Pending {
+	b := frame(opPublish, 0).str(vh).u16(uint16(len(queues)))
+	for _, q := range queues {
+		b = b.str(q)
+	}
+	return s.send(b, m)
+}
+
+// send sends a publish frame (its head in b, the message appended here)
+// under the next sequence number, waiting while the window of unanswered
+// bytes to the peer is full.
+func (s *session) send(b enc, m *queue.Message) *queue.Pending {
 	size := len(m.Body) + len(m.Props) + 64
 	p := &pub{p: &queue.Pending{}, size: size}
 	s.mu.Lock()
@@ -279,10 +291,7 @@ func (s *session) publish(vh string, queues []string, m *queue.Message) *queue.P
 	s.pubs[seq] = p
 	s.inflight += size
 	s.mu.Unlock()
-	b := frame(opPublish, seq).str(vh).u16(uint16(len(queues)))
-	for _, q := range queues {
-		b = b.str(q)
-	}
+	binary.BigEndian.PutUint64(b[1:9], seq)
 	if err := s.post(b.msg(m)); err != nil {
 		s.answered(seq, queue.Lost)
 	}

@@ -59,6 +59,10 @@ type Config struct {
 	// LocalQueues lists the queues of vhost this node is home to (for
 	// the management API of other nodes).
 	LocalQueues func(vhost string) []*queue.Queue
+	// ReplyTo delivers a reply to a direct reply-to name this node handed
+	// out (false: no such consumer); it may wait while its client does
+	// not read, so it runs off the link's reader.
+	ReplyTo func(vhost, key string, m *queue.Message) bool
 	// Durability is the local message store (nil: nothing persisted).
 	Durability Durability
 	// Window bounds the bytes of messages sent to one node and not yet
@@ -170,6 +174,15 @@ func (f *Forwarder) Publish(home, vh string, queues []string, m *queue.Message) 
 	return s.publish(vh, queues, m)
 }
 
+// PublishReplyTo implements vhost.Forwarder.
+func (f *Forwarder) PublishReplyTo(home, vh, key string, m *queue.Message) *queue.Pending {
+	s, err := f.home(home)
+	if err != nil {
+		return queue.Resolved(queue.Lost)
+	}
+	return s.send(frame(opReplyTo, 0).str(vh).str(key), m)
+}
+
 // Purge implements vhost.Forwarder.
 func (f *Forwarder) Purge(home, vh, name string) (int, error) {
 	s, err := f.home(home)
@@ -227,7 +240,7 @@ func (f *Forwarder) handle(peer uint64, p []byte) {
 		return
 	}
 	switch op {
-	case opPublish, opConsume, opCancel, opCredit, opAck, opDiscard, opRequeue, opGet, opPurge, opCounts, opFigures:
+	case opPublish, opConsume, opCancel, opCredit, opAck, opDiscard, opRequeue, opGet, opPurge, opCounts, opFigures, opReplyTo:
 		s.serve(op, id, d)
 	case opPublished, opConsumeOk, opConsumeErr, opDeliver, opCancelled, opReply, opFiguresReply:
 		s.answer(op, id, d)

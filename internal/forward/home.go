@@ -129,6 +129,25 @@ func (s *session) serve(op byte, id uint64, d *dec) {
 		}
 		answer(out)
 
+	case opReplyTo:
+		vh, key := d.str(), d.str()
+		m := d.msg()
+		if d.err != nil {
+			return
+		}
+		answer := func() { _ = s.post(frame(opPublished, id).u8(byte(queue.Stored))) }
+		fn := s.f.cfg.ReplyTo
+		if fn == nil {
+			answer()
+			return
+		}
+		// delivering may wait for the requester to read: off the reader;
+		// the publishing node's window bounds how many wait here
+		go func() {
+			fn(vh, key, m) // a reply to a gone consumer is dropped, as locally
+			answer()
+		}()
+
 	case opConsume:
 		vh, name, tag := d.str(), d.str(), d.str()
 		fl := d.u8()

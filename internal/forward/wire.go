@@ -32,6 +32,7 @@ const (
 	// added later: to a home, then from it
 	opFigures      // call, vhost
 	opFiguresReply // call, n, n × (name, figures)
+	opReplyTo      // seq, vhost, reply name, message (answered by opPublished)
 )
 
 // reply codes

@@ -19,6 +19,9 @@ type Forwarder interface {
 	// Publish sends msg to the named queues of vhost at node home; the
 	// Pending resolves with their answer.
 	Publish(home, vhost string, queues []string, msg *queue.Message) *queue.Pending
+	// PublishReplyTo sends a reply to direct reply-to name key, handed
+	// out by node home.
+	PublishReplyTo(home, vhost, key string, msg *queue.Message) *queue.Pending
 	// Purge empties a queue at home and returns how many it dropped.
 	Purge(home, vhost, name string) (int, error)
 	// Counts returns a queue's ready, unacked and consumer counts.

@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"encoding/base64"
 	"errors"
 	"reflect"
 	"strconv"
@@ -642,7 +643,14 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 	qs := s.qbuf[:0]
 	if exName == "" && strings.HasPrefix(key, ReplyToPrefix) {
 		v.mu.RUnlock()
-		if fn, ok := v.replyTo.Load(key); ok && fn.(func(*queue.Message) bool)(msg) {
+		if home := ReplyToNode(key); v.node != "" && home != "" && home != v.node {
+			// the requester is a client of another node
+			if v.fwd == nil || !v.fwd.Up(home) {
+				return queue.Routed{Unreachable: 1}, nil
+			}
+			return queue.Routed{Queues: 1, Remote: []*queue.Pending{v.fwd.PublishReplyTo(home, v.name, key, msg)}}, nil
+		}
+		if v.DeliverReplyTo(key, msg) {
 			return queue.Routed{Queues: 1}, nil
 		}
 		return queue.Routed{}, nil
@@ -861,6 +869,33 @@ const (
 	ReplyTo       = "amq.rabbitmq.reply-to"
 	ReplyToPrefix = ReplyTo + "."
 )
+
+// ReplyToTag is the node part of the direct reply-to names a clustered
+// node hands out: its name, base64url-encoded (names have no dots then).
+func ReplyToTag(node string) string { return "w" + base64.RawURLEncoding.EncodeToString([]byte(node)) }
+
+// ReplyToNode returns the node a direct reply-to name was handed out by
+// ("" when it does not name one: a standalone node's names).
+func ReplyToNode(key string) string {
+	rest := strings.TrimPrefix(key, ReplyToPrefix)
+	tag, _, _ := strings.Cut(rest, ".")
+	if !strings.HasPrefix(tag, "w") {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tag[1:])
+	if err != nil || !strings.Contains(string(b), "@") {
+		return ""
+	}
+	return string(b)
+}
+
+// DeliverReplyTo hands msg to the channel that registered reply name key
+// on this node (false: none, or it is gone). It may wait while that
+// client does not read.
+func (v *VHost) DeliverReplyTo(key string, msg *queue.Message) bool {
+	fn, ok := v.replyTo.Load(key)
+	return ok && fn.(func(*queue.Message) bool)(msg)
+}
 
 // RegisterReplyTo implements direct reply-to registration.
 func (s *Session) RegisterReplyTo(name string, deliver func(*queue.Message) bool) {
