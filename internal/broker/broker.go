@@ -49,6 +49,7 @@ type Broker struct {
 
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
+	ms       membership   // join_cluster, reset, forget_cluster_node (membership.go)
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -106,6 +107,13 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 		b.closeStores()
 		return nil, err
 	}
+	if b.cluster == nil && b.cfg.DataDir != "" {
+		if err := b.restoreAfterReset(); err != nil {
+			b.closeStores()
+			return nil, err
+		}
+		b.openJoinPort()
+	}
 	return b, nil
 }
 
@@ -113,7 +121,7 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 // directory and rebuilds definitions and durable queues' messages.
 func (b *Broker) recover() error {
 	var recovered []metadata.Command
-	if b.cfg.Clustered() {
+	if b.cfg.Clustered() || clusteredByJoin(b.cfg.DataDir) {
 		return b.recoverClustered()
 	}
 	if b.cfg.DataDir == "" {
@@ -231,6 +239,9 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 func (b *Broker) closeStores() {
 	if b.cluster != nil {
 		b.cluster.close()
+	}
+	if b.ms.join != nil {
+		_ = b.ms.join.Close()
 	}
 	if b.pager != nil {
 		_ = b.pager.Close()
@@ -682,6 +693,13 @@ func (b *Broker) StopApp() {
 
 // StartApp reopens the AMQP listeners after StopApp.
 func (b *Broker) StartApp() error {
+	if b.ms.restart.Load() {
+		// a membership change: the broker restarts from its data directory
+		if !b.restartNow() {
+			return ErrRestartRequired
+		}
+		return nil
+	}
 	b.mu.Lock()
 	stopped := b.appStopped
 	b.appStopped = false

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,7 @@ type clusterNode struct {
 	host    *consensus.Host
 	rlog    *metadata.ReplicatedLog
 	closed  atomic.Bool
+	mu      sync.Mutex // members (changed by membership.go)
 }
 
 // FounderID is the Raft id of a node listed in
@@ -77,7 +79,15 @@ func FounderID(name string) uint64 {
 }
 
 // clusterMembers checks the configured nodes and gives each its id.
-func clusterMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, error) {
+func clusterMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, bool, error) {
+	self, out, err := configMembers(cfg)
+	if err != nil && !cfg.Clustered() {
+		err = nil // a node clustered by join_cluster (membership.go)
+	}
+	return self, out, false, err
+}
+
+func configMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, error) {
 	self, err := cluster.ParseNodeName(cfg.NodeName)
 	if err != nil {
 		return self, nil, fmt.Errorf("node name %q: %w (set --nodename or WARREN_NODENAME to warren@HOST)", cfg.NodeName, err)
@@ -120,9 +130,14 @@ func (b *Broker) recoverClustered() error {
 	if b.cfg.Cookie == "" {
 		return errors.New("a clustered node needs the node cookie (the cookie file under the data directory)")
 	}
-	self, members, err := clusterMembers(b.cfg)
+	self, members, joined, err := clusterMembers(b.cfg)
 	if err != nil {
 		return err
+	}
+	if s, ms, ok, err := b.membersForStart(); err != nil { // membership.go
+		return err
+	} else if ok {
+		self, members, joined = s, ms, b.joinedGroup()
 	}
 	cn := &clusterNode{self: self, members: members}
 	var listen string
@@ -145,7 +160,8 @@ func (b *Broker) recoverClustered() error {
 		return err
 	}
 
-	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log})
+	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log,
+		OnRequest: func(from cluster.NodeName, req []byte) ([]byte, error) { return b.onRequest(from, req, 0) }})
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
 	}
@@ -183,6 +199,9 @@ func (b *Broker) recoverClustered() error {
 	}
 	host.Store(h)
 	cn.host = h
+	if joined {
+		ids = nil // its replica starts empty and learns from the leader
+	}
 	cn.rlog = metadata.NewReplicatedLog(h, metaGroup, ids)
 	cn.rlog.Timeout = DefaultQuorumTimeout
 	cn.rlog.Reachable = cn.reachable
@@ -190,6 +209,8 @@ func (b *Broker) recoverClustered() error {
 	b.meta.Observe(b.recordDrops)
 	b.meta.Observe(b.apply)
 	b.meta.OnRestore(b.rebuildRuntime)
+	b.meta.Observe(b.memberChanged)
+	b.meta.OnRestore(b.syncMembers)
 	if err := cn.rlog.Start(); err != nil {
 		return fmt.Errorf("starting the definitions' consensus group: %w", err)
 	}
@@ -202,6 +223,9 @@ func (b *Broker) recoverClustered() error {
 		}
 	}
 	if err := b.waitForMajority(); err != nil {
+		return err
+	}
+	if err := b.seedFromStandalone(); err != nil { // membership.go
 		return err
 	}
 	// this node's transient and exclusive queues died with its previous
@@ -281,12 +305,13 @@ func (b *Broker) waitForMajority() error {
 // reachable counts the configured nodes this node is connected to,
 // itself included.
 func (cn *clusterNode) reachable() (up, of int) {
-	for _, m := range cn.members {
+	ms := cn.list()
+	for _, m := range ms {
 		if m.Self || cn.link.Connected(m.ID) {
 			up++
 		}
 	}
-	return up, len(cn.members)
+	return up, len(ms)
 }
 
 func (cn *clusterNode) close() {
@@ -312,8 +337,9 @@ func (b *Broker) ClusterStatus() []ClusterMember {
 	if cn == nil {
 		return nil
 	}
-	out := make([]ClusterMember, len(cn.members))
-	for i, m := range cn.members {
+	ms := cn.list()
+	out := make([]ClusterMember, len(ms))
+	for i, m := range ms {
 		m.Running = m.Self || cn.link.Connected(m.ID)
 		out[i] = m
 	}
@@ -339,7 +365,7 @@ func (b *Broker) ClusterLeader() string {
 		return ""
 	}
 	lead := cn.host.Leader(metaGroup)
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.ID == lead {
 			return m.Name
 		}

@@ -44,7 +44,19 @@ const (
 	// OpBarrier changes nothing: a clustered node commits one at start so
 	// that every command committed before it is applied here too.
 	OpBarrier Op = "barrier"
+	// OpPutMember and OpRemoveMember change the cluster's member table
+	// (name, Raft id, inter-node address; ADR 0008). The Raft membership
+	// of the definitions' group changes by conf changes next to them.
+	OpPutMember    Op = "put_member"
+	OpRemoveMember Op = "remove_member"
 )
+
+// Member is one node of the cluster's member table (ADR 0008).
+type Member struct {
+	Name string `json:"name"` // warren@host
+	ID   uint64 `json:"id"`   // its Raft id in the definitions' group
+	Addr string `json:"addr"` // its inter-node address, host:port
+}
 
 // User is a RabbitMQ-style user definition.
 type User struct {
@@ -126,6 +138,7 @@ type Command struct {
 	Queue      *Queue      `json:"queue,omitempty"`
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
+	Member     *Member     `json:"member,omitempty"`
 
 	// Conditional makes a queue declare fail with ErrInequivalent (or
 	// ErrLocked) when the queue already exists with other properties, and
@@ -163,6 +176,10 @@ type State struct {
 	Queues      map[[2]string]Queue
 	Bindings    map[string]Binding // key: bindingKey
 	Policies    map[[2]string]Policy
+	// Members is the cluster's member table by node name; empty for a
+	// standalone node and for a cluster formed from classic_config that
+	// never changed its membership (its table is the configuration's).
+	Members map[string]Member
 }
 
 // NewState returns empty definitions.
@@ -175,6 +192,7 @@ func NewState() *State {
 		Queues:      map[[2]string]Queue{},
 		Bindings:    map[string]Binding{},
 		Policies:    map[[2]string]Policy{},
+		Members:     map[string]Member{},
 	}
 }
 
@@ -354,6 +372,21 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+	case OpPutMember:
+		if c.Member == nil || c.Member.Name == "" || c.Member.ID == 0 {
+			return fmt.Errorf("put_member needs a name and a non-zero id: %w", ErrInvalid)
+		}
+		for _, m := range s.Members {
+			if m.ID == c.Member.ID && m.Name != c.Member.Name {
+				return fmt.Errorf("node id %d is taken by %s: %w", m.ID, m.Name, ErrExists)
+			}
+		}
+		s.Members[c.Member.Name] = *c.Member
+	case OpRemoveMember:
+		if _, ok := s.Members[c.Name]; !ok {
+			return fmt.Errorf("node %s is not a member: %w", c.Name, ErrNotFound)
+		}
+		delete(s.Members, c.Name)
 	case OpBarrier:
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
@@ -515,6 +548,7 @@ type binState struct {
 	Queues      []Queue
 	Bindings    []Binding
 	Policies    []Policy
+	Members     []Member
 }
 
 // snapshot encodes every definition, transient ones included (Export
@@ -523,7 +557,7 @@ func (s *Store) snapshot() ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ss := sortedState(s.state)
-	bs := binState{VHosts: ss.VHosts, Users: ss.Users, Permissions: ss.Permissions, Exchanges: ss.Exchanges, Bindings: ss.Bindings, Policies: ss.Policies}
+	bs := binState{VHosts: ss.VHosts, Users: ss.Users, Permissions: ss.Permissions, Exchanges: ss.Exchanges, Bindings: ss.Bindings, Policies: ss.Policies, Members: sortedMembers(s.state)}
 	for _, w := range ss.Queues {
 		bs.Queues = append(bs.Queues, w.queue())
 	}
@@ -535,6 +569,7 @@ func (s *Store) snapshot() ([]byte, error) {
 // runtime objects must rebuild them from the state.
 func (s *Store) restore(b []byte) error {
 	var ss snapshotState
+	var members []Member
 	switch {
 	case len(b) == 0:
 	case b[0] == '{':
@@ -547,6 +582,7 @@ func (s *Store) restore(b []byte) error {
 			return fmt.Errorf("metadata snapshot unreadable: %w", err)
 		}
 		ss = snapshotState{VHosts: bs.VHosts, Users: bs.Users, Permissions: bs.Permissions, Exchanges: bs.Exchanges, Bindings: bs.Bindings, Policies: bs.Policies}
+		members = bs.Members
 		for _, q := range bs.Queues {
 			ss.Queues = append(ss.Queues, toWire(q))
 		}
@@ -574,6 +610,9 @@ func (s *Store) restore(b []byte) error {
 	for _, p := range ss.Policies {
 		st.Policies[[2]string{p.VHost, p.Name}] = p
 	}
+	for _, m := range members {
+		st.Members[m.Name] = m
+	}
 	s.mu.Lock()
 	s.state = st
 	s.mu.Unlock()
@@ -581,6 +620,16 @@ func (s *Store) restore(b []byte) error {
 		fn()
 	}
 	return nil
+}
+
+// sortedMembers lists the member table by name.
+func sortedMembers(st *State) []Member {
+	var out []Member
+	for _, m := range st.Members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // Read runs fn with the state read-locked.

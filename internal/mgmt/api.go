@@ -1542,10 +1542,21 @@ func (s *Server) control(u user, r *http.Request, seg []string) (int, any, error
 		if r.Method != http.MethodPost {
 			return 0, nil, errStatus(405, "Method Not Allowed")
 		}
+		restarting := s.b.RestartPending()
 		if err := s.b.StartApp(); err != nil {
 			return 0, nil, errStatus(500, "%v", err)
 		}
+		if restarting {
+			// a membership change: the broker restarts from its data
+			// directory; warrenctl waits for it
+			return 200, map[string]any{"restarting": true}, nil
+		}
 		return 204, nil, nil
+	case "join_cluster", "reset", "forget_cluster_node":
+		if r.Method != http.MethodPost {
+			return 0, nil, errStatus(405, "Method Not Allowed")
+		}
+		return s.membership(r, seg[0])
 	case "vm_memory_high_watermark":
 		var body struct {
 			Fraction float64 `json:"fraction"`
