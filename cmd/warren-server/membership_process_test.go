@@ -1,0 +1,259 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// ctlNode is a standalone warren-server process driven by warrenctl.
+type ctlNode struct {
+	serverProcess
+	dist, control string // host:port
+	cookie        string
+}
+
+func freePort(t *testing.T) string {
+	_, p, _ := net.SplitHostPort(freeAddr(t))
+	return p
+}
+
+func (n *ctlNode) startNode(t *testing.T, bin string) {
+	t.Helper()
+	_, dp, _ := net.SplitHostPort(n.dist)
+	_, cp, _ := net.SplitHostPort(n.control)
+	_, ap, _ := net.SplitHostPort(n.amqp)
+	n.cmd = exec.Command(bin, "--data-dir", n.dataDir, "--nodename", n.name, "--dist-port", dp, "--port", ap,
+		"--control-port", cp, "--management-port", "0", "--prometheus-port", "0")
+	n.cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+n.cookie)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ctl runs warrenctl against the node.
+func (n *ctlNode) ctl(ctlBin string, args ...string) (string, error) {
+	_, cp, _ := net.SplitHostPort(n.control)
+	full := append([]string{"-n", n.name, "--port", cp, "--cookie-file", n.cookie, "--timeout", "120s"}, args...)
+	out, err := exec.Command(ctlBin, full...).CombinedOutput()
+	return string(out), err
+}
+
+func (n *ctlNode) mustCtl(t *testing.T, ctlBin string, args ...string) string {
+	t.Helper()
+	out, err := n.ctl(ctlBin, args...)
+	if err != nil {
+		t.Fatalf("warrenctl -n %s %s: %v\n%s", n.name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+type clusterStatusJSON struct {
+	ClusterName  string                       `json:"cluster_name"`
+	DiskNodes    []string                     `json:"disk_nodes"`
+	RAMNodes     []string                     `json:"ram_nodes"`
+	RunningNodes []string                     `json:"running_nodes"`
+	Versions     map[string]map[string]string `json:"versions"`
+	Maintenance  map[string]string            `json:"maintenance_status"`
+	Alarms       []any                        `json:"alarms"`
+	Partitions   map[string]any               `json:"partitions"`
+	Listeners    map[string][]map[string]any  `json:"listeners"`
+}
+
+// awaitMembers waits until cluster_status on n lists exactly want as its
+// disk nodes and all of them running.
+func (n *ctlNode) awaitMembers(t *testing.T, ctlBin string, want ...string) clusterStatusJSON {
+	t.Helper()
+	slices.Sort(want)
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for {
+		out, err := n.ctl(ctlBin, "cluster_status", "--formatter", "json")
+		var st clusterStatusJSON
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil {
+			disk := slices.Clone(st.DiskNodes)
+			run := slices.Clone(st.RunningNodes)
+			slices.Sort(disk)
+			slices.Sort(run)
+			if slices.Equal(disk, want) && slices.Equal(run, want) {
+				return st
+			}
+		}
+		last = out
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster_status on %s never listed %v as disk and running nodes; last answer:\n%s", n.name, want, last)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func (n *ctlNode) dial(t *testing.T) *amqp091.Channel {
+	t.Helper()
+	ch, err := dialUntil(t, &n.serverProcess).Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// TestMembershipByCommands forms a cluster the guide's way with real
+// processes on the loopback (n1..n5@localhost, distinct ports): n2 joins
+// the standalone n1, n3 joins n2; the whole cluster is stopped and
+// started in another order; n3 leaves with reset and gets its own
+// definitions back, then joins again; n2 is stopped and forgotten and n4
+// replaces it under a new name; n5 with another cookie is refused.
+func TestMembershipByCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs several server processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "warren-server")
+	ctlBin := filepath.Join(dir, "warrenctl")
+	for out, pkg := range map[string]string{bin: ".", ctlBin: "../warrenctl"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	cookie := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(cookie, []byte("the-cluster-cookie"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other-cookie")
+	if err := os.WriteFile(other, []byte("another-cookie"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*ctlNode, 5)
+	for i := range nodes {
+		n := &ctlNode{serverProcess: serverProcess{name: fmt.Sprintf("n%d@localhost", i+1), amqp: freeAddr(t), dataDir: filepath.Join(dir, fmt.Sprintf("data%d", i+1))},
+			dist: "localhost:" + freePort(t), control: "127.0.0.1:" + freePort(t), cookie: cookie}
+		if i == 4 {
+			n.cookie = other
+		}
+		var err error
+		if n.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				b, _ := os.ReadFile(n.log.Name())
+				t.Logf("%s log:\n%s", n.name, b)
+			}
+		}
+	})
+	n1, n2, n3, n4, n5 := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
+	for _, n := range []*ctlNode{n1, n2, n3} {
+		n.startNode(t, bin)
+	}
+	for _, n := range []*ctlNode{n1, n2, n3} {
+		n.mustCtl(t, ctlBin, "await_startup")
+	}
+	// n3's own definitions, hidden while it is a member
+	n3.mustCtl(t, ctlBin, "add_user", "n3-own", "secret")
+	n3.mustCtl(t, ctlBin, "add_vhost", "n3-vhost")
+
+	join := func(n, target *ctlNode, extra ...string) string {
+		t.Helper()
+		n.mustCtl(t, ctlBin, "stop_app")
+		out := n.mustCtl(t, ctlBin, append([]string{"join_cluster", target.name, "--dist-address", target.dist}, extra...)...)
+		n.mustCtl(t, ctlBin, "start_app")
+		return out
+	}
+	join(n2, n1)
+	out := join(n3, n2, "--ram")
+	if !strings.Contains(out, "one node type") || !strings.Contains(out, "definitions-before-join-") {
+		t.Fatalf("join_cluster --ram should say Warren has one node type and name the export:\n%s", out)
+	}
+	all := []string{n1.name, n2.name, n3.name}
+	for _, n := range []*ctlNode{n1, n2, n3} {
+		st := n.awaitMembers(t, ctlBin, all...)
+		if len(st.RAMNodes) != 0 || len(st.Versions) != 3 || len(st.Maintenance) != 3 || st.Partitions == nil {
+			t.Fatalf("cluster_status --formatter json on %s: %+v", n.name, st)
+		}
+	}
+	// definitions are shared: a queue declared through n1 exists on n3;
+	// n3's own user is not in the cluster
+	if _, err := n1.dial(t).QueueDeclare("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n3.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatalf("queue declared through n1 not seen through n3: %v", err)
+	}
+	if users := n1.mustCtl(t, ctlBin, "list_users"); strings.Contains(users, "n3-own") {
+		t.Fatalf("n3's own user leaked into the cluster:\n%s", users)
+	}
+
+	// a node with another cookie is refused, saying why
+	n5.startNode(t, bin)
+	n5.mustCtl(t, ctlBin, "await_startup")
+	n5.mustCtl(t, ctlBin, "stop_app")
+	out, err := n5.ctl(ctlBin, "join_cluster", n1.name, "--dist-address", n1.dist)
+	if err == nil || !strings.Contains(out, "cookies") || !strings.Contains(out, "differ") {
+		t.Fatalf("join with another cookie: err %v, want a 'cookies differ' refusal:\n%s", err, out)
+	}
+	n5.stop(syscall.SIGTERM)
+
+	// the whole cluster stops and starts in another order
+	for _, n := range []*ctlNode{n1, n2, n3} {
+		n.stop(syscall.SIGTERM)
+	}
+	for _, n := range []*ctlNode{n3, n1, n2} {
+		n.startNode(t, bin)
+	}
+	n3.awaitMembers(t, ctlBin, all...)
+	if _, err := n2.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatalf("after a full restart: %v", err)
+	}
+
+	// n3 leaves with reset and gets its own definitions back
+	n3.mustCtl(t, ctlBin, "stop_app")
+	out = n3.mustCtl(t, ctlBin, "reset")
+	if !strings.Contains(out, "definitions-before-join-") {
+		t.Fatalf("reset should name the definitions it restores:\n%s", out)
+	}
+	n3.mustCtl(t, ctlBin, "start_app")
+	if users := n3.mustCtl(t, ctlBin, "list_users"); !strings.Contains(users, "n3-own") {
+		t.Fatalf("n3's own user not restored after reset:\n%s", users)
+	}
+	if vhosts := n3.mustCtl(t, ctlBin, "list_vhosts"); !strings.Contains(vhosts, "n3-vhost") {
+		t.Fatalf("n3's own vhost not restored after reset:\n%s", vhosts)
+	}
+	n1.awaitMembers(t, ctlBin, n1.name, n2.name)
+	if st := n3.mustCtl(t, ctlBin, "cluster_status", "--formatter", "json"); strings.Contains(st, n1.name) {
+		t.Fatalf("n3 still lists the cluster after reset:\n%s", st)
+	}
+
+	// n3 joins again; n2 is stopped, forgotten, and n4 replaces it
+	join(n3, n1)
+	n1.awaitMembers(t, ctlBin, n1.name, n2.name, n3.name)
+	n2.stop(syscall.SIGTERM)
+	if out, err := n1.ctl(ctlBin, "forget_cluster_node", n3.name); err == nil || !strings.Contains(out, "running") {
+		t.Fatalf("forgetting a running node should be refused: err %v\n%s", err, out)
+	}
+	n1.mustCtl(t, ctlBin, "forget_cluster_node", n2.name)
+	n4.startNode(t, bin)
+	n4.mustCtl(t, ctlBin, "await_startup")
+	join(n4, n3)
+	for _, n := range []*ctlNode{n1, n3, n4} {
+		n.awaitMembers(t, ctlBin, n1.name, n3.name, n4.name)
+	}
+	if _, err := n4.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatalf("the replacement node does not see the cluster's definitions: %v", err)
+	}
+}
