@@ -62,7 +62,9 @@ type clusterNode struct {
 	host    *consensus.Host
 	rlog    *metadata.ReplicatedLog
 	closed  atomic.Bool
-	mu      sync.Mutex // members (changed by membership.go)
+	mu      sync.Mutex      // members, peers (changed by membership.go)
+	peers   map[uint64]bool // the link's peers
+	linked  bool            // peers are added (after the log's replay began)
 }
 
 // FounderID is the Raft id of a node listed in
@@ -214,13 +216,10 @@ func (b *Broker) recoverClustered() error {
 	if err := cn.rlog.Start(); err != nil {
 		return fmt.Errorf("starting the definitions' consensus group: %w", err)
 	}
-	for _, m := range members {
-		if !m.Self {
-			n, _ := cluster.ParseNodeName(m.Name)
-			if err := cn.link.AddPeer(cluster.Peer{ID: m.ID, Name: n, Addr: m.Addr}); err != nil {
-				return err
-			}
-		}
+	// the peers: the configured nodes, or the member table as replayed
+	// so far (membership.go keeps them in step from now on)
+	if err := b.linkPeers(); err != nil {
+		return err
 	}
 	if err := b.waitForMajority(); err != nil {
 		return err

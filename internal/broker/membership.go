@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/warrenmq/warren/internal/cluster"
+	"github.com/warrenmq/warren/internal/consensus"
 	"github.com/warrenmq/warren/internal/metadata"
 )
 
@@ -244,6 +245,9 @@ func (b *Broker) memberChanged(c metadata.Command) {
 	if c.Op != metadata.OpPutMember && c.Op != metadata.OpRemoveMember {
 		return
 	}
+	if cn := b.cluster; c.Op == metadata.OpRemoveMember && cn != nil && c.Name == cn.self.String() {
+		b.log.Warn("this node was removed from the cluster (forget_cluster_node): run warrenctl stop_app and warrenctl reset on it to make it standalone", "node", c.Name)
+	}
 	b.syncMembers()
 }
 
@@ -259,44 +263,31 @@ func (b *Broker) syncMembers() {
 	}
 	self := cn.self.String()
 	var list []ClusterMember
-	want := map[uint64]bool{}
 	for _, m := range table {
-		list = append(list, ClusterMember{Name: m.Name, ID: m.ID, Addr: m.Addr, Self: m.Name == self, addrSet: true})
-		if m.Name != self {
-			want[m.ID] = true
-		}
+		list = append(list, ClusterMember{Name: m.Name, ID: m.ID, Addr: m.Addr, Self: m.Name == self, addrSet: m.Name != self})
 	}
-	old := cn.list()
-	have := map[uint64]bool{}
-	for _, m := range old {
-		if !m.Self {
-			have[m.ID] = true
-		}
-	}
-	for _, m := range old {
-		if !m.Self && !want[m.ID] {
-			cn.link.RemovePeer(m.ID)
-		}
-	}
+	selfIn := false
 	for _, m := range list {
-		if !m.Self && !have[m.ID] {
-			n, err := cluster.ParseNodeName(m.Name)
-			if err == nil {
-				if err := cn.link.AddPeer(cluster.Peer{ID: m.ID, Name: n, Addr: m.Addr}); err != nil {
-					b.log.Warn("cannot add a member to the inter-node port", "node", m.Name, "err", err)
-				}
+		selfIn = selfIn || m.Self
+	}
+	if !selfIn {
+		// replaying the log from before this node joined, or this node was
+		// forgotten: it stays in its own list, and the file keeps it
+		for _, m := range cn.list() {
+			if m.Self {
+				list = append(list, m)
 			}
 		}
 	}
 	cn.setList(list)
-	if _, ok := want[cn.id]; !ok {
-		inTable := false
-		for _, m := range table {
-			inTable = inTable || m.Name == self
-		}
-		if !inTable {
-			b.log.Warn("this node was removed from the cluster (forget_cluster_node); run warrenctl reset on it to make it standalone", "node", self)
-		}
+	cn.mu.Lock()
+	linked := cn.linked
+	cn.mu.Unlock()
+	if linked {
+		_ = b.linkPeers()
+	}
+	if !selfIn {
+		return
 	}
 	b.ms.fileMu.Lock()
 	defer b.ms.fileMu.Unlock()
@@ -307,6 +298,49 @@ func (b *Broker) syncMembers() {
 		return
 	}
 	b.ms.state = st
+}
+
+// linkPeers makes the inter-node port's peers the members' (the first
+// call, at start, fails on a member the port refuses).
+func (b *Broker) linkPeers() error {
+	cn := b.cluster
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	first := !cn.linked
+	cn.linked = true
+	if cn.peers == nil {
+		cn.peers = map[uint64]bool{}
+	}
+	want := map[uint64]ClusterMember{}
+	for _, m := range cn.members {
+		if !m.Self {
+			want[m.ID] = m
+		}
+	}
+	for id := range cn.peers {
+		if _, ok := want[id]; !ok {
+			cn.link.RemovePeer(id)
+			delete(cn.peers, id)
+		}
+	}
+	for id, m := range want {
+		if cn.peers[id] {
+			continue
+		}
+		n, err := cluster.ParseNodeName(m.Name)
+		if err == nil {
+			err = cn.link.AddPeer(cluster.Peer{ID: m.ID, Name: n, Addr: m.Addr})
+		}
+		if err != nil {
+			if first {
+				return err
+			}
+			b.log.Warn("cannot add a member to the inter-node port", "node", m.Name, "err", err)
+			continue
+		}
+		cn.peers[id] = true
+	}
+	return nil
 }
 
 // list returns the cluster's members as this node knows them.
@@ -514,9 +548,7 @@ func (b *Broker) addMember(name, addr string) (joinAnswer, error) {
 			return joinAnswer{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), membershipTimeout)
-	defer cancel()
-	if err := cn.host.AddMember(ctx, metaGroup, entry.ID); err != nil {
+	if err := b.confChange(true, entry.ID); err != nil {
 		// leave the table as Raft's membership is: without the node
 		_ = b.proposeMember(metadata.Command{Op: metadata.OpRemoveMember, Name: name})
 		up, of := cn.reachable()
@@ -525,6 +557,30 @@ func (b *Broker) addMember(name, addr string) (joinAnswer, error) {
 	b.meta.Read(func(s *metadata.State) { table = tableFromState(s) })
 	b.log.Info("a node joined the cluster", "node", name, "id", entry.ID, "addr", entry.Addr)
 	return joinAnswer{ID: entry.ID, Members: table, ClusterName: b.cfg.ClusterName}, nil
+}
+
+// confChange adds or removes a member of the definitions' group, trying
+// again within membershipTimeout: a leader drops a conf change proposed
+// while another is unapplied (raft turns it into an empty entry, which
+// answers nobody), and one proposed during an election is dropped. Both
+// changes are idempotent in Raft (adding a voter twice, removing a
+// non-member change nothing).
+func (b *Broker) confChange(add bool, id uint64) error {
+	deadline := time.Now().Add(membershipTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var err error
+		if add {
+			err = b.cluster.host.AddMember(ctx, metaGroup, id)
+		} else {
+			err = b.cluster.host.RemoveMember(ctx, metaGroup, id)
+		}
+		cancel()
+		if err == nil || time.Now().After(deadline) || !(errors.Is(err, consensus.ErrDropped) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		b.log.Info("membership change not confirmed yet; proposing it again", "add", add, "id", id, "err", err)
+	}
 }
 
 func (b *Broker) proposeMember(c metadata.Command) error {
@@ -569,9 +625,7 @@ func (b *Broker) removeMember(name string, mustBeDown bool) error {
 	if mustBeDown && cn.link.Connected(entry.ID) {
 		return fmt.Errorf("node %s is running; stop it first (warrenctl -n %s stop_app, or stop warren-server there), or run reset on it to make it leave", name, name)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), membershipTimeout)
-	defer cancel()
-	if err := cn.host.RemoveMember(ctx, metaGroup, entry.ID); err != nil {
+	if err := b.confChange(false, entry.ID); err != nil {
 		up, of := cn.reachable()
 		return fmt.Errorf("removing %s from the cluster failed (%d of %d nodes reachable): %w; retry once a majority is up", name, up, of, err)
 	}
