@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -187,6 +188,8 @@ func TestMembershipByCommands(t *testing.T) {
 			t.Fatalf("cluster_status --formatter json on %s: %+v", n.name, st)
 		}
 	}
+	checkClusterStatusLayout(t, n1.mustCtl(t, ctlBin, "cluster_status"), n1.mustCtl(t, ctlBin, "cluster_status", "--formatter", "json"))
+
 	// definitions are shared: a queue declared through n1 exists on n3;
 	// n3's own user is not in the cluster
 	if _, err := n1.dial(t).QueueDeclare("shared-q", true, false, false, false, nil); err != nil {
@@ -255,5 +258,48 @@ func TestMembershipByCommands(t *testing.T) {
 	}
 	if _, err := n4.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
 		t.Fatalf("the replacement node does not see the cluster's definitions: %v", err)
+	}
+}
+
+var updateGolden = os.Getenv("WARREN_UPDATE_GOLDEN") != ""
+
+// checkClusterStatusLayout compares cluster_status of a three-node cluster
+// with testdata/cluster_status_3.golden (rabbitmqctl 3.10's sections; ports
+// and the Go release replaced), and its JSON keys with rabbitmqctl 3.10's
+// (feature_flags left out).
+func checkClusterStatusLayout(t *testing.T, text, js string) {
+	t.Helper()
+	stable := regexp.MustCompile(`port: [0-9]+`).ReplaceAllString(text, "port: PORT")
+	stable = regexp.MustCompile(`on Go go[0-9.]+\S*`).ReplaceAllString(stable, "on Go GOVERSION")
+	stable = regexp.MustCompile(`Cluster name: \S+`).ReplaceAllString(stable, "Cluster name: warren@HOST") // the default names the host
+	golden := filepath.Join("testdata", "cluster_status_3.golden")
+	if updateGolden {
+		if err := os.WriteFile(golden, []byte(stable), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (set WARREN_UPDATE_GOLDEN=1 to write it)", err)
+	}
+	if stable != string(want) {
+		t.Fatalf("cluster_status differs from %s:\n--- got\n%s\n--- want\n%s", golden, stable, want)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(js), &m); err != nil {
+		t.Fatalf("cluster_status --formatter json: %v\n%s", err, js)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	rabbit := []string{"alarms", "cluster_name", "disk_nodes", "listeners", "maintenance_status", "partitions", "ram_nodes", "running_nodes", "versions"}
+	if !slices.Equal(keys, rabbit) {
+		t.Fatalf("cluster_status --formatter json keys %v, rabbitmqctl 3.10 has %v (and feature_flags)", keys, rabbit)
+	}
+	ls, _ := m["listeners"].(map[string]any)
+	if len(ls) != 3 {
+		t.Fatalf("listeners of %d nodes, want 3:\n%s", len(ls), js)
 	}
 }

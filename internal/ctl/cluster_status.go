@@ -3,6 +3,7 @@ package ctl
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"runtime"
 	"sort"
 	"strings"
@@ -35,8 +36,7 @@ func writeClusterStatusJSON(o *opts, clusterName string, nodes []map[string]any,
 		versions[n] = map[string]string{"rabbitmq_name": str(ov["product_name"]), "rabbitmq_version": str(ov["product_version"]), "erlang_version": goVersion}
 	}
 	listeners := map[string][]map[string]any{}
-	ls, _ := ov["listeners"].([]any)
-	for _, l := range sortedListeners(ls) {
+	for _, l := range clusterListeners(nodes, ov) {
 		node := str(l["node"])
 		proto := str(l["protocol"])
 		listeners[node] = append(listeners[node], map[string]any{"node": node, "interface": iface(str(l["ip_address"])), "port": l["port"], "protocol": proto, "purpose": listenerPurpose(proto)})
@@ -60,6 +60,38 @@ func writeClusterStatusJSON(o *opts, clusterName string, nodes []map[string]any,
 	}
 	fmt.Fprintln(o.out, string(b))
 	return nil
+}
+
+// clusterListeners is the answering node's listeners and the other
+// members' inter-node ports (their other listeners are not gathered
+// across nodes yet), grouped by node in the members' order.
+func clusterListeners(nodes []map[string]any, ov map[string]any) []map[string]any {
+	ls, _ := ov["listeners"].([]any)
+	self := str(ov["node"])
+	byNode := map[string][]map[string]any{}
+	for _, l := range sortedListeners(ls) {
+		byNode[str(l["node"])] = append(byNode[str(l["node"])], l)
+	}
+	order := []string{self}
+	for _, n := range nodes {
+		name := str(n["name"])
+		if name == self {
+			continue
+		}
+		order = append(order, name)
+		if a := str(n["cluster_links_address"]); a != "" {
+			host, port, err := net.SplitHostPort(a)
+			if err == nil {
+				byNode[name] = append(byNode[name], map[string]any{"node": name, "protocol": "clustering", "ip_address": host, "port": port})
+			}
+		}
+	}
+	sort.Strings(order[1:])
+	var out []map[string]any
+	for _, n := range order {
+		out = append(out, byNode[n]...)
+	}
+	return out
 }
 
 // awaitRunning waits for a node that restarts (after join_cluster or

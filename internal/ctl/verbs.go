@@ -197,8 +197,7 @@ func commands(o *opts) []*cobra.Command {
 				fmt.Fprintln(o.out, "(none)")
 			}
 			fmt.Fprintf(o.out, "\nNetwork Partitions\n\n(none)\n\nListeners\n\n")
-			ls, _ := ov["listeners"].([]any)
-			for _, l := range sortedListeners(ls) {
+			for _, l := range clusterListeners(nodes, ov) {
 				proto := str(l["protocol"])
 				fmt.Fprintf(o.out, "Node: %s, interface: %s, port: %s, protocol: %s, purpose: %s\n", str(l["node"]), iface(str(l["ip_address"])), str(l["port"]), proto, listenerPurpose(proto))
 			}
