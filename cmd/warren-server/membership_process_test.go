@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -192,8 +193,20 @@ func TestMembershipByCommands(t *testing.T) {
 
 	// definitions are shared: a queue declared through n1 exists on n3;
 	// n3's own user is not in the cluster
-	if _, err := n1.dial(t).QueueDeclare("shared-q", true, false, false, false, nil); err != nil {
+	c1 := n1.dial(t)
+	if _, err := c1.QueueDeclare("shared-q", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
+	}
+	if err := c1.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := c1.PublishWithDeferredConfirmWithContext(context.Background(), "", "shared-q", false, false,
+		amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte("kept through every change")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := conf.WaitContext(context.Background()); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v %v", ok, err)
 	}
 	if _, err := n3.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
 		t.Fatalf("queue declared through n1 not seen through n3: %v", err)
@@ -206,7 +219,7 @@ func TestMembershipByCommands(t *testing.T) {
 	n5.startNode(t, bin)
 	n5.mustCtl(t, ctlBin, "await_startup")
 	n5.mustCtl(t, ctlBin, "stop_app")
-	out, err := n5.ctl(ctlBin, "join_cluster", n1.name, "--dist-address", n1.dist)
+	out, err = n5.ctl(ctlBin, "join_cluster", n1.name, "--dist-address", n1.dist)
 	if err == nil || !strings.Contains(out, "cookies") || !strings.Contains(out, "differ") {
 		t.Fatalf("join with another cookie: err %v, want a 'cookies differ' refusal:\n%s", err, out)
 	}
@@ -258,6 +271,31 @@ func TestMembershipByCommands(t *testing.T) {
 	}
 	if _, err := n4.dial(t).QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
 		t.Fatalf("the replacement node does not see the cluster's definitions: %v", err)
+	}
+
+	// the last resort: n3 and n4 are lost for good, n1 alone has no
+	// majority; forget_cluster_node --offline makes it a new cluster of
+	// one with the definitions it had
+	n3.stop(syscall.SIGTERM)
+	n4.stop(syscall.SIGTERM)
+	n1.mustCtl(t, ctlBin, "stop_app")
+	out = n1.mustCtl(t, ctlBin, "forget_cluster_node", "--offline", n4.name)
+	if !strings.Contains(out, n3.name+" must run") {
+		t.Fatalf("forget_cluster_node --offline should name the members that must join again:\n%s", out)
+	}
+	n1.mustCtl(t, ctlBin, "start_app")
+	n1.awaitMembers(t, ctlBin, n1.name)
+	ch := n1.dial(t)
+	if _, err := ch.QueueDeclarePassive("shared-q", true, false, false, false, nil); err != nil {
+		t.Fatalf("after forget_cluster_node --offline: %v", err)
+	}
+	if _, err := ch.QueueDeclare("after-offline", true, false, false, false, nil); err != nil {
+		t.Fatalf("the new cluster of one does not take definition changes: %v", err)
+	}
+	// the confirmed message of n1's queue went through every change
+	msg, ok, err := ch.Get("shared-q", true)
+	if err != nil || !ok || string(msg.Body) != "kept through every change" {
+		t.Fatalf("the confirmed message of shared-q: ok %v, err %v, body %q", ok, err, msg.Body)
 	}
 }
 

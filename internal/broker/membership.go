@@ -87,6 +87,9 @@ type membership struct {
 	// first node of a cluster
 	name    string
 	founder atomic.Bool
+	// founderSeen: the target said it restarts as a founder (join_cluster
+	// then retries while its port is closed); under mu
+	founderSeen bool
 }
 
 // ErrRestartRequired is returned by StartApp when a membership change
@@ -366,16 +369,36 @@ func (b *Broker) seedFromStandalone() error {
 		return nil
 	}
 	dir := filepath.Join(b.cfg.DataDir, seed)
-	ml, cmds, err := metadata.OpenDurable(dir, b.log)
-	if err != nil {
-		return fmt.Errorf("reading this node's standalone definitions from %s to seed the cluster: %w", dir, err)
+	var cmds []metadata.Command
+	homes := map[string]string{}
+	if strings.HasSuffix(seed, ".json") {
+		// forget_cluster_node --offline: this node's definitions when it
+		// left its old cluster
+		raw, err := os.ReadFile(dir)
+		if err != nil {
+			return fmt.Errorf("reading the definitions that seed this node's new cluster: %w", err)
+		}
+		var sd offlineSeed
+		if err := json.Unmarshal(raw, &sd); err != nil {
+			return fmt.Errorf("reading %s: %w", dir, err)
+		}
+		cmds, homes = metadata.Commands(sd.Definitions), sd.Homes
+	} else {
+		ml, logged, err := metadata.OpenDurable(dir, b.log)
+		if err != nil {
+			return fmt.Errorf("reading this node's standalone definitions from %s to seed the cluster: %w", dir, err)
+		}
+		_ = ml.Close()
+		cmds = metadata.DurableCommands(logged)
 	}
-	_ = ml.Close()
 	n := 0
-	for _, c := range metadata.DurableCommands(cmds) {
+	for _, c := range cmds {
 		if c.Queue != nil {
 			q := *c.Queue
 			q.Node = b.nodeName
+			if h := homes[q.VHost+"\x00"+q.Name]; h != "" {
+				q.Node = h
+			}
 			c.Queue = &q
 		}
 		if err := b.meta.Propose(c); err != nil {
@@ -393,13 +416,16 @@ func (b *Broker) seedFromStandalone() error {
 		}
 	}
 	aside := filepath.Join(b.cfg.DataDir, "meta-standalone-"+stamp())
+	if strings.HasSuffix(seed, ".json") {
+		aside = dir + ".seeded"
+	}
 	if err := os.Rename(dir, aside); err != nil {
 		return fmt.Errorf("moving the seeded standalone definitions %s aside: %w", dir, err)
 	}
 	b.ms.fileMu.Lock()
 	st := b.ms.state
 	st.Seed = ""
-	err = writeMemberState(b.cfg.DataDir, st)
+	err := writeMemberState(b.cfg.DataDir, st)
 	if err == nil {
 		b.ms.state = st
 	}
@@ -479,6 +505,13 @@ func (b *Broker) onRequest(from cluster.NodeName, raw []byte, standaloneID uint6
 	case "leave":
 		if b.cluster == nil {
 			return nil, fmt.Errorf("%s is not clustered", b.cfg.NodeName)
+		}
+		known := false
+		for _, m := range b.cluster.list() {
+			known = known || m.Name == req.Name
+		}
+		if !known {
+			return nil, nil // forgotten already: it may leave
 		}
 		return nil, b.removeMember(req.Name, false)
 	}
@@ -714,17 +747,23 @@ func (b *Broker) JoinCluster(target, addr string) (JoinResult, error) {
 		return res, fmt.Errorf("cannot export this node's definitions to %s: %w", export, err)
 	}
 	req, _ := json.Marshal(memberRequest{Op: "join", Name: self.String(), Addr: myAddr})
+	b.ms.founderSeen = false
 	var ans joinAnswer
 	deadline := time.Now().Add(cluster.RequestTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), cluster.RequestTimeout)
 		out, err := cluster.Request(ctx, cluster.RequestConfig{Name: self, Cookie: []byte(b.cfg.Cookie), Target: tn, Addr: addr}, req)
+		timedOut := ctx.Err() != nil
 		cancel()
 		var re *cluster.RemoteError
 		isRemote := errors.As(err, &re)
 		retry := isRemote && strings.HasPrefix(re.Text, retryMarker)
-		// a founder restarting answers nothing for a moment
-		retry = retry || (err != nil && !isRemote && !errors.Is(err, cluster.ErrRefused) && ctx.Err() == nil)
+		// a founder restarting answers nothing for a moment: retry while
+		// it restarts (a wrong address fails after the deadline too)
+		retry = retry || (err != nil && !isRemote && !errors.Is(err, cluster.ErrRefused) && !timedOut && b.ms.founderSeen)
+		if isRemote && retry {
+			b.ms.founderSeen = true
+		}
 		if err == nil {
 			if err := json.Unmarshal(out, &ans); err != nil {
 				return res, fmt.Errorf("undecodable answer from %s: %w", tn, err)
@@ -893,6 +932,84 @@ func (b *Broker) ForgetClusterNode(name string) error {
 	return b.removeMember(name, true)
 }
 
-// ErrOfflineForget answers forget_cluster_node --offline, which is not
-// built: editing a stopped node's consensus log needs an offline tool.
-var ErrOfflineForget = errors.New("forget_cluster_node --offline is not available yet: start a majority of the cluster's nodes and run forget_cluster_node without --offline on one of them")
+// offlineSeed is the file forget_cluster_node --offline seeds the new
+// cluster with: the definitions and each queue's home.
+type offlineSeed struct {
+	Definitions metadata.Definitions `json:"definitions"`
+	Homes       map[string]string    `json:"homes"` // vhost NUL name → node
+}
+
+// ForgetClusterNodeOffline is forget_cluster_node --offline, the last
+// resort of a cluster that lost its majority for good (the named node
+// will never return): this node (its application stopped) leaves the
+// old cluster's consensus group, whose log cannot commit any more, and
+// restarts as the only member of a new cluster made of the definitions
+// it has. Queues whose home was the forgotten node are dropped. Every
+// other surviving member must then run reset and join_cluster this node.
+// It returns the names of those members.
+func (b *Broker) ForgetClusterNodeOffline(name string) ([]string, error) {
+	b.ms.mu.Lock()
+	defer b.ms.mu.Unlock()
+	if b.Running() {
+		return nil, errors.New("the application is running on this node: run warrenctl stop_app first (--offline acts on a stopped node)")
+	}
+	if b.cluster == nil || b.cfg.Clustered() {
+		return nil, errors.New("--offline applies to a node that joined its cluster with join_cluster (a classic_config cluster's membership is its configuration)")
+	}
+	cn := b.cluster
+	var others []string
+	found := false
+	for _, m := range cn.list() {
+		switch {
+		case m.Name == name && m.Self:
+			return nil, fmt.Errorf("%s cannot forget itself", name)
+		case m.Name == name:
+			found = true
+		case !m.Self:
+			others = append(others, m.Name)
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("node %s is not a member of this cluster", name)
+	}
+	seed := offlineSeed{Homes: map[string]string{}}
+	seed.Definitions = b.meta.Export()
+	b.meta.Read(func(s *metadata.State) {
+		for _, q := range s.Queues {
+			seed.Homes[q.VHost+"\x00"+q.Name] = q.Node
+		}
+	})
+	var keep []metadata.Queue
+	for _, q := range seed.Definitions.Queues {
+		if seed.Homes[q.VHost+"\x00"+q.Name] != name {
+			keep = append(keep, q)
+		}
+	}
+	seed.Definitions.Queues = keep
+	raw, err := json.MarshalIndent(seed, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	ts := stamp()
+	seedName := "offline-seed-" + ts + ".json"
+	if err := writeFileSync(filepath.Join(b.cfg.DataDir, seedName), raw); err != nil {
+		return nil, err
+	}
+	self := cn.self.String()
+	var me metadata.Member
+	for _, m := range cn.list() {
+		if m.Self {
+			me = metadata.Member{Name: self, ID: m.ID, Addr: m.Addr}
+		}
+	}
+	raftDir := filepath.Join(b.cfg.DataDir, "raft")
+	if err := os.Rename(raftDir, raftDir+"-before-offline-forget-"+ts); err != nil {
+		return nil, fmt.Errorf("moving %s aside: %w", raftDir, err)
+	}
+	if err := writeMemberState(b.cfg.DataDir, memberState{Members: []metadata.Member{me}, Seed: seedName}); err != nil {
+		return nil, err
+	}
+	b.ms.restart.Store(true)
+	b.log.Warn("forget_cluster_node --offline: this node restarts on start_app as the only member of a new cluster", "forgotten", name, "must_rejoin", others)
+	return others, nil
+}

@@ -133,9 +133,21 @@ func commands(o *opts) []*cobra.Command {
 		}},
 		{use: "forget_cluster_node <node>", short: "Remove a stopped node from the cluster", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
 			o.info("Removing node %s from the cluster", a[0])
-			return c.call("POST", []string{"warren", "forget_cluster_node"}, map[string]any{"node": a[0], "offline": forgetOffline}, nil)
+			var res map[string]any
+			if err := c.call("POST", []string{"warren", "forget_cluster_node"}, map[string]any{"node": a[0], "offline": forgetOffline}, &res); err != nil {
+				return err
+			}
+			if forgetOffline {
+				o.info("Last resort: on start_app, %s restarts as the only member of a new cluster made of its definitions", o.node)
+				if rj, _ := res["must_rejoin"].([]any); len(rj) > 0 {
+					for _, n := range rj {
+						o.info("  %s must run: warrenctl stop_app; warrenctl reset; warrenctl join_cluster %s; warrenctl start_app", str(n), o.node)
+					}
+				}
+			}
+			return nil
 		}, flags: func(cmd *cobra.Command) {
-			cmd.Flags().BoolVar(&forgetOffline, "offline", false, "remove the node while this node is stopped (not available yet)")
+			cmd.Flags().BoolVar(&forgetOffline, "offline", false, "last resort for a cluster that lost its majority: with this node's application stopped, make it the only member of a new cluster without the forgotten node (see ADR 0008)")
 		}},
 		{use: "cluster_status", short: "Show cluster membership", args: cobra.NoArgs, run: func(c *client, _ []string) error {
 			var name map[string]string

@@ -2,8 +2,6 @@ package mgmt
 
 import (
 	"net/http"
-
-	"github.com/warrenmq/warren/internal/broker"
 )
 
 // membership serves warrenctl's join_cluster, reset and
@@ -32,7 +30,14 @@ func (s *Server) membership(r *http.Request, verb string) (int, any, error) {
 		return 200, map[string]any{"restored_definitions": restored}, nil
 	case "forget_cluster_node":
 		if body.Offline {
-			return 0, nil, errStatus(400, "%v", broker.ErrOfflineForget)
+			rejoin, err := s.b.ForgetClusterNodeOffline(body.Node)
+			if err != nil {
+				return 0, nil, errStatus(400, "%v", err)
+			}
+			if rejoin == nil {
+				rejoin = []string{}
+			}
+			return 200, map[string]any{"must_rejoin": rejoin}, nil
 		}
 		if err := s.b.ForgetClusterNode(body.Node); err != nil {
 			return 0, nil, errStatus(400, "%v", err)
