@@ -214,3 +214,43 @@ func TestConditionalQueueDeclare(t *testing.T) {
 		t.Fatalf("unconditional declare: %v", err)
 	}
 }
+
+// TestMemberTable: the member table changes by put and remove, refuses
+// an id taken by another name, and survives a snapshot.
+func TestMemberTable(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	put := func(name string, id uint64) error {
+		return s.Propose(Command{Op: OpPutMember, Member: &Member{Name: name, ID: id, Addr: name + ":25672"}})
+	}
+	if err := put("warren@a", 11); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("warren@b", 22); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("warren@c", 22); !errors.Is(err, ErrExists) {
+		t.Fatalf("an id taken by another node: %v", err)
+	}
+	if err := put("warren@d", 0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("id 0: %v", err)
+	}
+	if err := s.Propose(Command{Op: OpRemoveMember, Name: "warren@a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Propose(Command{Op: OpRemoveMember, Name: "warren@a"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing a non-member: %v", err)
+	}
+	snap, err := s.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewStore(NewLocalLog())
+	if err := r.restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	r.Read(func(st *State) {
+		if len(st.Members) != 1 || st.Members["warren@b"] != (Member{Name: "warren@b", ID: 22, Addr: "warren@b:25672"}) {
+			t.Fatalf("restored table: %+v", st.Members)
+		}
+	})
+}
