@@ -341,3 +341,97 @@ func checkClusterStatusLayout(t *testing.T, text, js string) {
 		t.Fatalf("listeners of %d nodes, want 3:\n%s", len(ls), js)
 	}
 }
+
+// TestJoinAClassicConfigCluster: a node joins, by command, a cluster that
+// classic_config formed (two nodes on one host, each with its configured
+// address); the founders then restart with the replicated member table
+// and still listen where their configuration says.
+func TestJoinAClassicConfigCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three server processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "warren-server")
+	ctlBin := filepath.Join(dir, "warrenctl")
+	for out, pkg := range map[string]string{bin: ".", ctlBin: "../warrenctl"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	cookie := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(cookie, []byte("the-cluster-cookie"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*ctlNode, 3)
+	for i := range nodes {
+		n := &ctlNode{serverProcess: serverProcess{name: fmt.Sprintf("c%d@localhost", i+1), amqp: freeAddr(t), dataDir: filepath.Join(dir, fmt.Sprintf("data%d", i+1))},
+			dist: "localhost:" + freePort(t), control: "127.0.0.1:" + freePort(t), cookie: cookie}
+		var err error
+		if n.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("c%d.log", i+1))); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+	}
+	c1, c2, c3 := nodes[0], nodes[1], nodes[2]
+	conf := []string{"cluster_formation.peer_discovery_backend = classic_config"}
+	for i, n := range []*ctlNode{c1, c2} {
+		_, dp, _ := net.SplitHostPort(n.dist)
+		conf = append(conf, fmt.Sprintf("cluster_formation.classic_config.nodes.%d = %s", i+1, n.name),
+			fmt.Sprintf("cluster_formation.classic_config.addresses.%d = 127.0.0.1:%s", i+1, dp))
+	}
+	for _, n := range []*ctlNode{c1, c2} {
+		n.conf = filepath.Join(dir, strings.Split(n.name, "@")[0]+".conf")
+		if err := os.WriteFile(n.conf, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startConf := func(n *ctlNode) {
+		t.Helper()
+		_, cp, _ := net.SplitHostPort(n.control)
+		_, ap, _ := net.SplitHostPort(n.amqp)
+		n.cmd = exec.Command(bin, "--config", n.conf, "--data-dir", n.dataDir, "--nodename", n.name, "--port", ap,
+			"--control-port", cp, "--management-port", "0", "--prometheus-port", "0")
+		n.cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+cookie)
+		n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				b, _ := os.ReadFile(n.log.Name())
+				t.Logf("%s log:\n%s", n.name, b)
+			}
+		}
+	})
+	startConf(c1)
+	startConf(c2)
+	c3.startNode(t, bin)
+	for _, n := range nodes {
+		n.mustCtl(t, ctlBin, "await_startup")
+	}
+	c1.awaitMembers(t, ctlBin, c1.name, c2.name)
+	c3.mustCtl(t, ctlBin, "stop_app")
+	c3.mustCtl(t, ctlBin, "join_cluster", c2.name, "--dist-address", c2.dist)
+	c3.mustCtl(t, ctlBin, "start_app")
+	for _, n := range nodes {
+		n.awaitMembers(t, ctlBin, c1.name, c2.name, c3.name)
+	}
+	// the founders restart from the replicated table, at their
+	// configured addresses
+	c1.stop(syscall.SIGTERM)
+	c2.stop(syscall.SIGTERM)
+	startConf(c2)
+	startConf(c1)
+	c1.mustCtl(t, ctlBin, "await_startup") // serving: its start barrier committed
+	c2.mustCtl(t, ctlBin, "await_startup")
+	c3.awaitMembers(t, ctlBin, c1.name, c2.name, c3.name)
+	c3.mustCtl(t, ctlBin, "add_vhost", "after-restart")
+	if v := c1.mustCtl(t, ctlBin, "list_vhosts"); !strings.Contains(v, "after-restart") {
+		t.Fatalf("c1 lacks a vhost added on c3:\n%s", v)
+	}
+}

@@ -212,13 +212,31 @@ func (b *Broker) membersForStart() (self cluster.NodeName, out []ClusterMember, 
 	if err != nil {
 		return self, nil, false, fmt.Errorf("node name %q: %w (set --nodename or WARREN_NODENAME to warren@HOST)", b.cfg.NodeName, err)
 	}
+	b.ms.fileMu.Lock()
 	b.ms.state = ms
+	b.ms.fileMu.Unlock()
+	// this node listens on every interface at its inter-node port, unless
+	// classic_config gives it an address (several nodes on one host)
+	var cfgSelf *ClusterMember
+	if b.cfg.Clustered() {
+		if _, cms, err := configMembers(b.cfg); err == nil {
+			for _, m := range cms {
+				if m.Self && m.addrSet {
+					m := m
+					cfgSelf = &m
+				}
+			}
+		}
+	}
 	found := false
 	for _, m := range ms.Members {
 		me := m.Name == self.String()
 		found = found || me
-		// this node listens on every interface at its inter-node port
-		out = append(out, ClusterMember{Name: m.Name, ID: m.ID, Addr: m.Addr, Self: me, addrSet: !me})
+		cm := ClusterMember{Name: m.Name, ID: m.ID, Addr: m.Addr, Self: me, addrSet: !me}
+		if me && cfgSelf != nil {
+			cm.Addr, cm.addrSet = cfgSelf.Addr, true
+		}
+		out = append(out, cm)
 	}
 	if !found {
 		return self, nil, false, fmt.Errorf("this node, %s, is not in the member table %s (it lists %d nodes; was it renamed?): start it with its old --nodename, or run warrenctl forget_cluster_node %s on a member and remove %s to make it standalone", self, memberFilePath(b.cfg.DataDir), len(out), self, memberFilePath(b.cfg.DataDir))
@@ -228,7 +246,11 @@ func (b *Broker) membersForStart() (self cluster.NodeName, out []ClusterMember, 
 
 // joinedGroup reports whether this node's replica of group 1 must start
 // empty (it joined) rather than bootstrap with the founders.
-func (b *Broker) joinedGroup() bool { return b.ms.state.Joined }
+func (b *Broker) joinedGroup() bool {
+	b.ms.fileMu.Lock()
+	defer b.ms.fileMu.Unlock()
+	return b.ms.state.Joined
+}
 
 // tableFromState is the member table the state says, or nil when the
 // state has none yet (a cluster from classic_config).
@@ -364,7 +386,9 @@ func (cn *clusterNode) setList(l []ClusterMember) {
 // cluster's group, once, at the first start after it was asked to be
 // joined. Its queues get this node as their home.
 func (b *Broker) seedFromStandalone() error {
+	b.ms.fileMu.Lock()
 	seed := b.ms.state.Seed
+	b.ms.fileMu.Unlock()
 	if seed == "" {
 		return nil
 	}
@@ -558,12 +582,9 @@ func (b *Broker) addMember(name, addr string) (joinAnswer, error) {
 	if len(table) == 0 {
 		// a classic_config cluster's first change: its table is the
 		// configuration's until now
-		for _, m := range cn.list() {
-			e := metadata.Member{Name: m.Name, ID: m.ID, Addr: m.Addr}
-			if err := b.proposeMember(metadata.Command{Op: metadata.OpPutMember, Member: &e}); err != nil {
-				return joinAnswer{}, err
-			}
-			table = append(table, e)
+		var err error
+		if table, err = b.writeFounders(); err != nil {
+			return joinAnswer{}, err
 		}
 	}
 	taken := map[uint64]bool{}
@@ -590,6 +611,19 @@ func (b *Broker) addMember(name, addr string) (joinAnswer, error) {
 	b.meta.Read(func(s *metadata.State) { table = tableFromState(s) })
 	b.log.Info("a node joined the cluster", "node", name, "id", entry.ID, "addr", entry.Addr)
 	return joinAnswer{ID: entry.ID, Members: table, ClusterName: b.cfg.ClusterName}, nil
+}
+
+// writeFounders puts a classic_config cluster's configured nodes into the
+// member table, in one command.
+func (b *Broker) writeFounders() ([]metadata.Member, error) {
+	var table []metadata.Member
+	for _, m := range b.cluster.list() {
+		table = append(table, metadata.Member{Name: m.Name, ID: m.ID, Addr: m.Addr})
+	}
+	if err := b.proposeMember(metadata.Command{Op: metadata.OpPutMember, Members: table}); err != nil {
+		return nil, err
+	}
+	return table, nil
 }
 
 // confChange adds or removes a member of the definitions' group, trying
@@ -633,14 +667,9 @@ func (b *Broker) removeMember(name string, mustBeDown bool) error {
 	var table []metadata.Member
 	b.meta.Read(func(s *metadata.State) { table = tableFromState(s) })
 	if len(table) == 0 {
-		for _, m := range cn.list() {
-			table = append(table, metadata.Member{Name: m.Name, ID: m.ID, Addr: m.Addr})
-		}
-		for _, m := range table {
-			m := m
-			if err := b.proposeMember(metadata.Command{Op: metadata.OpPutMember, Member: &m}); err != nil {
-				return err
-			}
+		var err error
+		if table, err = b.writeFounders(); err != nil {
+			return err
 		}
 	}
 	for _, m := range table {

@@ -139,6 +139,10 @@ type Command struct {
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
 	Member     *Member     `json:"member,omitempty"`
+	// Members (with OpPutMember) puts several at once: a classic_config
+	// cluster's founders, written into the table by its first change, in
+	// one command so that no node ever applies a partial table.
+	Members []Member `json:"members,omitempty"`
 
 	// Conditional makes a queue declare fail with ErrInequivalent (or
 	// ErrLocked) when the queue already exists with other properties, and
@@ -373,15 +377,29 @@ func (s *State) applyOther(c Command) error {
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
 	case OpPutMember:
-		if c.Member == nil || c.Member.Name == "" || c.Member.ID == 0 {
-			return fmt.Errorf("put_member needs a name and a non-zero id: %w", ErrInvalid)
+		put := c.Members
+		if c.Member != nil {
+			put = append(put, *c.Member)
 		}
-		for _, m := range s.Members {
-			if m.ID == c.Member.ID && m.Name != c.Member.Name {
-				return fmt.Errorf("node id %d is taken by %s: %w", m.ID, m.Name, ErrExists)
+		if len(put) == 0 {
+			return fmt.Errorf("put_member needs a member: %w", ErrInvalid)
+		}
+		next := map[string]Member{}
+		for k, m := range s.Members {
+			next[k] = m
+		}
+		for _, p := range put {
+			if p.Name == "" || p.ID == 0 {
+				return fmt.Errorf("put_member needs a name and a non-zero id: %w", ErrInvalid)
 			}
+			for _, m := range next {
+				if m.ID == p.ID && m.Name != p.Name {
+					return fmt.Errorf("node id %d is taken by %s: %w", m.ID, m.Name, ErrExists)
+				}
+			}
+			next[p.Name] = p
 		}
-		s.Members[c.Member.Name] = *c.Member
+		s.Members = next
 	case OpRemoveMember:
 		if _, ok := s.Members[c.Name]; !ok {
 			return fmt.Errorf("node %s is not a member: %w", c.Name, ErrNotFound)
