@@ -123,7 +123,7 @@ func TestMembershipByCommands(t *testing.T) {
 	bin := filepath.Join(dir, "warren-server")
 	ctlBin := filepath.Join(dir, "warrenctl")
 	for out, pkg := range map[string]string{bin: ".", ctlBin: "../warrenctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		if b, err := exec.Command("go", buildArgs(out, pkg)...).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
@@ -151,6 +151,11 @@ func TestMembershipByCommands(t *testing.T) {
 	t.Cleanup(func() {
 		for _, n := range nodes {
 			n.stop(syscall.SIGTERM)
+		}
+		for _, n := range nodes {
+			if b, _ := os.ReadFile(n.log.Name()); strings.Contains(string(b), "WARNING: DATA RACE") {
+				t.Errorf("%s reported a data race (built with WARREN_TEST_RACE)", n.name)
+			}
 		}
 		if t.Failed() {
 			for _, n := range nodes {
@@ -354,7 +359,7 @@ func TestJoinAClassicConfigCluster(t *testing.T) {
 	bin := filepath.Join(dir, "warren-server")
 	ctlBin := filepath.Join(dir, "warrenctl")
 	for out, pkg := range map[string]string{bin: ".", ctlBin: "../warrenctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		if b, err := exec.Command("go", buildArgs(out, pkg)...).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
@@ -401,6 +406,11 @@ func TestJoinAClassicConfigCluster(t *testing.T) {
 		for _, n := range nodes {
 			n.stop(syscall.SIGTERM)
 		}
+		for _, n := range nodes {
+			if b, _ := os.ReadFile(n.log.Name()); strings.Contains(string(b), "WARNING: DATA RACE") {
+				t.Errorf("%s reported a data race (built with WARREN_TEST_RACE)", n.name)
+			}
+		}
 		if t.Failed() {
 			for _, n := range nodes {
 				b, _ := os.ReadFile(n.log.Name())
@@ -434,4 +444,14 @@ func TestJoinAClassicConfigCluster(t *testing.T) {
 	if v := c1.mustCtl(t, ctlBin, "list_vhosts"); !strings.Contains(v, "after-restart") {
 		t.Fatalf("c1 lacks a vhost added on c3:\n%s", v)
 	}
+}
+
+// buildArgs builds a test binary, with the race detector when
+// WARREN_TEST_RACE is set (the servers then report data races in their
+// logs, and the test fails on one).
+func buildArgs(out, pkg string) []string {
+	if os.Getenv("WARREN_TEST_RACE") != "" {
+		return []string{"build", "-race", "-o", out, pkg}
+	}
+	return []string{"build", "-o", out, pkg}
 }

@@ -115,6 +115,7 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 		}
 		b.openJoinPort()
 	}
+	b.ms.ready.Store(true) // membership requests are answered from now on
 	return b, nil
 }
 

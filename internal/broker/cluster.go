@@ -73,6 +73,7 @@ type clusterNode struct {
 	mu      sync.Mutex      // members, peers (changed by membership.go)
 	peers   map[uint64]bool // the link's peers
 	linked  bool            // peers are added (after the log's replay began)
+	peerMu  sync.Mutex      // serialises linkPeers
 }
 
 // FounderID is the Raft id of a node listed in
@@ -515,7 +516,7 @@ func (b *Broker) startForwarding(cn *clusterNode) {
 
 // nodeID returns the id of the member named name.
 func (cn *clusterNode) nodeID(name string) (uint64, bool) {
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.Name == name {
 			return m.ID, true
 		}
@@ -530,7 +531,7 @@ func (cn *clusterNode) nodeID(name string) (uint64, bool) {
 func (b *Broker) place(locator string) string {
 	cn := b.cluster
 	var running []string
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.Self || cn.link.Connected(m.ID) {
 			running = append(running, m.Name)
 		}

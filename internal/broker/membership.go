@@ -90,6 +90,8 @@ type membership struct {
 	// founderSeen: the target said it restarts as a founder (join_cluster
 	// then retries while its port is closed); under mu
 	founderSeen bool
+	// ready: the broker finished starting; requests wait for it
+	ready atomic.Bool
 }
 
 // ErrRestartRequired is returned by StartApp when a membership change
@@ -326,11 +328,14 @@ func (b *Broker) syncMembers() {
 }
 
 // linkPeers makes the inter-node port's peers the members' (the first
-// call, at start, fails on a member the port refuses).
+// call, at start, fails on a member the port refuses). The link is
+// changed with no clusterNode lock held (its watchers take the liveness
+// lock, whose holders read the member list).
 func (b *Broker) linkPeers() error {
 	cn := b.cluster
+	cn.peerMu.Lock()
+	defer cn.peerMu.Unlock()
 	cn.mu.Lock()
-	defer cn.mu.Unlock()
 	first := !cn.linked
 	cn.linked = true
 	if cn.peers == nil {
@@ -342,16 +347,26 @@ func (b *Broker) linkPeers() error {
 			want[m.ID] = m
 		}
 	}
+	var drop []uint64
+	var add []ClusterMember
 	for id := range cn.peers {
 		if _, ok := want[id]; !ok {
-			cn.link.RemovePeer(id)
-			delete(cn.peers, id)
+			drop = append(drop, id)
 		}
 	}
 	for id, m := range want {
-		if cn.peers[id] {
-			continue
+		if !cn.peers[id] {
+			add = append(add, m)
 		}
+	}
+	cn.mu.Unlock()
+	for _, id := range drop {
+		cn.link.RemovePeer(id)
+		cn.mu.Lock()
+		delete(cn.peers, id)
+		cn.mu.Unlock()
+	}
+	for _, m := range add {
 		n, err := cluster.ParseNodeName(m.Name)
 		if err == nil {
 			err = cn.link.AddPeer(cluster.Peer{ID: m.ID, Name: n, Addr: m.Addr})
@@ -363,7 +378,9 @@ func (b *Broker) linkPeers() error {
 			b.log.Warn("cannot add a member to the inter-node port", "node", m.Name, "err", err)
 			continue
 		}
-		cn.peers[id] = true
+		cn.mu.Lock()
+		cn.peers[m.ID] = true
+		cn.mu.Unlock()
 	}
 	return nil
 }
@@ -513,6 +530,9 @@ func (b *Broker) onRequest(from cluster.NodeName, raw []byte, standaloneID uint6
 	}
 	if req.Name != from.String() {
 		return nil, fmt.Errorf("%s asked on behalf of %s: a node asks only for itself", from, req.Name)
+	}
+	if !b.ms.ready.Load() {
+		return nil, errors.New(retryMarker + b.cfg.NodeName + " is starting; retry")
 	}
 	b.ms.mu.Lock()
 	defer b.ms.mu.Unlock()
