@@ -30,7 +30,7 @@ func TestMembershipInNamespaces(t *testing.T) {
 	bin := filepath.Join(dir, "warren-server")
 	ctlBin := filepath.Join(dir, "warrenctl")
 	for out, pkg := range map[string]string{bin: ".", ctlBin: "../warrenctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		if b, err := exec.Command("go", buildArgs(out, pkg)...).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
@@ -80,6 +80,11 @@ func TestMembershipInNamespaces(t *testing.T) {
 	t.Cleanup(func() {
 		for _, h := range hosts {
 			stop(h)
+		}
+		for _, h := range hosts {
+			if b, _ := os.ReadFile(h.log.Name()); strings.Contains(string(b), "WARNING: DATA RACE") {
+				t.Errorf("%s reported a data race (built with WARREN_TEST_RACE)", h.name)
+			}
 		}
 		if t.Failed() {
 			for _, h := range hosts {
