@@ -62,6 +62,12 @@ type Store struct {
 	maxSeq  uint64             // highest sequence seen in any reference
 	pending map[uint64]*record // proposed here, not applied yet
 	gone    map[uint64]bool    // removed here, removal not applied yet
+	// early: removals applied before their enqueue (the enqueue's
+	// proposal was retried after the removal's, or forwarded on another
+	// path): the enqueue, when it comes, is ignored instead of
+	// resurrecting the message. Bounded (oldest forgotten first).
+	early     map[uint64]bool
+	earlyFIFO []uint64
 	// confirms: references proposed here wait until they and every
 	// earlier one are applied (durable) or one of them failed
 	inflight []uint64 // ascending
@@ -94,7 +100,7 @@ func Open(h *consensus.Host, node, gid uint64, members []uint64) (*Store, error)
 	if node >= 1<<refNodeBits {
 		return nil, fmt.Errorf("mirror: node id %d too large", node)
 	}
-	s := &Store{host: h, gid: gid, node: node, msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}}
+	s := &Store{host: h, gid: gid, node: node, msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}, early: map[uint64]bool{}}
 	if err := h.AddGroup(gid, members, fsm{s}); err != nil {
 		return nil, err
 	}
@@ -279,9 +285,14 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 		if err != nil {
 			return err
 		}
-		s.msgs[ref] = rec
 		delete(s.pending, ref)
 		s.maxSeq = max(s.maxSeq, ref>>refNodeBits)
+		if s.early[ref] {
+			// removed before it was enqueued: it left the queue already
+			delete(s.early, ref)
+			return nil
+		}
+		s.msgs[ref] = rec
 	case cmdRemove, cmdDelivered:
 		refs, err := decodeRefs(cmd[1:])
 		if err != nil {
@@ -289,6 +300,9 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 		}
 		for _, r := range refs {
 			if cmd[0] == cmdRemove {
+				if _, ok := s.msgs[r]; !ok {
+					s.addEarly(r)
+				}
 				delete(s.msgs, r)
 				delete(s.gone, r)
 			} else if rec := s.msgs[r]; rec != nil {
@@ -301,7 +315,26 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 	return nil
 }
 
-// Snapshot encodes every message of the replica, in order.
+// maxEarly bounds the removals remembered ahead of their enqueue (a
+// removal of a message that never committed stays there until pushed
+// out).
+const maxEarly = 1 << 16
+
+// addEarly remembers a removal applied before its enqueue (s.mu held).
+func (s *Store) addEarly(r uint64) {
+	if s.early[r] {
+		return
+	}
+	s.early[r] = true
+	s.earlyFIFO = append(s.earlyFIFO, r)
+	for len(s.earlyFIFO) > maxEarly {
+		delete(s.early, s.earlyFIFO[0])
+		s.earlyFIFO = s.earlyFIFO[1:]
+	}
+}
+
+// Snapshot encodes every message of the replica, in order, then the
+// removals applied ahead of their enqueue.
 func (f fsm) Snapshot() ([]byte, error) {
 	s := f.s
 	s.mu.Lock()
@@ -313,12 +346,21 @@ func (f fsm) Snapshot() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(e)))
 		b = append(b, e...)
 	}
+	for _, r := range s.earlyFIFO {
+		if s.early[r] {
+			e := encodeRefs(cmdRemove, []uint64{r})
+			b = binary.AppendUvarint(b, uint64(len(e)))
+			b = append(b, e...)
+		}
+	}
 	return b, nil
 }
 
 // Restore replaces the replica with a snapshot's messages.
 func (f fsm) Restore(b []byte) error {
 	msgs := map[uint64]*record{}
+	early := map[uint64]bool{}
+	var earlyFIFO []uint64
 	var maxSeq uint64
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
@@ -327,6 +369,19 @@ func (f fsm) Restore(b []byte) error {
 		}
 		e := b[k : k+int(n)]
 		b = b[k+int(n):]
+		if len(e) > 0 && e[0] == cmdRemove {
+			refs, err := decodeRefs(e[1:])
+			if err != nil {
+				return err
+			}
+			for _, r := range refs {
+				if !early[r] {
+					early[r] = true
+					earlyFIFO = append(earlyFIFO, r)
+				}
+			}
+			continue
+		}
 		if len(e) == 0 || e[0] != cmdEnqueue {
 			return errors.New("mirror: bad snapshot record")
 		}
@@ -340,6 +395,7 @@ func (f fsm) Restore(b []byte) error {
 	s := f.s
 	s.mu.Lock()
 	s.msgs = msgs
+	s.early, s.earlyFIFO = early, earlyFIFO
 	s.maxSeq = max(s.maxSeq, maxSeq)
 	s.mu.Unlock()
 	return nil
