@@ -49,6 +49,7 @@ type Broker struct {
 
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
+	repl     replicas     // replicated queues' replicas (replicated.go)
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -159,6 +160,9 @@ func (b *Broker) recover() error {
 	if err != nil {
 		return err
 	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
 	queued = nil // the index is in the queues now
 	if restored > 100_000 {
 		debug.FreeOSMemory() // give the recovery's scratch memory back now
@@ -229,6 +233,7 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 }
 
 func (b *Broker) closeStores() {
+	b.repl.close()
 	if b.cluster != nil {
 		b.cluster.close()
 	}
@@ -307,6 +312,7 @@ func (b *Broker) apply(c metadata.Command) {
 			v = vhost.New(c.VHost, b.meta, b.log)
 			v.SetNode(b.nodeName)
 			v.SetStore(b.storage())
+			v.SetReplicated(b.replicatedStore)
 			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v
 		}

@@ -243,6 +243,9 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return err
 	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
 	b.log.Info("clustered node started", "node", self.String(), "nodes", len(members), "dist_addr", cn.link.Addr().String(), "messages", restored, "messages_of_deleted_queues_dropped", dropped)
 	return nil
 }

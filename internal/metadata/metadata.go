@@ -15,6 +15,8 @@
 package metadata
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +95,16 @@ type Queue struct {
 	// warren@host): only that node holds its messages. Empty on a
 	// standalone node. Not exported in definitions.
 	Node string `json:"-"`
+	// Group is the consensus group of a replicated queue (x-queue-type
+	// quorum, or classic under an ha-mode policy); 0 for a queue whose
+	// messages live on one node. Chosen at random by the proposer (Store.
+	// Propose), so a queue deleted and declared again never reuses its
+	// predecessor's group. Not exported in definitions.
+	Group uint64 `json:"-" codec:"omitzero"`
+	// Members are the nodes holding a replica of a replicated queue, in
+	// placement order (the first is the preferred leader). Empty on a
+	// standalone node. Not exported in definitions.
+	Members []string `json:"-" codec:"omitzero"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -419,7 +431,29 @@ func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn
 
 // Propose submits cmd and waits until it is applied.
 func (s *Store) Propose(cmd Command) error {
+	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 && IsQuorumQueue(cmd.Queue.Arguments) {
+		q := *cmd.Queue
+		q.Group = NewGroupID()
+		cmd.Queue = &q
+	}
 	return s.log.Append(cmd, s.apply)
+}
+
+// IsQuorumQueue reports whether queue arguments declare a quorum queue.
+func IsQuorumQueue(args map[string]any) bool {
+	t, _ := args["x-queue-type"].(string)
+	return t == "quorum"
+}
+
+// NewGroupID returns a fresh consensus group id for a replicated queue:
+// random, at least 2^32 (below are fixed groups such as the
+// definitions' group 1).
+func NewGroupID() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return binary.BigEndian.Uint64(b[:])>>1 | 1<<32
 }
 
 func (s *Store) apply(cmd Command) error {

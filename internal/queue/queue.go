@@ -98,6 +98,17 @@ type Config struct {
 	// Memory is the node-wide budget for message bodies held in memory by
 	// queues (nil: no limit, nothing is paged out).
 	Memory *Memory
+	// PersistAll stores every message in Store, persistent or not (a
+	// replicated queue: RabbitMQ's quorum queues keep every message).
+	PersistAll bool
+}
+
+// SyncStore is a Store whose Enqueue returns only once the message is
+// durable (a replicated store that waits for a majority): a publisher
+// confirm then has no store position to wait for.
+type SyncStore interface {
+	Store
+	EnqueueIsDurable()
 }
 
 // Memory is shared by every queue of a node: how many bytes of message
@@ -166,6 +177,9 @@ const (
 	ReasonRejected = "rejected"
 	ReasonExpired  = "expired"
 	ReasonMaxLen   = "maxlen"
+	// ReasonDeliveryLimit: a quorum queue's message was returned more
+	// often than x-delivery-limit allows.
+	ReasonDeliveryLimit = "delivery_limit"
 )
 
 // DeadLetter is a message leaving the queue for its dead-letter exchange.
@@ -194,6 +208,13 @@ type Settings struct {
 	// RabbitMQ, messages past the head of the queue go to disk at once,
 	// not only under memory pressure.
 	Lazy bool
+	// Quorum is x-queue-type quorum: redelivered messages carry the
+	// x-delivery-count header and DeliveryLimit applies.
+	Quorum bool
+	// DeliveryLimit is x-delivery-limit (or the delivery-limit policy
+	// key) of a quorum queue: a message returned more often is
+	// dead-lettered with reason delivery_limit (-1: no limit).
+	DeliveryLimit int64
 }
 
 // entry is a message in the queue. msg is nil while the body is paged
@@ -270,6 +291,10 @@ type Queue struct {
 	// OnDeadLetter routes dead-lettered messages to their exchange.
 	OnDeadLetter func(q *Queue, dls []DeadLetter)
 
+	// dcount counts the returns of messages that came back to the queue
+	// (quorum queues only; by message id, sparse).
+	dcount map[uint64]int32
+
 	stats Stats
 }
 
@@ -299,7 +324,7 @@ func (q *Queue) Start() {
 // RabbitMQ does: arguments win, except max-length and max-length-bytes
 // where the lower value wins.
 func EffectiveSettings(args, policy map[string]any) Settings {
-	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead}
+	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead, DeliveryLimit: -1}
 	pick := func(argKey, polKey string) (any, bool) {
 		if v, ok := args[argKey]; ok {
 			return v, true
@@ -351,6 +376,19 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 	}
 	if v, ok := pick("x-queue-mode", "queue-mode"); ok {
 		s.Lazy = v == "lazy"
+	}
+	if t, _ := args["x-queue-type"].(string); t == "quorum" {
+		s.Quorum = true
+		if v, ok := pick("x-delivery-limit", "delivery-limit"); ok {
+			if n, ok := amqp.IntValue(v); ok && n >= 0 {
+				s.DeliveryLimit = n
+			}
+		}
+		if s.Overflow == RejectPublishDLX {
+			// not a quorum queue's overflow in RabbitMQ 3.10, which
+			// falls back to drop-head
+			s.Overflow = DropHead
+		}
 	}
 	return s
 }
@@ -411,7 +449,7 @@ const (
 // persistent message in a durable queue it also returns the store reference
 // a publisher confirm must wait for (0 when there is nothing to wait for).
 func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
-	persist := m.Persistent && q.cfg.Store != nil
+	persist := (m.Persistent || q.cfg.PersistAll) && q.cfg.Store != nil
 	if persist {
 		q.storeMu.Lock() // the store's order of enqueues is the queue's
 	}
@@ -420,6 +458,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		q.storeMu.Unlock()
 	}
 	q.deadLetter(dls)
+	if _, sync := q.cfg.Store.(SyncStore); sync {
+		ref = 0 // durable already: nothing for a confirm to wait for
+	}
 	return res, ref
 }
 
@@ -430,6 +471,11 @@ func (q *Queue) publish(m *Message, persist bool) (PublishResult, uint64, []Dead
 		return Dropped, 0, nil
 	}
 	q.stats.Published++
+	if q.set.Quorum {
+		// every delivery of a quorum queue's message says how often it
+		// was returned, the first one 0 (RabbitMQ 3.10)
+		m = withDeliveryCount(m, 0)
+	}
 	// reject-publish refuses the newcomer when the queue is full.
 	if (q.set.Overflow == RejectPublish || q.set.Overflow == RejectPublishDLX) && q.full(m.Size()) {
 		if q.set.Overflow == RejectPublishDLX {
@@ -682,6 +728,9 @@ func (q *Queue) queueDL(e entry, reason string) {
 
 // forget notes that e left the queue for good.
 func (q *Queue) forget(e entry) {
+	if q.dcount != nil {
+		delete(q.dcount, e.id)
+	}
 	switch {
 	case e.ref == 0:
 	case e.paged:
@@ -742,6 +791,32 @@ func (q *Queue) unpage(e *entry) bool {
 		slog.Error("queue: reading a paged-out message failed", "queue", q.cfg.Name, "vhost", q.cfg.VHost, "err", err)
 	}
 	return e.msg != nil
+}
+
+// withDeliveryCount returns m with the x-delivery-count header RabbitMQ's
+// quorum queues put on a message returned n times (a long, 'l'). m itself
+// is shared with other queues and stays as it is.
+func withDeliveryCount(m *Message, n int32) *Message {
+	if m == nil {
+		return nil
+	}
+	p, err := amqp.DecodeProperties(m.Props)
+	if err != nil {
+		return m
+	}
+	h := make(amqp.Table, len(p.Headers)+1)
+	for k, v := range p.Headers {
+		h[k] = v
+	}
+	h["x-delivery-count"] = int64(n)
+	p.Headers = h
+	props, err := p.Append(nil)
+	if err != nil {
+		return m
+	}
+	c := *m
+	c.Props = props
+	return &c
 }
 
 // taken records that a message went to a consumer that must ack it.
@@ -1185,6 +1260,19 @@ func (q *Queue) Requeue(ids ...uint64) {
 			continue
 		}
 		delete(q.unacked, id)
+		if q.set.Quorum {
+			n := q.dcount[id] + 1
+			if q.set.DeliveryLimit >= 0 && int64(n) > q.set.DeliveryLimit {
+				delete(q.dcount, id)
+				q.queueDL(e, ReasonDeliveryLimit)
+				continue
+			}
+			if q.dcount == nil {
+				q.dcount = map[uint64]int32{}
+			}
+			q.dcount[id] = n
+			e.msg = withDeliveryCount(e.msg, n)
+		}
 		e.redelivered = true
 		p := int(e.prio)
 		q.levels[p].returned = append(q.levels[p].returned, e)

@@ -1,0 +1,313 @@
+package broker
+
+// Replicated queues (issue 15, ADR 0010): a quorum queue is a consensus
+// group of its own (internal/mirror over the node's consensus host). On a
+// standalone node the group has one member, this node, and the node runs
+// a consensus host of its own under <data>/raft, opened when the first
+// replicated queue is declared (or at start when the directory exists);
+// a node without a data directory keeps that log in memory.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenmq/warren/internal/consensus"
+	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/mirror"
+	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/vfs"
+)
+
+// replicas keeps this node's replicas of replicated queues.
+type replicas struct {
+	mu     sync.Mutex
+	host   *consensus.Host
+	id     uint64
+	own    bool                     // the host is this standalone node's (closed with it)
+	stores map[uint64]*mirror.Store // by group
+}
+
+// noTransport is a standalone node's: its groups have one member, so
+// nothing is ever sent.
+type noTransport struct{}
+
+func (noTransport) Send(uint64, []consensus.Envelope) {}
+
+// replicaHost returns the consensus host replicated queues use and this
+// node's id in it, opening a standalone node's own host on first use.
+func (b *Broker) replicaHost() (*consensus.Host, uint64, error) {
+	r := &b.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.host != nil {
+		return r.host, r.id, nil
+	}
+	if b.cluster != nil {
+		r.host, r.id = b.cluster.host, b.cluster.id
+		return r.host, r.id, nil
+	}
+	o := consensus.Options{Transport: noTransport{}, Logger: b.log,
+		// a one-member group elects itself at once: short ticks make the
+		// first election (at start and after a restart) quick
+		Tick: 10 * time.Millisecond,
+		OnFail: func(err error) {
+			b.log.Error("the replicated queues' log failed; the node stops serving: stop it, fix the disk and start it again", "err", err)
+			b.StopApp()
+		}}
+	if b.cfg.DataDir == "" {
+		o.Dir, o.FS, o.ID = "raft", vfs.NewMem(), 1
+	} else {
+		id, err := standaloneID(b.cfg.DataDir)
+		if err != nil {
+			return nil, 0, err
+		}
+		o.Dir, o.ID = filepath.Join(b.cfg.DataDir, "raft"), id
+	}
+	h, err := consensus.Open(o)
+	if err != nil {
+		return nil, 0, fmt.Errorf("opening the replicated queues' log under %s: %w", o.Dir, err)
+	}
+	r.host, r.id, r.own = h, o.ID, true
+	return h, o.ID, nil
+}
+
+// standaloneID is a standalone node's id in its consensus groups: chosen
+// at random on first use and kept in <data>/node-id (ADR 0005), so that
+// the groups it founded know it after a restart.
+func standaloneID(dir string) (uint64, error) {
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || id == 0 || id >= 1<<16 {
+			return 0, fmt.Errorf("%s holds %q, not a node id (1 to 65535): restore it from a backup; a new id would orphan this node's replicated queues", p, b)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("reading the node id: %w", err)
+	}
+	var rb [8]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return 0, err
+	}
+	id := binary.BigEndian.Uint64(rb[:])%(1<<16-1) + 1
+	if err := writeSynced(p, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+		return 0, fmt.Errorf("recording the node id in %s: %w", p, err)
+	}
+	return id, nil
+}
+
+// writeSynced writes a small file and makes it and its name durable.
+func writeSynced(p string, data []byte) error {
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(p))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// replicatedStore is the store of replicated queue d on this node: its
+// replica in d's consensus group (vhost.SetReplicated).
+func (b *Broker) replicatedStore(d metadata.Queue) (queue.Store, error) {
+	h, id, err := b.replicaHost()
+	if err != nil {
+		return nil, err
+	}
+	r := &b.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.stores[d.Group]; s != nil {
+		return syncStore{s}, nil
+	}
+	s, err := mirror.Open(h, id, d.Group, []uint64{id})
+	if err != nil {
+		return nil, fmt.Errorf("starting the replica of queue '%s' in vhost '%s' (group %d): %w", d.Name, d.VHost, d.Group, err)
+	}
+	if r.stores == nil {
+		r.stores = map[uint64]*mirror.Store{}
+	}
+	r.stores[d.Group] = s
+	return syncStore{s}, nil
+}
+
+// restoreReplicated puts back the messages the replicas of this node's
+// replicated queues hold (after a restart): each group first applies
+// everything it committed (Barrier), then its queue is rebuilt in order.
+func (b *Broker) restoreReplicated() error {
+	var qs []metadata.Queue
+	b.meta.Read(func(st *metadata.State) {
+		for _, q := range st.Queues {
+			if q.Group != 0 && (b.nodeName == "" || q.Node == b.nodeName) {
+				qs = append(qs, q)
+			}
+		}
+	})
+	slices.SortFunc(qs, func(a, c metadata.Queue) int { return strings.Compare(a.VHost+"\x00"+a.Name, c.VHost+"\x00"+c.Name) })
+	restored := 0
+	for _, d := range qs {
+		v := b.VHost(d.VHost)
+		var q *queue.Queue
+		if v != nil {
+			q = v.LookupQueue(d.Name)
+		}
+		b.repl.mu.Lock()
+		s := b.repl.stores[d.Group]
+		b.repl.mu.Unlock()
+		if q == nil || s == nil {
+			return fmt.Errorf("recovery: replicated queue %q in vhost %q has no replica on this node (a bug; its log is kept, nothing was deleted)", d.Name, d.VHost)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := s.Barrier(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("recovering replicated queue %q in vhost %q: its group did not commit a barrier: %w", d.Name, d.VHost, err)
+		}
+		ms := s.Recovered()
+		q.Restore(slices.Values(ms))
+		restored += len(ms)
+	}
+	if restored > 0 {
+		b.log.Info("replicated queues recovered", "queues", len(qs), "messages", restored)
+	}
+	return nil
+}
+
+// ReplicaStats describe this node's replica of a replicated queue for the
+// management API.
+type ReplicaStats struct {
+	Leader  string   // node leading the queue's group ("" when none)
+	Members []string // nodes holding a replica
+	Online  []string // members this node sees running
+}
+
+// Replica describes replicated queue d as this node sees it; ok is false
+// for a queue that is not replicated.
+func (b *Broker) Replica(d metadata.Queue) (ReplicaStats, bool) {
+	if d.Group == 0 {
+		return ReplicaStats{}, false
+	}
+	self := b.nodeName
+	if self == "" {
+		self = b.cfg.NodeName
+	}
+	members := d.Members
+	if len(members) == 0 {
+		members = []string{self}
+	}
+	st := ReplicaStats{Members: members}
+	b.repl.mu.Lock()
+	h, id := b.repl.host, b.repl.id
+	b.repl.mu.Unlock()
+	if h != nil {
+		if lead := h.Leader(d.Group); lead != 0 {
+			st.Leader = b.nodeByID(lead, id, self)
+		}
+	}
+	for _, m := range members {
+		if m == self || b.nodeRunning(m) {
+			st.Online = append(st.Online, m)
+		}
+	}
+	return st, true
+}
+
+// nodeByID names the node with consensus id n.
+func (b *Broker) nodeByID(n, self uint64, selfName string) string {
+	if n == self {
+		return selfName
+	}
+	if b.cluster != nil {
+		for _, m := range b.cluster.members {
+			if m.ID == n {
+				return m.Name
+			}
+		}
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// nodeRunning reports whether this node is connected to node name.
+func (b *Broker) nodeRunning(name string) bool {
+	for _, m := range b.ClusterStatus() {
+		if m.Name == name {
+			return m.Running
+		}
+	}
+	return false
+}
+
+func (r *replicas) close() {
+	r.mu.Lock()
+	h, own := r.host, r.own
+	r.host = nil
+	r.mu.Unlock()
+	if h != nil && own {
+		_ = h.Close()
+	}
+}
+
+// syncStore is a replica as a queue's store: Enqueue returns once a
+// majority of the group holds the message (so a publisher confirm, which
+// waits for one store position of the node's message store, needs none:
+// queue.SyncStore). Publishes to one replicated queue are therefore not
+// pipelined; per-store confirm waits will lift that.
+type syncStore struct{ s *mirror.Store }
+
+func (syncStore) EnqueueIsDurable() {}
+
+func (s syncStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64, error) {
+	ref, err := s.s.Enqueue(q, m, expiresAt)
+	if err != nil {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	s.s.OnDurable(ref, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		// the queue refuses the message (the publisher gets a nack); it
+		// may still commit later and then come back after a failover: a
+		// duplicate, never a loss. The replica refuses new messages until
+		// a barrier commits: try one now.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.s.Barrier(ctx)
+		cancel()
+		return 0, err
+	}
+	return ref, nil
+}
+
+func (s syncStore) Remove(q string, refs []uint64)    { s.s.Remove(q, refs) }
+func (s syncStore) Delivered(q string, refs []uint64) { s.s.Delivered(q, refs) }
+func (s syncStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
+	return s.s.Load(refs, fn)
+}
