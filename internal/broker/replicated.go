@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenmq/warren/internal/consensus"
@@ -26,6 +27,7 @@ import (
 	"github.com/warrenmq/warren/internal/mirror"
 	"github.com/warrenmq/warren/internal/queue"
 	"github.com/warrenmq/warren/internal/vfs"
+	"github.com/warrenmq/warren/internal/vhost"
 )
 
 // replicas keeps this node's replicas of replicated queues.
@@ -35,6 +37,17 @@ type replicas struct {
 	id     uint64
 	own    bool                     // the host is this standalone node's (closed with it)
 	stores map[uint64]*mirror.Store // by group
+	// clustered: this node's view of each group it is a member of
+	groups map[uint64]*replicaState
+}
+
+// replicaState is a clustered node's view of one replicated queue.
+type replicaState struct {
+	vhost, name string
+	store       *mirror.Store
+	live        *syncStore // this node leads the group and runs the queue over it
+	home        string     // the home the vhost was last told
+	openErr     error
 }
 
 // noTransport is a standalone node's: its groups have one member, so
@@ -140,6 +153,9 @@ func writeSynced(p string, data []byte) error {
 // replicatedStore is the store of replicated queue d on this node: its
 // replica in d's consensus group (vhost.SetReplicated).
 func (b *Broker) replicatedStore(d metadata.Queue) (queue.Store, error) {
+	if b.cluster != nil {
+		return nil, errors.New("a clustered node's replicated queues are run by the replica loop, not at declare (a bug)")
+	}
 	h, id, err := b.replicaHost()
 	if err != nil {
 		return nil, err
@@ -148,7 +164,7 @@ func (b *Broker) replicatedStore(d metadata.Queue) (queue.Store, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.stores[d.Group]; s != nil {
-		return syncStore{s}, nil
+		return &syncStore{s: s}, nil
 	}
 	s, err := mirror.Open(h, id, d.Group, []uint64{id})
 	if err != nil {
@@ -158,13 +174,16 @@ func (b *Broker) replicatedStore(d metadata.Queue) (queue.Store, error) {
 		r.stores = map[uint64]*mirror.Store{}
 	}
 	r.stores[d.Group] = s
-	return syncStore{s}, nil
+	return &syncStore{s: s}, nil
 }
 
 // restoreReplicated puts back the messages the replicas of this node's
 // replicated queues hold (after a restart): each group first applies
 // everything it committed (Barrier), then its queue is rebuilt in order.
 func (b *Broker) restoreReplicated() error {
+	if b.cluster != nil {
+		return nil // the replica loop does it on the group's leader
+	}
 	var qs []metadata.Queue
 	b.meta.Read(func(st *metadata.State) {
 		for _, q := range st.Queues {
@@ -229,6 +248,12 @@ func (b *Broker) Replica(d metadata.Queue) (ReplicaStats, bool) {
 	b.repl.mu.Lock()
 	h, id := b.repl.host, b.repl.id
 	b.repl.mu.Unlock()
+	if b.cluster != nil {
+		h, id = b.cluster.host, b.cluster.id
+		if !slices.Contains(members, self) {
+			h = nil // not a member: no view of the group
+		}
+	}
 	if h != nil {
 		if lead := h.Leader(d.Group); lead != 0 {
 			st.Leader = b.nodeByID(lead, id, self)
@@ -282,11 +307,22 @@ func (r *replicas) close() {
 // waits for one store position of the node's message store, needs none:
 // queue.SyncStore). Publishes to one replicated queue are therefore not
 // pipelined; per-store confirm waits will lift that.
-type syncStore struct{ s *mirror.Store }
+// A fenced syncStore belongs to a queue this node no longer leads: it
+// refuses messages and forgets removals, so the deposed queue (being
+// deleted, its consumers cancelled) changes nothing in the group.
+type syncStore struct {
+	s      *mirror.Store
+	fenced atomic.Bool
+}
 
-func (syncStore) EnqueueIsDurable() {}
+func (*syncStore) EnqueueIsDurable() {}
 
-func (s syncStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64, error) {
+func (s *syncStore) fence() { s.fenced.Store(true) }
+
+func (s *syncStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64, error) {
+	if s.fenced.Load() {
+		return 0, errNotLeader
+	}
 	ref, err := s.s.Enqueue(q, m, expiresAt)
 	if err != nil {
 		return 0, err
@@ -306,8 +342,194 @@ func (s syncStore) Enqueue(q string, m *queue.Message, expiresAt int64) (uint64,
 	return ref, nil
 }
 
-func (s syncStore) Remove(q string, refs []uint64)    { s.s.Remove(q, refs) }
-func (s syncStore) Delivered(q string, refs []uint64) { s.s.Delivered(q, refs) }
-func (s syncStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
+func (s *syncStore) Remove(q string, refs []uint64) {
+	if !s.fenced.Load() {
+		s.s.Remove(q, refs)
+	}
+}
+
+func (s *syncStore) Delivered(q string, refs []uint64) {
+	if !s.fenced.Load() {
+		s.s.Delivered(q, refs)
+	}
+}
+
+func (s *syncStore) Load(refs []uint64, fn func(i int, m *queue.Message)) error {
 	return s.s.Load(refs, fn)
+}
+
+var errNotLeader = errors.New("this node no longer leads the queue's group")
+
+// replicaLoop runs on a clustered node: it joins the group of every
+// replicated queue this node is a member of, and follows each group's
+// leadership: the node leading a group runs the queue (its home), after
+// applying everything the group committed (Barrier) and rebuilding the
+// queue from its replica; the others keep a definition naming the
+// leader. Leadership is polled (every 20 ms): consensus has no
+// leadership callback yet.
+func (b *Broker) replicaLoop() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopAlarms:
+			return
+		case <-t.C:
+			b.reconcileReplicas()
+		}
+	}
+}
+
+func (b *Broker) reconcileReplicas() {
+	cn := b.cluster
+	self := cn.self.String()
+	var defs []metadata.Queue
+	b.meta.Read(func(st *metadata.State) {
+		for _, q := range st.Queues {
+			if q.Group != 0 {
+				defs = append(defs, q)
+			}
+		}
+	})
+	r := &b.repl
+	r.mu.Lock()
+	if r.groups == nil {
+		r.groups = map[uint64]*replicaState{}
+	}
+	r.mu.Unlock()
+	seen := map[uint64]bool{}
+	for _, d := range defs {
+		seen[d.Group] = true
+		v := b.VHost(d.VHost)
+		if v == nil {
+			continue
+		}
+		r.mu.Lock()
+		rs := r.groups[d.Group]
+		if rs == nil {
+			rs = &replicaState{vhost: d.VHost, name: d.Name}
+			r.groups[d.Group] = rs
+		}
+		r.mu.Unlock()
+		if !slices.Contains(d.Members, self) {
+			// not a member: the first member is the best guess of its
+			// home (this node cannot see the group's leader)
+			if home := firstOr(d.Members, vhost.NoLeaderYet); rs.home != home && v.SetReplicatedHome(d, home, nil, nil) {
+				rs.home = home
+			}
+			continue
+		}
+		if rs.store == nil && rs.openErr == nil {
+			var ids []uint64
+			for _, m := range d.Members {
+				if id := cn.idOf(m); id != 0 {
+					ids = append(ids, id)
+				}
+			}
+			s, err := mirror.Open(cn.host, cn.id, d.Group, ids)
+			if err != nil {
+				rs.openErr = err
+				b.log.Error("could not join a replicated queue's group; this node holds no replica of it", "vhost", d.VHost, "queue", d.Name, "err", err)
+				continue
+			}
+			rs.store = s
+		}
+		if rs.store == nil {
+			continue
+		}
+		lead := cn.host.Leader(d.Group)
+		if lead == cn.id {
+			if rs.live != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := rs.store.Barrier(ctx)
+			cancel()
+			if err != nil {
+				continue // not leading after all, or no quorum: next round
+			}
+			st := &syncStore{s: rs.store}
+			ms := rs.store.Recovered()
+			if v.SetReplicatedHome(d, self, st, ms) {
+				rs.live, rs.home = st, self
+				b.log.Info("this node now leads a replicated queue", "vhost", d.VHost, "queue", d.Name, "messages", len(ms))
+			}
+			continue
+		}
+		home := vhost.NoLeaderYet
+		if lead != 0 {
+			home = cn.nameOf(lead)
+		}
+		if rs.live != nil {
+			rs.live.fence()
+			rs.live = nil
+			rs.home = ""
+			b.log.Info("this node no longer leads a replicated queue", "vhost", d.VHost, "queue", d.Name, "leader", home)
+		}
+		if rs.home != home && v.SetReplicatedHome(d, home, nil, nil) {
+			rs.home = home
+		}
+	}
+	r.mu.Lock()
+	for g, rs := range r.groups {
+		if !seen[g] {
+			if rs.live != nil {
+				rs.live.fence()
+			}
+			delete(r.groups, g) // deleted; its group stays idle in the host (no group removal yet)
+		}
+	}
+	r.mu.Unlock()
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}
+
+// idOf is the consensus id of the configured node name (0: unknown).
+func (cn *clusterNode) idOf(name string) uint64 {
+	for _, m := range cn.members {
+		if m.Name == name {
+			return m.ID
+		}
+	}
+	return 0
+}
+
+// nameOf is the name of the node with consensus id id.
+func (cn *clusterNode) nameOf(id uint64) string {
+	for _, m := range cn.members {
+		if m.ID == id {
+			return m.Name
+		}
+	}
+	return strconv.FormatUint(id, 10)
+}
+
+// QueueHome returns the node where queue name of vhost vh lives, for
+// forwarding: a replicated queue's home is the leader of its group as
+// this node sees it (vhost.NoLeaderYet while there is none; on a node
+// that is not one of its members, its first member), any other queue's
+// is its declaring node. ok is false when there is no such queue. On a
+// standalone node the home is "" (this node).
+func (b *Broker) QueueHome(vh, name string) (home string, ok bool) {
+	var d metadata.Queue
+	b.meta.Read(func(st *metadata.State) { d, ok = st.Queues[[2]string{vh, name}] })
+	if !ok || b.cluster == nil {
+		return "", ok
+	}
+	cn := b.cluster
+	if d.Group == 0 {
+		return d.Node, true
+	}
+	if !slices.Contains(d.Members, cn.self.String()) {
+		return firstOr(d.Members, vhost.NoLeaderYet), true
+	}
+	if lead := cn.host.Leader(d.Group); lead != 0 {
+		return cn.nameOf(lead), true
+	}
+	return vhost.NoLeaderYet, true
 }

@@ -20,6 +20,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warrenmq/warren/internal/amqp"
+	"hash/fnv"
+	"regexp"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -175,6 +179,11 @@ type State struct {
 	Queues      map[[2]string]Queue
 	Bindings    map[string]Binding // key: bindingKey
 	Policies    map[[2]string]Policy
+
+	// nodes are the cluster's nodes, where replicated queues are placed
+	// (SetNodes; nil on a standalone node). Configuration, not state:
+	// every node of a cluster has the same list.
+	nodes []string
 }
 
 // NewState returns empty definitions.
@@ -355,7 +364,7 @@ func (s *State) applyOther(c Command) error {
 		if cur, ok := s.Queues[k]; ok && c.Conditional {
 			return equivalentQueue(cur, *c.Queue)
 		}
-		s.Queues[k] = *c.Queue
+		s.Queues[k] = s.place(*c.Queue)
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
@@ -431,7 +440,10 @@ func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn
 
 // Propose submits cmd and waits until it is applied.
 func (s *Store) Propose(cmd Command) error {
-	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 && IsQuorumQueue(cmd.Queue.Arguments) {
+	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 {
+		// a group for the queue in case Apply makes it a replicated one
+		// (a quorum queue, or a classic queue an ha-mode policy matches);
+		// Apply clears it otherwise
 		q := *cmd.Queue
 		q.Group = NewGroupID()
 		cmd.Queue = &q
@@ -609,12 +621,22 @@ func (s *Store) restore(b []byte) error {
 		st.Policies[[2]string{p.VHost, p.Name}] = p
 	}
 	s.mu.Lock()
+	st.nodes = s.state.nodes
 	s.state = st
 	s.mu.Unlock()
 	for _, fn := range s.restored {
 		fn()
 	}
 	return nil
+}
+
+// SetNodes sets the cluster's nodes (names, as in classic_config), over
+// which replicated queues are placed. Every node of a cluster must set the
+// same list before the first command is applied.
+func (s *Store) SetNodes(names []string) {
+	s.mu.Lock()
+	s.state.nodes = slices.Clone(names)
+	s.mu.Unlock()
 }
 
 // Read runs fn with the state read-locked.
@@ -762,4 +784,104 @@ func equivalentQueue(cur, q Queue) error {
 		}
 	}
 	return nil
+}
+
+// place decides whether queue q is replicated and over which nodes
+// (ADR 0010), deterministically, so every node applying the declare
+// agrees: a quorum queue is; a classic queue is when the policy that
+// applies to it has ha-mode. A replicated queue keeps the group its
+// proposer chose; any other queue gets none.
+func (s *State) place(q Queue) Queue {
+	def := s.policyFor(q.VHost, q.Name)
+	replicated := IsQuorumQueue(q.Arguments) || (def["ha-mode"] != nil && !q.Exclusive && q.Durable)
+	if !replicated || q.Group == 0 {
+		q.Group, q.Members = 0, nil
+		return q
+	}
+	q.Members = s.members(q, def)
+	return q
+}
+
+// members chooses a replicated queue's nodes: its home (the declaring
+// node) first, then the other nodes in an order that starts at a place
+// derived from the queue's name (so that members spread over the nodes),
+// as many as the queue asks for:
+//   - quorum: x-quorum-initial-group-size, default every node;
+//   - ha-mode all: every node; exactly N: N nodes (every node if fewer);
+//   - ha-mode nodes: the listed nodes the cluster has (unknown names are
+//     ignored, as RabbitMQ does), the home first when listed; the home
+//     alone when none is known.
+func (s *State) members(q Queue, def map[string]any) []string {
+	if len(s.nodes) == 0 {
+		return nil // a standalone node: itself
+	}
+	nodes := slices.Clone(s.nodes)
+	slices.Sort(nodes)
+	home := q.Node
+	if !slices.Contains(nodes, home) {
+		home = ""
+	}
+	h := fnv.New32a()
+	h.Write([]byte(q.VHost + "\x00" + q.Name))
+	start := int(h.Sum32() % uint32(len(nodes)))
+	order := []string{}
+	if home != "" {
+		order = append(order, home)
+	}
+	for i := range nodes {
+		if n := nodes[(start+i)%len(nodes)]; n != home {
+			order = append(order, n)
+		}
+	}
+	want := len(order)
+	if IsQuorumQueue(q.Arguments) {
+		if n, ok := amqp.IntValue(q.Arguments["x-quorum-initial-group-size"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+		return order[:want]
+	}
+	switch def["ha-mode"] {
+	case "exactly":
+		if n, ok := amqp.IntValue(def["ha-params"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+	case "nodes":
+		listed, _ := def["ha-params"].([]any)
+		var out []string
+		for _, n := range order {
+			if slices.Contains(listed, any(n)) {
+				out = append(out, n)
+			}
+		}
+		if len(out) == 0 {
+			return order[:1]
+		}
+		return out
+	}
+	return order[:want]
+}
+
+// policyFor returns the definition of the policy that applies to queue
+// name in vhost vh (the highest priority, then the first name), as the
+// vhost computes it for the runtime.
+func (s *State) policyFor(vh, name string) map[string]any {
+	var best *Policy
+	for k, p := range s.Policies {
+		if k[0] != vh || (p.ApplyTo != "" && p.ApplyTo != "all" && p.ApplyTo != "queues") {
+			continue
+		}
+		if best != nil && (p.Priority < best.Priority || (p.Priority == best.Priority && p.Name > best.Name)) {
+			continue
+		}
+		re, err := regexp.Compile(p.Pattern)
+		if err != nil || !re.MatchString(name) {
+			continue
+		}
+		p := p
+		best = &p
+	}
+	if best == nil {
+		return nil
+	}
+	return best.Definition
 }

@@ -210,12 +210,21 @@ func (v *VHost) Apply(c metadata.Command) {
 				st = v.store
 			}
 			local := v.node == "" || d.Node == "" || d.Node == v.node
-			replicated := d.Group != 0 && local && v.replicated != nil
+			replicated := d.Group != 0 && local && v.replicated != nil && v.node == ""
 			if replicated {
 				st = v.replicatedStore(*d)
 			}
+			// a clustered node's replicated queue starts as a definition
+			// only, like another node's queue: it becomes live on the node
+			// leading its group (SetReplicatedHome)
+			clusteredReplica := d.Group != 0 && v.node != ""
+			if clusteredReplica {
+				st = nil
+			}
 			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory, PersistAll: replicated})
-			if v.node != "" && d.Node != "" && d.Node != v.node {
+			if clusteredReplica {
+				v.remote.Store(q, NoLeaderYet)
+			} else if v.node != "" && d.Node != "" && d.Node != v.node {
 				// another node's queue: its home decides expiry and
 				// auto-delete, this copy never holds a message
 				v.remote.Store(q, d.Node)
