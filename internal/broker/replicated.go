@@ -511,7 +511,8 @@ func (cn *clusterNode) nameOf(id uint64) string {
 
 // QueueHome returns the node where queue name of vhost vh lives, for
 // forwarding: a replicated queue's home is the leader of its group as
-// this node sees it (vhost.NoLeaderYet while there is none; on a node
+// this node sees it (vhost.NoLeaderYet while there is none, or while
+// this node leads but has not rebuilt the queue yet; on a node
 // that is not one of its members, its first member), any other queue's
 // is its declaring node. ok is false when there is no such queue. On a
 // standalone node the home is "" (this node).
@@ -528,7 +529,19 @@ func (b *Broker) QueueHome(vh, name string) (home string, ok bool) {
 	if !slices.Contains(d.Members, cn.self.String()) {
 		return firstOr(d.Members, vhost.NoLeaderYet), true
 	}
-	if lead := cn.host.Leader(d.Group); lead != 0 {
+	lead := cn.host.Leader(d.Group)
+	if lead == cn.id {
+		// this node leads: it is the home once it runs the queue
+		b.repl.mu.Lock()
+		rs := b.repl.groups[d.Group]
+		live := rs != nil && rs.live != nil
+		b.repl.mu.Unlock()
+		if live {
+			return cn.self.String(), true
+		}
+		return vhost.NoLeaderYet, true
+	}
+	if lead != 0 {
 		return cn.nameOf(lead), true
 	}
 	return vhost.NoLeaderYet, true
