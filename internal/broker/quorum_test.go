@@ -11,6 +11,8 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenmq/warren/internal/config"
+	"github.com/warrenmq/warren/internal/metadata"
 	"github.com/warrenmq/warren/internal/mgmt"
 )
 
@@ -102,7 +104,10 @@ func TestQuorumQueueBasics(t *testing.T) {
 	srv := httptest.NewServer(mgmt.New(b, "", nil))
 	defer srv.Close()
 	var q map[string]any
-	getJSON(t, srv.URL+"/api/queues/%2F/qq", &q)
+	waitUntil(t, "the queue's group to elect this node", func() bool {
+		getJSON(t, srv.URL+"/api/queues/%2F/qq", &q)
+		return q["leader"] != nil
+	})
 	if q["type"] != "quorum" || q["leader"] == nil || len(q["members"].([]any)) != 1 || len(q["online"].([]any)) != 1 || q["leader"] != q["node"] {
 		t.Fatalf("management view of a quorum queue: type %v leader %v members %v online %v node %v", q["type"], q["leader"], q["members"], q["online"], q["node"])
 	}
@@ -218,5 +223,64 @@ func TestQuorumMaxLength(t *testing.T) {
 	}
 	if send("rej", "e") {
 		t.Fatal("reject-publish confirmed a message over x-max-length-bytes")
+	}
+}
+
+// TestHAPolicyReplicatesClassicQueue: on a standalone node, a durable
+// classic queue declared under an ha-mode policy is a replicated queue
+// (one member); it keeps its messages across a restart and the
+// management API shows its policy and mirroring fields.
+func TestHAPolicyReplicatesClassicQueue(t *testing.T) {
+	dir := t.TempDir()
+	b, url := node(t, func(c *config.Config) { c.DataDir = dir })
+	if err := setPolicy(b, "ha", "^ha\\.", map[string]any{"ha-mode": "all", "ha-sync-mode": "automatic"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := channel(t, dial(t, url))
+	for _, q := range []string{"ha.q", "plain"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ha, plain metadata.Queue
+	b.Metadata().Read(func(s *metadata.State) {
+		ha, plain = s.Queues[[2]string{"/", "ha.q"}], s.Queues[[2]string{"/", "plain"}]
+	})
+	if ha.Group == 0 || plain.Group != 0 {
+		t.Fatalf("groups: ha.q %d (want one), plain %d (want none)", ha.Group, plain.Group)
+	}
+	srv := httptest.NewServer(mgmt.New(b, "", nil))
+	var q map[string]any
+	waitUntil(t, "the queue's group to elect this node", func() bool {
+		getJSON(t, srv.URL+"/api/queues/%2F/ha.q", &q)
+		return q["leader"] != nil
+	})
+	srv.Close()
+	pol, _ := q["effective_policy_definition"].(map[string]any)
+	if q["type"] != "classic" || q["policy"] != "ha" || pol["ha-mode"] != "all" || len(q["slave_nodes"].([]any)) != 0 || q["leader"] != q["node"] {
+		t.Fatalf("management view: type %v policy %v effective %v slave_nodes %v leader %v", q["type"], q["policy"], q["effective_policy_definition"], q["slave_nodes"], q["leader"])
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "ha.q", false, false, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp091.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := dc.WaitContext(ctxTimeout(t, 10*time.Second)); err != nil || !ok {
+			t.Fatalf("not confirmed: %v %v", ok, err)
+		}
+	}
+	if err := b.Stop(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, url2 := node(t, func(c *config.Config) { c.DataDir = dir })
+	ch2 := channel(t, dial(t, url2))
+	for i := range 10 {
+		m, ok, err := ch2.Get("ha.q", true)
+		if err != nil || !ok || string(m.Body) != fmt.Sprint(i) {
+			t.Fatalf("after restart, message %d: %q %v %v", i, m.Body, ok, err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -717,6 +718,23 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 			out["leader"] = nil
 		}
 		out["members"], out["online"] = nodeList(rs.Members), nodeList(rs.Online)
+		if qtype == "classic" {
+			// a classic queue mirrored by an ha-mode policy: RabbitMQ's
+			// mirroring fields. A member counts as synchronised while it
+			// is online (Raft brings a returning member up to date before
+			// it can vote; per-member progress is not exposed yet).
+			var slaves, synced []string
+			for _, m := range rs.Members {
+				if m == rs.Leader {
+					continue
+				}
+				slaves = append(slaves, m)
+				if slices.Contains(rs.Online, m) {
+					synced = append(synced, m)
+				}
+			}
+			out["slave_nodes"], out["synchronised_slave_nodes"] = nodeList(slaves), nodeList(synced)
+		}
 	}
 	return out
 }
