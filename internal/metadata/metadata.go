@@ -471,6 +471,12 @@ func NewGroupID() uint64 {
 func (s *Store) apply(cmd Command) error {
 	s.mu.Lock()
 	deleted, err := s.state.apply(cmd)
+	if err == nil && cmd.Op == OpDeclareQueue && cmd.Queue != nil {
+		// observers see the queue as Apply placed it (its group and
+		// members decided there), not as proposed
+		q := s.state.Queues[[2]string{cmd.Queue.VHost, cmd.Queue.Name}]
+		cmd.Queue = &q
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
