@@ -135,6 +135,7 @@ func (b *Broker) recover() error {
 	b.meta = metadata.NewStore(ml)
 	b.meta.Observe(b.recordDrops) // before apply deletes the runtime queue
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	durable := metadata.DurableCommands(recovered)
 	if err := b.meta.Bootstrap(durable); err != nil {
 		return err
@@ -161,6 +162,9 @@ func (b *Broker) recover() error {
 		return err
 	}
 	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
 		return err
 	}
 	queued = nil // the index is in the queues now
@@ -225,6 +229,9 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 		}
 		if q == nil {
 			return restored, fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
+		}
+		if q.Config().PersistAll {
+			continue // replicated since: finishMoves moves them into its group
 		}
 		q.Restore(queued.Messages(key))
 		restored += queued.Count(key)

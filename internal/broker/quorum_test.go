@@ -284,3 +284,66 @@ func TestHAPolicyReplicatesClassicQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestHAPolicyMovesExistingQueue: on a standalone node, an ha-mode policy
+// set after a durable classic queue holds messages makes it replicated:
+// its messages move into the queue's group, in order, and it keeps them
+// and new ones across a restart.
+func TestHAPolicyMovesExistingQueue(t *testing.T) {
+	dir := t.TempDir()
+	b, url := node(t, func(c *config.Config) { c.DataDir = dir })
+	ch := channel(t, dial(t, url))
+	if _, err := ch.QueueDeclare("mv", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	send := func(c *amqp091.Channel, body string) {
+		t.Helper()
+		dc, err := c.PublishWithDeferredConfirmWithContext(context.Background(), "", "mv", false, false, amqp091.Publishing{Body: []byte(body), DeliveryMode: amqp091.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := dc.WaitContext(ctxTimeout(t, 10*time.Second)); err != nil || !ok {
+			t.Fatalf("%s not confirmed: %v %v", body, ok, err)
+		}
+	}
+	var want []string
+	for i := range 30 {
+		send(ch, fmt.Sprintf("m%02d", i))
+		want = append(want, fmt.Sprintf("m%02d", i))
+	}
+	if err := setPolicy(b, "ha", "^mv$", map[string]any{"ha-mode": "all"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the queue to move into its group", func() bool {
+		q := b.VHost("/").LookupQueue("mv")
+		return q != nil && q.Config().PersistAll
+	})
+	var d metadata.Queue
+	b.Metadata().Read(func(s *metadata.State) { d = s.Queues[[2]string{"/", "mv"}] })
+	if d.Group == 0 {
+		t.Fatal("the definition has no group")
+	}
+	ch2 := channel(t, dial(t, url))
+	if err := ch2.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	send(ch2, "after")
+	want = append(want, "after")
+	if err := b.Stop(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, url2 := node(t, func(c *config.Config) { c.DataDir = dir })
+	ch3 := channel(t, dial(t, url2))
+	for i, w := range want {
+		m, ok, err := ch3.Get("mv", true)
+		if err != nil || !ok || string(m.Body) != w {
+			t.Fatalf("after the move and a restart, message %d: %q %v %v, want %s", i, m.Body, ok, err, w)
+		}
+	}
+	if m, ok, _ := ch3.Get("mv", true); ok {
+		t.Fatalf("an extra message %q (the message store's copy came back?)", m.Body)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/warrenmq/warren/internal/metadata"
 	"github.com/warrenmq/warren/internal/mirror"
 	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/store"
 	"github.com/warrenmq/warren/internal/vfs"
 	"github.com/warrenmq/warren/internal/vhost"
 )
@@ -545,4 +546,121 @@ func (b *Broker) QueueHome(vh, name string) (home string, ok bool) {
 		return cn.nameOf(lead), true
 	}
 	return vhost.NoLeaderYet, true
+}
+
+// replicateObserved runs after a committed policy change: the classic
+// queues it made replicated (a standalone node's; metadata.State
+// replicate) move into their groups, each on its own goroutine (the
+// observer must not wait for consensus).
+func (b *Broker) replicateObserved(c metadata.Command) {
+	if c.Op != metadata.OpSetPolicy || len(c.Replicated) == 0 || c.Policy == nil {
+		return
+	}
+	for _, name := range c.Replicated {
+		var d metadata.Queue
+		var ok bool
+		b.meta.Read(func(st *metadata.State) { d, ok = st.Queues[[2]string{c.Policy.VHost, name}] })
+		if !ok || d.Group == 0 {
+			continue
+		}
+		b.goTracked(func() {
+			if err := b.moveIntoGroup(d); err != nil {
+				b.log.Error("a queue an ha-mode policy made replicated could not move into its group: it stays on the message store and refuses publishes; restart the node to finish the move", "vhost", d.VHost, "queue", d.Name, "err", err)
+			}
+		})
+	}
+}
+
+// moveIntoGroup moves a live classic queue's messages into its group and
+// makes it a replicated queue (vhost.ConvertToReplicated).
+func (b *Broker) moveIntoGroup(d metadata.Queue) error {
+	v := b.VHost(d.VHost)
+	if v == nil {
+		return nil
+	}
+	st, err := b.replicatedStore(d)
+	if err != nil {
+		return err
+	}
+	ss := st.(*syncStore)
+	return v.ConvertToReplicated(d, func(ms []queue.Recovered) ([]queue.Recovered, error) { return copyInto(ss.s, d, ms) }, st, "")
+}
+
+// copyInto enqueues messages into a group, pipelined, and returns them
+// with their references there once the group committed them all.
+func copyInto(s *mirror.Store, d metadata.Queue, ms []queue.Recovered) ([]queue.Recovered, error) {
+	out := make([]queue.Recovered, 0, len(ms))
+	var redelivered []uint64
+	var last uint64
+	for _, m := range ms {
+		ref, err := s.Enqueue(d.Name, m.Msg, m.ExpiresAt)
+		if err != nil {
+			return nil, err
+		}
+		last = ref
+		m.Ref = ref
+		if m.Redelivered {
+			redelivered = append(redelivered, ref)
+		}
+		out = append(out, m)
+	}
+	if last == 0 {
+		return out, nil
+	}
+	done := make(chan error, 1)
+	s.OnDurable(last, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	s.Delivered(d.Name, redelivered)
+	return out, nil
+}
+
+// finishMoves, at start, moves into their groups the messages the message
+// store still holds for queues that are replicated now (the node stopped
+// while a policy was moving them; some may already be in the group too:
+// they are then there twice, never lost), and removes them from the
+// message store once the group has them.
+func (b *Broker) finishMoves(queued *store.Recovery, live []string) error {
+	for _, key := range live {
+		vh, name, _ := strings.Cut(key, "\x00")
+		v := b.VHost(vh)
+		if v == nil {
+			continue
+		}
+		q := v.LookupQueue(name)
+		if q == nil || !q.Config().PersistAll {
+			continue
+		}
+		var d metadata.Queue
+		b.meta.Read(func(st *metadata.State) { d = st.Queues[[2]string{vh, name}] })
+		st, err := b.replicatedStore(d)
+		if err != nil {
+			return err
+		}
+		var refs []uint64
+		var ms []queue.Recovered
+		for m := range queued.Messages(key) {
+			refs = append(refs, m.Ref)
+			if m.Msg == nil {
+				r := m
+				if err := b.msgs.Load([]uint64{m.Ref}, func(_ int, msg *queue.Message) { r.Msg = msg }); err != nil {
+					return fmt.Errorf("moving queue %q in vhost %q into its group: reading message %d: %w (nothing was deleted)", name, vh, m.Ref, err)
+				}
+				m = r
+			}
+			ms = append(ms, m)
+		}
+		moved, err := copyInto(st.(*syncStore).s, d, ms)
+		if err != nil {
+			return fmt.Errorf("moving queue %q in vhost %q into its group: %w (nothing was deleted)", name, vh, err)
+		}
+		q.Restore(slices.Values(moved))
+		b.msgs.Remove(key, refs)
+		if err := b.msgs.Sync(); err != nil {
+			return fmt.Errorf("moving queue %q in vhost %q into its group: %w", name, vh, err)
+		}
+		b.log.Warn("finished moving a queue into its group (the node had stopped while a policy was moving it); messages already moved may be there twice", "vhost", vh, "queue", name, "messages", len(moved))
+	}
+	return nil
 }

@@ -155,6 +155,16 @@ type Command struct {
 	// lost their last binding as a source. Apply fills it on every node
 	// alike; it is not part of the proposed command.
 	AutoDeleted []string `json:"-"`
+
+	// Nonce is chosen at random by the proposer of a policy change
+	// (Store.Propose): the groups of the classic queues the change makes
+	// replicated derive from it, so every node picks the same ones and a
+	// later change never reuses one (ADR 0010).
+	Nonce uint64 `json:"-" codec:"omitzero"`
+	// Replicated lists the queues (of the policy's vhost) that applying
+	// this policy change made replicated. Apply fills it on every node
+	// alike; it is not part of the proposed command.
+	Replicated []string `json:"-" codec:"omitzero"`
 }
 
 // Errors from Apply.
@@ -184,6 +194,9 @@ type State struct {
 	// (SetNodes; nil on a standalone node). Configuration, not state:
 	// every node of a cluster has the same list.
 	nodes []string
+	// replicated collects the queues the command being applied made
+	// replicated (Store.apply hands them to observers).
+	replicated []string
 }
 
 // NewState returns empty definitions.
@@ -375,6 +388,7 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+		s.replicate(c.Policy.VHost, c.Nonce)
 	case OpBarrier:
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
@@ -440,6 +454,9 @@ func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn
 
 // Propose submits cmd and waits until it is applied.
 func (s *Store) Propose(cmd Command) error {
+	if cmd.Op == OpSetPolicy && cmd.Nonce == 0 {
+		cmd.Nonce = NewGroupID()
+	}
 	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 {
 		// a group for the queue in case Apply makes it a replicated one
 		// (a quorum queue, or a classic queue an ha-mode policy matches);
@@ -470,7 +487,9 @@ func NewGroupID() uint64 {
 
 func (s *Store) apply(cmd Command) error {
 	s.mu.Lock()
+	s.state.replicated = nil
 	deleted, err := s.state.apply(cmd)
+	cmd.Replicated, s.state.replicated = s.state.replicated, nil
 	if err == nil && cmd.Op == OpDeclareQueue && cmd.Queue != nil {
 		// observers see the queue as Apply placed it (its group and
 		// members decided there), not as proposed
@@ -890,4 +909,39 @@ func (s *State) policyFor(vh, name string) map[string]any {
 		return nil
 	}
 	return best.Definition
+}
+
+// replicate makes replicated every durable, non-exclusive classic queue
+// of vhost vh that an ha-mode policy now applies to and that is not
+// replicated yet (a policy set after the queue was declared): its group
+// derives from the command's nonce, its members are placed as at
+// declare. A command without a nonce (written before policies could
+// convert queues) changes nothing, and so does any policy change in a
+// cluster (not built yet). Queues already replicated keep their group and
+// members (member changes are not built, ADR 0010).
+func (s *State) replicate(vh string, nonce uint64) {
+	if nonce == 0 || len(s.nodes) > 0 {
+		// in a cluster, moving a live queue into a group its other
+		// members already lead is not built: the queue stays as it is
+		return
+	}
+	for k, q := range s.Queues {
+		if k[0] != vh || q.Group != 0 || IsQuorumQueue(q.Arguments) || !q.Durable || q.Exclusive {
+			continue
+		}
+		def := s.policyFor(vh, q.Name)
+		if def["ha-mode"] == nil {
+			continue
+		}
+		h := fnv.New64a()
+		var nb [8]byte
+		binary.BigEndian.PutUint64(nb[:], nonce)
+		h.Write(nb[:])
+		h.Write([]byte(vh + "\x00" + q.Name))
+		q.Group = h.Sum64()>>1 | 1<<32
+		q.Members = s.members(q, def)
+		s.Queues[k] = q
+		s.replicated = append(s.replicated, q.Name)
+	}
+	slices.Sort(s.replicated)
 }

@@ -281,3 +281,41 @@ func TestReplicatedPlacement(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyReplicatesExistingQueues: an ha-mode policy set after durable
+// classic queues exist makes them replicated, each with a group derived
+// from the command's nonce and placed members; others are untouched.
+func TestPolicyReplicatesExistingQueues(t *testing.T) {
+	st := NewState() // a standalone node's (in a cluster: not built)
+	for _, q := range []Queue{
+		{Name: "m.1", VHost: "/", Durable: true, Node: "a@h"},
+		{Name: "m.transient", VHost: "/", Node: "a@h"},
+		{Name: "other", VHost: "/", Durable: true, Node: "a@h"},
+	} {
+		if err := st.Apply(Command{Op: OpDeclareQueue, Queue: &q}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := Command{Op: OpSetPolicy, Nonce: 12345, Policy: &Policy{Name: "p", VHost: "/", Pattern: "^m\\.", ApplyTo: "all", Definition: map[string]any{"ha-mode": "all"}}}
+	st2 := NewState()
+	st2.nodes = st.nodes
+	for k, q := range st.Queues {
+		st2.Queues[k] = q
+	}
+	for _, s := range []*State{st, st2} {
+		s.replicated = nil
+		if err := s.Apply(pol); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.replicated, []string{"m.1"}) {
+			t.Fatalf("replicated %v, want [m.1]", s.replicated)
+		}
+	}
+	a, b := st.Queues[[2]string{"/", "m.1"}], st2.Queues[[2]string{"/", "m.1"}]
+	if a.Group == 0 || a.Group != b.Group || a.Members != nil {
+		t.Fatalf("m.1: group %d (other node %d), members %v", a.Group, b.Group, a.Members)
+	}
+	if st.Queues[[2]string{"/", "other"}].Group != 0 || st.Queues[[2]string{"/", "m.transient"}].Group != 0 {
+		t.Fatal("a queue the policy does not replicate got a group")
+	}
+}
