@@ -230,7 +230,9 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 		if q == nil {
 			return restored, fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
 		}
-		if q.Config().PersistAll {
+		var group uint64
+		b.meta.Read(func(st *metadata.State) { group = st.Queues[[2]string{vh, name}].Group })
+		if group != 0 {
 			continue // replicated since: finishMoves moves them into its group
 		}
 		q.Restore(queued.Messages(key))

@@ -194,6 +194,7 @@ func (b *Broker) recoverClustered() error {
 	b.meta.SetNodes(names) // where replicated queues are placed
 	b.meta.Observe(b.recordDrops)
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	b.meta.OnRestore(b.rebuildRuntime)
 	if err := cn.rlog.Start(); err != nil {
 		return fmt.Errorf("starting the definitions' consensus group: %w", err)
@@ -249,6 +250,9 @@ func (b *Broker) recoverClustered() error {
 		return err
 	}
 	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
 		return err
 	}
 	b.goTracked(b.replicaLoop)

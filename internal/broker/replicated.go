@@ -420,28 +420,21 @@ func (b *Broker) reconcileReplicas() {
 			}
 			continue
 		}
-		if rs.store == nil && rs.openErr == nil {
-			var ids []uint64
-			for _, m := range d.Members {
-				if id := cn.idOf(m); id != 0 {
-					ids = append(ids, id)
-				}
-			}
-			s, err := mirror.Open(cn.host, cn.id, d.Group, ids)
-			if err != nil {
-				rs.openErr = err
-				b.log.Error("could not join a replicated queue's group; this node holds no replica of it", "vhost", d.VHost, "queue", d.Name, "err", err)
-				continue
-			}
-			rs.store = s
-		}
-		if rs.store == nil {
+		if _, err := b.replicaOf(d); err != nil {
 			continue
+		}
+		if _, remote := v.RemoteHome(d.Name); !remote {
+			if q := v.LookupQueue(d.Name); q != nil && !q.Config().PersistAll {
+				continue // still the classic queue a policy is moving into the group
+			}
 		}
 		lead := cn.host.Leader(d.Group)
 		if lead == cn.id {
 			if rs.live != nil {
 				continue
+			}
+			if d.Moved && !rs.store.Ready() {
+				continue // its home node is still moving its messages in
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := rs.store.Barrier(ctx)
@@ -481,6 +474,56 @@ func (b *Broker) reconcileReplicas() {
 		}
 	}
 	r.mu.Unlock()
+}
+
+// replicaOf returns this clustered node's replica of d's group, joining
+// the group on first use.
+func (b *Broker) replicaOf(d metadata.Queue) (*mirror.Store, error) {
+	cn := b.cluster
+	r := &b.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.groups == nil {
+		r.groups = map[uint64]*replicaState{}
+	}
+	rs := r.groups[d.Group]
+	if rs == nil {
+		rs = &replicaState{vhost: d.VHost, name: d.Name}
+		r.groups[d.Group] = rs
+	}
+	if rs.store != nil || rs.openErr != nil {
+		return rs.store, rs.openErr
+	}
+	var ids []uint64
+	for _, m := range d.Members {
+		if id := cn.idOf(m); id != 0 {
+			ids = append(ids, id)
+		}
+	}
+	s, err := mirror.Open(cn.host, cn.id, d.Group, ids)
+	if err != nil {
+		rs.openErr = err
+		b.log.Error("could not join a replicated queue's group; this node holds no replica of it", "vhost", d.VHost, "queue", d.Name, "err", err)
+		return nil, err
+	}
+	rs.store = s
+	return s, nil
+}
+
+// markReady commits that a moved queue's group is complete, retrying
+// while the group has no leader.
+func markReady(s *mirror.Store) error {
+	var err error
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = s.MarkReady(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
 }
 
 func firstOr(s []string, def string) string {
@@ -560,8 +603,8 @@ func (b *Broker) replicateObserved(c metadata.Command) {
 		var d metadata.Queue
 		var ok bool
 		b.meta.Read(func(st *metadata.State) { d, ok = st.Queues[[2]string{c.Policy.VHost, name}] })
-		if !ok || d.Group == 0 {
-			continue
+		if !ok || d.Group == 0 || (b.cluster != nil && d.Node != b.nodeName) {
+			continue // the home node moves it
 		}
 		b.goTracked(func() {
 			if err := b.moveIntoGroup(d); err != nil {
@@ -577,6 +620,17 @@ func (b *Broker) moveIntoGroup(d metadata.Queue) error {
 	v := b.VHost(d.VHost)
 	if v == nil {
 		return nil
+	}
+	if b.cluster != nil {
+		// the group's leader will run it, once the move is complete
+		s, err := b.replicaOf(d)
+		if err != nil {
+			return err
+		}
+		if err := v.ConvertToReplicated(d, func(ms []queue.Recovered) ([]queue.Recovered, error) { return copyInto(s, d, ms) }, nil, vhost.NoLeaderYet); err != nil {
+			return err
+		}
+		return markReady(s)
 	}
 	st, err := b.replicatedStore(d)
 	if err != nil {
@@ -629,14 +683,24 @@ func (b *Broker) finishMoves(queued *store.Recovery, live []string) error {
 			continue
 		}
 		q := v.LookupQueue(name)
-		if q == nil || !q.Config().PersistAll {
-			continue
-		}
 		var d metadata.Queue
 		b.meta.Read(func(st *metadata.State) { d = st.Queues[[2]string{vh, name}] })
-		st, err := b.replicatedStore(d)
-		if err != nil {
-			return err
+		if q == nil || d.Group == 0 {
+			continue
+		}
+		var ms0 *mirror.Store
+		if b.cluster != nil {
+			s, err := b.replicaOf(d)
+			if err != nil {
+				return err
+			}
+			ms0 = s
+		} else {
+			st, err := b.replicatedStore(d)
+			if err != nil {
+				return err
+			}
+			ms0 = st.(*syncStore).s
 		}
 		var refs []uint64
 		var ms []queue.Recovered
@@ -651,11 +715,17 @@ func (b *Broker) finishMoves(queued *store.Recovery, live []string) error {
 			}
 			ms = append(ms, m)
 		}
-		moved, err := copyInto(st.(*syncStore).s, d, ms)
+		moved, err := copyInto(ms0, d, ms)
 		if err != nil {
 			return fmt.Errorf("moving queue %q in vhost %q into its group: %w (nothing was deleted)", name, vh, err)
 		}
-		q.Restore(slices.Values(moved))
+		if b.cluster != nil {
+			if err := markReady(ms0); err != nil {
+				return fmt.Errorf("moving queue %q in vhost %q into its group: %w (nothing was deleted)", name, vh, err)
+			}
+		} else {
+			q.Restore(slices.Values(moved))
+		}
 		b.msgs.Remove(key, refs)
 		if err := b.msgs.Sync(); err != nil {
 			return fmt.Errorf("moving queue %q in vhost %q into its group: %w", name, vh, err)

@@ -140,3 +140,80 @@ func TestReplicatedQueueFailover(t *testing.T) {
 		t.Fatalf("after the leader's loss the new leader %s gave %d messages %v..., want the %d confirmed ones in order", next, len(got), got[:min(5, len(got))], len(confirmed))
 	}
 }
+
+// TestHAPolicyMovesQueueInCluster: an ha-mode policy set on a cluster
+// after a durable classic queue of node 1 holds messages makes it
+// replicated over every node: its home moves its messages into the
+// group, the group's leader serves them all in order, and they survive
+// the loss of that leader.
+func TestHAPolicyMovesQueueInCluster(t *testing.T) {
+	c := newTestCluster(t)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	ch := channel(t, dial(t, c.url(0)))
+	if _, err := ch.QueueDeclare("mv", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 30 {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "mv", false, false, amqp091.Publishing{Body: []byte(fmt.Sprintf("m%02d", i)), DeliveryMode: amqp091.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := dc.WaitContext(ctxTimeout(t, 10*time.Second)); err != nil || !ok {
+			t.Fatalf("not confirmed: %v %v", ok, err)
+		}
+		want = append(want, fmt.Sprintf("m%02d", i))
+	}
+	if err := setPolicy(c.node(0), "ha", "^mv$", map[string]any{"ha-mode": "all"}); err != nil {
+		t.Fatal(err)
+	}
+	var d metadata.Queue
+	c.node(0).Metadata().Read(func(s *metadata.State) { d = s.Queues[[2]string{"/", "mv"}] })
+	if d.Group == 0 || len(d.Members) != 3 || !d.Moved {
+		t.Fatalf("after the policy: group %d members %v moved %v", d.Group, d.Members, d.Moved)
+	}
+	home := homeOf(t, c, 0, "mv")
+	lead := indexOf(home)
+	waitUntil(t, "the leader to run the moved queue", func() bool {
+		h, _ := c.node(lead).QueueHome("/", "mv")
+		return h == home
+	})
+	c.stop(lead)
+	survivor := (lead + 1) % 3
+	var next string
+	waitUntil(t, "a new leader", func() bool {
+		h, ok := c.node(survivor).QueueHome("/", "mv")
+		next = h
+		return ok && h != vhost.NoLeaderYet && h != home
+	})
+	waitUntil(t, "the new leader to run it", func() bool {
+		h, _ := c.node(indexOf(next)).QueueHome("/", "mv")
+		return h == next
+	})
+	nch := channel(t, dial(t, c.url(indexOf(next))))
+	var got []string
+	for {
+		m, ok, err := nch.Get("mv", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, string(m.Body))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the moved queue on %s after %s was lost holds %v, want %v", next, home, got, want)
+	}
+}

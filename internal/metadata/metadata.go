@@ -109,6 +109,10 @@ type Queue struct {
 	// placement order (the first is the preferred leader). Empty on a
 	// standalone node. Not exported in definitions.
 	Members []string `json:"-" codec:"omitzero"`
+	// Moved: the queue became replicated after it was declared (a
+	// policy): its home node moves its messages into the group, and no
+	// member serves it before the group says the move is complete.
+	Moved bool `json:"-" codec:"omitzero"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -916,13 +920,10 @@ func (s *State) policyFor(vh, name string) map[string]any {
 // replicated yet (a policy set after the queue was declared): its group
 // derives from the command's nonce, its members are placed as at
 // declare. A command without a nonce (written before policies could
-// convert queues) changes nothing, and so does any policy change in a
-// cluster (not built yet). Queues already replicated keep their group and
-// members (member changes are not built, ADR 0010).
+// convert queues) changes nothing. Queues already replicated keep their
+// group and members (member changes are not built, ADR 0010).
 func (s *State) replicate(vh string, nonce uint64) {
-	if nonce == 0 || len(s.nodes) > 0 {
-		// in a cluster, moving a live queue into a group its other
-		// members already lead is not built: the queue stays as it is
+	if nonce == 0 {
 		return
 	}
 	for k, q := range s.Queues {
@@ -940,6 +941,7 @@ func (s *State) replicate(vh string, nonce uint64) {
 		h.Write([]byte(vh + "\x00" + q.Name))
 		q.Group = h.Sum64()>>1 | 1<<32
 		q.Members = s.members(q, def)
+		q.Moved = true
 		s.Queues[k] = q
 		s.replicated = append(s.replicated, q.Name)
 	}

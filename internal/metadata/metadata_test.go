@@ -286,7 +286,8 @@ func TestReplicatedPlacement(t *testing.T) {
 // classic queues exist makes them replicated, each with a group derived
 // from the command's nonce and placed members; others are untouched.
 func TestPolicyReplicatesExistingQueues(t *testing.T) {
-	st := NewState() // a standalone node's (in a cluster: not built)
+	st := NewState()
+	st.nodes = []string{"a@h", "b@h"}
 	for _, q := range []Queue{
 		{Name: "m.1", VHost: "/", Durable: true, Node: "a@h"},
 		{Name: "m.transient", VHost: "/", Node: "a@h"},
@@ -312,7 +313,7 @@ func TestPolicyReplicatesExistingQueues(t *testing.T) {
 		}
 	}
 	a, b := st.Queues[[2]string{"/", "m.1"}], st2.Queues[[2]string{"/", "m.1"}]
-	if a.Group == 0 || a.Group != b.Group || a.Members != nil {
+	if a.Group == 0 || a.Group != b.Group || !a.Moved || !reflect.DeepEqual(a.Members, []string{"a@h", "b@h"}) {
 		t.Fatalf("m.1: group %d (other node %d), members %v", a.Group, b.Group, a.Members)
 	}
 	if st.Queues[[2]string{"/", "other"}].Group != 0 || st.Queues[[2]string{"/", "m.transient"}].Group != 0 {

@@ -37,6 +37,7 @@ const (
 	cmdRemove    = 'R'
 	cmdDelivered = 'D'
 	cmdBarrier   = 'B'
+	cmdReady     = 'Y'
 )
 
 // A reference is the proposing node's sequence number shifted left by
@@ -68,6 +69,9 @@ type Store struct {
 	// resurrecting the message. Bounded (oldest forgotten first).
 	early     map[uint64]bool
 	earlyFIFO []uint64
+	// ready: a MarkReady committed (a queue moved into the group by a
+	// policy is complete)
+	ready bool
 	// confirms: references proposed here wait until they and every
 	// earlier one are applied (durable) or one of them failed
 	inflight []uint64 // ascending
@@ -239,6 +243,21 @@ func (s *Store) Barrier(ctx context.Context) error {
 	return nil
 }
 
+// MarkReady commits the marker that the group holds a complete queue: the
+// node moving an existing queue into a new group commits it once every
+// message is in, and no member serves the queue before (Ready).
+func (s *Store) MarkReady(ctx context.Context) error {
+	_, err := s.host.Propose(ctx, s.gid, []byte{cmdReady})
+	return err
+}
+
+// Ready reports whether a MarkReady has been applied here.
+func (s *Store) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
 // Recovered returns the queue as the group committed it, in order, to
 // rebuild it on this node after a failover (call Barrier first).
 func (s *Store) Recovered() []queue.Recovered {
@@ -280,6 +299,8 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 	defer s.mu.Unlock()
 	switch cmd[0] {
 	case cmdBarrier:
+	case cmdReady:
+		s.ready = true
 	case cmdEnqueue:
 		ref, rec, err := decodeEnqueue(cmd[1:])
 		if err != nil {
@@ -346,6 +367,10 @@ func (f fsm) Snapshot() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(e)))
 		b = append(b, e...)
 	}
+	if s.ready {
+		b = binary.AppendUvarint(b, 1)
+		b = append(b, cmdReady)
+	}
 	for _, r := range s.earlyFIFO {
 		if s.early[r] {
 			e := encodeRefs(cmdRemove, []uint64{r})
@@ -362,6 +387,7 @@ func (f fsm) Restore(b []byte) error {
 	early := map[uint64]bool{}
 	var earlyFIFO []uint64
 	var maxSeq uint64
+	ready := false
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
@@ -369,6 +395,10 @@ func (f fsm) Restore(b []byte) error {
 		}
 		e := b[k : k+int(n)]
 		b = b[k+int(n):]
+		if len(e) == 1 && e[0] == cmdReady {
+			ready = true
+			continue
+		}
 		if len(e) > 0 && e[0] == cmdRemove {
 			refs, err := decodeRefs(e[1:])
 			if err != nil {
@@ -396,6 +426,7 @@ func (f fsm) Restore(b []byte) error {
 	s.mu.Lock()
 	s.msgs = msgs
 	s.early, s.earlyFIFO = early, earlyFIFO
+	s.ready = ready
 	s.maxSeq = max(s.maxSeq, maxSeq)
 	s.mu.Unlock()
 	return nil
