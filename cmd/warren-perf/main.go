@@ -30,6 +30,9 @@ func main() {
 	fs := flag.NewFlagSet("warren-perf", flag.ExitOnError)
 	fs.Var(&uris, "uri", "broker URI (repeat for a cluster; connections are spread over them)")
 	fs.Var(&uris, "h", "short for --uri")
+	var puris, curis multi
+	fs.Var(&puris, "producer-uri", "producers' broker URI (repeatable; default: --uri). Queues are declared through the first --uri: with a cluster, --uri B --producer-uri A --consumer-uri C publishes on A to a queue on B consumed on C")
+	fs.Var(&curis, "consumer-uri", "consumers' broker URI (repeatable; default: --uri)")
 	fs.IntVar(&c.Producers, "x", 1, "producers")
 	fs.IntVar(&c.Consumers, "y", 1, "consumers")
 	fs.IntVar(&c.Queues, "queues", 1, "queues (producer i and consumer i use queue i mod queues)")
@@ -60,6 +63,7 @@ func main() {
 	fs.BoolVar(&c.EveryQueue, "every-queue", false, "every message reaches every queue (fanout): check each message once per queue")
 	fs.Parse(os.Args[1:])
 	c.URIs = uris
+	c.ProducerURIs, c.ConsumerURIs = puris, curis
 	if len(c.URIs) == 0 {
 		c.URIs = []string{"amqp://guest:guest@localhost:5672/"}
 	}

@@ -50,6 +50,7 @@ type Broker struct {
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
 	repl     replicas     // replicated queues' replicas (replicated.go)
+	live     liveness     // the other nodes, seen from here (liveness.go)
 
 	mu         sync.RWMutex
 	vhosts     map[string]*vhost.VHost
@@ -320,6 +321,10 @@ func (b *Broker) apply(c metadata.Command) {
 		if !exists {
 			v = vhost.New(c.VHost, b.meta, b.log)
 			v.SetNode(b.nodeName)
+			if b.cluster != nil && b.cluster.fwd != nil {
+				v.SetForwarder(b.cluster.fwd)
+				v.SetPlacer(b.place)
+			}
 			v.SetStore(b.storage())
 			v.SetReplicated(b.replicatedStore)
 			v.SetCounters(&b.churn.queues)
@@ -492,9 +497,13 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 	return m, nil
 }
 
-// Start opens the AMQP listeners and serves connections.
+// Start opens the AMQP listeners and serves connections (a node paused
+// in a minority opens them when a majority is reachable again).
 func (b *Broker) Start() error {
 	b.alarmOnce.Do(func() { b.goTracked(func() { b.alarmLoop(b.stopAlarms) }) })
+	if paused, _ := b.Paused(); paused {
+		return nil
+	}
 	b.mu.RLock()
 	addrs := b.bound
 	b.mu.RUnlock()
@@ -583,6 +592,7 @@ func (b *Broker) accept(ln net.Listener) {
 			Product:        "Warren",
 			Version:        Version,
 			ClusterName:    b.cfg.ClusterName,
+			ReplyToTag:     b.replyToTag(),
 			Logger:         b.log,
 		})
 		b.mu.Lock()

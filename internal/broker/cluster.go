@@ -9,17 +9,20 @@ package broker
 // users, vhosts, permissions, exchanges, bindings, policies and queues
 // declared on any node exist on all of them.
 //
-// Queues are not forwarded yet: a queue's definition records its home (the
-// node that declared it), and the other nodes refuse to publish to it,
-// consume from it, get from it or purge it, with an error naming the home.
-// Messages are never split between nodes.
+// A queue's definition records its home (the node that declared it); the
+// other nodes reach it through internal/forward over the inter-node link
+// (publish, consume, get, ack, purge, counts). Messages are never split
+// between nodes.
 
 import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,7 +31,11 @@ import (
 	"github.com/warrenmq/warren/internal/cluster"
 	"github.com/warrenmq/warren/internal/config"
 	"github.com/warrenmq/warren/internal/consensus"
+	"github.com/warrenmq/warren/internal/forward"
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/queue"
+	"github.com/warrenmq/warren/internal/store"
+	"github.com/warrenmq/warren/internal/vhost"
 )
 
 // metaGroup is the consensus group holding the definitions.
@@ -53,6 +60,7 @@ type ClusterMember struct {
 }
 
 type clusterNode struct {
+	fwd     *forward.Forwarder
 	self    cluster.NodeName
 	id      uint64
 	members []ClusterMember
@@ -149,6 +157,7 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
 	}
+	b.startForwarding(cn)
 	var host atomic.Pointer[consensus.Host]
 	cn.rt = cluster.NewRaftTransport(cn.link, cluster.RaftConfig{
 		Deliver: func(envs []consensus.Envelope, large bool) bool {
@@ -230,13 +239,21 @@ func (b *Broker) recoverClustered() error {
 	// the definitions are now at least as new as any change committed
 	// before this node started: queues the store holds messages for that
 	// the cluster deleted meanwhile are gone
+	// durable queues this node defined when it ran alone, with messages,
+	// become the cluster's, at home here (their messages are not the
+	// cluster's to delete)
+	if err := b.adoptStandaloneQueues(queued, self.String()); err != nil {
+		return err
+	}
 	var live, gone []string
 	b.meta.Read(func(s *metadata.State) {
 		for _, key := range queued.Queues() {
 			vh, name, _ := strings.Cut(key, "\x00")
-			if q, ok := s.Queues[[2]string{vh, name}]; ok && q.Durable && !q.Exclusive {
+			if q, ok := s.Queues[[2]string{vh, name}]; ok && q.Durable && !q.Exclusive && (q.Node == "" || q.Node == self.String()) {
 				live = append(live, key)
 			} else {
+				// deleted by the cluster while this node was down (or
+				// declared again elsewhere: a new queue of that name)
 				gone = append(gone, key)
 			}
 		}
@@ -256,6 +273,7 @@ func (b *Broker) recoverClustered() error {
 		return err
 	}
 	b.goTracked(b.replicaLoop)
+	b.startLiveness()
 	b.log.Info("clustered node started", "node", self.String(), "nodes", len(members), "dist_addr", cn.link.Addr().String(), "messages", restored, "messages_of_deleted_queues_dropped", dropped)
 	return nil
 }
@@ -367,8 +385,7 @@ func (b *Broker) ClusterLeader() string {
 // replaced whole by a snapshot (a node far behind, or restarting from its
 // own snapshot): vhosts, exchanges, queues, bindings and policies the
 // state has are created; vhosts, exchanges and queues it lacks are
-// deleted. A binding the runtime has and the state lacks stays until the
-// next change to it (not reconciled yet).
+// deleted, as are bindings it lacks.
 func (b *Broker) rebuildRuntime() {
 	var st struct {
 		vhosts    []string
@@ -431,10 +448,228 @@ func (b *Broker) rebuildRuntime() {
 			}
 		}
 	}
+	bset := map[string]bool{}
 	for _, bd := range st.bindings {
+		bset[metadata.BindingKey(bd)] = true
 		b.apply(metadata.Command{Op: metadata.OpBind, Binding: &bd})
+	}
+	// a binding the runtime routes by and the state lacks was removed in
+	// the entries the snapshot stands for: it must not route any more
+	for _, n := range st.vhosts {
+		v := b.VHost(n)
+		if v == nil {
+			continue
+		}
+		for _, bd := range v.Bindings() {
+			if !bset[metadata.BindingKey(bd)] {
+				v.Apply(metadata.Command{Op: metadata.OpUnbind, Binding: &bd})
+			}
+		}
 	}
 	for _, p := range st.policies {
 		b.apply(metadata.Command{Op: metadata.OpSetPolicy, Policy: &p})
 	}
+}
+
+// startForwarding lets clients of this node use queues of other nodes
+// (internal/forward) over the inter-node link.
+func (b *Broker) startForwarding(cn *clusterNode) {
+	cfg := forward.Config{
+		Transport: cn.link,
+		Node:      cn.nodeID,
+		Local: func(vh, name string) *queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueue(name)
+			}
+			return nil
+		},
+		LocalQueues: func(vh string) []*queue.Queue {
+			if v := b.VHost(vh); v != nil {
+				return v.LocalQueues()
+			}
+			return nil
+		},
+		ReplyTo: func(vh, key string, m *queue.Message) bool {
+			v := b.VHost(vh)
+			return v != nil && v.DeliverReplyTo(key, m)
+		},
+		Logger: b.log,
+	}
+	if b.msgs != nil {
+		cfg.Durability = b.msgs
+	}
+	cn.fwd = forward.New(cfg)
+}
+
+// nodeID returns the id of the member named name.
+func (cn *clusterNode) nodeID(name string) (uint64, bool) {
+	for _, m := range cn.members {
+		if m.Name == name {
+			return m.ID, true
+		}
+	}
+	return 0, false
+}
+
+// place picks a running node for a new queue (queue-master-locator):
+// "min-masters" the one that is home to the fewest queues (ties: the
+// first in the configured order), "random" any; "" (this node) for a
+// locator it does not know.
+func (b *Broker) place(locator string) string {
+	cn := b.cluster
+	var running []string
+	for _, m := range cn.members {
+		if m.Self || cn.link.Connected(m.ID) {
+			running = append(running, m.Name)
+		}
+	}
+	if len(running) == 0 {
+		return ""
+	}
+	switch locator {
+	case "random":
+		return running[rand.IntN(len(running))]
+	case "min-masters":
+		count := map[string]int{}
+		b.meta.Read(func(s *metadata.State) {
+			for _, q := range s.Queues {
+				count[q.Node]++
+			}
+		})
+		best := running[0]
+		for _, n := range running[1:] {
+			if count[n] < count[best] {
+				best = n
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+// RemoteFigures returns the figures of the queues of vhost whose home is
+// node home (for the management API: a queue's numbers live on its home).
+func (b *Broker) RemoteFigures(home, vh string) (map[string]queue.Figures, error) {
+	if b.cluster == nil || b.cluster.fwd == nil {
+		return nil, errors.New("not clustered")
+	}
+	return b.cluster.fwd.Figures(home, vh)
+}
+
+// replyToTag is the node part of direct reply-to names: this node's name
+// in a cluster (replies published through other nodes come back here),
+// RabbitMQ's usual text on a standalone node.
+func (b *Broker) replyToTag() string {
+	if b.cluster == nil {
+		return ""
+	}
+	return vhost.ReplyToTag(b.nodeName)
+}
+
+// StandaloneQueuesError refuses to start a clustered node whose message
+// store holds messages of durable queues it defined while it ran alone
+// that it cannot bring into the cluster: the cluster has a queue of that
+// name elsewhere (or with other arguments). Deleting their messages to
+// start would lose them.
+type StandaloneQueuesError struct {
+	DataDir string
+	Queues  map[string]string // store key (vhost NUL name) → why
+	Counts  map[string]int
+}
+
+func (e *StandaloneQueuesError) Error() string {
+	keys := make([]string, 0, len(e.Queues))
+	total := 0
+	for k := range e.Queues {
+		keys = append(keys, k)
+		total += e.Counts[k]
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 10 {
+			fmt.Fprintf(&b, ", and %d more", len(keys)-10)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		vh, name, _ := strings.Cut(k, "\x00")
+		fmt.Fprintf(&b, "vhost %q queue %q (%d messages): %s", vh, name, e.Counts[k], e.Queues[k])
+	}
+	return fmt.Sprintf("refusing to start as a cluster member: this node holds %d persisted messages of %d durable queues it defined when it ran alone, which it cannot bring into the cluster: %s. "+
+		"Nothing was deleted. Start it once without cluster_formation (its standalone definitions under %s are intact) and drain or rename those queues, then start it in the cluster again",
+		total, len(keys), b.String(), filepath.Join(e.DataDir, "meta"))
+}
+
+// adoptStandaloneQueues declares in the cluster, at home on this node, the
+// durable queues of this node's standalone definitions (<data>/meta) that
+// hold messages here and that the cluster does not define (with their
+// vhost when the cluster lacks it). A queue the cluster defines on
+// another node, or with other arguments, is refused
+// (StandaloneQueuesError): nothing is deleted.
+func (b *Broker) adoptStandaloneQueues(queued *store.Recovery, self string) error {
+	dir := filepath.Join(b.cfg.DataDir, "meta")
+	if _, err := os.Stat(dir); err != nil || len(queued.Queues()) == 0 {
+		return nil // never ran alone, or nothing to keep
+	}
+	ml, cmds, err := metadata.OpenDurable(dir, b.log)
+	if err != nil {
+		return fmt.Errorf("reading this node's standalone definitions under %s (to keep the messages of its own queues): %w", dir, err)
+	}
+	_ = ml.Close()
+	alone := metadata.NewState()
+	for _, c := range metadata.DurableCommands(cmds) {
+		_ = alone.Apply(c)
+	}
+	e := &StandaloneQueuesError{DataDir: b.cfg.DataDir, Queues: map[string]string{}, Counts: map[string]int{}}
+	adopted := 0
+	for _, key := range queued.Queues() {
+		vh, name, _ := strings.Cut(key, "\x00")
+		q, ok := alone.Queues[[2]string{vh, name}]
+		n := queued.Count(key)
+		if !ok || !q.Durable || q.Exclusive || n == 0 {
+			continue
+		}
+		var have metadata.Queue
+		var defined, vhostOK bool
+		b.meta.Read(func(s *metadata.State) {
+			have, defined = s.Queues[[2]string{vh, name}]
+			_, vhostOK = s.VHosts[vh]
+		})
+		if defined {
+			if have.Node != "" && have.Node != self {
+				e.Queues[key], e.Counts[key] = "the cluster has a queue of that name on "+have.Node, n
+			}
+			continue // already the cluster's, here (an earlier start adopted it)
+		}
+		if !vhostOK {
+			if err := b.meta.Propose(metadata.Command{Op: metadata.OpAddVHost, VHost: vh}); err != nil {
+				return fmt.Errorf("adding vhost %q (of this node's standalone queue %q) to the cluster: %w", vh, name, err)
+			}
+		}
+		q.Node, q.Owner = self, 0
+		if err := b.meta.Propose(metadata.Command{Op: metadata.OpDeclareQueue, Queue: &q, Conditional: true}); err != nil {
+			if errors.Is(err, metadata.ErrInequivalent) || errors.Is(err, metadata.ErrLocked) {
+				e.Queues[key], e.Counts[key] = err.Error(), n
+				continue
+			}
+			return fmt.Errorf("declaring this node's standalone queue %q in vhost %q in the cluster: %w", name, vh, err)
+		}
+		adopted++
+		b.log.Warn("a durable queue this node defined when it ran alone now belongs to the cluster, at home on this node, with its messages; its bindings and the exchanges, users and permissions of the standalone run were not brought in", "vhost", vh, "queue", name, "messages", n)
+	}
+	if len(e.Queues) > 0 {
+		return e
+	}
+	if adopted > 0 {
+		// adopted once: a later start must not bring back a queue the
+		// cluster deleted since (the directory is kept, renamed)
+		aside := filepath.Join(b.cfg.DataDir, "meta-adopted-by-the-cluster-"+time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(dir, aside); err != nil {
+			return fmt.Errorf("moving this node's adopted standalone definitions aside (%s to %s): %w; move it by hand and start again", dir, aside, err)
+		}
+		b.log.Warn("this node's standalone definitions were brought into the cluster and kept aside", "queues", adopted, "dir", aside)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -239,8 +240,7 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		}
 	}
 
-	// q1 lives on node 1: publishing through it works, node 2 refuses to
-	// publish to it or consume from it (nothing is split between nodes)
+	// q1 lives on node 1; node 2 reaches it through node 1 (forwarding)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
@@ -249,26 +249,37 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatalf("publish on q1's home: %v", err)
 	}
 	ch2 := channel(t, dial(t, c.url(1)))
-	closed := ch2.NotifyClose(make(chan *amqp091.Error, 1))
-	if err := ch2.Publish("orders", "order.new", false, false, amqp091.Publishing{Body: []byte("two")}); err != nil {
+	if err := ch2.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	e := waitClose(t, closed)
-	if e.Code != 404 || !strings.Contains(e.Reason, "lives on node n1@localhost") || !strings.Contains(e.Reason, "connect to n1@localhost") {
-		t.Fatalf("publishing to q1 through node 2: %d %s", e.Code, e.Reason)
+	confirm, err = ch2.PublishWithDeferredConfirmWithContext(context.Background(), "orders", "order.new", false, false, amqp091.Publishing{Body: []byte("two"), DeliveryMode: 2})
+	if err != nil || !confirm.Wait() {
+		t.Fatalf("publishing to q1 through node 2: %v (acked %v)", err, confirm != nil && confirm.Acked())
 	}
-	ch2 = channel(t, dial(t, c.url(1)))
-	_, err = ch2.Consume("q1", "", false, false, false, false, nil)
-	if e := amqpErr(t, err, 404, true); !strings.Contains(e.Reason, "lives on node n1@localhost") {
-		t.Fatalf("consuming q1 through node 2: %s", e.Reason)
+	if r, _, _ := n1.VHost("/").LookupQueue("q1").Counts(); r != 2 {
+		t.Fatalf("q1 on its home holds %d messages after a publish through each node, want 2", r)
 	}
-	ch2 = channel(t, dial(t, c.url(1)))
-	_, _, err = ch2.Get("q1", true)
-	amqpErr(t, err, 404, true)
-	// if-empty and if-unused cannot be checked away from the home
-	ch2 = channel(t, dial(t, c.url(1)))
+	// if-empty is checked at the home
 	_, err = ch2.QueueDelete("q1", false, true, false)
-	amqpErr(t, err, 404, true)
+	if e := amqpErr(t, err, 406, true); !strings.Contains(e.Reason, "not empty") {
+		t.Fatalf("queue.delete if-empty through node 2: %s", e.Reason)
+	}
+	ch2 = channel(t, dial(t, c.url(1)))
+	q, err := ch2.QueueDeclarePassive("q1", true, false, false, false, nil)
+	if err != nil || q.Messages != 2 {
+		t.Fatalf("passive declare of q1 through node 2: %v, %d messages, want 2", err, q.Messages)
+	}
+	msg, ok, err := ch2.Get("q1", false)
+	if err != nil || !ok || string(msg.Body) != "one" || msg.MessageCount != 1 {
+		t.Fatalf("get q1 through node 2: %v %v %q (message count %d)", err, ok, msg.Body, msg.MessageCount)
+	}
+	if err := msg.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	msg, ok, err = ch2.Get("q1", true)
+	if err != nil || !ok || string(msg.Body) != "one" || !msg.Redelivered {
+		t.Fatalf("get q1 through node 2 after a requeue: %v %v %q redelivered=%v", err, ok, msg.Body, msg.Redelivered)
+	}
 	// node 2's management API shows q1 on its home
 	api2 := mgmt.New(c.node(1), "the-same-cookie", nil)
 	defer api2.Close()
@@ -286,16 +297,16 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	if _, err := ch2.QueueDeclare("q1", true, false, false, false, nil); err != nil {
 		t.Fatalf("redeclaring q1 through node 2: %v", err)
 	}
-	msg, ok, err := ch.Get("q1", true)
-	if err != nil || !ok || string(msg.Body) != "one" {
+	msg, ok, err = ch.Get("q1", true)
+	if err != nil || !ok || string(msg.Body) != "two" {
 		t.Fatalf("get q1 on its home: %v %v %q", err, ok, msg.Body)
 	}
 	if m, ok, _ := ch.Get("q1", true); ok {
-		t.Fatalf("q1 holds a second message %q: the refused publish went somewhere", m.Body)
+		t.Fatalf("q1 holds a third message %q", m.Body)
 	}
 
-	// a message dead-lettered on node 1 to a queue of node 2 is dropped
-	// (logged), never left in node 1's copy of that queue
+	// a message dead-lettered on node 1 to a queue of node 2 goes there,
+	// never into node 1's copy of that queue
 	ch2 = channel(t, dial(t, c.url(1)))
 	if _, err := ch2.QueueDeclare("dl-target", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -331,6 +342,10 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "dl-src to be empty", func() bool { r, u, _ := n1.VHost("/").LookupQueue("dl-src").Counts(); return r+u == 0 })
+	waitUntil(t, "the dead-lettered message on node 2", func() bool {
+		r, _, _ := c.node(1).VHost("/").LookupQueue("dl-target").Counts()
+		return r == 1
+	})
 	if r, u, _ := n1.VHost("/").LookupQueue("dl-target").Counts(); r+u != 0 {
 		t.Fatalf("node 1's copy of node 2's queue holds %d messages", r+u)
 	}
@@ -507,7 +522,11 @@ func TestClusterSnapshotsRebuildRuntime(t *testing.T) {
 		l := c.node(0).ClusterLeader()
 		return l != "" && l != "n3@localhost" && l == c.node(1).ClusterLeader()
 	})
-	// meanwhile the others move on far enough to compact their logs
+	// meanwhile the others move on far enough to compact their logs, and
+	// q5's binding goes
+	if err := ch.QueueUnbind("q5", "q5", "x", nil); err != nil {
+		t.Fatal(err)
+	}
 	declare(30, 60)
 	if _, err := ch.QueueDelete("q0", false, false, false); err != nil {
 		t.Fatal(err)
@@ -525,15 +544,30 @@ func TestClusterSnapshotsRebuildRuntime(t *testing.T) {
 	if hasQueue(n3, "/", "q0") || n3.VHost("/").LookupQueue("q0") != nil {
 		t.Fatal("node 3 still has q0, deleted while it was down")
 	}
-	// the bindings came back as routes: publishing through node 3 to a
-	// queue of node 1 is refused, which only happens if it was routed
+	// the bindings came back as routes (publishing through node 3 reaches
+	// q45 on node 1), and the binding removed while node 3 was down does
+	// not route there any more
 	ch3 := channel(t, dial(t, c.url(2)))
-	closed := ch3.NotifyClose(make(chan *amqp091.Error, 1))
-	if err := ch3.Publish("x", "q45", false, false, amqp091.Publishing{Body: []byte("m")}); err != nil {
+	if err := ch3.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	if e := waitClose(t, closed); e.Code != 404 || !strings.Contains(e.Reason, "queue 'q45'") {
-		t.Fatalf("publish through node 3 to q45: %d %s", e.Code, e.Reason)
+	returns := ch3.NotifyReturn(make(chan amqp091.Return, 1))
+	for _, key := range []string{"q45", "q5"} {
+		dc, err := ch3.PublishWithDeferredConfirmWithContext(context.Background(), "x", key, true, false, amqp091.Publishing{Body: []byte("m")})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish through node 3 with key %s: %v", key, err)
+		}
+	}
+	select {
+	case r := <-returns:
+		if r.RoutingKey != "q5" {
+			t.Fatalf("returned %s, want q5 (unbound while node 3 was down)", r.RoutingKey)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a publish through node 3 by a binding removed while it was down was routed")
+	}
+	if r, _, _ := c.node(0).VHost("/").LookupQueue("q45").Counts(); r != 1 {
+		t.Fatalf("q45 on node 1 holds %d messages after a publish through node 3, want 1", r)
 	}
 
 	// the whole cluster stops (1, 2, 3) and starts in the same order:
@@ -608,3 +642,56 @@ func TestClusterRefusesWrongSetup(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A node that ran alone and is then started as a cluster member from
+// configuration keeps its durable queues and their persistent messages:
+// they join the cluster's definitions at home on that node, reachable
+// through the others (nothing is deleted to make it start).
+func TestClusterAdoptsAStandaloneNodesQueues(t *testing.T) {
+	c := newTestCluster(t)
+	cfg := config.Default()
+	cfg.AMQPListeners = []string{"127.0.0.1:0"}
+	cfg.DataDir = c.dirs[0]
+	alone, err := broker.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := channel(t, dial(t, fmt.Sprintf("amqp://guest:guest@%s/", alone.Addrs()[0])))
+	if _, err := ch.QueueDeclare("kept-from-before", true, false, false, false, amqp091.Table{"x-max-length": int64(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "kept-from-before", false, false, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: 2})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := alone.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	startCluster(t, c)
+	if h := homeOf(c.node(1), "kept-from-before"); h != "n1@localhost" {
+		t.Fatalf("the standalone queue's home in the cluster: %q, want n1@localhost", h)
+	}
+	ch2 := channel(t, dial(t, c.url(1)))
+	q, err := ch2.QueueDeclarePassive("kept-from-before", true, false, false, false, amqp091.Table{"x-max-length": int64(1000)})
+	if err != nil || q.Messages != 20 {
+		t.Fatalf("through node 2: %v, %d messages, want the 20 confirmed before clustering", err, q.Messages)
+	}
+	// the adoption happens once: the standalone definitions are kept aside
+	if _, err := os.Stat(filepath.Join(c.dirs[0], "meta")); !os.IsNotExist(err) {
+		t.Fatalf("node 1's standalone definitions are still in place after the adoption: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.dirs[0], "meta-adopted-by-the-cluster-*")); len(m) != 1 {
+		t.Fatalf("standalone definitions kept aside: %v", m)
+	}
+}

@@ -15,7 +15,7 @@ import (
 )
 
 // homeOf waits until node i names a real node as queue q's home.
-func homeOf(t *testing.T, c *testCluster, i int, q string) string {
+func replHome(t *testing.T, c *testCluster, i int, q string) string {
 	t.Helper()
 	var home string
 	waitUntil(t, "a leader for "+q, func() bool {
@@ -56,7 +56,7 @@ func TestReplicatedQueueFailover(t *testing.T) {
 	if def.Group == 0 || len(def.Members) != 3 || def.Members[0] != "n1@localhost" {
 		t.Fatalf("placement: group %d members %v, want a group over the 3 nodes, the declaring node first", def.Group, def.Members)
 	}
-	home := homeOf(t, c, 0, "orders")
+	home := replHome(t, c, 0, "orders")
 	lead := indexOf(home)
 	// the leader names itself once it runs the queue
 	waitUntil(t, "the leader to run the queue", func() bool {
@@ -93,15 +93,24 @@ func TestReplicatedQueueFailover(t *testing.T) {
 	if len(confirmed) < 50 {
 		t.Fatalf("only %d of 100 messages confirmed", len(confirmed))
 	}
-	// publishing through a node that does not lead is refused, naming the
-	// home (forwarding is not built yet)
+	// a node that does not lead forwards to the leader (confirms included)
 	other := (lead + 1) % 3
+	waitUntil(t, "the other node to see the leader", func() bool {
+		h, _ := c.node(other).QueueHome("/", "orders")
+		return h == home
+	})
 	och := channel(t, dial(t, c.url(other)))
-	closed := och.NotifyClose(make(chan *amqp091.Error, 1))
-	_ = och.Publish("", "orders", false, false, amqp091.Publishing{Body: []byte("x")})
-	if e := waitClose(t, closed); e.Code != 404 {
-		t.Fatalf("publish through a follower: %v", e)
+	if err := och.Confirm(false); err != nil {
+		t.Fatal(err)
 	}
+	dc, err := och.PublishWithDeferredConfirmWithContext(context.Background(), "", "orders", false, false, amqp091.Publishing{Body: []byte("via-follower"), DeliveryMode: amqp091.Persistent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(ctxTimeout(t, 30*time.Second)); err != nil || !ok {
+		t.Fatalf("a publish forwarded by a follower was not confirmed: %v %v", ok, err)
+	}
+	confirmed = append(confirmed, "via-follower")
 
 	c.stop(lead)
 	survivor := (lead + 1) % 3
@@ -183,7 +192,7 @@ func TestHAPolicyMovesQueueInCluster(t *testing.T) {
 	if d.Group == 0 || len(d.Members) != 3 || !d.Moved {
 		t.Fatalf("after the policy: group %d members %v moved %v", d.Group, d.Members, d.Moved)
 	}
-	home := homeOf(t, c, 0, "mv")
+	home := replHome(t, c, 0, "mv")
 	lead := indexOf(home)
 	waitUntil(t, "the leader to run the moved queue", func() bool {
 		h, _ := c.node(lead).QueueHome("/", "mv")

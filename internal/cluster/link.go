@@ -408,6 +408,31 @@ func (l *Link) Send(ctx context.Context, to uint64, k Kind, payload []byte) erro
 	}
 }
 
+// Post queues a flow-controlled frame for node to without waiting for
+// room: for frames whose volume the peer bounds itself (answers to its
+// requests within its window, deliveries within its consumers' credit),
+// which must not wait on a reader goroutine or under a lock. It fails
+// with ErrNotConnected when there is no connection. The link owns
+// payload from now on.
+func (l *Link) Post(to uint64, k Kind, payload []byte) error {
+	if err := l.checkSize(len(payload)); err != nil {
+		return err
+	}
+	p, err := l.peer(to)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return fmt.Errorf("%w to %s", ErrNotConnected, p.Name)
+	}
+	p.bulk = append(p.bulk, outFrame{k, payload})
+	p.bulkBytes += len(payload)
+	p.signal()
+	return nil
+}
+
 func (p *peer) signal() {
 	select {
 	case p.wake <- struct{}{}:

@@ -90,7 +90,19 @@ type Config struct {
 	// majority of the cluster (mnesia_table_loading_retry_timeout ×
 	// mnesia_table_loading_retry_limit, 30 s × 10 by default, as
 	// RabbitMQ's wait for its peers' tables).
-	ClusterWait      time.Duration
+	ClusterWait time.Duration
+	// PartitionHandling is cluster_partition_handling: "ignore" (the
+	// default) or "autoheal" change nothing (a minority refuses
+	// definition changes, and never diverges, so there is nothing to
+	// heal); "pause_minority" also closes a minority node's client
+	// connections and stops accepting them until a majority is reachable.
+	PartitionHandling string
+	// NodeDownGrace is how long a node's inter-node link must stay down
+	// before the node counts as down (Warren's
+	// cluster_node_down_grace_period, in milliseconds; 5 s by default):
+	// the metadata leader then deletes its transient and exclusive
+	// queues, and pause_minority counts it unreachable.
+	NodeDownGrace    time.Duration
 	clusterWaitTry   time.Duration
 	clusterWaitLimit int
 	// Cookie is the node cookie, set by the node from the cookie file
@@ -174,6 +186,8 @@ func Default() Config {
 		ClusterName:                      "warren@" + host,
 		DistPort:                         25672,
 		ClusterWait:                      300 * time.Second,
+		PartitionHandling:                "ignore",
+		NodeDownGrace:                    5 * time.Second,
 		clusterWaitTry:                   30 * time.Second,
 		clusterWaitLimit:                 10,
 	}
@@ -410,6 +424,22 @@ func set(c *Config, k, v string) error {
 			return err
 		}
 		c.ClusterWait = c.clusterWaitTry * time.Duration(c.clusterWaitLimit)
+	case k == "cluster_partition_handling":
+		switch v {
+		case "ignore", "autoheal", "pause_minority":
+			c.PartitionHandling = v
+		case "pause_if_all_down":
+			c.PartitionHandling = "ignore"
+			c.Warnings = append(c.Warnings, "cluster_partition_handling = pause_if_all_down is not supported by Warren; the node behaves as with ignore (a minority refuses definition changes); use pause_minority to make a minority node stop serving clients")
+		default:
+			return fmt.Errorf("expected pause_minority, autoheal or ignore, got %q", v)
+		}
+	case k == "cluster_node_down_grace_period":
+		var ms int
+		if err := setInt(&ms, v, 0, 24*3600*1000); err != nil {
+			return err
+		}
+		c.NodeDownGrace = time.Duration(ms) * time.Millisecond
 	case k == "load_definitions" || k == "management.load_definitions":
 		c.LoadDefinitions = v
 	default:

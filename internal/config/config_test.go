@@ -143,3 +143,29 @@ func TestRelativeDiskLimitAndPagingRatio(t *testing.T) {
 		t.Fatalf("got %v %v %v", c.DiskFreeLimitRelative, c.VMMemoryHighWatermarkPagingRatio, c.Warnings)
 	}
 }
+
+func TestPartitionHandlingAndNodeDownGrace(t *testing.T) {
+	c := Default()
+	if c.PartitionHandling != "ignore" || c.NodeDownGrace != 5*time.Second {
+		t.Fatalf("defaults: %q, %v", c.PartitionHandling, c.NodeDownGrace)
+	}
+	for _, v := range []string{"pause_minority", "autoheal", "ignore"} {
+		c := Default()
+		if err := Parse(strings.NewReader("cluster_partition_handling = "+v+"\ncluster_node_down_grace_period = 1500\n"), "warren.conf", &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.PartitionHandling != v || c.NodeDownGrace != 1500*time.Millisecond || len(c.Warnings) != 0 {
+			t.Fatalf("%s: %q %v %v", v, c.PartitionHandling, c.NodeDownGrace, c.Warnings)
+		}
+	}
+	c = Default()
+	if err := Parse(strings.NewReader("cluster_partition_handling = pause_if_all_down\n"), "warren.conf", &c); err != nil || c.PartitionHandling != "ignore" || len(c.Warnings) != 1 {
+		t.Fatalf("pause_if_all_down: %v %q %v", err, c.PartitionHandling, c.Warnings)
+	}
+	for _, in := range []string{"cluster_partition_handling = pause_majority", "cluster_node_down_grace_period = -1", "cluster_node_down_grace_period = 5s"} {
+		c := Default()
+		if err := Parse(strings.NewReader(in+"\n"), "warren.conf", &c); err == nil {
+			t.Fatalf("%q accepted", in)
+		}
+	}
+}

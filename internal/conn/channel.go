@@ -28,7 +28,7 @@ const (
 // unacked is one delivery awaiting ack on a channel.
 type unacked struct {
 	tag  uint64
-	q    *queue.Queue
+	q    queue.Handle
 	id   uint64
 	cons *consumer // nil for basic.get
 	done bool
@@ -38,7 +38,7 @@ type unacked struct {
 type consumer struct {
 	ch       *channel
 	tag      string
-	q        *queue.Queue
+	q        queue.Handle
 	noAck    bool
 	prefetch uint16
 	unacked  int
@@ -85,11 +85,16 @@ type channel struct {
 	consumers      map[string]*consumer
 }
 
-// pconf is a publish awaiting its confirm.
+// pconf is a publish awaiting its confirm: done once the local store
+// position wait is durable (local) and every copy sent to a queue on
+// another node was answered (remote counts those still out).
 type pconf struct {
-	seq, wait  uint64 // wait: store position that must be durable first
-	nack, done bool
+	seq, wait   uint64 // wait: store position that must be durable first
+	remote      int
+	nack, local bool
 }
+
+func (p *pconf) done() bool { return p.local && p.remote == 0 }
 
 type txPublish struct {
 	exchange, key string
@@ -200,7 +205,7 @@ func (ch *channel) release() {
 }
 
 func requeue(us []unacked) {
-	byQ := map[*queue.Queue][]uint64{}
+	byQ := map[queue.Handle][]uint64{}
 	for _, u := range us {
 		byQ[u.q] = append(byQ[u.q], u.id)
 	}
@@ -248,8 +253,8 @@ func (ch *channel) compactLocked() {
 // kick asks the queues of this channel's consumers to dispatch again.
 func (ch *channel) kick() {
 	ch.mu.Lock()
-	qs := make([]*queue.Queue, 0, len(ch.consumers))
-	seen := map[*queue.Queue]bool{}
+	qs := make([]queue.Handle, 0, len(ch.consumers))
+	seen := map[queue.Handle]bool{}
 	for _, cs := range ch.consumers {
 		if !seen[cs.q] {
 			seen[cs.q] = true
@@ -298,8 +303,21 @@ func (cs *consumer) Deliver(d queue.Delivery) bool {
 	return true
 }
 
+// Prefetch is how many unacked deliveries the consumer accepts (0: no
+// limit): the credit a queue on another node runs ahead with.
+func (cs *consumer) Prefetch() int {
+	ch := cs.ch
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	n := int(cs.prefetch)
+	if g := int(ch.globalPrefetch); g > 0 && (n == 0 || g < n) {
+		n = g
+	}
+	return n
+}
+
 // Cancelled implements queue.Consumer: the queue was deleted.
-func (cs *consumer) Cancelled(q *queue.Queue) {
+func (cs *consumer) Cancelled(q queue.Handle) {
 	ch := cs.ch
 	ch.mu.Lock()
 	if cs.gone {
@@ -663,13 +681,20 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	if ch.c.serverClosing.Load() || ch.c.wfailed.Load() {
 		return nil // the connection is ending: take nothing more
 	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
+	// the queue is called without ch.mu (lock order: queue → channel; a
+	// queue on another node answers over the network)
 	d, ok := q.Get(m.NoAck)
 	if !ok {
 		ch.c.writeMethod(ch.id, &amqp.BasicGetEmpty{})
 		return nil
 	}
+	ch.mu.Lock()
+	if ch.closed && !m.NoAck {
+		ch.mu.Unlock()
+		q.Requeue(d.ID) // closed meanwhile: it was never sent
+		return nil
+	}
+	defer ch.mu.Unlock()
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
@@ -741,7 +766,7 @@ func ackAll(done []unacked) {
 		done[0].q.Ack(done[0].id)
 		return
 	}
-	byQ := map[*queue.Queue][]uint64{}
+	byQ := map[queue.Handle][]uint64{}
 	for _, u := range done {
 		byQ[u.q] = append(byQ[u.q], u.id)
 	}
@@ -762,7 +787,7 @@ func (ch *channel) reject(tag uint64, multiple, requeueIt bool, m amqp.Method) e
 	if requeueIt {
 		requeue(done)
 	} else {
-		byQ := map[*queue.Queue][]uint64{}
+		byQ := map[queue.Handle][]uint64{}
 		for _, u := range done {
 			byQ[u.q] = append(byQ[u.q], u.id)
 		}
@@ -778,12 +803,22 @@ func (ch *channel) commit(m *amqp.TxCommit) error {
 	pubs, acks := ch.txPublishes, ch.txAcks
 	ch.txPublishes, ch.txAcks = nil, nil
 	var wait uint64
+	var remote []*queue.Pending
 	for _, p := range pubs {
 		r, err := ch.route(p.exchange, p.key, p.mandatory, p.msg)
 		if err != nil {
 			return err
 		}
 		wait = max(wait, r.WaitFor)
+		remote = append(remote, r.Remote...)
+	}
+	for _, p := range remote {
+		// tx.commit-ok means the queues on other nodes have them too
+		done := make(chan queue.Outcome, 1)
+		p.OnDone(func(o queue.Outcome) { done <- o })
+		if <-done == queue.Lost {
+			return amqp.NewError(amqp.InternalError, m.ClassID(), m.MethodID(), "commit failed: the connection to the node of a queue the transaction published to was lost; its messages may or may not have been stored")
+		}
 	}
 	if wait > 0 && ch.c.cfg.Durability != nil {
 		// tx.commit-ok means the persistent messages are on disk
@@ -943,11 +978,34 @@ func (ch *channel) finishPublish() error {
 	}
 	if ch.confirm {
 		ch.confMu.Lock()
-		ch.pend = append(ch.pend, pconf{seq: ch.publishSeq, wait: r.WaitFor, nack: r.Rejected, done: r.WaitFor == 0})
+		ch.pend = append(ch.pend, pconf{seq: ch.publishSeq, wait: r.WaitFor, nack: r.Rejected || r.Unreachable > 0, local: r.WaitFor == 0, remote: len(r.Remote)})
 		ch.confMu.Unlock()
 		ch.confirmPending = true
+		for _, p := range r.Remote {
+			seq := ch.publishSeq
+			p.OnDone(func(o queue.Outcome) { ch.remoteDone(seq, o) })
+		}
 	}
 	return nil
+}
+
+// remoteDone records the answer of a queue on another node for publish
+// seq (a nack unless it stored the message).
+func (ch *channel) remoteDone(seq uint64, o queue.Outcome) {
+	ch.confMu.Lock()
+	i := sort.Search(len(ch.pend), func(i int) bool { return ch.pend[i].seq >= seq })
+	if i < len(ch.pend) && ch.pend[i].seq == seq {
+		p := &ch.pend[i]
+		p.remote--
+		if o != queue.Stored {
+			p.nack = true
+		}
+	}
+	ready := len(ch.pend) > 0 && ch.pend[0].done()
+	ch.confMu.Unlock()
+	if ready {
+		ch.sendConfirms()
+	}
 }
 
 // checkExchange validates a transactional publish early (RabbitMQ checks
@@ -961,7 +1019,7 @@ func (ch *channel) route(exchange, key string, mandatory bool, msg *queue.Messag
 	if err != nil {
 		return r, err
 	}
-	if r.Queues == 0 && !r.Rejected && mandatory {
+	if r.Queues == 0 && (!r.Rejected || r.Unreachable > 0) && mandatory {
 		ch.c.waitWritable()
 		ch.c.writeContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: exchange, RoutingKey: key}, msg)
 	}
@@ -977,7 +1035,7 @@ func (ch *channel) flushConfirm() {
 	var wait uint64
 	ch.confMu.Lock()
 	for i := range ch.pend {
-		if !ch.pend[i].done && ch.pend[i].wait > ch.maxRegistered {
+		if !ch.pend[i].local && ch.pend[i].wait > ch.maxRegistered {
 			wait = max(wait, ch.pend[i].wait)
 		}
 	}
@@ -997,8 +1055,8 @@ func (ch *channel) durableUpTo(pos uint64, err error) {
 	ch.confMu.Lock()
 	for i := range ch.pend {
 		p := &ch.pend[i]
-		if !p.done && p.wait <= pos {
-			p.done = true
+		if !p.local && p.wait <= pos {
+			p.local = true
 			if err != nil {
 				p.nack = true
 			}
@@ -1014,7 +1072,7 @@ func (ch *channel) sendConfirms() {
 	defer ch.confMu.Unlock()
 	var lastAck uint64
 	i := 0
-	for ; i < len(ch.pend) && ch.pend[i].done; i++ {
+	for ; i < len(ch.pend) && ch.pend[i].done(); i++ {
 		p := ch.pend[i]
 		if p.nack {
 			if lastAck > 0 {

@@ -28,7 +28,7 @@ type VHost interface {
 	// QueueFor returns a queue for basic.consume / basic.get after checking read
 	// permission and exclusivity.
 	// Errors name method m (basic.consume or basic.get).
-	QueueFor(m amqp.Method, name string, owner uint64) (*queue.Queue, error)
+	QueueFor(m amqp.Method, name string, owner uint64) (queue.Handle, error)
 	// Publish routes msg from exchange with routing key and enqueues it:
 	// how many queues took it, whether any refused it (reject-publish), and
 	// the store position a confirm must wait for.
@@ -74,7 +74,11 @@ type Config struct {
 	Product        string
 	Version        string
 	ClusterName    string
-	Logger         *slog.Logger
+	// ReplyToTag is the node's part of direct reply-to names (no dots):
+	// in a cluster it names the node, so that a reply published through
+	// another node finds its way back (vhost.ReplyToNode).
+	ReplyToTag string
+	Logger     *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -92,6 +96,9 @@ func (c *Config) fill() {
 	}
 	if c.Version == "" {
 		c.Version = "0.1.0"
+	}
+	if c.ReplyToTag == "" {
+		c.ReplyToTag = "g1h2AA5yZXBseUAx"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -30,7 +30,7 @@ func (ch *channel) consumeReplyTo(m *amqp.BasicConsume) error {
 	}
 	var nonce [12]byte
 	_, _ = rand.Read(nonce[:])
-	ch.replyName = fmt.Sprintf("%s.g1h2AA5yZXBseUAx.%d.%d.%s", replyTo, ch.c.id, ch.id, base64.RawURLEncoding.EncodeToString(nonce[:]))
+	ch.replyName = fmt.Sprintf("%s.%s.%d.%d.%s", replyTo, ch.c.cfg.ReplyToTag, ch.c.id, ch.id, base64.RawURLEncoding.EncodeToString(nonce[:]))
 	ch.replyTag = tag
 	if !m.NoWait {
 		ch.c.writeMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})

@@ -83,8 +83,8 @@ func (h *Host) applier(g *group) {
 
 func (h *Host) runTask(g *group, t applyTask) {
 	if t.restore != nil {
-		if rs, ok := g.sm.(Restorer); ok {
-			if err := rs.Restore(t.restore.Data); err != nil {
+		if _, ok := g.sm.(Restorer); ok {
+			if err := restoreSnapshot(g, t.restore.Data); err != nil {
 				h.fail(errorf("consensus: group %d: restoring snapshot %d: %w", g.id, t.restore.Metadata.Index, err))
 				return
 			}
@@ -100,8 +100,15 @@ func (h *Host) runTask(g *group, t applyTask) {
 		switch e.Type {
 		case pb.EntryNormal:
 			if len(e.Data) >= 8 {
-				v := g.sm.Apply(e.Index, e.Data[8:])
-				h.resolve(binary.BigEndian.Uint64(e.Data), result{v: v})
+				// a retried proposal committed twice is applied once
+				// (retry.go); its proposer was answered by the first
+				if id := binary.BigEndian.Uint64(e.Data); !g.dd.has(id) {
+					g.dd.add(id)
+					v := g.sm.Apply(e.Index, e.Data[8:])
+					h.resolve(id, result{v: v})
+				} else {
+					h.dups.Add(1)
+				}
 			}
 		case pb.EntryConfChange:
 			if id, ok := proposalID(e); ok {
@@ -132,7 +139,7 @@ func (h *Host) maybeSnapshot(g *group, cs pb.ConfState, force bool) {
 		h.lg.Error("consensus: snapshot failed; the group's log is kept", "group", g.id, "err", err)
 		return
 	}
-	snap, err := g.ms.CreateSnapshot(applied, &cs, data)
+	snap, err := g.ms.CreateSnapshot(applied, &cs, wrapSnapshot(&g.dd, data))
 	if err != nil {
 		return // a newer snapshot was installed meanwhile
 	}

@@ -171,6 +171,7 @@ type group struct {
 	apMu      sync.Mutex
 	apQ       []applyTask
 	apRunning bool
+	dd        dedup // proposal ids applied lately (the applier's; see retry.go)
 }
 
 type proposal struct {
@@ -189,8 +190,9 @@ type result struct {
 
 // waiter is a local proposer: a blocked Propose (ch) or a callback.
 type waiter struct {
-	ch chan result
-	fn func(any, error)
+	ch   chan result
+	fn   func(any, error)
+	done bool // answered (under Host.mu): not retried any more
 }
 
 type asyncWait struct {
@@ -227,15 +229,18 @@ type Host struct {
 	ticked   atomic.Uint64 // group ticks
 	awake    atomic.Int64  // groups not quiet
 	wakes    atomic.Uint64 // quiet groups woken
+	retried  atomic.Uint64 // proposals proposed again (retry.go)
+	dups     atomic.Uint64 // duplicate entries skipped (retry.go)
 
 	// owned by the loop
-	async  []asyncWait // ProposeAsync deadlines, oldest first
-	retry  []proposal
-	all    map[uint64]*group
-	active map[uint64]*group // not quiesced: ticked
-	dirty  map[uint64]*group // may have a Ready
-	nodes  map[uint64]*nodeState
-	ticks  uint64
+	async   []asyncWait // ProposeAsync deadlines, oldest first
+	retry   []proposal
+	pending map[uint64]*pendingProp // handed to raft, not answered (retry.go)
+	all     map[uint64]*group
+	active  map[uint64]*group // not quiesced: ticked
+	dirty   map[uint64]*group // may have a Ready
+	nodes   map[uint64]*nodeState
+	ticks   uint64
 }
 
 // Log record kinds in the host's WAL.
@@ -498,12 +503,12 @@ func (h *Host) newGroup(id uint64, members []uint64, sm StateMachine) (*group, e
 	}
 	ms := r.ms
 	snap, _ := ms.Snapshot()
+	g := &group{id: id, ms: ms, sm: sm, cs: snap.Metadata.ConfState, pin: r.pin, recs: r.recs}
 	if snap.Metadata.Index > 0 {
-		rs, ok := sm.(Restorer)
-		if !ok {
+		if _, ok := sm.(Restorer); !ok {
 			return nil, fmt.Errorf("consensus: group %d starts from a snapshot but its state machine cannot restore one", id)
 		}
-		if err := rs.Restore(snap.Data); err != nil {
+		if err := restoreSnapshot(g, snap.Data); err != nil {
 			return nil, fmt.Errorf("consensus: group %d: restoring its snapshot: %w", id, err)
 		}
 	}
@@ -528,7 +533,7 @@ func (h *Host) newGroup(id uint64, members []uint64, sm StateMachine) (*group, e
 			return nil, err
 		}
 	}
-	g := &group{id: id, rn: rn, ms: ms, sm: sm, cs: snap.Metadata.ConfState, pin: r.pin, recs: r.recs}
+	g.rn = rn
 	g.applied.Store(snap.Metadata.Index)
 	g.snapIndex.Store(snap.Metadata.Index)
 	return g, nil
@@ -576,10 +581,13 @@ func (h *Host) DeliverWait(envs []Envelope, d time.Duration) bool {
 // Propose replicates cmd in group gid and returns the state machine's
 // result once the command is committed (on a majority of the members'
 // disks) and applied here. Proposals on a follower are forwarded to the
-// leader; without a reachable leader they fail when ctx ends with
-// ErrDropped, and then the outcome is unknown (the command may still be
-// committed later): callers retry with commands that are safe to apply
-// twice.
+// leader. Until ctx ends the host proposes the command again, under the
+// same id, whenever the leader changes and every two election timeouts,
+// and applies it once however many copies commit (retry.go). Without a
+// reachable leader it fails when ctx ends with ErrDropped, and then the
+// outcome is unknown (the command may still be committed later): callers
+// that retry make a new proposal, so they retry with commands that are
+// safe to apply twice.
 func (h *Host) Propose(ctx context.Context, gid uint64, cmd []byte) (any, error) {
 	id := h.nextID.Add(1)
 	data := make([]byte, 8+len(cmd))
@@ -646,7 +654,8 @@ func (h *Host) submit(ctx context.Context, p proposal) (any, error) {
 // applied here, or ErrDropped when it is not within
 // Options.ProposalTimeout (the outcome is then unknown, as with Propose),
 // or the error that stopped the host. Commands proposed one after another
-// on the group's leader are applied in that order.
+// on the group's leader are applied in that order while it stays leader
+// (a retry after a leader change can land after later commands).
 func (h *Host) ProposeAsync(gid uint64, cmd []byte, done func(any, error)) {
 	id := h.nextID.Add(1)
 	data := make([]byte, 8+len(cmd))

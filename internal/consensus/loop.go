@@ -170,6 +170,9 @@ func (h *Host) tick(now time.Time) {
 			h.propose(p)
 		}
 	}
+	if h.ticks%uint64(h.opts.ElectionTicks) == 0 {
+		h.retryPending(nil, true) // also forgets answered proposals
+	}
 }
 
 func (h *Host) step(envs []Envelope) {
@@ -220,7 +223,10 @@ func (h *Host) propose(p proposal) {
 			// not appended anywhere (no leader known yet): safe to try again
 			h.retry = append(h.retry, p)
 			return
-		} else if err != nil {
+		} else if err == nil {
+			h.track(g, p) // proposed again if the leader changes (retry.go)
+			return
+		} else {
 			err = fmt.Errorf("%w: %w", ErrDropped, err)
 		}
 	}
@@ -288,8 +294,19 @@ func (h *Host) wakeDirty(g *group) {
 // and messages raft allows before persistence are sent now. A WAL error
 // is returned: the host must stop.
 func (h *Host) ready() error {
+	changed, err := h.readyOnce()
+	if err != nil || len(changed) == 0 {
+		return err
+	}
+	// proposals waiting on a group whose leader changed go to the new one
+	h.retryPending(changed, false)
+	_, err = h.readyOnce()
+	return err
+}
+
+func (h *Host) readyOnce() (leaderChanged map[uint64]bool, err error) {
 	if len(h.dirty) == 0 {
-		return nil
+		return nil, nil
 	}
 	var batch persistBatch
 	out := map[uint64][]Envelope{}
@@ -300,14 +317,19 @@ func (h *Host) ready() error {
 		}
 		rd := g.rn.Ready()
 		if rd.SoftState != nil {
-			g.lead.Store(rd.SoftState.Lead)
+			if old := g.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead && rd.SoftState.Lead != 0 {
+				if leaderChanged == nil {
+					leaderChanged = map[uint64]bool{}
+				}
+				leaderChanged[g.id] = true
+			}
 		}
 		for _, m := range rd.Messages {
 			switch m.To {
 			case raft.LocalAppendThread:
 				it, err := h.appendWAL(g, m, &batch.last)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				batch.items = append(batch.items, it)
 				g.appending++
@@ -324,7 +346,7 @@ func (h *Host) ready() error {
 	for to, envs := range out {
 		h.send(to, envs)
 	}
-	return nil
+	return leaderChanged, nil
 }
 
 // appendWAL writes one MsgStorageAppend's snapshot, hard state and
@@ -488,8 +510,14 @@ func (h *Host) compactLog() {
 func (h *Host) resolve(id uint64, r result) {
 	h.mu.Lock()
 	w := h.waiting[id]
-	if w != nil && w.fn != nil {
-		delete(h.waiting, id)
+	if w != nil && w.done {
+		w = nil // answered already (a duplicate cannot reach here; a late failure can)
+	}
+	if w != nil {
+		w.done = true
+		if w.fn != nil {
+			delete(h.waiting, id)
+		}
 	}
 	h.mu.Unlock()
 	if w != nil {

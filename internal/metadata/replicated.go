@@ -125,8 +125,10 @@ func (r *ReplicatedLog) Append(cmd Command, _ func(Command) error) error {
 			if up*2 <= of {
 				return fmt.Errorf("no quorum: %d of %d nodes reachable, so the definition change was not committed within %s; retry once a majority of the cluster is up (%w)", up, of, r.Timeout, err)
 			}
-			// a proposal forwarded to a leader that died on the way is
-			// lost without an answer: the outcome is unknown
+			// a majority is reachable but the change was not applied
+			// here in time (an election, a slow disk): the consensus host
+			// keeps proposing it until its deadline, so it may still
+			// commit; the outcome is unknown
 			return fmt.Errorf("the definition change was not confirmed within %s although %d of %d nodes are reachable (the cluster may have been electing a new leader); it may or may not have been applied: check, then retry (%w)", r.Timeout, up, of, err)
 		}
 		return fmt.Errorf("metadata change not committed (is a majority of the cluster reachable?): %w", err)

@@ -97,7 +97,10 @@ func (s *Server) api(u user, r *http.Request, seg []string) (int, any, error) {
 					return 503, map[string]any{"status": "failed", "reason": "There are alarms in effect in the cluster", "alarms": al}, nil
 				}
 				return 200, map[string]string{"status": "ok"}, nil
-			case "virtual-hosts", "node-is-quorum-critical", "node-is-mirror-sync-critical":
+			case "node-is-quorum-critical":
+				code, body := s.quorumCritical()
+				return code, body, nil
+			case "virtual-hosts", "node-is-mirror-sync-critical":
 				return 200, map[string]string{"status": "ok"}, nil
 			}
 		}

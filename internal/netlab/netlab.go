@@ -18,13 +18,17 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/warrenmq/warren/internal/testenv"
 )
@@ -236,4 +240,40 @@ func (l *Lab) Close() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// DialIn connects to addr from inside host name's namespace, for a test
+// process that lives outside the lab: the socket is made there (on a
+// locked thread switched into the namespace and back) and stays usable
+// from anywhere.
+func (l *Lab) DialIn(name, network, addr string, timeout time.Duration) (net.Conn, error) {
+	ns := l.NS(name)
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("netlab: namespace %s: %w", ns, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("netlab: entering %s: %w", ns, err)
+	}
+	c, derr := net.DialTimeout(network, addr, timeout)
+	if err := netns.Set(orig); err != nil {
+		// this thread stays in the lab's namespace: keep it locked so it
+		// dies with this goroutine instead of running other code
+		if c != nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("netlab: leaving %s: %w", ns, err)
+	}
+	runtime.UnlockOSThread()
+	return c, derr
 }

@@ -29,6 +29,8 @@ import (
 // Config is one run.
 type Config struct {
 	URIs               []string
+	ProducerURIs       []string // producers' brokers (default URIs)
+	ConsumerURIs       []string // consumers' brokers (default URIs)
 	Producers          int
 	Consumers          int
 	Queues             int    // queues to declare and spread over (default 1)
@@ -392,6 +394,22 @@ func (r *run) queueName(i int) string { return fmt.Sprintf(r.cfg.QueuePattern, i
 
 func (r *run) uri(i int) string { return r.cfg.URIs[i%len(r.cfg.URIs)] }
 
+// producerURI and consumerURI spread producers and consumers over their
+// own lists when given (a cluster: publish on one node, consume on another).
+func (r *run) producerURI(i int) string {
+	if l := r.cfg.ProducerURIs; len(l) > 0 {
+		return l[i%len(l)]
+	}
+	return r.uri(i)
+}
+
+func (r *run) consumerURI(i int) string {
+	if l := r.cfg.ConsumerURIs; len(l) > 0 {
+		return l[i%len(l)]
+	}
+	return r.uri(i)
+}
+
 // Run executes a load test, writing a line per report interval to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	cfg.defaults()
@@ -611,7 +629,7 @@ func (r *run) setup() error {
 
 func (r *run) produce(ctx context.Context, id int) {
 	time.Sleep(r.cfg.ProducerStartDelay)
-	c, err := amqp.Dial(r.uri(id))
+	c, err := amqp.Dial(r.producerURI(id))
 	if err != nil {
 		r.err("producer %d: %v", id, err)
 		return
@@ -713,7 +731,7 @@ func (r *run) produce(ctx context.Context, id int) {
 
 func (r *run) consume(ctx context.Context, id int, ready chan<- struct{}) {
 	time.Sleep(r.cfg.ConsumerStartDelay)
-	c, err := amqp.Dial(r.uri(id))
+	c, err := amqp.Dial(r.consumerURI(id))
 	if err != nil {
 		r.err("consumer %d: %v", id, err)
 		ready <- struct{}{}

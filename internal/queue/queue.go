@@ -52,7 +52,7 @@ func (m *Message) Size() int { return len(m.Body) }
 
 // Delivery is one message offered to a consumer.
 type Delivery struct {
-	Queue       *Queue
+	Queue       Handle // where ID goes back (ack, requeue, discard)
 	Msg         *Message
 	ID          uint64 // queue-local message id, used to ack or requeue
 	Redelivered bool
@@ -67,7 +67,7 @@ type Consumer interface {
 	// it blocked until Kick.
 	Deliver(d Delivery) bool
 	// Cancelled tells the consumer that the queue removed it (queue deleted).
-	Cancelled(q *Queue)
+	Cancelled(q Handle)
 }
 
 // Errors returned by queue operations; callers map them to AMQP replies.
@@ -434,6 +434,12 @@ type Routed struct {
 	Queues   int    // queues that took the message
 	Rejected bool   // a queue refused it (reject-publish): nack it
 	WaitFor  uint64 // store position a publisher confirm must wait for
+	// Remote are the outcomes of copies sent to queues on other nodes: a
+	// confirm waits for them too, and is a nack if any is not ok.
+	Remote []*Pending
+	// Unreachable counts queues routed to whose home node is down: the
+	// message is dropped there (nacked under confirms).
+	Unreachable int
 }
 
 // PublishResult tells the publisher what became of a message.

@@ -21,7 +21,7 @@ func (r *rec) Deliver(d Delivery) bool {
 	return true
 }
 
-func (r *rec) Cancelled(*Queue) { r.cancelled = true }
+func (r *rec) Cancelled(Handle) { r.cancelled = true }
 
 func msg(s string) *Message { return &Message{Body: []byte(s)} }
 
@@ -179,4 +179,4 @@ func BenchmarkPublishDeliver(b *testing.B) {
 type sink struct{}
 
 func (sink) Deliver(Delivery) bool { return true }
-func (sink) Cancelled(*Queue)      {}
+func (sink) Cancelled(Handle)      {}

@@ -32,9 +32,14 @@ func (v *VHost) deadLetter(from *queue.Queue, dls []queue.DeadLetter) {
 				continue
 			}
 			if home, remote := v.remoteHome(q); remote {
-				// never left in this node's copy, where no one would
-				// see it; dead-lettering is at most once, as RabbitMQ's
-				v.log.Warn("dead-lettered message dropped: its target queue lives on another node and forwarding between nodes is not built yet; declare the dead-letter queue on this node", "from", dl.Queue, "queue", q.Name(), "home", home)
+				// to its home; never left in this node's copy, where no
+				// one would see it. Dead-lettering is at most once, as
+				// RabbitMQ's: a home that is down loses it.
+				if v.fwd == nil || !v.fwd.Up(home) {
+					v.log.Warn("dead-lettered message dropped: the home node of its target queue is down", "from", dl.Queue, "queue", q.Name(), "home", home)
+					continue
+				}
+				v.fwd.Publish(home, v.name, []string{q.Name()}, msg)
 				continue
 			}
 			q.Publish(msg)

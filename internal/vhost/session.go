@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"encoding/base64"
 	"errors"
 	"reflect"
 	"strconv"
@@ -317,6 +318,26 @@ func (s *Session) exclusiveCheck(q *queue.Queue, owner uint64, m amqp.Method) er
 	return nil
 }
 
+// declared answers the declare of an existing queue with its counts,
+// from its home when that is another node (404 when it is down, as
+// RabbitMQ answers for a durable queue whose node is down). A declare,
+// passive or not, renews an x-expires lease.
+func (s *Session) declared(q *queue.Queue, name string, m amqp.Method) (string, uint32, uint32, error) {
+	if home, remote := s.v.remoteHome(q); remote {
+		if _, err := s.remoteCheck(q, m); err != nil {
+			return "", 0, 0, err
+		}
+		r, _, c, err := s.v.remoteCounts(q, home, m)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		return name, uint32(r), uint32(c), nil
+	}
+	q.Touch()
+	r, _, c := q.Counts()
+	return name, uint32(r), uint32(c), nil
+}
+
 // DeclareQueue implements queue.declare.
 func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint32, uint32, error) {
 	v := s.v
@@ -344,9 +365,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		if err := s.exclusiveCheck(q, owner, m); err != nil {
 			return "", 0, 0, err
 		}
-		q.Touch() // a declare, passive or not, renews an x-expires lease
-		r, _, c := q.Counts()
-		return name, uint32(r), uint32(c), nil
+		return s.declared(q, name, m)
 	}
 	if err := s.check(permConfigure, "queue", name, m); err != nil {
 		return "", 0, 0, err
@@ -367,9 +386,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 		if k, a, b, diff := argsDiff(dropClassicType(m.Arguments), dropClassicType(c.Args), equivalenceArgs); diff {
 			return "", 0, 0, s.inequivalent(m, "queue", name, k, a, b)
 		}
-		q.Touch()
-		r, _, cons := q.Counts()
-		return name, uint32(r), uint32(cons), nil
+		return s.declared(q, name, m)
 	}
 	if strings.HasPrefix(name, "amq.") && m.Queue != "" {
 		return "", 0, 0, v.errf(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
@@ -387,7 +404,7 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 			return "", 0, 0, err
 		}
 	}
-	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments), Node: v.node}
+	def := &metadata.Queue{Name: name, VHost: v.name, Durable: m.Durable, AutoDelete: m.AutoDelete, Exclusive: m.Exclusive, Arguments: plainTable(m.Arguments), Node: v.home(name, m.Arguments, m.Exclusive)}
 	if m.Exclusive {
 		def.Owner = owner
 	}
@@ -406,30 +423,38 @@ func (s *Session) DeclareQueue(m *amqp.QueueDeclare, owner uint64) (string, uint
 	return name, 0, 0, nil
 }
 
-func (s *Session) lookupQueue(name string, owner uint64, m amqp.Method) (*queue.Queue, error) {
+// lookupQueue finds queue name for an operation on its messages, with
+// its home node when that is another node ("" for a local queue).
+func (s *Session) lookupQueue(name string, owner uint64, m amqp.Method) (*queue.Queue, string, error) {
 	s.v.mu.RLock()
 	q := s.v.queues[name]
 	s.v.mu.RUnlock()
 	if q == nil {
-		return nil, s.v.notFound(m, "queue", name)
+		return nil, "", s.v.notFound(m, "queue", name)
 	}
-	if err := s.remoteCheck(q, m); err != nil {
-		return nil, err
+	home, err := s.remoteCheck(q, m)
+	if err != nil {
+		return nil, "", err
 	}
 	if err := s.exclusiveCheck(q, owner, m); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return q, nil
+	return q, home, nil
 }
 
-// remoteCheck refuses an operation on messages of a queue that lives on
-// another node of the cluster (404, as RabbitMQ answers for a queue whose
-// home node it cannot reach).
-func (s *Session) remoteCheck(q *queue.Queue, m amqp.Method) error {
-	if home, ok := s.v.remoteHome(q); ok {
-		return s.v.errf(amqp.NotFound, m, "queue '%s' in vhost '%s' lives on node %s; forwarding between nodes is not built yet: connect to %s", q.Config().Name, s.v.name, home, home)
+// remoteCheck returns the home of a queue that lives on another node of
+// the cluster ("" for a local queue), or 404 when that node is down or
+// there is no way to reach it (RabbitMQ's answer for a queue whose home
+// node it cannot reach).
+func (s *Session) remoteCheck(q *queue.Queue, m amqp.Method) (string, error) {
+	home, ok := s.v.remoteHome(q)
+	if !ok {
+		return "", nil
 	}
-	return nil
+	if s.v.fwd == nil || !s.v.fwd.Up(home) {
+		return "", s.v.homeDown(m, q, home)
+	}
+	return home, nil
 }
 
 // DeleteQueue implements queue.delete.
@@ -451,13 +476,17 @@ func (s *Session) DeleteQueue(m *amqp.QueueDelete, owner uint64) (uint32, error)
 	if err := s.exclusiveCheck(q, owner, m); err != nil {
 		return 0, err
 	}
-	if m.IfUnused || m.IfEmpty {
+	r, _, c := q.Counts()
+	if home, remote := v.remoteHome(q); remote {
 		// the counts live on the queue's home
-		if err := s.remoteCheck(q, m); err != nil {
-			return 0, err
+		var err error
+		if r, _, c, err = v.remoteCounts(q, home, m); err != nil {
+			if m.IfUnused || m.IfEmpty {
+				return 0, err
+			}
+			r, c = 0, 0 // deleting it needs no answer from its home
 		}
 	}
-	r, _, c := q.Counts()
 	if m.IfUnused && c > 0 {
 		return 0, v.errf(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", m.Queue, v.name)
 	}
@@ -475,25 +504,56 @@ func (s *Session) PurgeQueue(m *amqp.QueuePurge, owner uint64) (uint32, error) {
 	if err := s.check(permRead, "queue", m.Queue, m); err != nil {
 		return 0, err
 	}
-	q, err := s.lookupQueue(m.Queue, owner, m)
+	q, home, err := s.lookupQueue(m.Queue, owner, m)
 	if err != nil {
 		return 0, err
+	}
+	if home != "" {
+		n, err := s.v.fwd.Purge(home, s.v.name, m.Queue)
+		if err != nil {
+			return 0, s.v.homeDown(m, q, home)
+		}
+		return uint32(n), nil
 	}
 	return uint32(q.Purge()), nil
 }
 
-// Queue returns a queue for consume or get, after the read check.
+// Queue returns a local queue for a get through the HTTP API, after the
+// read check (a queue of another node: 404 naming its home).
 func (s *Session) Queue(name string, owner uint64) (*queue.Queue, error) {
-	return s.QueueFor(&amqp.BasicConsume{}, name, owner)
-}
-
-// QueueFor is Queue for method m (basic.consume or basic.get): its errors
-// name m's class and method.
-func (s *Session) QueueFor(m amqp.Method, name string, owner uint64) (*queue.Queue, error) {
+	m := &amqp.BasicGet{}
 	if err := s.check(permRead, "queue", name, m); err != nil {
 		return nil, err
 	}
-	return s.lookupQueue(name, owner, m)
+	q, home, err := s.lookupQueue(name, owner, m)
+	if err != nil {
+		return nil, err
+	}
+	if home != "" {
+		return nil, s.v.errf(amqp.NotFound, m, "queue '%s' in vhost '%s' lives on node %s: get its messages through that node's API", name, s.v.name, home)
+	}
+	return q, nil
+}
+
+// QueueFor returns the queue for basic.consume or basic.get (m), after
+// the read check: the queue itself, or a handle on it at its home node.
+// Errors name m's class and method.
+func (s *Session) QueueFor(m amqp.Method, name string, owner uint64) (queue.Handle, error) {
+	if err := s.check(permRead, "queue", name, m); err != nil {
+		return nil, err
+	}
+	q, home, err := s.lookupQueue(name, owner, m)
+	if err != nil {
+		return nil, err
+	}
+	if home != "" {
+		h, err := s.v.fwd.Queue(home, s.v.name, name)
+		if err != nil {
+			return nil, s.v.homeDown(m, q, home)
+		}
+		return h, nil
+	}
+	return q, nil
 }
 
 // ConnectionClosed deletes the exclusive queues owner declared.
@@ -583,7 +643,14 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 	qs := s.qbuf[:0]
 	if exName == "" && strings.HasPrefix(key, ReplyToPrefix) {
 		v.mu.RUnlock()
-		if fn, ok := v.replyTo.Load(key); ok && fn.(func(*queue.Message) bool)(msg) {
+		if home := ReplyToNode(key); v.node != "" && home != "" && home != v.node {
+			// the requester is a client of another node
+			if v.fwd == nil || !v.fwd.Up(home) {
+				return queue.Routed{Unreachable: 1}, nil
+			}
+			return queue.Routed{Queues: 1, Remote: []*queue.Pending{v.fwd.PublishReplyTo(home, v.name, key, msg)}}, nil
+		}
+		if v.DeliverReplyTo(key, msg) {
 			return queue.Routed{Queues: 1}, nil
 		}
 		return queue.Routed{}, nil
@@ -605,17 +672,10 @@ func (s *Session) Publish(exName, key string, msg *queue.Message) (queue.Routed,
 			}
 		}
 	}
-	if v.node != "" {
-		// nothing is enqueued unless every queue routed to is local
-		for _, q := range qs {
-			if err := s.remoteCheck(q, publishMethod); err != nil {
-				clear(qs)
-				s.qbuf = qs[:0]
-				return queue.Routed{}, err
-			}
-		}
-	}
 	var r queue.Routed
+	if v.node != "" {
+		qs = s.publishRemote(qs, msg, &r)
+	}
 	for i, q := range qs {
 		res, ref := q.Publish(msg)
 		switch res {
@@ -809,6 +869,33 @@ const (
 	ReplyTo       = "amq.rabbitmq.reply-to"
 	ReplyToPrefix = ReplyTo + "."
 )
+
+// ReplyToTag is the node part of the direct reply-to names a clustered
+// node hands out: its name, base64url-encoded (names have no dots then).
+func ReplyToTag(node string) string { return "w" + base64.RawURLEncoding.EncodeToString([]byte(node)) }
+
+// ReplyToNode returns the node a direct reply-to name was handed out by
+// ("" when it does not name one: a standalone node's names).
+func ReplyToNode(key string) string {
+	rest := strings.TrimPrefix(key, ReplyToPrefix)
+	tag, _, _ := strings.Cut(rest, ".")
+	if !strings.HasPrefix(tag, "w") {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tag[1:])
+	if err != nil || !strings.Contains(string(b), "@") {
+		return ""
+	}
+	return string(b)
+}
+
+// DeliverReplyTo hands msg to the channel that registered reply name key
+// on this node (false: none, or it is gone). It may wait while that
+// client does not read.
+func (v *VHost) DeliverReplyTo(key string, msg *queue.Message) bool {
+	fn, ok := v.replyTo.Load(key)
+	return ok && fn.(func(*queue.Message) bool)(msg)
+}
 
 // RegisterReplyTo implements direct reply-to registration.
 func (s *Session) RegisterReplyTo(name string, deliver func(*queue.Message) bool) {

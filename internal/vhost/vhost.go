@@ -90,7 +90,9 @@ type VHost struct {
 	// purging are refused (forwarding between nodes is not built yet),
 	// so its messages are never split between nodes.
 	node   string
-	remote sync.Map // *queue.Queue → its home node's name
+	remote sync.Map  // *queue.Queue → its home node's name
+	fwd    Forwarder // reaches other nodes' queues (nil: refused)
+	placer Placer    // picks new queues' homes (nil: this node)
 
 	// replicated gives the store of a replicated queue (a definition with
 	// a consensus group) whose home is this node (SetReplicated).
@@ -362,6 +364,26 @@ func (v *VHost) Queues() []*queue.Queue {
 	out := make([]*queue.Queue, 0, len(v.queues))
 	for _, q := range v.queues {
 		out = append(out, q)
+	}
+	return out
+}
+
+// Bindings lists the bindings the vhost routes by (runtime objects), as
+// definitions.
+func (v *VHost) Bindings() []metadata.Binding {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []metadata.Binding
+	for name, x := range v.exchanges {
+		x.rmu.RLock()
+		for _, b := range x.Router.Bindings() {
+			t := "queue"
+			if b.DestIsExchange {
+				t = "exchange"
+			}
+			out = append(out, metadata.Binding{VHost: v.name, Source: name, Destination: b.Destination, DestinationType: t, RoutingKey: b.Key, Arguments: b.Args})
+		}
+		x.rmu.RUnlock()
 	}
 	return out
 }

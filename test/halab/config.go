@@ -1,9 +1,12 @@
 // Package halab is the guide's topology as a lab: broker hosts, two
 // load-balancer hosts (proxy + VRRP daemon each) and a client host on one
-// bridge, built with internal/netlab (names unique per run). The proxy and
-// VRRP configurations are generated from examples/guide so they cannot rot:
-// only addresses, the interface, the host's name and role, the tracking
-// script and a pid file are rewritten; every other line is the guide's.
+// bridge, built with internal/netlab (names unique per run). Every
+// configuration is generated from the deployment examples in
+// deploy/examples (warren.conf, haproxy.cfg, keepalived.conf,
+// warren-proxy-check.sh) so they cannot rot: only addresses, the
+// interface, the host's name and role, file paths and (with clustering
+// off) the cluster_formation lines are rewritten; every other line is the
+// example's.
 package halab
 
 import (
@@ -29,46 +32,45 @@ func LBAddr(i int) string { return fmt.Sprintf("%s.%d", Subnet, 20+i) }
 // ClientAddr is the client host's address.
 const ClientAddr = Subnet + ".100"
 
-// ProxyOptions choose how the guide's haproxy.cfg is rewritten.
+// ExamplePidFile is the proxy's pid file in the deployment examples
+// (haproxy.cfg's pidfile, the check script's default).
+const ExamplePidFile = "/run/warren-proxy/warren-proxy.pid"
+
+// ProxyOptions choose how the example haproxy.cfg is rewritten.
 type ProxyOptions struct {
-	Servers   []string // broker addresses, named A, B, C... as in the guide
-	PidFile   string   // added to global as 'pidfile' (HAProxy 2.6 and warren-proxy)
-	CheckAMQP bool     // replace the plain TCP 'check' by 'check-amqp' (warren-proxy only)
-	HAProxy   bool     // for HAProxy itself: drop chroot/user/group/uid/gid (no such user/dir in the lab) and daemon
+	Servers     []string // broker addresses, in the order of the example's server lines (A, B, C)
+	PidFile     string   // replaces the path of 'pidfile'
+	StatsSocket string   // replaces the path of 'stats socket'
+	CheckAMQP   bool     // replace the plain TCP 'check' by 'check-amqp' (warren-proxy only)
 }
 
-// ProxyConfig rewrites the guide's haproxy.cfg (text) for the lab.
-func ProxyConfig(guide string, o ProxyOptions) (string, error) {
+// ProxyConfig rewrites the example haproxy.cfg (text) for the lab: the
+// server lines' addresses (server lines beyond len(Servers) are commented
+// out), the pid file and the stats socket's paths.
+func ProxyConfig(example string, o ProxyOptions) (string, error) {
 	var out []string
-	serversDone, pidDone := false, false
-	for _, line := range strings.Split(guide, "\n") {
+	servers, pidDone, sockDone := 0, false, false
+	for _, line := range strings.Split(example, "\n") {
 		f := strings.Fields(line)
 		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
 		switch {
 		case len(f) == 0:
-		case f[0] == "global" && !pidDone:
-			out = append(out, line, indent+"    # halab: the lab's tracking script checks this host's proxy by its pid file")
-			out = append(out, indent+"    pidfile "+o.PidFile)
+		case f[0] == "pidfile" && len(f) == 2:
+			line = indent + "pidfile " + o.PidFile
 			pidDone = true
-			continue
-		case o.HAProxy && (f[0] == "chroot" || f[0] == "user" || f[0] == "group" || f[0] == "uid" || f[0] == "gid" || f[0] == "daemon"):
-			out = append(out, indent+"# halab (HAProxy in a namespace, run in the foreground): "+strings.TrimSpace(line))
-			continue
-		case f[0] == "bind" && len(f) >= 2:
-			// the guide binds the host's own address; behind a VIP the proxy
-			// must accept the VIP too, so it listens on every address
-			_, port, ok := strings.Cut(f[1], ":")
-			if !ok {
-				return "", fmt.Errorf("guide haproxy.cfg: bind without a port: %q", line)
-			}
-			out = append(out, indent+"bind 0.0.0.0:"+port+strings.Join(append([]string{""}, f[2:]...), " "))
-			continue
+		case f[0] == "stats" && len(f) >= 3 && f[1] == "socket":
+			line = indent + strings.Join(append([]string{"stats", "socket", o.StatsSocket}, f[3:]...), " ")
+			sockDone = true
 		case f[0] == "server" && len(f) >= 3:
-			if serversDone {
-				continue
+			if servers >= len(o.Servers) {
+				line = indent + "# halab: " + fmt.Sprint(len(o.Servers)) + " broker(s) in this lab: " + strings.TrimSpace(line)
+				break
 			}
-			serversDone = true
-			opts := f[3:]
+			_, port, ok := strings.Cut(f[2], ":")
+			if !ok {
+				return "", fmt.Errorf("example haproxy.cfg: server without a port: %q", line)
+			}
+			opts := append([]string(nil), f[3:]...)
 			if o.CheckAMQP {
 				for i, w := range opts {
 					if w == "check" {
@@ -76,21 +78,44 @@ func ProxyConfig(guide string, o ProxyOptions) (string, error) {
 					}
 				}
 			}
-			for i, addr := range o.Servers {
-				_, port, _ := strings.Cut(f[2], ":")
-				out = append(out, fmt.Sprintf("%sserver %c %s:%s %s", indent, 'A'+i, addr, port, strings.Join(opts, " ")))
-			}
-			continue
+			line = indent + strings.Join(append([]string{"server", f[1], o.Servers[servers] + ":" + port}, opts...), " ")
+			servers++
 		}
 		out = append(out, line)
 	}
-	if !serversDone || !pidDone {
-		return "", fmt.Errorf("guide haproxy.cfg: no 'server' or 'global' line to rewrite (the guide's file changed; update test/halab)")
+	if servers < len(o.Servers) || !pidDone || !sockDone {
+		return "", fmt.Errorf("example haproxy.cfg: %d server lines for %d brokers, pidfile %v, stats socket %v (the example changed; update test/halab)", servers, len(o.Servers), pidDone, sockDone)
 	}
 	return strings.Join(out, "\n"), nil
 }
 
-// VRRPOptions choose how the guide's keepalived.conf is rewritten.
+// WarrenConfig rewrites the example warren.conf for the lab: with
+// clustering off, the cluster_formation lines are commented out (each node
+// then starts standalone); every other line is the example's. The node
+// names (warren@A, B, C) resolve through the lab's /etc/hosts files.
+func WarrenConfig(example string, cluster bool) (string, error) {
+	var out []string
+	n := 0
+	for _, line := range strings.Split(example, "\n") {
+		if t := strings.TrimSpace(line); strings.HasPrefix(t, "cluster_formation.") {
+			n++
+			if !cluster {
+				line = "# halab: clustering off (HALAB_CLUSTER=0): " + t
+			}
+		}
+		out = append(out, line)
+	}
+	if n == 0 {
+		return "", fmt.Errorf("example warren.conf has no cluster_formation lines (the example changed; update test/halab)")
+	}
+	return strings.Join(out, "\n"), nil
+}
+
+// NodeNames are the example's broker host names (warren@A...), in the
+// order of the lab's broker hosts b1, b2, b3.
+var NodeNames = []string{"A", "B", "C"}
+
+// VRRPOptions choose how the example keepalived.conf is rewritten.
 type VRRPOptions struct {
 	RouterID  string
 	Master    bool   // state MASTER priority 100, or BACKUP priority 90
@@ -98,12 +123,12 @@ type VRRPOptions struct {
 	Script    string // the lab's tracking script
 }
 
-// VRRPConfig rewrites the guide's keepalived.conf (text) for the lab.
-func VRRPConfig(guide string, o VRRPOptions) (string, error) {
+// VRRPConfig rewrites the example keepalived.conf (text) for the lab.
+func VRRPConfig(example string, o VRRPOptions) (string, error) {
 	var out []string
 	seen := map[string]bool{}
 	inVIPs := false
-	for _, line := range strings.Split(guide, "\n") {
+	for _, line := range strings.Split(example, "\n") {
 		f := strings.Fields(line)
 		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
 		comment := ""
@@ -118,7 +143,7 @@ func VRRPConfig(guide string, o VRRPOptions) (string, error) {
 		case f[0] == "router_id":
 			line = indent + "router_id " + o.RouterID + comment
 		case f[0] == "script":
-			line = indent + fmt.Sprintf("script %q", o.Script) + " ## halab: checks this host's proxy by its pid file (the guide's ps -C/killall see every namespace)"
+			line = indent + fmt.Sprintf("script %q", o.Script) + " ## halab: the lab's copy of the example's script"
 		case f[0] == "state":
 			st := "BACKUP"
 			if o.Master {
@@ -153,34 +178,24 @@ func VRRPConfig(guide string, o VRRPOptions) (string, error) {
 	}
 	for _, k := range []string{"router_id", "script", "state", "priority", "interface", "virtual_ipaddress"} {
 		if !seen[k] {
-			return "", fmt.Errorf("guide keepalived.conf: no %q line to rewrite (the guide's file changed; update test/halab)", k)
+			return "", fmt.Errorf("example keepalived.conf: no %q line to rewrite (the example changed; update test/halab)", k)
 		}
 	}
 	return strings.Join(out, "\n"), nil
 }
 
-// CheckScript is the lab's tracking script: exit 0 when the process
-// named in pidfile is alive and is a proxy (warren-proxy or haproxy).
-// Unlike the guide's script it neither restarts the proxy nor kills the
-// VRRP daemon: a failing check lowers the priority (weight -20) and the
-// VIP moves, which is what fault 2 measures.
-func CheckScript(pidfile string) string {
-	return fmt.Sprintf(`#!/bin/sh
-# halab tracking script (generated): is THIS host's proxy alive?
-# The guide's haproxy_check.sh uses ps -C/killall, which see every
-# namespace's processes on one machine; this one reads the proxy's pid file.
-pid=$(cat %q 2>/dev/null) || exit 1
-[ -n "$pid" ] || exit 1
-kill -0 "$pid" 2>/dev/null || exit 1
-case "$(cat /proc/$pid/comm 2>/dev/null)" in
-warren-proxy|haproxy) exit 0 ;;
-esac
-exit 1
-`, pidfile)
+// CheckScript is the example tracking script (warren-proxy-check.sh)
+// with its default pid file replaced by pidfile: exit 0 when the process
+// named there is alive and is a proxy (warren-proxy or haproxy).
+func CheckScript(example, pidfile string) (string, error) {
+	if !strings.Contains(example, ExamplePidFile) {
+		return "", fmt.Errorf("example warren-proxy-check.sh does not mention %s (the example changed; update test/halab)", ExamplePidFile)
+	}
+	return strings.ReplaceAll(example, ExamplePidFile, pidfile), nil
 }
 
-// GuideFile reads a file of examples/guide under the repository root.
-func GuideFile(root, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(root, "examples", "guide", name))
+// ExampleFile reads a file of deploy/examples under the repository root.
+func ExampleFile(root, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "examples", name))
 	return string(b), err
 }

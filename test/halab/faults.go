@@ -2,7 +2,10 @@ package halab
 
 import (
 	"fmt"
+	"math/rand"
+	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -17,20 +20,38 @@ type Fault struct {
 	Settle time.Duration       // workload keeps running after Inject
 	NotYet string              // non-empty: not runnable yet, and why
 	// Cluster: three broker nodes behind the guide's round robin. For
-	// Warren (nodes not clustered yet) a labelled known loss: publishers and
-	// consumers land on different nodes; what the clustering issue removes.
+	// Warren with HALAB_CLUSTER=0 (independent nodes) a labelled known
+	// loss: publishers and consumers land on different nodes.
 	Cluster    bool
 	NA         bool // with NotYet: does not apply to this stack
 	OnlyWarren bool // a Warren-only variant (check-amqp)
+	// NeedsCluster: the fault is about nodes of a cluster (a partition
+	// between nodes, a frozen node, a rolling restart); it runs only with
+	// clustered nodes (not with HALAB_CLUSTER=0).
+	NeedsCluster bool
 }
 
-// ForStack adapts a fault to a stack: names the three-node rows.
-func (f Fault) ForStack(stack string) Fault {
+// ForStack adapts a fault to a stack and to the clustering switch
+// (HALAB_CLUSTER=1): with it, Warren's nodes are clustered from
+// warren.conf and every fault runs with the guide's three nodes (on both
+// stacks); without it, the three-node rows are labelled known losses for
+// Warren (independent nodes) and the other faults use one node.
+func (f Fault) ForStack(stack string, cluster bool) Fault {
 	f.Opts.Stack = stack
+	if f.NeedsCluster && !cluster {
+		f.NotYet = "needs three clustered nodes (HALAB_CLUSTER=0 runs them independent)"
+	}
+	if cluster && f.NotYet == "" {
+		f.Opts.Cluster = stack != "rabbitmq"
+		f.Opts.Brokers = 3
+	}
 	if f.Cluster {
-		if stack == "rabbitmq" {
+		switch {
+		case stack == "rabbitmq":
 			f.Name += " (3 clustered nodes, ha-mode all)"
-		} else {
+		case cluster:
+			f.Name += " (3 clustered nodes)"
+		default:
 			f.Name += " (3 independent nodes: KNOWN LOSS until clustering)"
 			f.Known = true
 		}
@@ -68,7 +89,10 @@ func Faults() []Fault {
 				l.KillBroker("b1")
 				time.Sleep(3 * time.Second)
 				l.StartBroker("b1")
-				return "single node: clients wait for the restart"
+				if l.Opts.Brokers == 1 {
+					return "single node: clients wait for the restart"
+				}
+				return ""
 			}},
 		{ID: "4", Name: "broker stop_app, guide's TCP check", Opts: single, Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return stopApp(l) }},
@@ -104,9 +128,25 @@ func Faults() []Fault {
 		{ID: "4c", Name: "broker b1 stop_app, guide's TCP check", Opts: Options{Brokers: 3}, Cluster: true,
 			Warmup: 3 * time.Second, Settle: 5 * time.Second,
 			Inject: func(l *Lab) string { return stopApp(l) }},
-		{ID: "5", Name: "broker cut off from the other nodes", NotYet: "needs Warren clustering (nodes are strangers); not built for either stack yet"},
-		{ID: "6", Name: "broker frozen (SIGSTOP 10s)", NotYet: "needs Warren clustering (a frozen single node is an outage, not a failover); not built for either stack yet"},
-		{ID: "7", Name: "rolling restart of 3 nodes", NotYet: "needs Warren clustering (drain + restart with peers); not built for either stack yet"},
+		{ID: "5", Name: "broker b1 cut off from the other nodes for 10s (proxies still reach it)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.Partition("b1", true)
+				time.Sleep(10 * time.Second)
+				l.Partition("b1", false)
+				return ""
+			}},
+		{ID: "6", Name: "broker b1 frozen (SIGSTOP 10s, then SIGCONT)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 8 * time.Second,
+			Inject: func(l *Lab) string {
+				l.SignalHost("b1", syscall.SIGSTOP)
+				time.Sleep(10 * time.Second)
+				l.SignalHost("b1", syscall.SIGCONT)
+				return ""
+			}},
+		{ID: "7", Name: "rolling restart of the 3 nodes (drain, restart, wait, ready)", Opts: Options{Brokers: 3}, NeedsCluster: true,
+			Warmup: 3 * time.Second, Settle: 5 * time.Second,
+			Inject: func(l *Lab) string { return l.RollingRestart() }},
 	}
 }
 
@@ -184,4 +224,98 @@ func Failures(rs []Result) []string {
 		}
 	}
 	return out
+}
+
+// Jitter is the long mode's random timing: the fault comes 0-3 s later
+// into the workload and the workload runs 0-2 s longer after it.
+func (f Fault) Jitter(r *rand.Rand) Fault {
+	f.Warmup += time.Duration(r.Int63n(int64(3 * time.Second)))
+	f.Settle += time.Duration(r.Int63n(int64(2 * time.Second)))
+	return f
+}
+
+// Summary is the long mode's table: for every fault and stack (rows of one
+// fault next to each other), over its runs: lost (total and worst run),
+// then median and worst of duplicates, failed connection attempts and the
+// two gaps. Runs that failed to produce a report are counted as errors.
+func Summary(stacks []string, rs map[string][]Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-4s %-9s %-60s %4s %4s %10s %11s %13s %15s %15s\n", "id", "stack", "fault", "runs", "errs", "lost(tot/max)", "dup med/max", "failcon med/max", "pub-gap med/max", "del-gap med/max")
+	var ids []string
+	names := map[string]string{}
+	for _, st := range stacks {
+		for _, r := range rs[st] {
+			if _, ok := names[r.Fault.ID]; !ok {
+				ids = append(ids, r.Fault.ID)
+				names[r.Fault.ID] = r.Fault.Name
+			}
+		}
+	}
+	for _, id := range ids {
+		for _, st := range stacks {
+			var dup, fc []int
+			var pg, dg []time.Duration
+			runs, errs, lost, maxLost := 0, 0, 0, 0
+			name, notYet := "", ""
+			for _, r := range rs[st] {
+				if r.Fault.ID != id {
+					continue
+				}
+				name = r.Fault.Name
+				if r.Fault.NotYet != "" {
+					notYet = r.Fault.NotYet
+					if r.Fault.NA {
+						notYet = "N/A: " + notYet
+					}
+					continue
+				}
+				runs++
+				if r.Err != nil {
+					errs++
+					continue
+				}
+				p := r.Report
+				lost += p.Lost
+				maxLost = max(maxLost, p.Lost)
+				dup, fc = append(dup, p.Duplicated), append(fc, p.FailedConnects)
+				pg, dg = append(pg, p.PublishGap), append(dg, p.DeliveryGap)
+			}
+			if name == "" {
+				continue
+			}
+			if len(name) > 60 {
+				name = name[:57] + "..."
+			}
+			if notYet != "" {
+				fmt.Fprintf(&b, "%-4s %-9s %-60s %s\n", id, st, name, notYet)
+				continue
+			}
+			if len(dup) == 0 {
+				fmt.Fprintf(&b, "%-4s %-9s %-60s %4d %4d  (no run produced a report)\n", id, st, name, runs, errs)
+				continue
+			}
+			dm, dx := medMax(dup)
+			fm, fx := medMax(fc)
+			pm, px := medMaxD(pg)
+			gm, gx := medMaxD(dg)
+			fmt.Fprintf(&b, "%-4s %-9s %-60s %4d %4d %13s %11s %15s %15s %15s\n", id, st, name, runs, errs,
+				fmt.Sprintf("%d/%d", lost, maxLost), fmt.Sprintf("%d/%d", dm, dx), fmt.Sprintf("%d/%d", fm, fx),
+				fmt.Sprintf("%.2f/%.2fs", pm.Seconds(), px.Seconds()), fmt.Sprintf("%.2f/%.2fs", gm.Seconds(), gx.Seconds()))
+		}
+	}
+	return b.String()
+}
+
+// medMax returns the median (the lower of the two middle values for an
+// even count) and the maximum.
+func medMax(v []int) (int, int) {
+	s := append([]int(nil), v...)
+	sort.Ints(s)
+	return s[(len(s)-1)/2], s[len(s)-1]
+}
+
+func medMaxD(v []time.Duration) (time.Duration, time.Duration) {
+	s := append([]time.Duration(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)/2], s[len(s)-1]
 }

@@ -3,10 +3,13 @@ package halab
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +50,11 @@ type Options struct {
 	// HAProxyChecks runs warren-proxy with --haproxy-checks: server health
 	// from checks only, as HAProxy (no marking down from live traffic)
 	HAProxyChecks bool
+	// Cluster starts the Warren nodes clustered from warren.conf's
+	// classic_config (HALAB_CLUSTER=1); off, its cluster_formation lines are
+	// commented out and each node is standalone. RabbitMQ nodes are always
+	// clustered (join_cluster).
+	Cluster bool
 }
 
 // Lab is one running topology: hosts b1..b3, lb1, lb2, c1.
@@ -56,6 +64,7 @@ type Lab struct {
 	Bin  Binaries
 	Dir  string
 	Opts Options
+	root string
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd // "b1", "lb1/proxy", "lb1/vrrp"
@@ -73,7 +82,7 @@ const ClientHost = "c1"
 // New builds the hosts, writes the configurations and starts every daemon.
 func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 	t.Helper()
-	l := &Lab{t: t, Net: netlab.New(t, netlab.Options{}), Bin: bin, Dir: t.TempDir(), Opts: o, procs: map[string]*exec.Cmd{}}
+	l := &Lab{t: t, Net: netlab.New(t, netlab.Options{}), Bin: bin, Dir: t.TempDir(), Opts: o, root: root, procs: map[string]*exec.Cmd{}}
 	t.Cleanup(l.Teardown) // runs before netlab's own teardown (cleanups are LIFO)
 	t.Cleanup(onSignal(l.Teardown))
 	for i, h := range BrokerHosts {
@@ -83,18 +92,14 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 		l.Net.AddHost(h, LBAddr(i)+"/24")
 	}
 	l.Net.AddHost(ClientHost, ClientAddr+"/24")
-	if o.Stack == "rabbitmq" {
-		l.writeHostsFiles()
-	}
+	l.writeHostsFiles()
 
-	hcfg, err := GuideFile(root, "haproxy.cfg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcfg, err := GuideFile(root, "keepalived.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hcfg, err := ExampleFile(root, "haproxy.cfg")
+	must(t, err)
+	kcfg, err := ExampleFile(root, "keepalived.conf")
+	must(t, err)
+	scfg, err := ExampleFile(root, "warren-proxy-check.sh")
+	must(t, err)
 	var servers []string
 	for i := 0; i < o.Brokers; i++ {
 		servers = append(servers, BrokerAddr(i))
@@ -103,18 +108,16 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 		d := filepath.Join(l.Dir, h)
 		os.MkdirAll(d, 0o755)
 		pid := filepath.Join(d, "proxy.pid")
-		pc, err := ProxyConfig(hcfg, ProxyOptions{Servers: servers, PidFile: pid, CheckAMQP: o.CheckAMQP, HAProxy: o.Stack == "rabbitmq"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		script := filepath.Join(d, "proxy_check.sh")
+		pc, err := ProxyConfig(hcfg, ProxyOptions{Servers: servers, PidFile: pid, StatsSocket: filepath.Join(d, "admin.sock"), CheckAMQP: o.CheckAMQP})
+		must(t, err)
+		script := filepath.Join(d, "warren-proxy-check.sh")
 		vc, err := VRRPConfig(kcfg, VRRPOptions{RouterID: h, Master: i == 0, Interface: "eth0", Script: script})
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
+		sc, err := CheckScript(scfg, pid)
+		must(t, err)
 		must(t, os.WriteFile(filepath.Join(d, "haproxy.cfg"), []byte(pc), 0o644))
 		must(t, os.WriteFile(filepath.Join(d, "keepalived.conf"), []byte(vc), 0o644))
-		must(t, os.WriteFile(script, []byte(CheckScript(pid)), 0o755))
+		must(t, os.WriteFile(script, []byte(sc), 0o755))
 	}
 	for i := 0; i < o.Brokers; i++ {
 		l.StartBroker(BrokerHosts[i])
@@ -124,6 +127,8 @@ func New(t testing.TB, bin Binaries, root string, o Options) *Lab {
 	}
 	if o.Stack == "rabbitmq" {
 		l.rabbitCluster()
+	} else {
+		l.warrenSetup()
 	}
 	for _, h := range LBHosts {
 		l.StartProxy(h)
@@ -216,7 +221,35 @@ func (l *Lab) brokerEnv(host string) []string {
 			"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(d, "rabbitmq-env.conf"), "RABBITMQ_ADVANCED_CONFIG_FILE=" + filepath.Join(d, "advanced.config"),
 			"RABBITMQ_PID_FILE=" + filepath.Join(d, "rabbit.pid"), "RABBITMQ_USE_LONGNAME=false"}
 	}
-	return []string{"WARREN_COOKIE_FILE=" + filepath.Join(d, "cookie"), "HOME=" + d}
+	return []string{"WARREN_COOKIE_FILE=" + filepath.Join(d, "cookie"), "HOME=" + d,
+		"WARREN_NODENAME=warren@" + NodeNames[indexOf(BrokerHosts, host)]}
+}
+
+// warrenSetup runs the guide's user, vhost, permission and policy
+// commands (docs/ha-guide.md) with warrenctl: on A alone when the nodes
+// are clustered (definitions are replicated), on every node otherwise.
+func (l *Lab) warrenSetup() {
+	hosts := BrokerHosts[:l.Opts.Brokers]
+	if l.Opts.Cluster {
+		hosts = hosts[:1]
+	}
+	for _, h := range hosts {
+		for _, args := range GuideCommands {
+			if out, err := l.Ctl(h, args...); err != nil {
+				l.t.Fatalf("warrenctl %v on %s: %v\n%s", args, h, err, out)
+			}
+		}
+	}
+}
+
+// GuideCommands are the guide's setup commands as docs/ha-guide.md gives
+// them (the client settings' vhost /edu, user prim), run by the lab.
+var GuideCommands = [][]string{
+	{"add_vhost", "/edu"},
+	{"add_user", "prim", "123456"},
+	{"set_user_tags", "prim", "administrator"},
+	{"set_permissions", "-p", "/edu", "prim", ".*", ".*", ".*"},
+	{"set_policy", "-p", "/edu", "ha-all", ".*", `{"ha-mode":"all","ha-sync-mode":"automatic"}`},
 }
 
 // rabbitBin is where Debian keeps RabbitMQ's own scripts: the ones under
@@ -224,25 +257,43 @@ func (l *Lab) brokerEnv(host string) []string {
 const rabbitBin = "/usr/lib/rabbitmq/bin/"
 
 // writeHostsFiles makes every lab host's name resolvable inside the lab
-// (node names rabbit@b1...): ip netns exec bind-mounts
-// /etc/netns/<namespace>/hosts over /etc/hosts. Removed at teardown.
+// (node names rabbit@b1..., warren@A...): ip netns exec bind-mounts
+// /etc/netns/<ns>/hosts over /etc/hosts. Removed at teardown. For Warren
+// each broker host's file is the guide's: its own name on the loopback
+// line too (warrenctl reaches the node's control port, on 127.0.0.1, by
+// the node name's host).
 func (l *Lab) writeHostsFiles() {
-	var hosts strings.Builder
-	hosts.WriteString("127.0.0.1 localhost\n")
-	for i, h := range BrokerHosts {
-		fmt.Fprintf(&hosts, "%s %s\n", BrokerAddr(i), h)
-	}
-	for i, h := range LBHosts {
-		fmt.Fprintf(&hosts, "%s %s\n", LBAddr(i), h)
-	}
-	fmt.Fprintf(&hosts, "%s %s\n", ClientAddr, ClientHost)
 	for _, h := range l.Net.Hosts() {
+		var hosts strings.Builder
+		if i := indexOf(BrokerHosts, h); i >= 0 && l.Opts.Stack != "rabbitmq" {
+			fmt.Fprintf(&hosts, "127.0.0.1 %s localhost\n", NodeNames[i])
+		} else {
+			hosts.WriteString("127.0.0.1 localhost\n")
+		}
+		for i, b := range BrokerHosts {
+			fmt.Fprintf(&hosts, "%s %s %s\n", BrokerAddr(i), NodeNames[i], b)
+		}
+		for i, lb := range LBHosts {
+			fmt.Fprintf(&hosts, "%s %s\n", LBAddr(i), lb)
+		}
+		fmt.Fprintf(&hosts, "%s %s\n", ClientAddr, ClientHost)
 		d := filepath.Join("/etc/netns", l.Net.NS(h))
 		l.mu.Lock()
 		l.etcDirs = append(l.etcDirs, d)
 		l.mu.Unlock()
 		must(l.t, os.MkdirAll(d, 0o755))
 		must(l.t, os.WriteFile(filepath.Join(d, "hosts"), []byte(hosts.String()), 0o644))
+	}
+	if l.Opts.Stack != "rabbitmq" {
+		// the guide's step: one cookie, copied to every node (0400, as
+		// the node creates it)
+		cookie := []byte("HALABCOOKIE" + l.Net.ID)
+		for _, b := range BrokerHosts {
+			d := filepath.Join(l.Dir, b)
+			must(l.t, os.MkdirAll(d, 0o755))
+			must(l.t, os.WriteFile(filepath.Join(d, "cookie"), cookie, 0o400))
+		}
+		return
 	}
 	home := filepath.Join(l.Dir, "erlang-home")
 	must(l.t, os.MkdirAll(home, 0o700))
@@ -264,9 +315,11 @@ func (l *Lab) rabbitCluster() {
 	}
 }
 
-// StartBroker starts (or restarts, with the same data) warren-server on host.
-// The guide's client settings (client-connection.xml: user prim, vhost
-// /edu) are the node's defaults, from its warren.conf.
+// StartBroker starts (or restarts, with the same data) warren-server on
+// host with the example warren.conf (deploy/examples) as rewritten by
+// WarrenConfig; node name warren@A, B or C. The guide's client settings
+// (client-connection.xml: user prim, vhost /edu) are made by warrenSetup
+// with the guide's commands. RabbitMQ nodes get them as their defaults.
 func (l *Lab) StartBroker(host string) {
 	d := filepath.Join(l.Dir, host)
 	os.MkdirAll(d, 0o755)
@@ -282,8 +335,12 @@ func (l *Lab) StartBroker(host string) {
 		l.start(host, host, l.brokerEnv(host), rabbitBin+"rabbitmq-server")
 		return
 	}
+	example, err := ExampleFile(l.root, "warren.conf")
+	must(l.t, err)
+	text, err := WarrenConfig(example, l.Opts.Cluster)
+	must(l.t, err)
 	conf := filepath.Join(d, "warren.conf")
-	must(l.t, os.WriteFile(conf, []byte("default_user = prim\ndefault_pass = 123456\ndefault_vhost = /edu\nloopback_users = none\n"), 0o644))
+	must(l.t, os.WriteFile(conf, []byte(text), 0o644))
 	l.start(host, host, l.brokerEnv(host), l.Bin.Server, "--config", conf, "--data-dir", filepath.Join(d, "data"),
 		"--port", "5672", "--management-port", "0", "--prometheus-port", "0", "--control-port", "25673")
 }
@@ -519,4 +576,110 @@ func HandleSignals() {
 		}
 		os.Exit(2)
 	}()
+}
+
+// Partition cuts broker host off from the other broker hosts (both
+// directions, blackhole routes for their addresses) while the proxies
+// still reach it; on=false heals it.
+func (l *Lab) Partition(host string, on bool) {
+	op := "add"
+	if !on {
+		op = "del"
+	}
+	i := indexOf(BrokerHosts, host)
+	for j := 0; j < l.Opts.Brokers; j++ {
+		if j == i {
+			continue
+		}
+		l.Net.IP(host, "route", op, "blackhole", BrokerAddr(j)+"/32")
+		l.Net.IP(BrokerHosts[j], "route", op, "blackhole", BrokerAddr(i)+"/32")
+	}
+}
+
+// SignalHost sends sig to every process inside host (SIGSTOP/SIGCONT
+// freeze and thaw a broker: warren-server, or RabbitMQ's beam and epmd).
+func (l *Lab) SignalHost(host string, sig syscall.Signal) {
+	out, _ := exec.Command("ip", "netns", "pids", l.Net.NS(host)).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			syscall.Kill(pid, sig)
+		}
+	}
+}
+
+// ProxyCommand sends one runtime command to lb's proxy on its stats
+// socket (warren-proxy and HAProxy alike) and returns the answer.
+func (l *Lab) ProxyCommand(lb, command string) (string, error) {
+	c, err := net.DialTimeout("unix", filepath.Join(l.Dir, lb, "admin.sock"), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(command + "\n")); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// StopBroker stops the broker on host in order, as an operator does
+// (warren-server: SIGTERM; RabbitMQ: rabbitmqctl stop), bounded, then
+// reaps it.
+func (l *Lab) StopBroker(host string) {
+	l.mu.Lock()
+	cmd := l.procs[host]
+	l.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if l.Opts.Stack == "rabbitmq" {
+		l.Ctl(host, "stop")
+	} else {
+		cmd.Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		l.t.Logf("%s: the broker did not stop within 60 s; killing it", host)
+		l.Net.KillHost(host)
+		cmd.Process.Kill()
+		<-done
+	}
+	l.mu.Lock()
+	delete(l.procs, host)
+	l.mu.Unlock()
+}
+
+// RollingRestart restarts the brokers one after the other as an operator
+// upgrading does (docs/ha-guide.md): drain the node on both proxies,
+// stop it, start it, wait for its AMQP port, set it ready, wait a little.
+func (l *Lab) RollingRestart() string {
+	var notes []string
+	for i := 0; i < l.Opts.Brokers; i++ {
+		h, srv := BrokerHosts[i], string(rune('A'+i))
+		for _, lb := range LBHosts {
+			if out, err := l.ProxyCommand(lb, "set server rabbitmq_cluster/"+srv+" state drain"); err != nil || strings.TrimSpace(out) != "" {
+				notes = append(notes, fmt.Sprintf("drain %s on %s: %v %s", srv, lb, err, strings.TrimSpace(out)))
+			}
+		}
+		time.Sleep(time.Second)
+		start := time.Now()
+		l.StopBroker(h)
+		l.StartBroker(h)
+		l.WaitPort(h, BrokerAddr(i)+":5672", 120*time.Second)
+		notes = append(notes, fmt.Sprintf("%s back in %.1fs", srv, time.Since(start).Seconds()))
+		for _, lb := range LBHosts {
+			if out, err := l.ProxyCommand(lb, "set server rabbitmq_cluster/"+srv+" state ready"); err != nil || strings.TrimSpace(out) != "" {
+				notes = append(notes, fmt.Sprintf("ready %s on %s: %v %s", srv, lb, err, strings.TrimSpace(out)))
+			}
+		}
+		time.Sleep(3 * time.Second)
+	}
+	return strings.Join(notes, "; ")
 }
