@@ -50,6 +50,7 @@ type Broker struct {
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
 	ms       membership   // join_cluster, reset, forget_cluster_node (membership.go)
+	repl     replicas     // replicated queues' replicas (replicated.go)
 	live     liveness     // the other nodes, seen from here (liveness.go)
 
 	mu         sync.RWMutex
@@ -144,6 +145,7 @@ func (b *Broker) recover() error {
 	b.meta = metadata.NewStore(ml)
 	b.meta.Observe(b.recordDrops) // before apply deletes the runtime queue
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	durable := metadata.DurableCommands(recovered)
 	if err := b.meta.Bootstrap(durable); err != nil {
 		return err
@@ -167,6 +169,12 @@ func (b *Broker) recover() error {
 	}
 	restored, err := b.restoreQueued(queued, live)
 	if err != nil {
+		return err
+	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
 		return err
 	}
 	queued = nil // the index is in the queues now
@@ -232,6 +240,11 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 		if q == nil {
 			return restored, fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
 		}
+		var group uint64
+		b.meta.Read(func(st *metadata.State) { group = st.Queues[[2]string{vh, name}].Group })
+		if group != 0 {
+			continue // replicated since: finishMoves moves them into its group
+		}
 		q.Restore(queued.Messages(key))
 		restored += queued.Count(key)
 	}
@@ -239,6 +252,7 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 }
 
 func (b *Broker) closeStores() {
+	b.repl.close()
 	if b.cluster != nil {
 		b.cluster.close()
 	}
@@ -324,6 +338,7 @@ func (b *Broker) apply(c metadata.Command) {
 				v.SetPlacer(b.place)
 			}
 			v.SetStore(b.storage())
+			v.SetReplicated(b.replicatedStore)
 			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v
 		}

@@ -218,8 +218,14 @@ func (b *Broker) recoverClustered() error {
 	cn.rlog.Timeout = DefaultQuorumTimeout
 	cn.rlog.Reachable = cn.reachable
 	b.meta = metadata.NewStore(cn.rlog)
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name
+	}
+	b.meta.SetNodes(names) // where replicated queues are placed
 	b.meta.Observe(b.recordDrops)
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	b.meta.OnRestore(b.rebuildRuntime)
 	b.meta.Observe(b.memberChanged)
 	b.meta.OnRestore(b.syncMembers)
@@ -284,6 +290,13 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return err
 	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
+		return err
+	}
+	b.goTracked(b.replicaLoop)
 	b.startLiveness()
 	b.log.Info("clustered node started", "node", self.String(), "nodes", len(members), "dist_addr", cn.link.Addr().String(), "messages", restored, "messages_of_deleted_queues_dropped", dropped)
 	return nil

@@ -15,9 +15,15 @@
 package metadata
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warrenmq/warren/internal/amqp"
+	"hash/fnv"
+	"regexp"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -105,6 +111,20 @@ type Queue struct {
 	// warren@host): only that node holds its messages. Empty on a
 	// standalone node. Not exported in definitions.
 	Node string `json:"-"`
+	// Group is the consensus group of a replicated queue (x-queue-type
+	// quorum, or classic under an ha-mode policy); 0 for a queue whose
+	// messages live on one node. Chosen at random by the proposer (Store.
+	// Propose), so a queue deleted and declared again never reuses its
+	// predecessor's group. Not exported in definitions.
+	Group uint64 `json:"-" codec:"omitzero"`
+	// Members are the nodes holding a replica of a replicated queue, in
+	// placement order (the first is the preferred leader). Empty on a
+	// standalone node. Not exported in definitions.
+	Members []string `json:"-" codec:"omitzero"`
+	// Moved: the queue became replicated after it was declared (a
+	// policy): its home node moves its messages into the group, and no
+	// member serves it before the group says the move is complete.
+	Moved bool `json:"-" codec:"omitzero"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -156,6 +176,16 @@ type Command struct {
 	// lost their last binding as a source. Apply fills it on every node
 	// alike; it is not part of the proposed command.
 	AutoDeleted []string `json:"-"`
+
+	// Nonce is chosen at random by the proposer of a policy change
+	// (Store.Propose): the groups of the classic queues the change makes
+	// replicated derive from it, so every node picks the same ones and a
+	// later change never reuses one (ADR 0010).
+	Nonce uint64 `json:"-" codec:"omitzero"`
+	// Replicated lists the queues (of the policy's vhost) that applying
+	// this policy change made replicated. Apply fills it on every node
+	// alike; it is not part of the proposed command.
+	Replicated []string `json:"-" codec:"omitzero"`
 }
 
 // Errors from Apply.
@@ -184,6 +214,14 @@ type State struct {
 	// standalone node and for a cluster formed from classic_config that
 	// never changed its membership (its table is the configuration's).
 	Members map[string]Member
+
+	// nodes are the cluster's nodes, where replicated queues are placed
+	// (SetNodes; nil on a standalone node). Configuration, not state:
+	// every node of a cluster has the same list.
+	nodes []string
+	// replicated collects the queues the command being applied made
+	// replicated (Store.apply hands them to observers).
+	replicated []string
 }
 
 // NewState returns empty definitions.
@@ -365,7 +403,7 @@ func (s *State) applyOther(c Command) error {
 		if cur, ok := s.Queues[k]; ok && c.Conditional {
 			return equivalentQueue(cur, *c.Queue)
 		}
-		s.Queues[k] = *c.Queue
+		s.Queues[k] = s.place(*c.Queue)
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
@@ -376,6 +414,7 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+		s.replicate(c.Policy.VHost, c.Nonce)
 	case OpPutMember:
 		put := c.Members
 		if c.Member != nil {
@@ -470,12 +509,48 @@ func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn
 
 // Propose submits cmd and waits until it is applied.
 func (s *Store) Propose(cmd Command) error {
+	if cmd.Op == OpSetPolicy && cmd.Nonce == 0 {
+		cmd.Nonce = NewGroupID()
+	}
+	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 {
+		// a group for the queue in case Apply makes it a replicated one
+		// (a quorum queue, or a classic queue an ha-mode policy matches);
+		// Apply clears it otherwise
+		q := *cmd.Queue
+		q.Group = NewGroupID()
+		cmd.Queue = &q
+	}
 	return s.log.Append(cmd, s.apply)
+}
+
+// IsQuorumQueue reports whether queue arguments declare a quorum queue.
+func IsQuorumQueue(args map[string]any) bool {
+	t, _ := args["x-queue-type"].(string)
+	return t == "quorum"
+}
+
+// NewGroupID returns a fresh consensus group id for a replicated queue:
+// random, at least 2^32 (below are fixed groups such as the
+// definitions' group 1).
+func NewGroupID() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return binary.BigEndian.Uint64(b[:])>>1 | 1<<32
 }
 
 func (s *Store) apply(cmd Command) error {
 	s.mu.Lock()
+	s.state.replicated = nil
 	deleted, err := s.state.apply(cmd)
+	cmd.Replicated, s.state.replicated = s.state.replicated, nil
+	if err == nil && cmd.Op == OpDeclareQueue && cmd.Queue != nil {
+		// observers see the queue as Apply placed it (its group and
+		// members decided there), not as proposed
+		q := s.state.Queues[[2]string{cmd.Queue.VHost, cmd.Queue.Name}]
+		cmd.Queue = &q
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -632,6 +707,7 @@ func (s *Store) restore(b []byte) error {
 		st.Members[m.Name] = m
 	}
 	s.mu.Lock()
+	st.nodes = s.state.nodes
 	s.state = st
 	s.mu.Unlock()
 	for _, fn := range s.restored {
@@ -648,6 +724,15 @@ func sortedMembers(st *State) []Member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// SetNodes sets the cluster's nodes (names, as in classic_config), over
+// which replicated queues are placed. Every node of a cluster must set the
+// same list before the first command is applied.
+func (s *Store) SetNodes(names []string) {
+	s.mu.Lock()
+	s.state.nodes = slices.Clone(names)
+	s.mu.Unlock()
 }
 
 // Read runs fn with the state read-locked.
@@ -795,4 +880,137 @@ func equivalentQueue(cur, q Queue) error {
 		}
 	}
 	return nil
+}
+
+// place decides whether queue q is replicated and over which nodes
+// (ADR 0010), deterministically, so every node applying the declare
+// agrees: a quorum queue is; a classic queue is when the policy that
+// applies to it has ha-mode. A replicated queue keeps the group its
+// proposer chose; any other queue gets none.
+func (s *State) place(q Queue) Queue {
+	def := s.policyFor(q.VHost, q.Name)
+	replicated := IsQuorumQueue(q.Arguments) || (def["ha-mode"] != nil && !q.Exclusive && q.Durable)
+	if !replicated || q.Group == 0 {
+		q.Group, q.Members = 0, nil
+		return q
+	}
+	q.Members = s.members(q, def)
+	return q
+}
+
+// members chooses a replicated queue's nodes: its home (the declaring
+// node) first, then the other nodes in an order that starts at a place
+// derived from the queue's name (so that members spread over the nodes),
+// as many as the queue asks for:
+//   - quorum: x-quorum-initial-group-size, default every node;
+//   - ha-mode all: every node; exactly N: N nodes (every node if fewer);
+//   - ha-mode nodes: the listed nodes the cluster has (unknown names are
+//     ignored, as RabbitMQ does), the home first when listed; the home
+//     alone when none is known.
+func (s *State) members(q Queue, def map[string]any) []string {
+	if len(s.nodes) == 0 {
+		return nil // a standalone node: itself
+	}
+	nodes := slices.Clone(s.nodes)
+	slices.Sort(nodes)
+	home := q.Node
+	if !slices.Contains(nodes, home) {
+		home = ""
+	}
+	h := fnv.New32a()
+	h.Write([]byte(q.VHost + "\x00" + q.Name))
+	start := int(h.Sum32() % uint32(len(nodes)))
+	order := []string{}
+	if home != "" {
+		order = append(order, home)
+	}
+	for i := range nodes {
+		if n := nodes[(start+i)%len(nodes)]; n != home {
+			order = append(order, n)
+		}
+	}
+	want := len(order)
+	if IsQuorumQueue(q.Arguments) {
+		if n, ok := amqp.IntValue(q.Arguments["x-quorum-initial-group-size"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+		return order[:want]
+	}
+	switch def["ha-mode"] {
+	case "exactly":
+		if n, ok := amqp.IntValue(def["ha-params"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+	case "nodes":
+		listed, _ := def["ha-params"].([]any)
+		var out []string
+		for _, n := range order {
+			if slices.Contains(listed, any(n)) {
+				out = append(out, n)
+			}
+		}
+		if len(out) == 0 {
+			return order[:1]
+		}
+		return out
+	}
+	return order[:want]
+}
+
+// policyFor returns the definition of the policy that applies to queue
+// name in vhost vh (the highest priority, then the first name), as the
+// vhost computes it for the runtime.
+func (s *State) policyFor(vh, name string) map[string]any {
+	var best *Policy
+	for k, p := range s.Policies {
+		if k[0] != vh || (p.ApplyTo != "" && p.ApplyTo != "all" && p.ApplyTo != "queues") {
+			continue
+		}
+		if best != nil && (p.Priority < best.Priority || (p.Priority == best.Priority && p.Name > best.Name)) {
+			continue
+		}
+		re, err := regexp.Compile(p.Pattern)
+		if err != nil || !re.MatchString(name) {
+			continue
+		}
+		p := p
+		best = &p
+	}
+	if best == nil {
+		return nil
+	}
+	return best.Definition
+}
+
+// replicate makes replicated every durable, non-exclusive classic queue
+// of vhost vh that an ha-mode policy now applies to and that is not
+// replicated yet (a policy set after the queue was declared): its group
+// derives from the command's nonce, its members are placed as at
+// declare. A command without a nonce (written before policies could
+// convert queues) changes nothing. Queues already replicated keep their
+// group and members (member changes are not built, ADR 0010).
+func (s *State) replicate(vh string, nonce uint64) {
+	if nonce == 0 {
+		return
+	}
+	for k, q := range s.Queues {
+		if k[0] != vh || q.Group != 0 || IsQuorumQueue(q.Arguments) || !q.Durable || q.Exclusive {
+			continue
+		}
+		def := s.policyFor(vh, q.Name)
+		if def["ha-mode"] == nil {
+			continue
+		}
+		h := fnv.New64a()
+		var nb [8]byte
+		binary.BigEndian.PutUint64(nb[:], nonce)
+		h.Write(nb[:])
+		h.Write([]byte(vh + "\x00" + q.Name))
+		q.Group = h.Sum64()>>1 | 1<<32
+		q.Members = s.members(q, def)
+		q.Moved = true
+		s.Queues[k] = q
+		s.replicated = append(s.replicated, q.Name)
+	}
+	slices.Sort(s.replicated)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -532,51 +533,14 @@ func (s *Server) permissions(u user, r *http.Request, seg []string) (int, any, e
 
 // ValidatePolicy checks a policy definition as RabbitMQ does.
 func ValidatePolicy(def map[string]any) error {
+	if err := vhost.ValidateHAPolicy(def); err != nil {
+		return fmt.Errorf("Validation failed\n\n%w", err)
+	}
 	var unknown []string
 	for k, v := range def {
 		switch k {
-		case "ha-mode":
-			m, _ := v.(string)
-			if m != "all" && m != "exactly" && m != "nodes" {
-				return fmt.Errorf("ha-mode %q is not one of all, exactly, nodes", fmt.Sprint(v))
-			}
-			switch m {
-			case "exactly":
-				n, ok := v2int(def["ha-params"])
-				if !ok || n < 1 {
-					return fmt.Errorf("ha-params must be a positive integer for ha-mode exactly, got %v", def["ha-params"])
-				}
-			case "nodes":
-				l, ok := def["ha-params"].([]any)
-				if !ok || len(l) == 0 {
-					return fmt.Errorf("ha-params must be a non-empty list of node names for ha-mode nodes")
-				}
-				for _, x := range l {
-					if _, ok := x.(string); !ok {
-						return fmt.Errorf("ha-params node names must be strings, got %v", x)
-					}
-				}
-			case "all":
-				if _, ok := def["ha-params"]; ok {
-					return fmt.Errorf("ha-params cannot be used with ha-mode all")
-				}
-			}
-		case "ha-params":
-			if _, ok := def["ha-mode"]; !ok {
-				return fmt.Errorf("ha-params requires ha-mode")
-			}
-		case "ha-sync-mode":
-			if v != "automatic" && v != "manual" {
-				return fmt.Errorf("ha-sync-mode %v is not automatic or manual", v)
-			}
-		case "ha-promote-on-shutdown", "ha-promote-on-failure":
-			if v != "always" && v != "when-synced" {
-				return fmt.Errorf("%s %v is not always or when-synced", k, v)
-			}
-		case "ha-sync-batch-size":
-			if n, ok := v2int(v); !ok || n < 1 {
-				return fmt.Errorf("ha-sync-batch-size must be a positive integer")
-			}
+		case "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure", "ha-sync-batch-size":
+			// checked by vhost.ValidateHAPolicy above
 		case "message-ttl", "max-length", "max-length-bytes", "delivery-limit":
 			if n, ok := v2int(v); !ok || n < 0 {
 				return fmt.Errorf("%s must be a non-negative integer, got %v", k, v)
@@ -731,10 +695,17 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 			node = home // its figures live there (not gathered across nodes yet)
 		}
 	}
-	return map[string]any{
+	qtype := "classic"
+	var def metadata.Queue
+	s.b.Metadata().Read(func(st *metadata.State) { def = st.Queues[[2]string{vh, c.Name}] })
+	rs, replicated := s.b.Replica(def)
+	if metadata.IsQuorumQueue(c.Args) {
+		qtype = "quorum"
+	}
+	out := map[string]any{
 		"policy": policyName, "operator_policy": nil,
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
-		"arguments": args, "node": node, "state": "running", "type": "classic",
+		"arguments": args, "node": node, "state": "running", "type": qtype,
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
 		"consumers": consumers, "message_bytes_ready": readyBytes, "effective_policy_definition": policy,
 		// RabbitMQ's classic-queue paging figures
@@ -742,6 +713,40 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 		"messages_paged_out": ready - ram, "message_bytes_paged_out": int64(readyBytes) - ramBytes,
 		"message_stats": map[string]any{"publish": st.Published, "deliver_get": st.Delivered, "ack": st.Acked, "redeliver": st.Redelivered},
 	}
+	if replicated {
+		// RabbitMQ's quorum queue fields: the leader is the queue's node
+		if rs.Leader != "" {
+			out["leader"], out["node"] = rs.Leader, rs.Leader
+		} else {
+			out["leader"] = nil
+		}
+		out["members"], out["online"] = nodeList(rs.Members), nodeList(rs.Online)
+		if qtype == "classic" {
+			// a classic queue mirrored by an ha-mode policy: RabbitMQ's
+			// mirroring fields. A member counts as synchronised while it
+			// is online (Raft brings a returning member up to date before
+			// it can vote; per-member progress is not exposed yet).
+			var slaves, synced []string
+			for _, m := range rs.Members {
+				if m == rs.Leader {
+					continue
+				}
+				slaves = append(slaves, m)
+				if slices.Contains(rs.Online, m) {
+					synced = append(synced, m)
+				}
+			}
+			out["slave_nodes"], out["synchronised_slave_nodes"] = nodeList(slaves), nodeList(synced)
+		}
+	}
+	return out
+}
+
+func nodeList(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // page applies RabbitMQ's pagination and filtering (page, page_size, name,

@@ -98,6 +98,17 @@ type Config struct {
 	// Memory is the node-wide budget for message bodies held in memory by
 	// queues (nil: no limit, nothing is paged out).
 	Memory *Memory
+	// PersistAll stores every message in Store, persistent or not (a
+	// replicated queue: RabbitMQ's quorum queues keep every message).
+	PersistAll bool
+}
+
+// SyncStore is a Store whose Enqueue returns only once the message is
+// durable (a replicated store that waits for a majority): a publisher
+// confirm then has no store position to wait for.
+type SyncStore interface {
+	Store
+	EnqueueIsDurable()
 }
 
 // Memory is shared by every queue of a node: how many bytes of message
@@ -166,6 +177,9 @@ const (
 	ReasonRejected = "rejected"
 	ReasonExpired  = "expired"
 	ReasonMaxLen   = "maxlen"
+	// ReasonDeliveryLimit: a quorum queue's message was returned more
+	// often than x-delivery-limit allows.
+	ReasonDeliveryLimit = "delivery_limit"
 )
 
 // DeadLetter is a message leaving the queue for its dead-letter exchange.
@@ -194,6 +208,13 @@ type Settings struct {
 	// RabbitMQ, messages past the head of the queue go to disk at once,
 	// not only under memory pressure.
 	Lazy bool
+	// Quorum is x-queue-type quorum: redelivered messages carry the
+	// x-delivery-count header and DeliveryLimit applies.
+	Quorum bool
+	// DeliveryLimit is x-delivery-limit (or the delivery-limit policy
+	// key) of a quorum queue: a message returned more often is
+	// dead-lettered with reason delivery_limit (-1: no limit).
+	DeliveryLimit int64
 }
 
 // entry is a message in the queue. msg is nil while the body is paged
@@ -248,6 +269,7 @@ type Queue struct {
 	rr          int
 	hadConsumer bool
 	deleted     bool
+	sealed      bool // Seal: publishes are refused (nacked)
 
 	nextExpiry int64 // earliest expiresAt among ready messages (0 none)
 	ttlTimer   *time.Timer
@@ -269,6 +291,10 @@ type Queue struct {
 	OnExpire func(q *Queue)
 	// OnDeadLetter routes dead-lettered messages to their exchange.
 	OnDeadLetter func(q *Queue, dls []DeadLetter)
+
+	// dcount counts the returns of messages that came back to the queue
+	// (quorum queues only; by message id, sparse).
+	dcount map[uint64]int32
 
 	stats Stats
 }
@@ -299,7 +325,7 @@ func (q *Queue) Start() {
 // RabbitMQ does: arguments win, except max-length and max-length-bytes
 // where the lower value wins.
 func EffectiveSettings(args, policy map[string]any) Settings {
-	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead}
+	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead, DeliveryLimit: -1}
 	pick := func(argKey, polKey string) (any, bool) {
 		if v, ok := args[argKey]; ok {
 			return v, true
@@ -351,6 +377,19 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 	}
 	if v, ok := pick("x-queue-mode", "queue-mode"); ok {
 		s.Lazy = v == "lazy"
+	}
+	if t, _ := args["x-queue-type"].(string); t == "quorum" {
+		s.Quorum = true
+		if v, ok := pick("x-delivery-limit", "delivery-limit"); ok {
+			if n, ok := amqp.IntValue(v); ok && n >= 0 {
+				s.DeliveryLimit = n
+			}
+		}
+		if s.Overflow == RejectPublishDLX {
+			// not a quorum queue's overflow in RabbitMQ 3.10, which
+			// falls back to drop-head
+			s.Overflow = DropHead
+		}
 	}
 	return s
 }
@@ -417,7 +456,7 @@ const (
 // persistent message in a durable queue it also returns the store reference
 // a publisher confirm must wait for (0 when there is nothing to wait for).
 func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
-	persist := m.Persistent && q.cfg.Store != nil
+	persist := (m.Persistent || q.cfg.PersistAll) && q.cfg.Store != nil
 	if persist {
 		q.storeMu.Lock() // the store's order of enqueues is the queue's
 	}
@@ -426,6 +465,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		q.storeMu.Unlock()
 	}
 	q.deadLetter(dls)
+	if _, sync := q.cfg.Store.(SyncStore); sync {
+		ref = 0 // durable already: nothing for a confirm to wait for
+	}
 	return res, ref
 }
 
@@ -435,7 +477,16 @@ func (q *Queue) publish(m *Message, persist bool) (PublishResult, uint64, []Dead
 		q.mu.Unlock()
 		return Dropped, 0, nil
 	}
+	if q.sealed {
+		q.mu.Unlock()
+		return Rejected, 0, nil
+	}
 	q.stats.Published++
+	if q.set.Quorum {
+		// every delivery of a quorum queue's message says how often it
+		// was returned, the first one 0 (RabbitMQ 3.10)
+		m = withDeliveryCount(m, 0)
+	}
 	// reject-publish refuses the newcomer when the queue is full.
 	if (q.set.Overflow == RejectPublish || q.set.Overflow == RejectPublishDLX) && q.full(m.Size()) {
 		if q.set.Overflow == RejectPublishDLX {
@@ -688,6 +739,9 @@ func (q *Queue) queueDL(e entry, reason string) {
 
 // forget notes that e left the queue for good.
 func (q *Queue) forget(e entry) {
+	if q.dcount != nil {
+		delete(q.dcount, e.id)
+	}
 	switch {
 	case e.ref == 0:
 	case e.paged:
@@ -748,6 +802,32 @@ func (q *Queue) unpage(e *entry) bool {
 		slog.Error("queue: reading a paged-out message failed", "queue", q.cfg.Name, "vhost", q.cfg.VHost, "err", err)
 	}
 	return e.msg != nil
+}
+
+// withDeliveryCount returns m with the x-delivery-count header RabbitMQ's
+// quorum queues put on a message returned n times (a long, 'l'). m itself
+// is shared with other queues and stays as it is.
+func withDeliveryCount(m *Message, n int32) *Message {
+	if m == nil {
+		return nil
+	}
+	p, err := amqp.DecodeProperties(m.Props)
+	if err != nil {
+		return m
+	}
+	h := make(amqp.Table, len(p.Headers)+1)
+	for k, v := range p.Headers {
+		h[k] = v
+	}
+	h["x-delivery-count"] = int64(n)
+	p.Headers = h
+	props, err := p.Append(nil)
+	if err != nil {
+		return m
+	}
+	c := *m
+	c.Props = props
+	return &c
 }
 
 // taken records that a message went to a consumer that must ack it.
@@ -1191,6 +1271,19 @@ func (q *Queue) Requeue(ids ...uint64) {
 			continue
 		}
 		delete(q.unacked, id)
+		if q.set.Quorum {
+			n := q.dcount[id] + 1
+			if q.set.DeliveryLimit >= 0 && int64(n) > q.set.DeliveryLimit {
+				delete(q.dcount, id)
+				q.queueDL(e, ReasonDeliveryLimit)
+				continue
+			}
+			if q.dcount == nil {
+				q.dcount = map[uint64]int32{}
+			}
+			q.dcount[id] = n
+			e.msg = withDeliveryCount(e.msg, n)
+		}
 		e.redelivered = true
 		p := int(e.prio)
 		q.levels[p].returned = append(q.levels[p].returned, e)
@@ -1306,6 +1399,57 @@ func (q *Queue) Restore(ms iter.Seq[Recovered]) {
 		}
 	}
 	q.armTTL()
+}
+
+// Seal makes the queue refuse every later publish (the publisher gets a
+// nack), once any publish in progress has finished: before its contents
+// move to another queue (Contents).
+func (q *Queue) Seal() {
+	q.storeMu.Lock()
+	q.mu.Lock()
+	q.sealed = true
+	q.mu.Unlock()
+	q.storeMu.Unlock()
+}
+
+// Contents returns every message the queue holds, in the order a new
+// queue restored from them delivers them: ready messages by priority
+// (highest first; returned ones before the others), then the ones
+// delivered and not yet acknowledged (marked redelivered). Bodies on disk
+// are read back; a message whose body cannot be read is left out (and
+// logged). Ref is the message's reference in this queue's store. For
+// moving a queue to another store (an ha-mode policy making it
+// replicated); the queue is not changed.
+func (q *Queue) Contents() []Recovered {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Recovered
+	add := func(e entry, redelivered bool) {
+		ref := e.ref
+		if e.paged {
+			ref = 0
+		}
+		if !q.unpage(&e) {
+			return
+		}
+		out = append(out, Recovered{Ref: ref, Msg: e.msg, ExpiresAt: e.expiresAt, Size: e.size, Priority: e.prio, Redelivered: redelivered})
+	}
+	for i := len(q.levels) - 1; i >= 0; i-- {
+		l := &q.levels[i]
+		for _, e := range l.returned {
+			add(e, true)
+		}
+		l.ready.each(func(e *entry) bool { add(*e, e.redelivered); return true })
+	}
+	ids := make([]uint64, 0, len(q.unacked))
+	for id := range q.unacked {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		add(q.unacked[id], true)
+	}
+	return out
 }
 
 // Deleted reports whether Delete succeeded.
