@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,9 @@ func warrenNode(name, bin, dir string, port int, cookie string, extra ...string)
 			return err
 		}
 		defer logf.Close()
+		if portOpen(port) {
+			return fmt.Errorf("port %d is taken before the node starts (is an earlier process of it still running?)", port)
+		}
 		c := exec.Command(bin, args...)
 		c.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+cookie)
 		c.Stdout, c.Stderr = logf, logf
@@ -198,6 +202,9 @@ func rabbitNode(tmp, name, dir, node string, port int, tuned bool) *broker {
 			return err
 		}
 		defer logf.Close()
+		if portOpen(port) {
+			return fmt.Errorf("port %d is taken before the node starts (is an earlier process of it still running?)", port)
+		}
 		c := command("rabbitmq-server")
 		c.Stdout, c.Stderr = logf, logf
 		if err := c.Start(); err != nil {
@@ -287,4 +294,14 @@ func rabbitInfo(b *broker) {
 			}
 		}
 	}
+}
+
+// portOpen reports whether something accepts connections on port.
+func portOpen(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
