@@ -35,7 +35,8 @@ type cluster struct {
 	// (RabbitMQ: rabbitmqctl join_cluster; nil for Warren, whose nodes
 	// form the cluster from warren.conf's classic_config as they start).
 	join     func() error
-	formed   bool
+	formed   bool   // formed (and not wiped since)
+	running  bool   // its nodes run (start succeeded, no stop since)
 	firstRun func() // once formed the first time (RabbitMQ: note the node's settings)
 }
 
@@ -63,6 +64,7 @@ func (c *cluster) stop() {
 	for i := len(c.nodes) - 1; i >= 0; i-- {
 		c.nodes[i].stop()
 	}
+	c.running = false
 }
 
 // start starts every node at once (on its data) and returns when each
@@ -85,6 +87,7 @@ func (c *cluster) start() error {
 			return err
 		}
 	}
+	c.running = true
 	return nil
 }
 
@@ -137,9 +140,22 @@ func (c *cluster) form() (time.Duration, error) {
 	return el, nil
 }
 
-// ensure forms the cluster unless it is formed.
+// ensure forms the cluster unless it is formed, and starts it again
+// (on its data, untimed) if it was stopped while another was measured.
 func (c *cluster) ensure() error {
+	if c.formed && c.running {
+		return nil
+	}
 	if c.formed {
+		fmt.Fprintf(os.Stderr, "  starting the %s cluster again (its data kept)\n", c.name)
+		t0 := time.Now()
+		if err := c.start(); err != nil {
+			return fmt.Errorf("starting the %s cluster: %w", c.name, err)
+		}
+		if err := c.ready(5 * time.Minute); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "  serving again after %.1f s\n", time.Since(t0).Seconds())
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "  forming the %s cluster (%d nodes)\n", c.name, len(c.nodes))

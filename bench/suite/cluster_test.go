@@ -24,23 +24,34 @@ func TestRabbitHomes(t *testing.T) {
 	}
 }
 
-// A cluster scenario runs on the clusters, under their names, and only
-// when -cluster is on; the single-node scenarios run on the brokers.
+// A cluster scenario runs on the clusters, under their names, one
+// cluster running at a time, and only when -cluster is on; the
+// single-node scenarios run on the brokers.
 func TestClusterScenariosRunOnClusters(t *testing.T) {
 	var ran []string
 	s := scenario{id: 21, cluster: func(c *cluster, _ mode) ([]value, error) {
 		ran = append(ran, c.name)
 		return nil, nil
 	}}
-	clusters := []*cluster{{name: "Warren", formed: true}, {name: "RabbitMQ", formed: true}}
+	stopped := 0
+	other := &broker{stop: func() { stopped++ }, pid: func() int { return 0 }}
+	clusters := []*cluster{{name: "Warren", formed: true, running: true}, {name: "RabbitMQ", formed: true, running: true, nodes: []*broker{other}}}
 	brokers := []*broker{{name: "Warren"}, {name: "RabbitMQ"}}
-	for _, tg := range targets(s, allModes[0], brokers, clusters) {
-		if _, err := tg.run(allModes[0]); err != nil {
-			t.Fatal(err)
-		}
+	ts := targets(s, allModes[0], brokers, clusters)
+	if len(ts) != 2 || ts[0].name != "Warren" || ts[1].name != "RabbitMQ" {
+		t.Fatalf("targets %+v", ts)
 	}
-	if len(ran) != 2 || ran[0] != "Warren" || ran[1] != "RabbitMQ" {
+	if _, err := ts[0].run(allModes[0]); err != nil {
+		t.Fatal(err)
+	}
+	if len(ran) != 1 || ran[0] != "Warren" {
 		t.Fatalf("ran on %v", ran)
+	}
+	if stopped != 1 || clusters[1].running {
+		t.Fatalf("the other cluster still runs while Warren's is measured (stops %d)", stopped)
+	}
+	if single := targets(scenario{id: 3}, allModes[0], brokers, clusters); len(single) != 2 || single[0].name != "Warren" {
+		t.Fatalf("single-node targets %+v", single)
 	}
 	if !selected(s) {
 		t.Fatal("cluster scenario not selected by default")

@@ -317,6 +317,13 @@ func targets(s scenario, m mode, brokers []*broker, clusters []*cluster) []targe
 	}
 	for _, c := range clusters {
 		out = append(out, target{c.name, func(m mode) ([]value, error) {
+			// only the cluster measured runs: nine nodes would share the
+			// cores otherwise
+			for _, o := range clusters {
+				if o != c {
+					o.stop()
+				}
+			}
 			if err := c.ensure(); err != nil {
 				return nil, err
 			}
