@@ -292,15 +292,13 @@ func (b *Broker) boot() error {
 		return nil
 	}
 	c := b.cfg
-	cmds := []metadata.Command{
-		{Op: metadata.OpAddVHost, VHost: c.DefaultVHost},
-		{Op: metadata.OpPutUser, User: &metadata.User{Name: c.DefaultUser, PasswordHash: auth.HashPassword(c.DefaultPass), HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: c.DefaultUserTags}},
-		{Op: metadata.OpSetPermissions, Permission: &metadata.Permission{User: c.DefaultUser, VHost: c.DefaultVHost, Configure: c.DefaultPermissions[0], Write: c.DefaultPermissions[2], Read: c.DefaultPermissions[1]}},
-	}
-	for _, cmd := range cmds {
-		if err := b.meta.Propose(cmd); err != nil {
-			return fmt.Errorf("creating the default definitions: %w", err)
-		}
+	// one command, so that the nodes of a new cluster, which may all find
+	// the definitions empty, never serve clients with half the defaults
+	boot := metadata.Command{Op: metadata.OpBoot, VHost: c.DefaultVHost,
+		User:       &metadata.User{Name: c.DefaultUser, PasswordHash: auth.HashPassword(c.DefaultPass), HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: c.DefaultUserTags},
+		Permission: &metadata.Permission{User: c.DefaultUser, VHost: c.DefaultVHost, Configure: c.DefaultPermissions[0], Write: c.DefaultPermissions[2], Read: c.DefaultPermissions[1]}}
+	if err := b.meta.Propose(boot); err != nil {
+		return fmt.Errorf("creating the default definitions: %w", err)
 	}
 	return nil
 }

@@ -50,6 +50,12 @@ const (
 	// OpBarrier changes nothing: a clustered node commits one at start so
 	// that every command committed before it is applied here too.
 	OpBarrier Op = "barrier"
+	// OpBoot creates the default vhost (VHost), user (User) and its
+	// permissions (Permission) in one step, only when there are no vhosts
+	// and no users yet: every node of a new cluster may propose it, the
+	// first to commit wins and the others change nothing, and no node
+	// ever sees the defaults half made.
+	OpBoot Op = "boot"
 	// OpPutMember and OpRemoveMember change the cluster's member table
 	// (name, Raft id, inter-node address; ADR 0008). The Raft membership
 	// of the definitions' group changes by conf changes next to them.
@@ -445,6 +451,18 @@ func (s *State) applyOther(c Command) error {
 		}
 		delete(s.Members, c.Name)
 	case OpBarrier:
+	case OpBoot:
+		if len(s.VHosts) > 0 || len(s.Users) > 0 {
+			return nil // someone else's boot, or definitions, came first
+		}
+		if c.User == nil || c.Permission == nil || c.VHost == "" {
+			return ErrInvalid
+		}
+		for _, sub := range bootCommands(c) {
+			if _, err := s.apply(sub); err != nil {
+				return err
+			}
+		}
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
 			return fmt.Errorf("policy %q in vhost %q: %w", c.Name, c.VHost, ErrNotFound)
@@ -541,6 +559,9 @@ func NewGroupID() uint64 {
 }
 
 func (s *Store) apply(cmd Command) error {
+	if cmd.Op == OpBoot {
+		return s.applyBoot(cmd)
+	}
 	s.mu.Lock()
 	s.state.replicated = nil
 	deleted, err := s.state.apply(cmd)
@@ -1013,4 +1034,27 @@ func (s *State) replicate(vh string, nonce uint64) {
 		s.replicated = append(s.replicated, q.Name)
 	}
 	slices.Sort(s.replicated)
+}
+
+// bootCommands are the commands an OpBoot stands for.
+func bootCommands(c Command) []Command {
+	return []Command{{Op: OpAddVHost, VHost: c.VHost}, {Op: OpPutUser, User: c.User}, {Op: OpSetPermissions, Permission: c.Permission}}
+}
+
+// applyBoot applies an OpBoot; observers see the commands it stands for
+// when it created the defaults, nothing when it did not.
+func (s *Store) applyBoot(cmd Command) error {
+	s.mu.Lock()
+	empty := len(s.state.VHosts) == 0 && len(s.state.Users) == 0
+	_, err := s.state.apply(cmd)
+	s.mu.Unlock()
+	if err != nil || !empty {
+		return err
+	}
+	for _, sub := range bootCommands(cmd) {
+		for _, fn := range s.observers {
+			fn(sub)
+		}
+	}
+	return nil
 }

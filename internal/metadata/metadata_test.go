@@ -360,3 +360,30 @@ func TestPolicyReplicatesExistingQueues(t *testing.T) {
 		t.Fatal("a queue the policy does not replicate got a group")
 	}
 }
+
+// TestBootOnlyOnEmptyDefinitions: the defaults come in one command that
+// changes nothing once any vhost or user exists (the nodes of a new
+// cluster may all propose it), and observers see the three commands only
+// when it created them.
+func TestBootOnlyOnEmptyDefinitions(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	var seen []Op
+	s.Observe(func(c Command) { seen = append(seen, c.Op) })
+	boot := func(user string) Command {
+		return Command{Op: OpBoot, VHost: "/", User: &User{Name: user}, Permission: &Permission{User: user, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}}
+	}
+	if err := s.Propose(boot("guest")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Propose(boot("other")); err != nil {
+		t.Fatal(err)
+	}
+	s.Read(func(st *State) {
+		if len(st.Users) != 1 || st.Users["guest"].Name != "guest" || len(st.VHosts) != 1 || len(st.Permissions) != 1 {
+			t.Fatalf("after two boots: users %v vhosts %v permissions %v", st.Users, st.VHosts, st.Permissions)
+		}
+	})
+	if len(seen) != 3 || seen[0] != OpAddVHost || seen[1] != OpPutUser || seen[2] != OpSetPermissions {
+		t.Fatalf("observers saw %v", seen)
+	}
+}

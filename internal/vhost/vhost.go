@@ -86,9 +86,9 @@ type VHost struct {
 
 	// node is this node's name in a cluster ("" standalone). A queue
 	// whose definition names another home node is kept here as a
-	// definition only: publishing to it, consuming from it, getting and
-	// purging are refused (forwarding between nodes is not built yet),
-	// so its messages are never split between nodes.
+	// definition (for routing) that never holds a message: publishing to
+	// it, consuming from it, getting and purging go to its home through
+	// fwd (internal/forward).
 	node   string
 	remote sync.Map  // *queue.Queue → its home node's name
 	fwd    Forwarder // reaches other nodes' queues (nil: refused)
