@@ -6,11 +6,14 @@
 #   bash bench/run.sh -quick -only 1,3      # a smoke run
 #   bash bench/run.sh -modes plain,pinned,raw,raw-pinned -rabbit-configs default,tuned
 #   bash bench/run.sh -log-level info       # both brokers at info
+#   bash bench/run.sh -quick -only 21,22,23 # the cluster scenarios alone
+#   bash bench/run.sh -cluster=false        # everything but the clusters
 #
 # Every option, the modes, the RabbitMQ configurations and the checks are
-# described in bench/README.md. The RabbitMQ nodes it starts have their own
-# node names, ports and files under a temporary directory; a RabbitMQ
-# already running (e.g. on 5672) is not touched. Exit status 1 when a run
+# described in bench/README.md. The RabbitMQ nodes it starts (one per
+# configuration, and a 3-node cluster per configuration for 21-23) have
+# their own node names, ports, files and Erlang cookie under a temporary
+# directory; a RabbitMQ already running (e.g. on 5672) is not touched. Exit status 1 when a run
 # lost or duplicated messages (its rows print FAILED and no ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -259,14 +259,37 @@ func checkTracker(t *perf.Tracker, queues int) error {
 // cleanly, starts it and returns the seconds from the start until every
 // queue is back with its messages.
 func restartTime(b *broker, n, queues int) (float64, error) {
+	return restartTimeOn(restartTarget{urls: []string{b.url}, stop: b.stop, start: b.start, prefix: "b15"}, n, queues)
+}
+
+// restartTarget is what restartTimeOn restarts: one broker, or every
+// node of a cluster.
+type restartTarget struct {
+	// urls: queue i is declared, filled, checked and drained through
+	// urls[i % len(urls)] (in a cluster: it lives on that node)
+	urls   []string
+	stop   func()
+	start  func() error // returns once every AMQP port accepts connections
+	prefix string       // of the queue names
+}
+
+// restartTimeOn is restartTime on t: from the start until every queue is
+// back with its messages (all checked through their own node), then every
+// confirmed message is drained and checked by id, and nothing is left.
+func restartTimeOn(t restartTarget, n, queues int) (float64, error) {
 	names := make([]string, queues)
+	byURL := map[string][]string{}
+	url := func(i int) string { return t.urls[i%len(t.urls)] }
 	for i := range names {
-		names[i] = fmt.Sprintf("b15-%d", i)
+		names[i] = fmt.Sprintf("%s-%d", t.prefix, i)
+		byURL[url(i)] = append(byURL[url(i)], names[i])
 	}
-	if err := declareDurable(b.url, nil, names...); err != nil {
-		return 0, err
+	for u, ns := range byURL {
+		if err := declareDurable(u, nil, ns...); err != nil {
+			return 0, err
+		}
 	}
-	t := perf.NewTracker()
+	tr := perf.NewTracker()
 	per := n / queues
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -275,7 +298,7 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < queues; i += 4 {
-				if err := publishPersistent(b.url, names[i], uint32(i), t, per, 1024, 1000, nil); err != nil {
+				if err := publishPersistent(url(i), names[i], uint32(i), tr, per, 1024, 1000, nil); err != nil {
 					errs <- err
 					return
 				}
@@ -290,17 +313,25 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 	}
 	fmt.Fprintf(os.Stderr, "  %d messages in %d queues; restarting\n", per*queues, queues)
 	t0 := time.Now()
-	b.stop()
+	t.stop()
 	fmt.Fprintf(os.Stderr, "  stopped in %.1f s\n", time.Since(t0).Seconds())
 	start := time.Now()
-	if err := b.start(); err != nil {
+	if err := t.start(); err != nil {
 		return 0, err
 	}
-	stopped := time.Now()
+	opened := time.Now()
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		ok, err := allBack(b.url, names, per)
-		if err == nil && ok {
+		var err error
+		ok := true
+		for u, ns := range byURL {
+			var back bool
+			if back, err = allBack(u, ns, per); err != nil || !back {
+				ok = false
+				break
+			}
+		}
+		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -309,7 +340,7 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	el := time.Since(start)
-	fmt.Fprintf(os.Stderr, "  back after %.1f s (the port opened after %.1f s)\n", el.Seconds(), stopped.Sub(start).Seconds())
+	fmt.Fprintf(os.Stderr, "  back after %.1f s (the AMQP ports opened after %.1f s)\n", el.Seconds(), opened.Sub(start).Seconds())
 	// every confirmed message is back, by id, once
 	errs = make(chan error, queues)
 	for w := 0; w < 4; w++ {
@@ -317,7 +348,7 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < queues; i += 4 {
-				if err := drain(b.url, names[i], t, per, nil); err != nil {
+				if err := drain(url(i), names[i], tr, per, nil); err != nil {
 					errs <- fmt.Errorf("draining %s after the restart: %w", names[i], err)
 					return
 				}
@@ -330,23 +361,26 @@ func restartTime(b *broker, n, queues int) (float64, error) {
 		return 0, err
 	default:
 	}
-	if err := checkTracker(t, 1); err != nil {
+	if err := checkTracker(tr, 1); err != nil {
 		return 0, err
 	}
 	// clean up for the next round; a queue still holding messages had
 	// more than were published
-	c, ch, err := openChannel(b.url)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
 	left := 0
-	for _, q := range names {
-		n, err := ch.QueueDelete(q, false, false, false)
+	for u, ns := range byURL {
+		c, ch, err := openChannel(u)
 		if err != nil {
 			return 0, err
 		}
-		left += n
+		for _, q := range ns {
+			n, err := ch.QueueDelete(q, false, false, false)
+			if err != nil {
+				c.Close()
+				return 0, err
+			}
+			left += n
+		}
+		c.Close()
 	}
 	if left > 0 {
 		return 0, fmt.Errorf("%w: %d messages left in the queues after all %d published were drained", perf.ErrCheckFailed, left, per*queues)

@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,6 +44,10 @@ type broker struct {
 	start func() error
 	// info: version, flags, configuration, for the results file
 	info map[string]string
+	dir  string // its files under the suite's temporary directory
+	// RabbitMQ only: its node name, and rabbitmqctl -n node args...
+	node string
+	ctl  func(args ...string) (string, error)
 }
 
 // mode is how a throughput scenario is driven: which publisher and
@@ -79,6 +82,10 @@ type scenario struct {
 	modes bool // runs in each -modes mode; otherwise plain only
 	only  string
 	run   func(b *broker, m mode) ([]value, error)
+	// cluster: a cluster scenario (21-23), run on each broker's 3-node
+	// cluster instead of its single node
+	cluster func(c *cluster, m mode) ([]value, error)
+	fresh   bool // the cluster scenario forms its cluster itself (23)
 }
 
 var (
@@ -98,6 +105,11 @@ var (
 	restartQueues = flag.Int("restart-queues", 1000, "queues in the restart scenario (15)")
 	manyConns     = flag.Int("many-connections", 1000, "connections in scenario 18 (each 1 channel, 1 queue)")
 	manyRate      = flag.Int("many-rate", 10, "msg/s each connection publishes in scenario 18")
+
+	clusterOn       = flag.Bool("cluster", true, "run the cluster scenarios (21-23: a 3-node cluster per broker); -cluster=false leaves them out")
+	clusterDeclareN = flag.Int("cluster-declares", 10_000, "queues and bindings declared in scenario 22")
+	clusterRestartN = flag.Int("cluster-restart-messages", 1_000_000, "messages in the full-cluster restart of scenario 23")
+	clusterRestartQ = flag.Int("cluster-restart-queues", 1000, "durable queues in the full-cluster restart of scenario 23")
 )
 
 // rabbitTuned are the settings RabbitMQ's documentation recommends for
@@ -120,6 +132,7 @@ func main() {
 	if *quick {
 		*rounds, *duration = 1, 3*time.Second
 		*backlogN, *restartN = min(*backlogN, 200_000), min(*restartN, 100_000)
+		*clusterDeclareN, *clusterRestartN, *clusterRestartQ = min(*clusterDeclareN, 1000), min(*clusterRestartN, 20_000), min(*clusterRestartQ, 100)
 	}
 	modes, err := parseModes(*modesArg)
 	if err != nil {
@@ -130,9 +143,13 @@ func main() {
 	tmp, _ := os.MkdirTemp("", "warren-bench-")
 	defer os.RemoveAll(tmp)
 	var brokers []*broker
+	var clusters []*cluster
 	stopAll := func() {
 		for _, b := range brokers {
 			b.stop()
+		}
+		for _, c := range clusters {
+			c.stop()
 		}
 	}
 	// stop the brokers this run started if interrupted
@@ -145,20 +162,31 @@ func main() {
 		os.RemoveAll(tmp)
 		os.Exit(130)
 	}()
-	w, err := startWarren(tmp)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: Warren side skipped:", err)
-	} else {
-		brokers = append(brokers, w)
+	single, clustered := false, false
+	for _, s := range scenarios() {
+		if selected(s) {
+			single, clustered = single || s.cluster == nil, clustered || s.cluster != nil
+		}
 	}
-	if !*skipRMQ {
-		for _, conf := range strings.Split(*rmqConfs, ",") {
-			conf = strings.TrimSpace(conf)
-			if conf != "default" && conf != "tuned" {
-				fmt.Fprintf(os.Stderr, "bench: -rabbit-configs: %q is neither default nor tuned\n", conf)
-				stopAll()
-				os.Exit(2)
-			}
+	var rabbitConfs []string
+	for _, conf := range strings.Split(*rmqConfs, ",") {
+		conf = strings.TrimSpace(conf)
+		if conf != "default" && conf != "tuned" {
+			fmt.Fprintf(os.Stderr, "bench: -rabbit-configs: %q is neither default nor tuned\n", conf)
+			os.Exit(2)
+		}
+		if !*skipRMQ {
+			rabbitConfs = append(rabbitConfs, conf)
+		}
+	}
+	if single {
+		w, err := startWarren(tmp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: Warren side skipped:", err)
+		} else {
+			brokers = append(brokers, w)
+		}
+		for _, conf := range rabbitConfs {
 			r, err := startRabbit(tmp, conf == "tuned")
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench: RabbitMQ (%s) side skipped: %v\n", conf, err)
@@ -167,8 +195,37 @@ func main() {
 			brokers = append(brokers, r)
 		}
 	}
+	if clustered {
+		// formed when a cluster scenario first needs them
+		w, err := newWarrenCluster(tmp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: Warren cluster skipped:", err)
+		} else {
+			clusters = append(clusters, w)
+		}
+		for _, conf := range rabbitConfs {
+			r, err := newRabbitCluster(tmp, conf == "tuned")
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: RabbitMQ (%s) cluster skipped: %v\n", conf, err)
+				continue
+			}
+			clusters = append(clusters, r)
+		}
+	}
 	defer stopAll()
-	if len(brokers) == 0 {
+	// the tables' columns: one per broker, its single node and its
+	// cluster alike
+	columns := append([]*broker(nil), brokers...)
+	for _, c := range clusters {
+		has := false
+		for _, b := range brokers {
+			has = has || b.name == c.name
+		}
+		if !has {
+			columns = append(columns, &broker{name: c.name, kind: c.kind, info: c.info})
+		}
+	}
+	if len(columns) == 0 {
 		fmt.Fprintln(os.Stderr, "bench: no broker to measure")
 		os.Exit(1)
 	}
@@ -184,8 +241,9 @@ func main() {
 		}
 		modes = kept
 	}
-	machine := machineInfo(brokers)
-	res := newResults(brokers)
+	machine := machineInfo(columns)
+	res := newResults(columns)
+	res.clusters = clusters
 	res.clientCeiling(modes)
 	for round := 1; round <= *rounds; round++ {
 		for _, s := range scenarios() {
@@ -197,29 +255,26 @@ func main() {
 				ms = modes
 			}
 			for _, m := range ms {
-				for _, b := range brokers {
-					fmt.Fprintf(os.Stderr, "round %d/%d scenario %d (%s) [%s] on %s ...\n", round, *rounds, s.id, s.name, m.name, b.name)
-					unpin := func() {}
-					if m.pinned {
-						var err error
-						if unpin, err = pin(b); err != nil {
-							fmt.Fprintf(os.Stderr, "  error: %v\n", err)
-							res.fail(b.name, s, m.name, err)
-							continue
-						}
-					}
-					vs, err := s.run(b, m)
-					unpin()
+				for _, t := range targets(s, m, brokers, clusters) {
+					fmt.Fprintf(os.Stderr, "round %d/%d scenario %d (%s) [%s] on %s ...\n", round, *rounds, s.id, s.name, m.name, t.name)
+					vs, err := t.run(m)
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "  error: %v\n", err)
-						res.fail(b.name, s, m.name, err)
+						res.fail(t.name, s, m.name, err)
 						continue
 					}
 					for _, v := range vs {
 						fmt.Fprintf(os.Stderr, "  %s: %.2f %s\n", v.name, v.v, v.metric)
-						res.add(b.name, s.id, m, v)
+						res.add(t.name, s.id, m, v)
 					}
 				}
+			}
+		}
+	}
+	if machine["erlang_system_version"] == "" {
+		for _, c := range clusters {
+			if v := c.info["erlang_system_version"]; v != "" {
+				machine["erlang_system_version"] = v
 			}
 		}
 	}
@@ -231,6 +286,54 @@ func main() {
 		os.RemoveAll(tmp)
 		os.Exit(1)
 	}
+}
+
+// target is one broker a scenario runs on: its single node or, for a
+// cluster scenario, its cluster (formed first if need be), pinned in the
+// pinned modes.
+type target struct {
+	name string
+	run  func(m mode) ([]value, error)
+}
+
+func targets(s scenario, m mode, brokers []*broker, clusters []*cluster) []target {
+	pinned := func(pids func() []int, f func() ([]value, error)) ([]value, error) {
+		if m.pinned {
+			unpin, err := pin(pids)
+			if err != nil {
+				return nil, err
+			}
+			defer unpin()
+		}
+		return f()
+	}
+	var out []target
+	if s.cluster == nil {
+		for _, b := range brokers {
+			out = append(out, target{b.name, func(m mode) ([]value, error) {
+				return pinned(func() []int { return []int{b.pid()} }, func() ([]value, error) { return s.run(b, m) })
+			}})
+		}
+		return out
+	}
+	for _, c := range clusters {
+		out = append(out, target{c.name, func(m mode) ([]value, error) {
+			// only the cluster measured runs: nine nodes would share the
+			// cores otherwise
+			for _, o := range clusters {
+				if o != c {
+					o.stop()
+				}
+			}
+			if !s.fresh {
+				if err := c.ensure(); err != nil {
+					return nil, err
+				}
+			}
+			return pinned(c.pids, func() ([]value, error) { return s.cluster(c, m) })
+		}})
+	}
+	return out
 }
 
 func parseModes(s string) ([]mode, error) {
@@ -254,6 +357,9 @@ func parseModes(s string) ([]mode, error) {
 }
 
 func selected(s scenario) bool {
+	if s.cluster != nil && !*clusterOn {
+		return false
+	}
 	if *only == "" {
 		return true
 	}
@@ -306,184 +412,6 @@ func waitPort(port int, d time.Duration) error {
 	return fmt.Errorf("port %d not open after %v", port, d)
 }
 
-func startWarren(tmp string) (*broker, error) {
-	bin := *warren
-	if bin == "" {
-		bin = filepath.Join(tmp, "warren-server")
-		out, err := exec.Command("go", "build", "-o", bin, "./cmd/warren-server").CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("build: %v: %s", err, out)
-		}
-	}
-	port := freePortExcept()
-	logf, _ := os.Create(filepath.Join(tmp, "warren.log"))
-	args := []string{"--port", strconv.Itoa(port), "--management-port", "0", "--prometheus-port", "0", "--control-port", "0", "--data-dir", filepath.Join(tmp, "warren-data"), "--log-level", *logLevel}
-	var cmd *exec.Cmd
-	start := func() error {
-		cmd = exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "WARREN_COOKIE_FILE="+filepath.Join(tmp, "cookie"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		if err := waitPort(port, 10*time.Minute); err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return err
-		}
-		return nil
-	}
-	if err := start(); err != nil {
-		return nil, err
-	}
-	stop := func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		}
-	}
-	ver, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
-	return &broker{name: "Warren", kind: "Warren", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
-		pid:   func() int { return cmd.Process.Pid },
-		stop:  stop,
-		start: start,
-		info: map[string]string{"command": bin + " " + strings.Join(args, " "), "git_commit": strings.TrimSpace(string(ver)),
-			"log_level": *logLevel, "GOMAXPROCS": "default (the CPUs the process may run on, as started: " + strconv.Itoa(runtime.NumCPU()) + ")",
-			"management": "HTTP API off (--management-port 0), as RabbitMQ here runs without plugins"}}, nil
-}
-
-// startRabbit starts a RabbitMQ node of its own: its own node name, AMQP
-// and distribution ports, data, log, config, plugins and env files under
-// tmp, so that it never touches a RabbitMQ already on the machine (the
-// shared reference on 5672/15672/25672); stop stops only this node.
-func startRabbit(tmp string, tuned bool) (*broker, error) {
-	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
-		return nil, fmt.Errorf("rabbitmq-server not installed (apt-get install rabbitmq-server)")
-	}
-	name, tag := "RabbitMQ", "default"
-	if tuned {
-		name, tag = "RabbitMQ tuned", "tuned"
-	}
-	port, dist := freePortExcept(), freePortExcept()
-	dir := filepath.Join(tmp, "rabbit-"+tag)
-	os.MkdirAll(filepath.Join(dir, "mnesia"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "log"), 0o755)
-	conf := fmt.Sprintf("log.console.level = %s\nlog.file.level = %s\n", *logLevel, *logLevel)
-	if tuned {
-		conf += rabbitTunedConf
-	}
-	os.WriteFile(filepath.Join(dir, "rabbitmq.conf"), []byte(conf), 0o644)
-	os.WriteFile(filepath.Join(dir, "rabbitmq-env.conf"), nil, 0o644)
-	os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644)
-	exec.Command("chown", "-R", "rabbitmq:rabbitmq", dir).Run()
-	exec.Command("chmod", "755", tmp).Run()
-	node := fmt.Sprintf("warrenbench%d@localhost", port)
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "RABBITMQ_") && !strings.HasPrefix(e, "ERL_") {
-			env = append(env, e)
-		}
-	}
-	env = append(env, "RABBITMQ_NODE_PORT="+strconv.Itoa(port), "RABBITMQ_DIST_PORT="+strconv.Itoa(dist),
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODENAME="+node, "RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"), "RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"),
-		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
-		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(dir, "ff"), "RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
-		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"))
-	if tuned {
-		env = append(env, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+rabbitTunedErlArgs)
-	}
-	logf, _ := os.Create(filepath.Join(dir, "rabbit.out"))
-	var cmd *exec.Cmd
-	// Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user
-	// with su, whose PAM limits cut open files to 1024 (RabbitMQ then
-	// refuses connections past ~830 and crawls when recovering 1,000
-	// queues). Start the real script as that user directly instead, so it
-	// inherits this process's raised limit, as a systemd unit with
-	// LimitNOFILE would give it.
-	cred := rabbitCredential()
-	start := func() error {
-		if cred != nil {
-			cmd = exec.Command("/usr/lib/rabbitmq/bin/rabbitmq-server")
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-			cmd.Dir = "/var/lib/rabbitmq"
-			cmd.Env = append(env, "HOME=/var/lib/rabbitmq")
-		} else {
-			cmd = exec.Command("rabbitmq-server")
-			cmd.Env = env
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		if err := waitPort(port, 10*time.Minute); err != nil {
-			cmd.Process.Kill()
-			b, _ := os.ReadFile(filepath.Join(dir, "rabbit.out"))
-			return fmt.Errorf("%v: %s", err, b)
-		}
-		return nil
-	}
-	if err := start(); err != nil {
-		return nil, err
-	}
-	beam := func() int {
-		// rabbitmq-server writes the Erlang VM's pid to RABBITMQ_PID_FILE
-		b, err := os.ReadFile(filepath.Join(dir, "pid"))
-		if err != nil {
-			return 0
-		}
-		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return p
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		p := beam()
-		c := exec.Command("rabbitmqctl", "-n", node, "stop")
-		c.Env = env
-		if c.Run() != nil && p > 0 {
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-		cmd.Wait()
-		stopped = true
-	}
-	b := &broker{name: name, kind: "RabbitMQ", url: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port), pid: beam,
-		stop:  stop,
-		start: func() error { stopped = false; return start() }}
-	b.info = map[string]string{"node": node, "rabbitmq.conf": conf, "plugins": "none (enabled_plugins [])",
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": map[bool]string{true: rabbitTunedErlArgs, false: "(unset)"}[tuned],
-		"fd limit":                            "raised to the hard limit (the bench runs it as the rabbitmq user, not through su)"}
-	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", beam())); err == nil {
-		b.info["erlang_command_line"] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
-	}
-	b.info["schedulers_online"] = rabbitEval(node, env, "erlang:system_info(schedulers_online).")
-	b.info["erlang_system_version"] = rabbitEval(node, env, "erlang:system_info(system_version).")
-	b.info["rabbitmq_version"] = rabbitEval(node, env, "rabbit_misc:version().")
-	if lim, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", beam())); err == nil {
-		for _, l := range strings.Split(string(lim), "\n") {
-			if strings.HasPrefix(l, "Max open files") {
-				b.info["open_files_limit"] = strings.Join(strings.Fields(l)[3:5], " / ")
-			}
-		}
-	}
-	return b, nil
-}
-
-// rabbitEval evaluates an Erlang expression on node (best effort: "" on
-// failure).
-func rabbitEval(node string, env []string, expr string) string {
-	c := exec.Command("rabbitmqctl", "-n", node, "eval", expr)
-	c.Env = env
-	out, err := c.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.Trim(strings.TrimSpace(string(out)), "\"")
-}
-
 // rabbitCredential returns the rabbitmq user's ids when the Debian layout
 // is there (nil: fall back to the rabbitmq-server wrapper).
 func rabbitCredential() *syscall.Credential {
@@ -499,12 +427,12 @@ func rabbitCredential() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
-// pin puts every thread of the broker on CPU 0 and every thread of this
-// process (the load generator) on CPU 1; the returned func undoes it.
-// Both brokers are pinned the same way, while running: Warren keeps its
-// GOMAXPROCS and RabbitMQ its schedulers as started (see the results
-// file), both on one core.
-func pin(b *broker) (func(), error) {
+// pin puts every thread of the broker (every node of a cluster) on CPU 0
+// and every thread of this process (the load generator) on CPU 1; the
+// returned func undoes it. Both brokers are pinned the same way, while
+// running: Warren keeps its GOMAXPROCS and RabbitMQ its schedulers as
+// started (see the results file), both on one core.
+func pin(pids func() []int) (func(), error) {
 	all := fmt.Sprintf("0-%d", runtime.NumCPU()-1)
 	set := func(cpus string, pid int) error {
 		out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
@@ -513,18 +441,23 @@ func pin(b *broker) (func(), error) {
 		}
 		return nil
 	}
-	pid := b.pid()
-	if err := set("0", pid); err != nil {
-		return nil, err
+	undo := func() {
+		set(all, os.Getpid())
+		for _, p := range pids() {
+			set(all, p)
+		}
+	}
+	for _, p := range pids() {
+		if err := set("0", p); err != nil {
+			undo()
+			return nil, err
+		}
 	}
 	if err := set("1", os.Getpid()); err != nil {
-		set(all, pid)
+		undo()
 		return nil, err
 	}
-	return func() {
-		set(all, os.Getpid())
-		set(all, b.pid())
-	}, nil
+	return undo, nil
 }
 
 func rss(pid int) int64 {
@@ -564,14 +497,26 @@ func cpuSeconds(pid int) float64 {
 // and the client's CPU per message under key.
 func perfRun(b *broker, m mode, key string, c perf.Config) (perf.Result, error) {
 	c.URIs = []string{b.url}
+	return perfRunOn(b.name, []int{b.pid()}, m, key, c)
+}
+
+// perfRunOn is perfRun on the broker named name whose processes are pids
+// (the nodes of a cluster: their CPU is summed), with c's URIs set.
+func perfRunOn(name string, pids []int, m mode, key string, c perf.Config) (perf.Result, error) {
 	if c.Duration == 0 && c.MessageCount == 0 {
 		c.Duration = *duration
 	}
 	c.Raw = m.raw
-	pid := b.pid()
-	before, start := cpuSeconds(pid), time.Now()
+	cpu := func() float64 {
+		s := 0.0
+		for _, p := range pids {
+			s += cpuSeconds(p)
+		}
+		return s
+	}
+	before, start := cpu(), time.Now()
 	r, err := perf.Run(context.Background(), c, io.Discard)
-	used := cpuSeconds(pid) - before
+	used := cpu() - before
 	if err != nil {
 		return r, err
 	}
@@ -583,7 +528,7 @@ func perfRun(b *broker, m mode, key string, c perf.Config) (perf.Result, error) 
 	if delivered := float64(r.Received); delivered > 0 && used > 0 {
 		per := used / delivered * 1e6
 		fmt.Fprintf(os.Stderr, "  broker CPU %.2f s over %.1f s for %.0f deliveries (%.2f s per million)\n", used, time.Since(start).Seconds(), delivered, per)
-		results.cpu(b.name, rowKey(key, m), per, float64(r.ClientCPUPerMessage.Nanoseconds())/1000)
+		results.cpu(name, rowKey(key, m), per, float64(r.ClientCPUPerMessage.Nanoseconds())/1000)
 	}
 	return r, nil
 }
@@ -646,6 +591,13 @@ func scenarios() []scenario {
 		}},
 		{id: 19, name: "large messages: 1 MiB persistent, confirms", modes: true, run: func(b *broker, m mode) ([]value, error) { return large(b, m, 19, 1<<20, 16) }},
 		{id: 20, name: "large messages: 16 MiB persistent, confirms", modes: true, run: func(b *broker, m mode) ([]value, error) { return large(b, m, 20, 16<<20, 4) }},
+		{id: 21, name: "cluster: publish on A, queue on B, consume on C, persistent 1KiB, confirms", modes: true, cluster: clusterForward},
+		{id: 22, name: fmt.Sprintf("cluster: %d queues and %d bindings declared through one node", *clusterDeclareN, *clusterDeclareN), cluster: func(c *cluster, _ mode) ([]value, error) {
+			return clusterDeclares(c, *clusterDeclareN)
+		}},
+		{id: 23, name: fmt.Sprintf("cluster: formation, and full restart with %d messages in %d queues", *clusterRestartN, *clusterRestartQ), fresh: true, cluster: func(c *cluster, _ mode) ([]value, error) {
+			return clusterRestart(c, *clusterRestartN, *clusterRestartQ)
+		}},
 	}
 }
 

@@ -40,6 +40,8 @@ type resultSet struct {
 	client  map[string]map[string][]float64 // broker → run key → client CPU µs per message
 	fails   map[string]map[string][]string  // broker → "id mode" → errors
 	ceiling []ceilingRow
+	// clusters: the 3-node clusters of scenarios 21-23, for the results
+	clusters []*cluster
 }
 
 // ceilingRow is the load generator alone: one publisher, 16 B, into a
@@ -396,6 +398,24 @@ func (rs *resultSet) save(machine map[string]string, modes []mode) {
 	for _, b := range rs.brokers {
 		bs = append(bs, jsonBroker{b.name, b.kind, b.info})
 	}
+	type jsonCluster struct {
+		Name  string              `json:"name"`
+		Kind  string              `json:"kind"`
+		Info  map[string]string   `json:"settings"`
+		Nodes []map[string]string `json:"nodes"`
+	}
+	var cs []jsonCluster
+	for _, c := range rs.clusters {
+		j := jsonCluster{Name: c.name, Kind: c.kind, Info: c.info}
+		for _, n := range c.nodes {
+			info := map[string]string{"url": n.url}
+			for k, v := range n.info {
+				info[k] = v
+			}
+			j.Nodes = append(j.Nodes, info)
+		}
+		cs = append(cs, j)
+	}
 	var ms []map[string]any
 	for _, m := range modes {
 		ms = append(ms, map[string]any{"name": m.name, "raw_publisher": m.raw, "pinned": m.pinned, "description": m.label})
@@ -403,6 +423,7 @@ func (rs *resultSet) save(machine map[string]string, modes []mode) {
 	settings := map[string]any{"rounds": *rounds, "duration": duration.String(), "quick": *quick, "only": *only, "log_level": *logLevel,
 		"backlog_messages": *backlogN, "restart_messages": *restartN, "restart_queues": *restartQueues,
 		"many_connections": *manyConns, "many_rate_per_connection": *manyRate, "raw_batch": 64,
+		"cluster": *clusterOn, "cluster_declares": *clusterDeclareN, "cluster_restart_messages": *clusterRestartN, "cluster_restart_queues": *clusterRestartQ,
 		"pinning": "taskset -a -p on the running processes: broker on CPU 0, load generator (this process) on CPU 1; GOMAXPROCS and Erlang schedulers as started",
 		"command": strings.Join(os.Args, " ")}
 	failures := map[string]map[string][]string{}
@@ -412,7 +433,7 @@ func (rs *resultSet) save(machine map[string]string, modes []mode) {
 		}
 	}
 	out := map[string]any{"date": time.Now().Format(time.RFC3339), "machine": machine, "settings": settings, "modes": ms,
-		"brokers": bs, "client_null_sink": rs.ceiling, "results": rows, "cpu": cpus, "failures": failures, "passed": !rs.failed()}
+		"brokers": bs, "clusters": cs, "client_null_sink": rs.ceiling, "results": rows, "cpu": cpus, "failures": failures, "passed": !rs.failed()}
 	os.MkdirAll(*outDir, 0o755)
 	b, _ := json.MarshalIndent(out, "", "  ")
 	p := filepath.Join(*outDir, time.Now().Format("2006-01-02T150405")+".json")

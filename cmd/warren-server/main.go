@@ -143,11 +143,34 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("Warren node started", "node", cfg.NodeName, "version", broker.Version, "data_dir", cfg.DataDir, "cookie_file", n.CookiePath)
+	// a membership change (warrenctl join_cluster, reset, or another node
+	// joining this standalone one) restarts the node from its data
+	// directory: the process executes itself again, keeping its pid
+	restart := make(chan struct{}, 1)
+	n.Broker.SetRestart(func() {
+		select {
+		case restart <- struct{}{}:
+		default:
+		}
+	})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	log.Info("stopping node", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return n.Stop(ctx)
+	select {
+	case s := <-sig:
+		log.Info("stopping node", "signal", s.String())
+		return n.Stop(ctx)
+	case <-restart:
+		log.Info("restarting the node: its cluster membership changed")
+		time.Sleep(200 * time.Millisecond) // let the answer to the request go out
+		if err := n.Stop(ctx); err != nil {
+			log.Warn("stopping before the restart", "err", err)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot restart: %w; start warren-server again", err)
+		}
+		return syscall.Exec(exe, os.Args, os.Environ())
+	}
 }

@@ -364,8 +364,8 @@ func TestQueueErrorsAndExclusive(t *testing.T) {
 	_, err = ch2.QueueDeclare("badttl", false, false, false, false, amqp091.Table{"x-message-ttl": "abc"})
 	amqpErr(t, err, 406, true)
 	ch2 = channel(t, c2)
-	_, err = ch2.QueueDeclare("quorum", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
-	amqpErr(t, err, 406, true)
+	_, err = ch2.QueueDeclare("quorum", false, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
+	amqpErr(t, err, 406, true) // a quorum queue is durable
 	ch2 = channel(t, c2)
 	_, err = ch2.QueueDeclare("amq.reserved", false, false, false, false, nil)
 	amqpErr(t, err, 403, true)

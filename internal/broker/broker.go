@@ -49,6 +49,8 @@ type Broker struct {
 
 	cluster  *clusterNode // nil: a standalone node
 	nodeName string       // in the cluster ("" standalone)
+	ms       membership   // join_cluster, reset, forget_cluster_node (membership.go)
+	repl     replicas     // replicated queues' replicas (replicated.go)
 	live     liveness     // the other nodes, seen from here (liveness.go)
 
 	mu         sync.RWMutex
@@ -107,6 +109,14 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 		b.closeStores()
 		return nil, err
 	}
+	if b.cluster == nil && b.cfg.DataDir != "" {
+		if err := b.restoreAfterReset(); err != nil {
+			b.closeStores()
+			return nil, err
+		}
+		b.openJoinPort()
+	}
+	b.ms.ready.Store(true) // membership requests are answered from now on
 	return b, nil
 }
 
@@ -114,7 +124,7 @@ func newBroker(cfg config.Config, log *slog.Logger, fs wal.FS) (*Broker, error) 
 // directory and rebuilds definitions and durable queues' messages.
 func (b *Broker) recover() error {
 	var recovered []metadata.Command
-	if b.cfg.Clustered() {
+	if b.cfg.Clustered() || clusteredByJoin(b.cfg.DataDir) {
 		return b.recoverClustered()
 	}
 	if b.cfg.DataDir == "" {
@@ -135,6 +145,7 @@ func (b *Broker) recover() error {
 	b.meta = metadata.NewStore(ml)
 	b.meta.Observe(b.recordDrops) // before apply deletes the runtime queue
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	durable := metadata.DurableCommands(recovered)
 	if err := b.meta.Bootstrap(durable); err != nil {
 		return err
@@ -158,6 +169,12 @@ func (b *Broker) recover() error {
 	}
 	restored, err := b.restoreQueued(queued, live)
 	if err != nil {
+		return err
+	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
 		return err
 	}
 	queued = nil // the index is in the queues now
@@ -223,6 +240,11 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 		if q == nil {
 			return restored, fmt.Errorf("recovery: durable queue %q in vhost %q is defined but was not created (a bug; the messages are kept, nothing was deleted)", name, vh)
 		}
+		var group uint64
+		b.meta.Read(func(st *metadata.State) { group = st.Queues[[2]string{vh, name}].Group })
+		if group != 0 {
+			continue // replicated since: finishMoves moves them into its group
+		}
 		q.Restore(queued.Messages(key))
 		restored += queued.Count(key)
 	}
@@ -230,8 +252,12 @@ func (b *Broker) restoreQueued(queued *store.Recovery, live []string) (int, erro
 }
 
 func (b *Broker) closeStores() {
+	b.repl.close()
 	if b.cluster != nil {
 		b.cluster.close()
+	}
+	if b.ms.join != nil {
+		_ = b.ms.join.Close()
 	}
 	if b.pager != nil {
 		_ = b.pager.Close()
@@ -266,15 +292,13 @@ func (b *Broker) boot() error {
 		return nil
 	}
 	c := b.cfg
-	cmds := []metadata.Command{
-		{Op: metadata.OpAddVHost, VHost: c.DefaultVHost},
-		{Op: metadata.OpPutUser, User: &metadata.User{Name: c.DefaultUser, PasswordHash: auth.HashPassword(c.DefaultPass), HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: c.DefaultUserTags}},
-		{Op: metadata.OpSetPermissions, Permission: &metadata.Permission{User: c.DefaultUser, VHost: c.DefaultVHost, Configure: c.DefaultPermissions[0], Write: c.DefaultPermissions[2], Read: c.DefaultPermissions[1]}},
-	}
-	for _, cmd := range cmds {
-		if err := b.meta.Propose(cmd); err != nil {
-			return fmt.Errorf("creating the default definitions: %w", err)
-		}
+	// one command, so that the nodes of a new cluster, which may all find
+	// the definitions empty, never serve clients with half the defaults
+	boot := metadata.Command{Op: metadata.OpBoot, VHost: c.DefaultVHost,
+		User:       &metadata.User{Name: c.DefaultUser, PasswordHash: auth.HashPassword(c.DefaultPass), HashingAlgorithm: "rabbit_password_hashing_sha256", Tags: c.DefaultUserTags},
+		Permission: &metadata.Permission{User: c.DefaultUser, VHost: c.DefaultVHost, Configure: c.DefaultPermissions[0], Write: c.DefaultPermissions[2], Read: c.DefaultPermissions[1]}}
+	if err := b.meta.Propose(boot); err != nil {
+		return fmt.Errorf("creating the default definitions: %w", err)
 	}
 	return nil
 }
@@ -312,6 +336,7 @@ func (b *Broker) apply(c metadata.Command) {
 				v.SetPlacer(b.place)
 			}
 			v.SetStore(b.storage())
+			v.SetReplicated(b.replicatedStore)
 			v.SetCounters(&b.churn.queues)
 			b.vhosts[c.VHost] = v
 		}
@@ -692,6 +717,13 @@ func (b *Broker) StopApp() {
 
 // StartApp reopens the AMQP listeners after StopApp.
 func (b *Broker) StartApp() error {
+	if b.ms.restart.Load() {
+		// a membership change: the broker restarts from its data directory
+		if !b.restartNow() {
+			return ErrRestartRequired
+		}
+		return nil
+	}
 	b.mu.Lock()
 	stopped := b.appStopped
 	b.appStopped = false

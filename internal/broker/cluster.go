@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,10 @@ type clusterNode struct {
 	host    *consensus.Host
 	rlog    *metadata.ReplicatedLog
 	closed  atomic.Bool
+	mu      sync.Mutex      // members, peers (changed by membership.go)
+	peers   map[uint64]bool // the link's peers
+	linked  bool            // peers are added (after the log's replay began)
+	peerMu  sync.Mutex      // serialises linkPeers
 }
 
 // FounderID is the Raft id of a node listed in
@@ -85,7 +90,15 @@ func FounderID(name string) uint64 {
 }
 
 // clusterMembers checks the configured nodes and gives each its id.
-func clusterMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, error) {
+func clusterMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, bool, error) {
+	self, out, err := configMembers(cfg)
+	if err != nil && !cfg.Clustered() {
+		err = nil // a node clustered by join_cluster (membership.go)
+	}
+	return self, out, false, err
+}
+
+func configMembers(cfg config.Config) (cluster.NodeName, []ClusterMember, error) {
 	self, err := cluster.ParseNodeName(cfg.NodeName)
 	if err != nil {
 		return self, nil, fmt.Errorf("node name %q: %w (set --nodename or WARREN_NODENAME to warren@HOST)", cfg.NodeName, err)
@@ -128,9 +141,14 @@ func (b *Broker) recoverClustered() error {
 	if b.cfg.Cookie == "" {
 		return errors.New("a clustered node needs the node cookie (the cookie file under the data directory)")
 	}
-	self, members, err := clusterMembers(b.cfg)
+	self, members, joined, err := clusterMembers(b.cfg)
 	if err != nil {
 		return err
+	}
+	if s, ms, ok, err := b.membersForStart(); err != nil { // membership.go
+		return err
+	} else if ok {
+		self, members, joined = s, ms, b.joinedGroup()
 	}
 	cn := &clusterNode{self: self, members: members}
 	var listen string
@@ -153,7 +171,8 @@ func (b *Broker) recoverClustered() error {
 		return err
 	}
 
-	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log})
+	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log,
+		OnRequest: func(from cluster.NodeName, req []byte) ([]byte, error) { return b.onRequest(from, req, 0) }})
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
 	}
@@ -192,25 +211,36 @@ func (b *Broker) recoverClustered() error {
 	}
 	host.Store(h)
 	cn.host = h
+	if joined {
+		ids = nil // its replica starts empty and learns from the leader
+	}
 	cn.rlog = metadata.NewReplicatedLog(h, metaGroup, ids)
 	cn.rlog.Timeout = DefaultQuorumTimeout
 	cn.rlog.Reachable = cn.reachable
 	b.meta = metadata.NewStore(cn.rlog)
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name
+	}
+	b.meta.SetNodes(names) // where replicated queues are placed
 	b.meta.Observe(b.recordDrops)
 	b.meta.Observe(b.apply)
+	b.meta.Observe(b.replicateObserved)
 	b.meta.OnRestore(b.rebuildRuntime)
+	b.meta.Observe(b.memberChanged)
+	b.meta.OnRestore(b.syncMembers)
 	if err := cn.rlog.Start(); err != nil {
 		return fmt.Errorf("starting the definitions' consensus group: %w", err)
 	}
-	for _, m := range members {
-		if !m.Self {
-			n, _ := cluster.ParseNodeName(m.Name)
-			if err := cn.link.AddPeer(cluster.Peer{ID: m.ID, Name: n, Addr: m.Addr}); err != nil {
-				return err
-			}
-		}
+	// the peers: the configured nodes, or the member table as replayed
+	// so far (membership.go keeps them in step from now on)
+	if err := b.linkPeers(); err != nil {
+		return err
 	}
 	if err := b.waitForMajority(); err != nil {
+		return err
+	}
+	if err := b.seedFromStandalone(); err != nil { // membership.go
 		return err
 	}
 	// this node's transient and exclusive queues died with its previous
@@ -260,6 +290,13 @@ func (b *Broker) recoverClustered() error {
 	if err != nil {
 		return err
 	}
+	if err := b.restoreReplicated(); err != nil {
+		return err
+	}
+	if err := b.finishMoves(queued, live); err != nil {
+		return err
+	}
+	b.goTracked(b.replicaLoop)
 	b.startLiveness()
 	b.log.Info("clustered node started", "node", self.String(), "nodes", len(members), "dist_addr", cn.link.Addr().String(), "messages", restored, "messages_of_deleted_queues_dropped", dropped)
 	return nil
@@ -299,12 +336,13 @@ func (b *Broker) waitForMajority() error {
 // reachable counts the configured nodes this node is connected to,
 // itself included.
 func (cn *clusterNode) reachable() (up, of int) {
-	for _, m := range cn.members {
+	ms := cn.list()
+	for _, m := range ms {
 		if m.Self || cn.link.Connected(m.ID) {
 			up++
 		}
 	}
-	return up, len(cn.members)
+	return up, len(ms)
 }
 
 func (cn *clusterNode) close() {
@@ -330,8 +368,9 @@ func (b *Broker) ClusterStatus() []ClusterMember {
 	if cn == nil {
 		return nil
 	}
-	out := make([]ClusterMember, len(cn.members))
-	for i, m := range cn.members {
+	ms := cn.list()
+	out := make([]ClusterMember, len(ms))
+	for i, m := range ms {
 		m.Running = m.Self || cn.link.Connected(m.ID)
 		out[i] = m
 	}
@@ -357,7 +396,7 @@ func (b *Broker) ClusterLeader() string {
 		return ""
 	}
 	lead := cn.host.Leader(metaGroup)
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.ID == lead {
 			return m.Name
 		}
@@ -490,7 +529,7 @@ func (b *Broker) startForwarding(cn *clusterNode) {
 
 // nodeID returns the id of the member named name.
 func (cn *clusterNode) nodeID(name string) (uint64, bool) {
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.Name == name {
 			return m.ID, true
 		}
@@ -505,7 +544,7 @@ func (cn *clusterNode) nodeID(name string) (uint64, bool) {
 func (b *Broker) place(locator string) string {
 	cn := b.cluster
 	var running []string
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.Self || cn.link.Connected(m.ID) {
 			running = append(running, m.Name)
 		}

@@ -679,6 +679,8 @@ func TestClusterAdoptsAStandaloneNodesQueues(t *testing.T) {
 	}
 
 	startCluster(t, c)
+	// node 1 adopts it once it reached a majority; node 2 learns it then
+	waitUntil(t, "node 2 to learn the adopted queue", func() bool { return hasQueue(c.node(1), "/", "kept-from-before") })
 	if h := homeOf(c.node(1), "kept-from-before"); h != "n1@localhost" {
 		t.Fatalf("the standalone queue's home in the cluster: %q, want n1@localhost", h)
 	}

@@ -482,7 +482,10 @@ func TestCompatQueueTypes(t *testing.T) {
 	if _, err := ch.QueueDeclare(uniq("classic"), true, false, false, false, amqp091.Table{"x-queue-type": "classic"}); err != nil {
 		t.Fatalf("x-queue-type classic refused: %v", err)
 	}
-	for _, typ := range []string{"quorum", "stream"} {
+	if _, err := ch.QueueDeclare(uniq("quorum"), true, false, false, false, amqp091.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatalf("x-queue-type quorum refused: %v", err)
+	}
+	for _, typ := range []string{"stream"} {
 		ch := channel(t, c)
 		_, err := ch.QueueDeclare(uniq(typ), true, false, false, false, amqp091.Table{"x-queue-type": typ})
 		e := amqpErr(t, err, 406, true)

@@ -80,8 +80,9 @@ func (b *Broker) checkLiveness(now time.Time, grace time.Duration) {
 	cn := b.cluster
 	var down []ClusterMember
 	connected, notDown := 1, 1 // this node
+	members := cn.list()       // the member table changes (membership.go)
 	b.live.mu.Lock()
-	for _, m := range cn.members {
+	for _, m := range members {
 		if m.Self {
 			continue
 		}
@@ -112,7 +113,7 @@ func (b *Broker) checkLiveness(now time.Time, grace time.Duration) {
 	}
 	b.live.mu.Unlock()
 
-	of := len(cn.members)
+	of := len(members)
 	if b.cfg.PartitionHandling == "pause_minority" {
 		switch {
 		case notDown*2 <= of:
@@ -170,7 +171,7 @@ func (b *Broker) NodeDown(name string) bool {
 	if cn == nil {
 		return false
 	}
-	for _, m := range cn.members {
+	for _, m := range cn.list() {
 		if m.Name == name && !m.Self {
 			b.live.mu.Lock()
 			defer b.live.mu.Unlock()
@@ -234,7 +235,7 @@ func (b *Broker) resumeMajority(up, of int) {
 // standalone node or a one-node cluster is never critical.
 func (b *Broker) QuorumCritical() (critical bool, up, of int) {
 	cn := b.cluster
-	if cn == nil || len(cn.members) < 2 {
+	if cn == nil || len(cn.list()) < 2 {
 		return false, 1, 1
 	}
 	up, of = cn.reachable()

@@ -198,6 +198,9 @@ type handshaker struct {
 	self   NodeName
 	id     uint64
 	cookie []byte
+	// requests: a dialler with id 0 (not a member yet) is let in to send
+	// one request (a join), see request.go.
+	requests bool
 }
 
 func cookieMismatch(a, b string) string {
@@ -241,7 +244,7 @@ func (h *handshaker) dial(rw io.ReadWriter, want NodeName, wantID uint64) error 
 		return h.refuse(rw, fmt.Sprintf("%s speaks inter-node protocol version %d, %s speaks %d: run the same Warren version on both", m.Name, m.Version, h.self, protoVersion))
 	case m.Name != want.String():
 		return h.refuse(rw, fmt.Sprintf("dialled %s but reached %s: check the address %s resolves to", want, m.Name, want))
-	case m.ID != wantID:
+	case wantID != 0 && m.ID != wantID:
 		return h.refuse(rw, fmt.Sprintf("%s answers with node id %d, %s knows it as %d: the node was reset or replaced; remove it with forget_cluster_node and join it again", m.Name, m.ID, h.self, wantID))
 	case !hmac.Equal(m.Proof, proof(h.cookie, "accept", want, nonce, h.self.String())):
 		return h.refuse(rw, cookieMismatch(h.self.String(), want.String()))
@@ -270,7 +273,12 @@ func (h *handshaker) accept(rw io.ReadWriter, known func(id uint64) (NodeName, b
 		return 0, NodeName{}, h.refuse(rw, fmt.Sprintf("dialled %s but reached %s: check the address %s resolves to", m.Peer, h.self, m.Peer))
 	}
 	name, ok := known(m.ID)
+	if m.ID == 0 && h.requests {
+		name, ok = peer, true // a request (join_cluster) from a node that is not a member yet
+	}
 	switch {
+	case !ok && m.ID == 0:
+		return 0, NodeName{}, h.refuse(rw, fmt.Sprintf("%s does not take requests from nodes that are not members (it is not ready to be joined yet); retry", h.self))
 	case !ok:
 		return 0, NodeName{}, h.refuse(rw, fmt.Sprintf("%s does not know node %s (id %d): it is not a member of this cluster; join it with warrenctl join_cluster %s", h.self, peer, m.ID, h.self))
 	case name != peer:

@@ -50,6 +50,11 @@ type Config struct {
 	// peer (default 100 ms and 5 s; doubled after each failure).
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
+	// OnRequest, when set, answers the one request a node that is not a
+	// member sends after proving the cookie (warrenctl join_cluster on
+	// that node: see Request). It runs on the connection's goroutine and
+	// may take time (a membership change).
+	OnRequest func(from NodeName, req []byte) ([]byte, error)
 }
 
 // Peer is another node of the cluster.
@@ -167,7 +172,7 @@ func Listen(cfg Config) (*Link, error) {
 	}
 	l := &Link{
 		cfg: cfg, lg: cfg.Logger.With("node", cfg.Name.String()), ln: ln,
-		hs:  handshaker{self: cfg.Name, id: cfg.ID, cookie: append([]byte(nil), cfg.Cookie...)},
+		hs:  handshaker{self: cfg.Name, id: cfg.ID, cookie: append([]byte(nil), cfg.Cookie...), requests: cfg.OnRequest != nil},
 		sem: make(chan struct{}, 64), done: make(chan struct{}),
 		peers: map[uint64]*peer{}, pending: map[net.Conn]struct{}{},
 	}
@@ -635,6 +640,11 @@ func (l *Link) serveAccepted(raw net.Conn) {
 	id, name, err := l.hs.accept(nc, l.known)
 	if err != nil {
 		l.logRefusal(raw, err)
+		nc.Close()
+		return
+	}
+	if id == 0 {
+		l.serveRequest(nc, name)
 		nc.Close()
 		return
 	}

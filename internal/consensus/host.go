@@ -517,7 +517,10 @@ func (h *Host) newGroup(id uint64, members []uint64, sm StateMachine) (*group, e
 		Applied:       snap.Metadata.Index,
 		MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, CheckQuorum: true, PreVote: true,
 		AsyncStorageWrites: true,
-		Logger:             &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)},
+		// a leader removed from its group (warrenctl reset on it) steps
+		// down, so the others elect one of them and commit its removal
+		StepDownOnRemoval: true,
+		Logger:            &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)},
 	})
 	if err != nil {
 		return nil, err

@@ -116,7 +116,7 @@ func TestExitCodesAndErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"delete_user", "ghost"}, ctl.ExitNoUser, `User "ghost" does not exist`},
-		{[]string{"set_policy", "p", "^", `{"ha-mode":"exactly"}`}, ctl.ExitDataErr, "ha-params must be a positive integer"},
+		{[]string{"set_policy", "p", "^", `{"ha-mode":"exactly"}`}, ctl.ExitDataErr, `ha-mode="exactly" takes an integer, none given`},
 		{[]string{"set_policy", "p", "^", `not json`}, ctl.ExitDataErr, "could not parse"},
 		{[]string{"list_queues", "bogus"}, ctl.ExitUsage, "Invalid column"},
 		{[]string{"add_user", "onlyname"}, ctl.ExitUsage, "accepts 2 arg"},

@@ -25,6 +25,8 @@ type verb struct {
 func commands(o *opts) []*cobra.Command {
 	var priority int
 	var applyTo string
+	var joinRAM, forgetOffline bool
+	var joinAddr string
 	var columnsVerb = func(name, kind string, defaults []string, all []string, fetch func(c *client) ([]map[string]any, error)) verb {
 		return verb{use: name + " [column ...]", short: "List " + kind, args: cobra.ArbitraryArgs, run: func(c *client, args []string) error {
 			cols := args
@@ -91,7 +93,61 @@ func commands(o *opts) []*cobra.Command {
 		}},
 		{use: "start_app", short: "Start the AMQP application", args: cobra.NoArgs, run: func(c *client, _ []string) error {
 			o.info("Starting node %s ...", o.node)
-			return c.call("POST", []string{"warren", "start_app"}, nil, nil)
+			var ans map[string]any
+			if err := c.call("POST", []string{"warren", "start_app"}, nil, &ans); err != nil {
+				return err
+			}
+			if ans["restarting"] == true {
+				// after join_cluster or reset the node restarts from its
+				// data directory (a member waits for a majority)
+				return awaitRunning(c, o.timeout)
+			}
+			return nil
+		}},
+		{use: "join_cluster <node>", short: "Make this node (application stopped) a member of node's cluster", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			if joinRAM {
+				o.info("Warren has one node type: every node keeps the definitions on disk, so --ram is accepted and this node joins as a disc node")
+			}
+			o.info("Clustering node %s with %s", o.node, a[0])
+			var res map[string]any
+			if err := c.call("POST", []string{"warren", "join_cluster"}, map[string]any{"node": a[0], "address": joinAddr}, &res); err != nil {
+				return err
+			}
+			o.info("This node's own definitions were exported to %s; they come back when it leaves the cluster with reset", str(res["definitions_export"]))
+			return nil
+		}, flags: func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&joinRAM, "ram", false, "accepted for compatibility: Warren has one node type (disc)")
+			cmd.Flags().Bool("disc", false, "the default and only node type")
+			cmd.Flags().StringVar(&joinAddr, "dist-address", "", "Warren only: the inter-node address (host:port) of <node>, when it is not its host at this node's inter-node port")
+		}},
+		{use: "reset", short: "Leave the cluster (or, standalone, wipe the node); the application must be stopped", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Resetting node %s ...", o.node)
+			var res map[string]any
+			if err := c.call("POST", []string{"warren", "reset"}, map[string]any{}, &res); err != nil {
+				return err
+			}
+			if r := str(res["restored_definitions"]); r != "" {
+				o.info("The definitions this node had before it joined come back from %s on start_app", r)
+			}
+			return nil
+		}},
+		{use: "forget_cluster_node <node>", short: "Remove a stopped node from the cluster", args: cobra.ExactArgs(1), run: func(c *client, a []string) error {
+			o.info("Removing node %s from the cluster", a[0])
+			var res map[string]any
+			if err := c.call("POST", []string{"warren", "forget_cluster_node"}, map[string]any{"node": a[0], "offline": forgetOffline}, &res); err != nil {
+				return err
+			}
+			if forgetOffline {
+				o.info("Last resort: on start_app, %s restarts as the only member of a new cluster made of its definitions", o.node)
+				if rj, _ := res["must_rejoin"].([]any); len(rj) > 0 {
+					for _, n := range rj {
+						o.info("  %s must run: warrenctl stop_app; warrenctl reset; warrenctl join_cluster %s; warrenctl start_app", str(n), o.node)
+					}
+				}
+			}
+			return nil
+		}, flags: func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&forgetOffline, "offline", false, "last resort for a cluster that lost its majority: with this node's application stopped, make it the only member of a new cluster without the forgotten node (see ADR 0008)")
 		}},
 		{use: "cluster_status", short: "Show cluster membership", args: cobra.NoArgs, run: func(c *client, _ []string) error {
 			var name map[string]string
@@ -112,9 +168,11 @@ func commands(o *opts) []*cobra.Command {
 				}
 			}
 			if o.formatter == "json" {
-				b, _ := json.Marshal(map[string]any{"cluster_name": name["name"], "disk_nodes": ns, "running_nodes": running})
-				fmt.Fprintln(o.out, string(b))
-				return nil
+				var ov map[string]any
+				if err := c.call("GET", []string{"overview"}, nil, &ov); err != nil {
+					return err
+				}
+				return writeClusterStatusJSON(o, name["name"], nodes, running, ov)
 			}
 			o.info("Cluster status of node %s ...", o.node)
 			fmt.Fprintf(o.out, "Basics\n\nCluster name: %s\n\nDisk Nodes\n\n", name["name"])
@@ -151,8 +209,7 @@ func commands(o *opts) []*cobra.Command {
 				fmt.Fprintln(o.out, "(none)")
 			}
 			fmt.Fprintf(o.out, "\nNetwork Partitions\n\n(none)\n\nListeners\n\n")
-			ls, _ := ov["listeners"].([]any)
-			for _, l := range sortedListeners(ls) {
+			for _, l := range clusterListeners(nodes, ov) {
 				proto := str(l["protocol"])
 				fmt.Fprintf(o.out, "Node: %s, interface: %s, port: %s, protocol: %s, purpose: %s\n", str(l["node"]), iface(str(l["ip_address"])), str(l["port"]), proto, listenerPurpose(proto))
 			}

@@ -158,6 +158,17 @@ func (e *encoder) str(s string) {
 	e.b = append(e.b, s...)
 }
 
+// encodedField reports whether a struct field is written: exported, and
+// not a zero value of a field tagged `codec:"omitzero"` (fields added
+// later, so that records without them stay byte for byte what earlier
+// versions wrote; decoding an absent field leaves it zero).
+func encodedField(f reflect.StructField, v reflect.Value) bool {
+	if !f.IsExported() {
+		return false
+	}
+	return f.Tag.Get("codec") != "omitzero" || !v.IsZero()
+}
+
 func (e *encoder) value(v reflect.Value, path string) {
 	if e.err != nil {
 		return
@@ -229,13 +240,13 @@ func (e *encoder) value(v reflect.Value, path string) {
 		t := v.Type()
 		n := 0
 		for i := 0; i < t.NumField(); i++ {
-			if t.Field(i).IsExported() {
+			if encodedField(t.Field(i), v.Field(i)) {
 				n++
 			}
 		}
 		e.uvarint(uint64(n))
 		for i := 0; i < t.NumField(); i++ {
-			if f := t.Field(i); f.IsExported() {
+			if f := t.Field(i); encodedField(f, v.Field(i)) {
 				e.str(f.Name)
 				e.value(v.Field(i), joinPath(path, f.Name))
 			}

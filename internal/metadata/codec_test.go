@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -294,5 +295,28 @@ func TestCorruptMetadataLogRefusesToOpen(t *testing.T) {
 	_, _, err = OpenDurable(dir, nil)
 	if !errors.Is(err, wal.ErrCorrupt) || !strings.Contains(err.Error(), segs[0]) || !strings.Contains(err.Error(), "--repair-wal") {
 		t.Fatalf("want a corruption error naming %s, got %v", segs[0], err)
+	}
+}
+
+// TestReplicatedQueueFieldsOmittedWhenZero: a queue that is not
+// replicated encodes without the Group and Members fields (byte for byte
+// what versions before them wrote), and one that is keeps them.
+func TestReplicatedQueueFieldsOmittedWhenZero(t *testing.T) {
+	plain := Command{Op: OpDeclareQueue, Queue: &Queue{Name: "q", VHost: "/", Durable: true}}
+	b, err := EncodeCommand(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (the command itself has a Members field: the cluster's member table)
+	if bytes.Contains(b, []byte("Group")) || bytes.Count(b, []byte("Members")) > 1 {
+		t.Fatalf("a classic queue's record names the replicated fields: %q", b)
+	}
+	rq := Command{Op: OpDeclareQueue, Queue: &Queue{Name: "q", VHost: "/", Durable: true, Group: 1<<40 + 3, Members: []string{"a@h", "b@h"}}}
+	if b, err = EncodeCommand(rq); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeCommand(b)
+	if err != nil || got.Queue.Group != rq.Queue.Group || !reflect.DeepEqual(got.Queue.Members, rq.Queue.Members) {
+		t.Fatalf("round trip: %v %+v", err, got.Queue)
 	}
 }

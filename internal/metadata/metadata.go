@@ -15,9 +15,15 @@
 package metadata
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warrenmq/warren/internal/amqp"
+	"hash/fnv"
+	"regexp"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -44,7 +50,25 @@ const (
 	// OpBarrier changes nothing: a clustered node commits one at start so
 	// that every command committed before it is applied here too.
 	OpBarrier Op = "barrier"
+	// OpBoot creates the default vhost (VHost), user (User) and its
+	// permissions (Permission) in one step, only when there are no vhosts
+	// and no users yet: every node of a new cluster may propose it, the
+	// first to commit wins and the others change nothing, and no node
+	// ever sees the defaults half made.
+	OpBoot Op = "boot"
+	// OpPutMember and OpRemoveMember change the cluster's member table
+	// (name, Raft id, inter-node address; ADR 0008). The Raft membership
+	// of the definitions' group changes by conf changes next to them.
+	OpPutMember    Op = "put_member"
+	OpRemoveMember Op = "remove_member"
 )
+
+// Member is one node of the cluster's member table (ADR 0008).
+type Member struct {
+	Name string `json:"name"` // warren@host
+	ID   uint64 `json:"id"`   // its Raft id in the definitions' group
+	Addr string `json:"addr"` // its inter-node address, host:port
+}
 
 // User is a RabbitMQ-style user definition.
 type User struct {
@@ -93,6 +117,20 @@ type Queue struct {
 	// warren@host): only that node holds its messages. Empty on a
 	// standalone node. Not exported in definitions.
 	Node string `json:"-"`
+	// Group is the consensus group of a replicated queue (x-queue-type
+	// quorum, or classic under an ha-mode policy); 0 for a queue whose
+	// messages live on one node. Chosen at random by the proposer (Store.
+	// Propose), so a queue deleted and declared again never reuses its
+	// predecessor's group. Not exported in definitions.
+	Group uint64 `json:"-" codec:"omitzero"`
+	// Members are the nodes holding a replica of a replicated queue, in
+	// placement order (the first is the preferred leader). Empty on a
+	// standalone node. Not exported in definitions.
+	Members []string `json:"-" codec:"omitzero"`
+	// Moved: the queue became replicated after it was declared (a
+	// policy): its home node moves its messages into the group, and no
+	// member serves it before the group says the move is complete.
+	Moved bool `json:"-" codec:"omitzero"`
 }
 
 // Binding binds a destination queue or exchange to a source exchange.
@@ -126,6 +164,11 @@ type Command struct {
 	Queue      *Queue      `json:"queue,omitempty"`
 	Binding    *Binding    `json:"binding,omitempty"`
 	Policy     *Policy     `json:"policy,omitempty"`
+	Member     *Member     `json:"member,omitempty"`
+	// Members (with OpPutMember) puts several at once: a classic_config
+	// cluster's founders, written into the table by its first change, in
+	// one command so that no node ever applies a partial table.
+	Members []Member `json:"members,omitempty"`
 
 	// Conditional makes a queue declare fail with ErrInequivalent (or
 	// ErrLocked) when the queue already exists with other properties, and
@@ -139,6 +182,16 @@ type Command struct {
 	// lost their last binding as a source. Apply fills it on every node
 	// alike; it is not part of the proposed command.
 	AutoDeleted []string `json:"-"`
+
+	// Nonce is chosen at random by the proposer of a policy change
+	// (Store.Propose): the groups of the classic queues the change makes
+	// replicated derive from it, so every node picks the same ones and a
+	// later change never reuses one (ADR 0010).
+	Nonce uint64 `json:"-" codec:"omitzero"`
+	// Replicated lists the queues (of the policy's vhost) that applying
+	// this policy change made replicated. Apply fills it on every node
+	// alike; it is not part of the proposed command.
+	Replicated []string `json:"-" codec:"omitzero"`
 }
 
 // Errors from Apply.
@@ -163,6 +216,18 @@ type State struct {
 	Queues      map[[2]string]Queue
 	Bindings    map[string]Binding // key: bindingKey
 	Policies    map[[2]string]Policy
+	// Members is the cluster's member table by node name; empty for a
+	// standalone node and for a cluster formed from classic_config that
+	// never changed its membership (its table is the configuration's).
+	Members map[string]Member
+
+	// nodes are the cluster's nodes, where replicated queues are placed
+	// (SetNodes; nil on a standalone node). Configuration, not state:
+	// every node of a cluster has the same list.
+	nodes []string
+	// replicated collects the queues the command being applied made
+	// replicated (Store.apply hands them to observers).
+	replicated []string
 }
 
 // NewState returns empty definitions.
@@ -175,6 +240,7 @@ func NewState() *State {
 		Queues:      map[[2]string]Queue{},
 		Bindings:    map[string]Binding{},
 		Policies:    map[[2]string]Policy{},
+		Members:     map[string]Member{},
 	}
 }
 
@@ -343,7 +409,7 @@ func (s *State) applyOther(c Command) error {
 		if cur, ok := s.Queues[k]; ok && c.Conditional {
 			return equivalentQueue(cur, *c.Queue)
 		}
-		s.Queues[k] = *c.Queue
+		s.Queues[k] = s.place(*c.Queue)
 	case OpBind:
 		if c.Binding == nil {
 			return ErrInvalid
@@ -354,7 +420,49 @@ func (s *State) applyOther(c Command) error {
 			return ErrInvalid
 		}
 		s.Policies[[2]string{c.Policy.VHost, c.Policy.Name}] = *c.Policy
+		s.replicate(c.Policy.VHost, c.Nonce)
+	case OpPutMember:
+		put := c.Members
+		if c.Member != nil {
+			put = append(put, *c.Member)
+		}
+		if len(put) == 0 {
+			return fmt.Errorf("put_member needs a member: %w", ErrInvalid)
+		}
+		next := map[string]Member{}
+		for k, m := range s.Members {
+			next[k] = m
+		}
+		for _, p := range put {
+			if p.Name == "" || p.ID == 0 {
+				return fmt.Errorf("put_member needs a name and a non-zero id: %w", ErrInvalid)
+			}
+			for _, m := range next {
+				if m.ID == p.ID && m.Name != p.Name {
+					return fmt.Errorf("node id %d is taken by %s: %w", m.ID, m.Name, ErrExists)
+				}
+			}
+			next[p.Name] = p
+		}
+		s.Members = next
+	case OpRemoveMember:
+		if _, ok := s.Members[c.Name]; !ok {
+			return fmt.Errorf("node %s is not a member: %w", c.Name, ErrNotFound)
+		}
+		delete(s.Members, c.Name)
 	case OpBarrier:
+	case OpBoot:
+		if len(s.VHosts) > 0 || len(s.Users) > 0 {
+			return nil // someone else's boot, or definitions, came first
+		}
+		if c.User == nil || c.Permission == nil || c.VHost == "" {
+			return ErrInvalid
+		}
+		for _, sub := range bootCommands(c) {
+			if _, err := s.apply(sub); err != nil {
+				return err
+			}
+		}
 	case OpClearPolicy:
 		if _, ok := s.Policies[[2]string{c.VHost, c.Name}]; !ok {
 			return fmt.Errorf("policy %q in vhost %q: %w", c.Name, c.VHost, ErrNotFound)
@@ -419,12 +527,51 @@ func (s *Store) Observe(fn func(Command)) { s.observers = append(s.observers, fn
 
 // Propose submits cmd and waits until it is applied.
 func (s *Store) Propose(cmd Command) error {
+	if cmd.Op == OpSetPolicy && cmd.Nonce == 0 {
+		cmd.Nonce = NewGroupID()
+	}
+	if cmd.Op == OpDeclareQueue && cmd.Queue != nil && cmd.Queue.Group == 0 {
+		// a group for the queue in case Apply makes it a replicated one
+		// (a quorum queue, or a classic queue an ha-mode policy matches);
+		// Apply clears it otherwise
+		q := *cmd.Queue
+		q.Group = NewGroupID()
+		cmd.Queue = &q
+	}
 	return s.log.Append(cmd, s.apply)
 }
 
+// IsQuorumQueue reports whether queue arguments declare a quorum queue.
+func IsQuorumQueue(args map[string]any) bool {
+	t, _ := args["x-queue-type"].(string)
+	return t == "quorum"
+}
+
+// NewGroupID returns a fresh consensus group id for a replicated queue:
+// random, at least 2^32 (below are fixed groups such as the
+// definitions' group 1).
+func NewGroupID() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return binary.BigEndian.Uint64(b[:])>>1 | 1<<32
+}
+
 func (s *Store) apply(cmd Command) error {
+	if cmd.Op == OpBoot {
+		return s.applyBoot(cmd)
+	}
 	s.mu.Lock()
+	s.state.replicated = nil
 	deleted, err := s.state.apply(cmd)
+	cmd.Replicated, s.state.replicated = s.state.replicated, nil
+	if err == nil && cmd.Op == OpDeclareQueue && cmd.Queue != nil {
+		// observers see the queue as Apply placed it (its group and
+		// members decided there), not as proposed
+		q := s.state.Queues[[2]string{cmd.Queue.VHost, cmd.Queue.Name}]
+		cmd.Queue = &q
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -515,6 +662,7 @@ type binState struct {
 	Queues      []Queue
 	Bindings    []Binding
 	Policies    []Policy
+	Members     []Member
 }
 
 // snapshot encodes every definition, transient ones included (Export
@@ -523,7 +671,7 @@ func (s *Store) snapshot() ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ss := sortedState(s.state)
-	bs := binState{VHosts: ss.VHosts, Users: ss.Users, Permissions: ss.Permissions, Exchanges: ss.Exchanges, Bindings: ss.Bindings, Policies: ss.Policies}
+	bs := binState{VHosts: ss.VHosts, Users: ss.Users, Permissions: ss.Permissions, Exchanges: ss.Exchanges, Bindings: ss.Bindings, Policies: ss.Policies, Members: sortedMembers(s.state)}
 	for _, w := range ss.Queues {
 		bs.Queues = append(bs.Queues, w.queue())
 	}
@@ -535,6 +683,7 @@ func (s *Store) snapshot() ([]byte, error) {
 // runtime objects must rebuild them from the state.
 func (s *Store) restore(b []byte) error {
 	var ss snapshotState
+	var members []Member
 	switch {
 	case len(b) == 0:
 	case b[0] == '{':
@@ -547,6 +696,7 @@ func (s *Store) restore(b []byte) error {
 			return fmt.Errorf("metadata snapshot unreadable: %w", err)
 		}
 		ss = snapshotState{VHosts: bs.VHosts, Users: bs.Users, Permissions: bs.Permissions, Exchanges: bs.Exchanges, Bindings: bs.Bindings, Policies: bs.Policies}
+		members = bs.Members
 		for _, q := range bs.Queues {
 			ss.Queues = append(ss.Queues, toWire(q))
 		}
@@ -574,13 +724,36 @@ func (s *Store) restore(b []byte) error {
 	for _, p := range ss.Policies {
 		st.Policies[[2]string{p.VHost, p.Name}] = p
 	}
+	for _, m := range members {
+		st.Members[m.Name] = m
+	}
 	s.mu.Lock()
+	st.nodes = s.state.nodes
 	s.state = st
 	s.mu.Unlock()
 	for _, fn := range s.restored {
 		fn()
 	}
 	return nil
+}
+
+// sortedMembers lists the member table by name.
+func sortedMembers(st *State) []Member {
+	var out []Member
+	for _, m := range st.Members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SetNodes sets the cluster's nodes (names, as in classic_config), over
+// which replicated queues are placed. Every node of a cluster must set the
+// same list before the first command is applied.
+func (s *Store) SetNodes(names []string) {
+	s.mu.Lock()
+	s.state.nodes = slices.Clone(names)
+	s.mu.Unlock()
 }
 
 // Read runs fn with the state read-locked.
@@ -725,6 +898,162 @@ func equivalentQueue(cur, q Queue) error {
 				b = "none"
 			}
 			return ineq(k, a, b)
+		}
+	}
+	return nil
+}
+
+// place decides whether queue q is replicated and over which nodes
+// (ADR 0010), deterministically, so every node applying the declare
+// agrees: a quorum queue is; a classic queue is when the policy that
+// applies to it has ha-mode. A replicated queue keeps the group its
+// proposer chose; any other queue gets none.
+func (s *State) place(q Queue) Queue {
+	def := s.policyFor(q.VHost, q.Name)
+	replicated := IsQuorumQueue(q.Arguments) || (def["ha-mode"] != nil && !q.Exclusive && q.Durable)
+	if !replicated || q.Group == 0 {
+		q.Group, q.Members = 0, nil
+		return q
+	}
+	q.Members = s.members(q, def)
+	return q
+}
+
+// members chooses a replicated queue's nodes: its home (the declaring
+// node) first, then the other nodes in an order that starts at a place
+// derived from the queue's name (so that members spread over the nodes),
+// as many as the queue asks for:
+//   - quorum: x-quorum-initial-group-size, default every node;
+//   - ha-mode all: every node; exactly N: N nodes (every node if fewer);
+//   - ha-mode nodes: the listed nodes the cluster has (unknown names are
+//     ignored, as RabbitMQ does), the home first when listed; the home
+//     alone when none is known.
+func (s *State) members(q Queue, def map[string]any) []string {
+	if len(s.nodes) == 0 {
+		return nil // a standalone node: itself
+	}
+	nodes := slices.Clone(s.nodes)
+	slices.Sort(nodes)
+	home := q.Node
+	if !slices.Contains(nodes, home) {
+		home = ""
+	}
+	h := fnv.New32a()
+	h.Write([]byte(q.VHost + "\x00" + q.Name))
+	start := int(h.Sum32() % uint32(len(nodes)))
+	order := []string{}
+	if home != "" {
+		order = append(order, home)
+	}
+	for i := range nodes {
+		if n := nodes[(start+i)%len(nodes)]; n != home {
+			order = append(order, n)
+		}
+	}
+	want := len(order)
+	if IsQuorumQueue(q.Arguments) {
+		if n, ok := amqp.IntValue(q.Arguments["x-quorum-initial-group-size"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+		return order[:want]
+	}
+	switch def["ha-mode"] {
+	case "exactly":
+		if n, ok := amqp.IntValue(def["ha-params"]); ok && n > 0 && int(n) < want {
+			want = int(n)
+		}
+	case "nodes":
+		listed, _ := def["ha-params"].([]any)
+		var out []string
+		for _, n := range order {
+			if slices.Contains(listed, any(n)) {
+				out = append(out, n)
+			}
+		}
+		if len(out) == 0 {
+			return order[:1]
+		}
+		return out
+	}
+	return order[:want]
+}
+
+// policyFor returns the definition of the policy that applies to queue
+// name in vhost vh (the highest priority, then the first name), as the
+// vhost computes it for the runtime.
+func (s *State) policyFor(vh, name string) map[string]any {
+	var best *Policy
+	for k, p := range s.Policies {
+		if k[0] != vh || (p.ApplyTo != "" && p.ApplyTo != "all" && p.ApplyTo != "queues") {
+			continue
+		}
+		if best != nil && (p.Priority < best.Priority || (p.Priority == best.Priority && p.Name > best.Name)) {
+			continue
+		}
+		re, err := regexp.Compile(p.Pattern)
+		if err != nil || !re.MatchString(name) {
+			continue
+		}
+		p := p
+		best = &p
+	}
+	if best == nil {
+		return nil
+	}
+	return best.Definition
+}
+
+// replicate makes replicated every durable, non-exclusive classic queue
+// of vhost vh that an ha-mode policy now applies to and that is not
+// replicated yet (a policy set after the queue was declared): its group
+// derives from the command's nonce, its members are placed as at
+// declare. A command without a nonce (written before policies could
+// convert queues) changes nothing. Queues already replicated keep their
+// group and members (member changes are not built, ADR 0010).
+func (s *State) replicate(vh string, nonce uint64) {
+	if nonce == 0 {
+		return
+	}
+	for k, q := range s.Queues {
+		if k[0] != vh || q.Group != 0 || IsQuorumQueue(q.Arguments) || !q.Durable || q.Exclusive {
+			continue
+		}
+		def := s.policyFor(vh, q.Name)
+		if def["ha-mode"] == nil {
+			continue
+		}
+		h := fnv.New64a()
+		var nb [8]byte
+		binary.BigEndian.PutUint64(nb[:], nonce)
+		h.Write(nb[:])
+		h.Write([]byte(vh + "\x00" + q.Name))
+		q.Group = h.Sum64()>>1 | 1<<32
+		q.Members = s.members(q, def)
+		q.Moved = true
+		s.Queues[k] = q
+		s.replicated = append(s.replicated, q.Name)
+	}
+	slices.Sort(s.replicated)
+}
+
+// bootCommands are the commands an OpBoot stands for.
+func bootCommands(c Command) []Command {
+	return []Command{{Op: OpAddVHost, VHost: c.VHost}, {Op: OpPutUser, User: c.User}, {Op: OpSetPermissions, Permission: c.Permission}}
+}
+
+// applyBoot applies an OpBoot; observers see the commands it stands for
+// when it created the defaults, nothing when it did not.
+func (s *Store) applyBoot(cmd Command) error {
+	s.mu.Lock()
+	empty := len(s.state.VHosts) == 0 && len(s.state.Users) == 0
+	_, err := s.state.apply(cmd)
+	s.mu.Unlock()
+	if err != nil || !empty {
+		return err
+	}
+	for _, sub := range bootCommands(cmd) {
+		for _, fn := range s.observers {
+			fn(sub)
 		}
 	}
 	return nil

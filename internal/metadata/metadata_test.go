@@ -214,3 +214,176 @@ func TestConditionalQueueDeclare(t *testing.T) {
 		t.Fatalf("unconditional declare: %v", err)
 	}
 }
+
+// TestMemberTable: the member table changes by put and remove, refuses
+// an id taken by another name, and survives a snapshot.
+func TestMemberTable(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	put := func(name string, id uint64) error {
+		return s.Propose(Command{Op: OpPutMember, Member: &Member{Name: name, ID: id, Addr: name + ":25672"}})
+	}
+	if err := put("warren@a", 11); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("warren@b", 22); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("warren@c", 22); !errors.Is(err, ErrExists) {
+		t.Fatalf("an id taken by another node: %v", err)
+	}
+	if err := put("warren@d", 0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("id 0: %v", err)
+	}
+	if err := s.Propose(Command{Op: OpRemoveMember, Name: "warren@a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Propose(Command{Op: OpRemoveMember, Name: "warren@a"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing a non-member: %v", err)
+	}
+	snap, err := s.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewStore(NewLocalLog())
+	if err := r.restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	r.Read(func(st *State) {
+		if len(st.Members) != 1 || st.Members["warren@b"] != (Member{Name: "warren@b", ID: 22, Addr: "warren@b:25672"}) {
+			t.Fatalf("restored table: %+v", st.Members)
+		}
+	})
+}
+
+// TestReplicatedPlacement: Apply decides which queues are replicated and
+// over which nodes, from the queue type, x-quorum-initial-group-size and
+// the ha-mode policy, the declaring node first.
+func TestReplicatedPlacement(t *testing.T) {
+	st := NewState()
+	st.nodes = []string{"a@h", "b@h", "c@h"}
+	declare := func(name string, args map[string]any) Queue {
+		t.Helper()
+		q := Queue{Name: name, VHost: "/", Durable: true, Arguments: args, Node: "b@h", Group: 1 << 40}
+		if err := st.Apply(Command{Op: OpDeclareQueue, Queue: &q}); err != nil {
+			t.Fatal(err)
+		}
+		return st.Queues[[2]string{"/", name}]
+	}
+	policy := func(def map[string]any) {
+		if err := st.Apply(Command{Op: OpSetPolicy, Policy: &Policy{Name: "p", VHost: "/", Pattern: "^m", ApplyTo: "queues", Definition: def}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name   string
+		args   map[string]any
+		policy map[string]any
+		want   int // members; 0: not replicated
+	}{
+		{"classic", nil, nil, 0},
+		{"q-all", map[string]any{"x-queue-type": "quorum"}, nil, 3},
+		{"q-two", map[string]any{"x-queue-type": "quorum", "x-quorum-initial-group-size": int64(2)}, nil, 2},
+		{"m-all", nil, map[string]any{"ha-mode": "all"}, 3},
+		{"m-exactly", nil, map[string]any{"ha-mode": "exactly", "ha-params": 2.0}, 2},
+		{"m-exactly-many", nil, map[string]any{"ha-mode": "exactly", "ha-params": 9.0}, 3},
+		{"m-nodes", nil, map[string]any{"ha-mode": "nodes", "ha-params": []any{"c@h", "nosuch@h"}}, 1},
+		{"m-none-known", nil, map[string]any{"ha-mode": "nodes", "ha-params": []any{"nosuch@h"}}, 1},
+		{"m-plain", nil, map[string]any{"max-length": 3.0}, 0},
+	}
+	for _, c := range cases {
+		if c.policy != nil {
+			policy(c.policy)
+		}
+		q := declare(c.name, c.args)
+		if c.want == 0 {
+			if q.Group != 0 || q.Members != nil {
+				t.Errorf("%s: replicated (group %d, members %v), want a plain queue", c.name, q.Group, q.Members)
+			}
+			continue
+		}
+		if q.Group == 0 || len(q.Members) != c.want {
+			t.Errorf("%s: group %d members %v, want %d members", c.name, q.Group, q.Members, c.want)
+			continue
+		}
+		switch c.name {
+		case "m-nodes":
+			if q.Members[0] != "c@h" {
+				t.Errorf("%s: members %v, want only the listed known node", c.name, q.Members)
+			}
+		case "m-none-known":
+			if q.Members[0] != "b@h" {
+				t.Errorf("%s: members %v, want the home alone", c.name, q.Members)
+			}
+		default:
+			if q.Members[0] != "b@h" {
+				t.Errorf("%s: members %v, want the declaring node first", c.name, q.Members)
+			}
+		}
+	}
+}
+
+// TestPolicyReplicatesExistingQueues: an ha-mode policy set after durable
+// classic queues exist makes them replicated, each with a group derived
+// from the command's nonce and placed members; others are untouched.
+func TestPolicyReplicatesExistingQueues(t *testing.T) {
+	st := NewState()
+	st.nodes = []string{"a@h", "b@h"}
+	for _, q := range []Queue{
+		{Name: "m.1", VHost: "/", Durable: true, Node: "a@h"},
+		{Name: "m.transient", VHost: "/", Node: "a@h"},
+		{Name: "other", VHost: "/", Durable: true, Node: "a@h"},
+	} {
+		if err := st.Apply(Command{Op: OpDeclareQueue, Queue: &q}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := Command{Op: OpSetPolicy, Nonce: 12345, Policy: &Policy{Name: "p", VHost: "/", Pattern: "^m\\.", ApplyTo: "all", Definition: map[string]any{"ha-mode": "all"}}}
+	st2 := NewState()
+	st2.nodes = st.nodes
+	for k, q := range st.Queues {
+		st2.Queues[k] = q
+	}
+	for _, s := range []*State{st, st2} {
+		s.replicated = nil
+		if err := s.Apply(pol); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.replicated, []string{"m.1"}) {
+			t.Fatalf("replicated %v, want [m.1]", s.replicated)
+		}
+	}
+	a, b := st.Queues[[2]string{"/", "m.1"}], st2.Queues[[2]string{"/", "m.1"}]
+	if a.Group == 0 || a.Group != b.Group || !a.Moved || !reflect.DeepEqual(a.Members, []string{"a@h", "b@h"}) {
+		t.Fatalf("m.1: group %d (other node %d), members %v", a.Group, b.Group, a.Members)
+	}
+	if st.Queues[[2]string{"/", "other"}].Group != 0 || st.Queues[[2]string{"/", "m.transient"}].Group != 0 {
+		t.Fatal("a queue the policy does not replicate got a group")
+	}
+}
+
+// TestBootOnlyOnEmptyDefinitions: the defaults come in one command that
+// changes nothing once any vhost or user exists (the nodes of a new
+// cluster may all propose it), and observers see the three commands only
+// when it created them.
+func TestBootOnlyOnEmptyDefinitions(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	var seen []Op
+	s.Observe(func(c Command) { seen = append(seen, c.Op) })
+	boot := func(user string) Command {
+		return Command{Op: OpBoot, VHost: "/", User: &User{Name: user}, Permission: &Permission{User: user, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}}
+	}
+	if err := s.Propose(boot("guest")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Propose(boot("other")); err != nil {
+		t.Fatal(err)
+	}
+	s.Read(func(st *State) {
+		if len(st.Users) != 1 || st.Users["guest"].Name != "guest" || len(st.VHosts) != 1 || len(st.Permissions) != 1 {
+			t.Fatalf("after two boots: users %v vhosts %v permissions %v", st.Users, st.VHosts, st.Permissions)
+		}
+	})
+	if len(seen) != 3 || seen[0] != OpAddVHost || seen[1] != OpPutUser || seen[2] != OpSetPermissions {
+		t.Fatalf("observers saw %v", seen)
+	}
+}

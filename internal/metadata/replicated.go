@@ -57,9 +57,15 @@ func (r *ReplicatedLog) bound() *Store {
 }
 
 // Start joins the consensus group; commands are applied from then on.
+// A log made without members is a node that joined an existing cluster
+// (warrenctl join_cluster): it starts its replica empty, or resumes it,
+// and learns the log and the membership from the group's leader.
 func (r *ReplicatedLog) Start() error {
 	if r.bound() == nil {
 		return fmt.Errorf("metadata: make the Store with this log before starting it")
+	}
+	if len(r.members) == 0 {
+		return r.host.JoinGroup(r.group, replicatedFSM{r})
 	}
 	return r.host.AddGroup(r.group, r.members, replicatedFSM{r})
 }

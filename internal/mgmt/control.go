@@ -145,6 +145,10 @@ func (s *Server) controlRoutes(rt *router) {
 	rt.handle("/api/warren/stop_app", s.controlOnly(methodNotAllowed))
 	rt.handle("POST /api/warren/start_app", s.controlOnly(s.startApp))
 	rt.handle("/api/warren/start_app", s.controlOnly(methodNotAllowed))
+	for _, verb := range []string{"join_cluster", "reset", "forget_cluster_node"} { // membership.go
+		rt.handle("POST /api/warren/"+verb, s.controlOnly(func(u user, r *http.Request) (int, any, error) { return s.membership(r, verb) }))
+		rt.handle("/api/warren/"+verb, s.controlOnly(methodNotAllowed))
+	}
 	rt.handle("/api/warren/vm_memory_high_watermark", s.controlOnly(s.setMemoryHighWatermark))
 	rt.handle("/api/warren/disk_free_limit", s.controlOnly(s.setDiskFreeLimit))
 	rt.handle("POST /api/warren/authenticate_user", s.controlOnly(s.authenticateUser))
@@ -194,8 +198,14 @@ func (s *Server) stopApp(u user, r *http.Request) (int, any, error) {
 }
 
 func (s *Server) startApp(u user, r *http.Request) (int, any, error) {
+	restarting := s.b.RestartPending()
 	if err := s.b.StartApp(); err != nil {
 		return 0, nil, errStatus(500, "%v", err)
+	}
+	if restarting {
+		// a membership change: the broker restarts from its data
+		// directory; warrenctl waits for it
+		return 200, map[string]any{"restarting": true}, nil
 	}
 	return 204, nil, nil
 }

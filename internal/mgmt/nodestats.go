@@ -179,6 +179,9 @@ func (s *Server) listeners() []any {
 	s.lmu.Lock()
 	ls = append(ls, s.httpListeners...)
 	s.lmu.Unlock()
+	if a := s.b.DistAddr(); a != nil {
+		ls = append(ls, listener{"clustering", a})
+	}
 	out := []any{}
 	for _, l := range ls {
 		host, port := splitHostPort(l.addr.String())

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/warrenmq/warren/internal/metadata"
+	"github.com/warrenmq/warren/internal/vhost"
 )
 
 // policyRoutes: /api/policies, /api/policies/{vhost} and
@@ -119,51 +120,14 @@ func (s *Server) deletePolicy(u user, r *http.Request) (int, any, error) {
 
 // ValidatePolicy checks a policy definition as RabbitMQ does.
 func ValidatePolicy(def map[string]any) error {
+	if err := vhost.ValidateHAPolicy(def); err != nil {
+		return fmt.Errorf("Validation failed\n\n%w", err)
+	}
 	var unknown []string
 	for k, v := range def {
 		switch k {
-		case "ha-mode":
-			m, _ := v.(string)
-			if m != "all" && m != "exactly" && m != "nodes" {
-				return fmt.Errorf("ha-mode %q is not one of all, exactly, nodes", fmt.Sprint(v))
-			}
-			switch m {
-			case "exactly":
-				n, ok := v2int(def["ha-params"])
-				if !ok || n < 1 {
-					return fmt.Errorf("ha-params must be a positive integer for ha-mode exactly, got %v", def["ha-params"])
-				}
-			case "nodes":
-				l, ok := def["ha-params"].([]any)
-				if !ok || len(l) == 0 {
-					return fmt.Errorf("ha-params must be a non-empty list of node names for ha-mode nodes")
-				}
-				for _, x := range l {
-					if _, ok := x.(string); !ok {
-						return fmt.Errorf("ha-params node names must be strings, got %v", x)
-					}
-				}
-			case "all":
-				if _, ok := def["ha-params"]; ok {
-					return fmt.Errorf("ha-params cannot be used with ha-mode all")
-				}
-			}
-		case "ha-params":
-			if _, ok := def["ha-mode"]; !ok {
-				return fmt.Errorf("ha-params requires ha-mode")
-			}
-		case "ha-sync-mode":
-			if v != "automatic" && v != "manual" {
-				return fmt.Errorf("ha-sync-mode %v is not automatic or manual", v)
-			}
-		case "ha-promote-on-shutdown", "ha-promote-on-failure":
-			if v != "always" && v != "when-synced" {
-				return fmt.Errorf("%s %v is not always or when-synced", k, v)
-			}
-		case "ha-sync-batch-size":
-			if n, ok := v2int(v); !ok || n < 1 {
-				return fmt.Errorf("ha-sync-batch-size must be a positive integer")
-			}
+		case "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure", "ha-sync-batch-size":
+			// checked by vhost.ValidateHAPolicy above
 		case "message-ttl", "max-length", "max-length-bytes", "delivery-limit":
 			if n, ok := v2int(v); !ok || n < 0 {
 				return fmt.Errorf("%s must be a non-negative integer, got %v", k, v)

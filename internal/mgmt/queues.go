@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/warrenmq/warren/internal/amqp"
@@ -180,10 +181,17 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 			node = home // its figures live there (not gathered across nodes yet)
 		}
 	}
-	return map[string]any{
+	qtype := "classic"
+	var def metadata.Queue
+	s.b.Metadata().Read(func(st *metadata.State) { def = st.Queues[[2]string{vh, c.Name}] })
+	rs, replicated := s.b.Replica(def)
+	if metadata.IsQuorumQueue(c.Args) {
+		qtype = "quorum"
+	}
+	out := map[string]any{
 		"policy": policyName, "operator_policy": nil,
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
-		"arguments": args, "node": node, "state": "running", "type": "classic",
+		"arguments": args, "node": node, "state": "running", "type": qtype,
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
 		"consumers": consumers, "message_bytes_ready": readyBytes, "effective_policy_definition": policy,
 		// RabbitMQ's classic-queue paging figures
@@ -191,6 +199,40 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 		"messages_paged_out": ready - ram, "message_bytes_paged_out": int64(readyBytes) - ramBytes,
 		"message_stats": map[string]any{"publish": st.Published, "deliver_get": st.Delivered, "ack": st.Acked, "redeliver": st.Redelivered},
 	}
+	if replicated {
+		// RabbitMQ's quorum queue fields: the leader is the queue's node
+		if rs.Leader != "" {
+			out["leader"], out["node"] = rs.Leader, rs.Leader
+		} else {
+			out["leader"] = nil
+		}
+		out["members"], out["online"] = nodeList(rs.Members), nodeList(rs.Online)
+		if qtype == "classic" {
+			// a classic queue mirrored by an ha-mode policy: RabbitMQ's
+			// mirroring fields. A member counts as synchronised while it
+			// is online (Raft brings a returning member up to date before
+			// it can vote; per-member progress is not exposed yet).
+			var slaves, synced []string
+			for _, m := range rs.Members {
+				if m == rs.Leader {
+					continue
+				}
+				slaves = append(slaves, m)
+				if slices.Contains(rs.Online, m) {
+					synced = append(synced, m)
+				}
+			}
+			out["slave_nodes"], out["synchronised_slave_nodes"] = nodeList(slaves), nodeList(synced)
+		}
+	}
+	return out
+}
+
+func nodeList(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // getMessages serves POST /api/queues/{vhost}/{name}/get.

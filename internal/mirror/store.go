@@ -37,6 +37,7 @@ const (
 	cmdRemove    = 'R'
 	cmdDelivered = 'D'
 	cmdBarrier   = 'B'
+	cmdReady     = 'Y'
 )
 
 // A reference is the proposing node's sequence number shifted left by
@@ -62,6 +63,15 @@ type Store struct {
 	maxSeq  uint64             // highest sequence seen in any reference
 	pending map[uint64]*record // proposed here, not applied yet
 	gone    map[uint64]bool    // removed here, removal not applied yet
+	// early: removals applied before their enqueue (the enqueue's
+	// proposal was retried after the removal's, or forwarded on another
+	// path): the enqueue, when it comes, is ignored instead of
+	// resurrecting the message. Bounded (oldest forgotten first).
+	early     map[uint64]bool
+	earlyFIFO []uint64
+	// ready: a MarkReady committed (a queue moved into the group by a
+	// policy is complete)
+	ready bool
 	// confirms: references proposed here wait until they and every
 	// earlier one are applied (durable) or one of them failed
 	inflight []uint64 // ascending
@@ -94,7 +104,7 @@ func Open(h *consensus.Host, node, gid uint64, members []uint64) (*Store, error)
 	if node >= 1<<refNodeBits {
 		return nil, fmt.Errorf("mirror: node id %d too large", node)
 	}
-	s := &Store{host: h, gid: gid, node: node, msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}}
+	s := &Store{host: h, gid: gid, node: node, msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}, early: map[uint64]bool{}}
 	if err := h.AddGroup(gid, members, fsm{s}); err != nil {
 		return nil, err
 	}
@@ -233,6 +243,21 @@ func (s *Store) Barrier(ctx context.Context) error {
 	return nil
 }
 
+// MarkReady commits the marker that the group holds a complete queue: the
+// node moving an existing queue into a new group commits it once every
+// message is in, and no member serves the queue before (Ready).
+func (s *Store) MarkReady(ctx context.Context) error {
+	_, err := s.host.Propose(ctx, s.gid, []byte{cmdReady})
+	return err
+}
+
+// Ready reports whether a MarkReady has been applied here.
+func (s *Store) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
 // Recovered returns the queue as the group committed it, in order, to
 // rebuild it on this node after a failover (call Barrier first).
 func (s *Store) Recovered() []queue.Recovered {
@@ -274,14 +299,21 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 	defer s.mu.Unlock()
 	switch cmd[0] {
 	case cmdBarrier:
+	case cmdReady:
+		s.ready = true
 	case cmdEnqueue:
 		ref, rec, err := decodeEnqueue(cmd[1:])
 		if err != nil {
 			return err
 		}
-		s.msgs[ref] = rec
 		delete(s.pending, ref)
 		s.maxSeq = max(s.maxSeq, ref>>refNodeBits)
+		if s.early[ref] {
+			// removed before it was enqueued: it left the queue already
+			delete(s.early, ref)
+			return nil
+		}
+		s.msgs[ref] = rec
 	case cmdRemove, cmdDelivered:
 		refs, err := decodeRefs(cmd[1:])
 		if err != nil {
@@ -289,6 +321,9 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 		}
 		for _, r := range refs {
 			if cmd[0] == cmdRemove {
+				if _, ok := s.msgs[r]; !ok {
+					s.addEarly(r)
+				}
 				delete(s.msgs, r)
 				delete(s.gone, r)
 			} else if rec := s.msgs[r]; rec != nil {
@@ -301,7 +336,26 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 	return nil
 }
 
-// Snapshot encodes every message of the replica, in order.
+// maxEarly bounds the removals remembered ahead of their enqueue (a
+// removal of a message that never committed stays there until pushed
+// out).
+const maxEarly = 1 << 16
+
+// addEarly remembers a removal applied before its enqueue (s.mu held).
+func (s *Store) addEarly(r uint64) {
+	if s.early[r] {
+		return
+	}
+	s.early[r] = true
+	s.earlyFIFO = append(s.earlyFIFO, r)
+	for len(s.earlyFIFO) > maxEarly {
+		delete(s.early, s.earlyFIFO[0])
+		s.earlyFIFO = s.earlyFIFO[1:]
+	}
+}
+
+// Snapshot encodes every message of the replica, in order, then the
+// removals applied ahead of their enqueue.
 func (f fsm) Snapshot() ([]byte, error) {
 	s := f.s
 	s.mu.Lock()
@@ -313,13 +367,27 @@ func (f fsm) Snapshot() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(e)))
 		b = append(b, e...)
 	}
+	if s.ready {
+		b = binary.AppendUvarint(b, 1)
+		b = append(b, cmdReady)
+	}
+	for _, r := range s.earlyFIFO {
+		if s.early[r] {
+			e := encodeRefs(cmdRemove, []uint64{r})
+			b = binary.AppendUvarint(b, uint64(len(e)))
+			b = append(b, e...)
+		}
+	}
 	return b, nil
 }
 
 // Restore replaces the replica with a snapshot's messages.
 func (f fsm) Restore(b []byte) error {
 	msgs := map[uint64]*record{}
+	early := map[uint64]bool{}
+	var earlyFIFO []uint64
 	var maxSeq uint64
+	ready := false
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
@@ -327,6 +395,23 @@ func (f fsm) Restore(b []byte) error {
 		}
 		e := b[k : k+int(n)]
 		b = b[k+int(n):]
+		if len(e) == 1 && e[0] == cmdReady {
+			ready = true
+			continue
+		}
+		if len(e) > 0 && e[0] == cmdRemove {
+			refs, err := decodeRefs(e[1:])
+			if err != nil {
+				return err
+			}
+			for _, r := range refs {
+				if !early[r] {
+					early[r] = true
+					earlyFIFO = append(earlyFIFO, r)
+				}
+			}
+			continue
+		}
 		if len(e) == 0 || e[0] != cmdEnqueue {
 			return errors.New("mirror: bad snapshot record")
 		}
@@ -340,6 +425,8 @@ func (f fsm) Restore(b []byte) error {
 	s := f.s
 	s.mu.Lock()
 	s.msgs = msgs
+	s.early, s.earlyFIFO = early, earlyFIFO
+	s.ready = ready
 	s.maxSeq = max(s.maxSeq, maxSeq)
 	s.mu.Unlock()
 	return nil

@@ -229,3 +229,36 @@ func TestCommandCodec(t *testing.T) {
 		t.Fatal("a truncated command decoded")
 	}
 }
+
+// TestRemoveBeforeEnqueueDoesNotResurrect applies a message's removal
+// before its enqueue (the order a retried enqueue proposal can commit
+// in): the message stays gone, in the replica and across a snapshot.
+func TestRemoveBeforeEnqueueDoesNotResurrect(t *testing.T) {
+	s := &Store{msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}, early: map[uint64]bool{}}
+	f := fsm{s}
+	ref := uint64(1)<<refNodeBits | 1
+	ref2 := uint64(2)<<refNodeBits | 1
+	if err, _ := f.Apply(1, encodeRefs(cmdRemove, []uint64{ref})).(error); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*Store{s, {msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, early: map[uint64]bool{}}} {
+		g := fsm{st}
+		if st != s {
+			if err := g.Restore(snap); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range []uint64{ref, ref2} {
+			if err, _ := g.Apply(2, encodeEnqueue(r, &record{msg: queue.Message{Body: []byte("x")}})).(error); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := st.Recovered(); len(got) != 1 || got[0].Ref != ref2 {
+			t.Fatalf("replica holds %v, want only the message never removed (%d)", got, ref2)
+		}
+	}
+}

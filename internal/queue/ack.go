@@ -1,6 +1,10 @@
 package queue
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/warrenmq/warren/internal/amqp"
+)
 
 // Acknowledgements: ack, reject/nack (discard) and requeue of delivered messages.
 
@@ -57,6 +61,19 @@ func (q *Queue) Requeue(ids ...uint64) {
 			continue
 		}
 		delete(q.unacked, id)
+		if q.set.Quorum {
+			n := q.dcount[id] + 1
+			if q.set.DeliveryLimit >= 0 && int64(n) > q.set.DeliveryLimit {
+				delete(q.dcount, id)
+				q.queueDL(e, ReasonDeliveryLimit)
+				continue
+			}
+			if q.dcount == nil {
+				q.dcount = map[uint64]int32{}
+			}
+			q.dcount[id] = n
+			e.msg = withDeliveryCount(e.msg, n)
+		}
 		e.redelivered = true
 		p := int(e.prio)
 		q.levels[p].returned = append(q.levels[p].returned, e)
@@ -78,4 +95,30 @@ func (q *Queue) Requeue(ids ...uint64) {
 	dls := q.takeDL()
 	q.mu.Unlock()
 	q.deadLetter(dls)
+}
+
+// withDeliveryCount returns m with the x-delivery-count header RabbitMQ's
+// quorum queues put on a message returned n times (a long, 'l'). m itself
+// is shared with other queues and stays as it is.
+func withDeliveryCount(m *Message, n int32) *Message {
+	if m == nil {
+		return nil
+	}
+	p, err := amqp.DecodeProperties(m.Props)
+	if err != nil {
+		return m
+	}
+	h := make(amqp.Table, len(p.Headers)+1)
+	for k, v := range p.Headers {
+		h[k] = v
+	}
+	h["x-delivery-count"] = int64(n)
+	p.Headers = h
+	props, err := p.Append(nil)
+	if err != nil {
+		return m
+	}
+	c := *m
+	c.Props = props
+	return &c
 }

@@ -7,6 +7,9 @@ const (
 	ReasonRejected = "rejected"
 	ReasonExpired  = "expired"
 	ReasonMaxLen   = "maxlen"
+	// ReasonDeliveryLimit: a quorum queue's message was returned more
+	// often than x-delivery-limit allows.
+	ReasonDeliveryLimit = "delivery_limit"
 )
 
 // DeadLetter is a message leaving the queue for its dead-letter exchange.

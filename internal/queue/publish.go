@@ -29,7 +29,7 @@ const (
 // persistent message in a durable queue it also returns the store reference
 // a publisher confirm must wait for (0 when there is nothing to wait for).
 func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
-	persist := m.Persistent && q.cfg.Store != nil
+	persist := (m.Persistent || q.cfg.PersistAll) && q.cfg.Store != nil
 	if persist {
 		q.storeMu.Lock() // the store's order of enqueues is the queue's
 	}
@@ -38,6 +38,9 @@ func (q *Queue) Publish(m *Message) (PublishResult, uint64) {
 		q.storeMu.Unlock()
 	}
 	q.deadLetter(dls)
+	if _, sync := q.cfg.Store.(SyncStore); sync {
+		ref = 0 // durable already: nothing for a confirm to wait for
+	}
 	return res, ref
 }
 
@@ -47,7 +50,16 @@ func (q *Queue) publish(m *Message, persist bool) (PublishResult, uint64, []Dead
 		q.mu.Unlock()
 		return Dropped, 0, nil
 	}
+	if q.sealed {
+		q.mu.Unlock()
+		return Rejected, 0, nil
+	}
 	q.stats.Published++
+	if q.set.Quorum {
+		// every delivery of a quorum queue's message says how often it
+		// was returned, the first one 0 (RabbitMQ 3.10)
+		m = withDeliveryCount(m, 0)
+	}
 	// reject-publish refuses the newcomer when the queue is full.
 	if (q.set.Overflow == RejectPublish || q.set.Overflow == RejectPublishDLX) && q.full(m.Size()) {
 		if q.set.Overflow == RejectPublishDLX {

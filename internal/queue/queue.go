@@ -92,6 +92,9 @@ type Config struct {
 	// Memory is the node-wide budget for message bodies held in memory by
 	// queues (nil: no limit, nothing is paged out).
 	Memory *Memory
+	// PersistAll stores every message in Store, persistent or not (a
+	// replicated queue: RabbitMQ's quorum queues keep every message).
+	PersistAll bool
 }
 
 // entry is a message in the queue. msg is nil while the body is paged
@@ -146,6 +149,7 @@ type Queue struct {
 	rr          int
 	hadConsumer bool
 	deleted     bool
+	sealed      bool // Seal: publishes are refused (nacked)
 
 	nextExpiry int64 // earliest expiresAt among ready messages (0 none)
 	ttlTimer   *time.Timer
@@ -167,6 +171,10 @@ type Queue struct {
 	OnExpire func(q *Queue)
 	// OnDeadLetter routes dead-lettered messages to their exchange.
 	OnDeadLetter func(q *Queue, dls []DeadLetter)
+
+	// dcount counts the returns of messages that came back to the queue
+	// (quorum queues only; by message id, sparse).
+	dcount map[uint64]int32
 
 	stats Stats
 }

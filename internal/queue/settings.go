@@ -21,13 +21,20 @@ type Settings struct {
 	// RabbitMQ, messages past the head of the queue go to disk at once,
 	// not only under memory pressure.
 	Lazy bool
+	// Quorum is x-queue-type quorum: redelivered messages carry the
+	// x-delivery-count header and DeliveryLimit applies.
+	Quorum bool
+	// DeliveryLimit is x-delivery-limit (or the delivery-limit policy
+	// key) of a quorum queue: a message returned more often is
+	// dead-lettered with reason delivery_limit (-1: no limit).
+	DeliveryLimit int64
 }
 
 // EffectiveSettings merges queue arguments with a policy definition the way
 // RabbitMQ does: arguments win, except max-length and max-length-bytes
 // where the lower value wins.
 func EffectiveSettings(args, policy map[string]any) Settings {
-	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead}
+	s := Settings{MessageTTL: -1, MaxLength: -1, MaxBytes: -1, Overflow: DropHead, DeliveryLimit: -1}
 	pick := func(argKey, polKey string) (any, bool) {
 		if v, ok := args[argKey]; ok {
 			return v, true
@@ -79,6 +86,19 @@ func EffectiveSettings(args, policy map[string]any) Settings {
 	}
 	if v, ok := pick("x-queue-mode", "queue-mode"); ok {
 		s.Lazy = v == "lazy"
+	}
+	if t, _ := args["x-queue-type"].(string); t == "quorum" {
+		s.Quorum = true
+		if v, ok := pick("x-delivery-limit", "delivery-limit"); ok {
+			if n, ok := amqp.IntValue(v); ok && n >= 0 {
+				s.DeliveryLimit = n
+			}
+		}
+		if s.Overflow == RejectPublishDLX {
+			// not a quorum queue's overflow in RabbitMQ 3.10, which
+			// falls back to drop-head
+			s.Overflow = DropHead
+		}
 	}
 	return s
 }

@@ -18,8 +18,19 @@ type Store interface {
 	Load(refs []uint64, fn func(i int, m *Message)) error
 }
 
+// SyncStore is a Store whose Enqueue returns only once the message is
+// durable (a replicated store that waits for a majority): a publisher
+// confirm then has no store position to wait for.
+type SyncStore interface {
+	Store
+	EnqueueIsDurable()
+}
+
 // forget notes that e left the queue for good.
 func (q *Queue) forget(e entry) {
+	if q.dcount != nil {
+		delete(q.dcount, e.id)
+	}
 	switch {
 	case e.ref == 0:
 	case e.paged:

@@ -3,6 +3,7 @@ package vhost
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/warrenmq/warren/internal/amqp"
 )
@@ -46,11 +47,34 @@ func notInteger(v any) string {
 	return fmt.Sprintf("\"expected integer, got %s\"", typeName(v))
 }
 
+// quorumArgs are the queue arguments RabbitMQ 3.10 accepts on a quorum
+// queue (rabbit_quorum_queue:capabilities/0, queue_arguments); any other
+// x- argument is refused.
+var quorumArgs = map[string]bool{
+	"x-dead-letter-exchange": true, "x-dead-letter-routing-key": true, "x-dead-letter-strategy": true,
+	"x-expires": true, "x-max-length": true, "x-max-length-bytes": true, "x-max-in-memory-length": true,
+	"x-max-in-memory-bytes": true, "x-overflow": true, "x-single-active-consumer": true, "x-queue-type": true,
+	"x-quorum-initial-group-size": true, "x-delivery-limit": true, "x-message-ttl": true, "x-queue-leader-locator": true,
+}
+
+// IsQuorum reports whether queue arguments declare a quorum queue.
+func IsQuorum(args map[string]any) bool {
+	t, _ := args["x-queue-type"].(string)
+	return t == "quorum"
+}
+
 // validateQueueArgs checks x-arguments as RabbitMQ 3.10 does for classic
-// queues; a bad type or value is 406 PRECONDITION_FAILED.
+// queues; a bad type or value is 406 PRECONDITION_FAILED. m is the
+// queue.declare when there is one: a quorum queue's properties are then
+// checked too.
 func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 	bad := func(k, why string) error {
 		return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q, vh, why)
+	}
+	if IsQuorum(args) {
+		if err := validateQuorum(args, q, vh, m); err != nil {
+			return err
+		}
 	}
 	if t, ok := args["x-queue-type"]; !ok || t == "classic" {
 		// arguments of other queue types (rabbit_amqqueue:
@@ -137,9 +161,7 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 		case "x-queue-type":
 			s, _ := v.(string)
 			switch s {
-			case "classic":
-			case "quorum":
-				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "quorum queues are not available in Warren yet (they come with replicated queues): declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none; durable keeps persistent messages on disk)", q, vh)
+			case "classic", "quorum":
 			case "stream":
 				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "stream queues are not supported by Warren: declare queue '%s' in vhost '%s' as a classic queue (x-queue-type 'classic' or none)", q, vh)
 			default:
@@ -147,6 +169,70 @@ func validateQueueArgs(args amqp.Table, q, vh string, m amqp.Method) error {
 					return bad(k, "{unacceptable_type,"+typeName(v)+"}")
 				}
 				return bad(k, fmt.Sprintf("\"unsupported queue type '%s'\"", s))
+			}
+		}
+	}
+	return nil
+}
+
+// validateQuorum checks a quorum queue's declaration as RabbitMQ 3.10
+// does: arguments of other queue types first (rabbit_amqqueue's
+// check_arguments against the type's capabilities), then the properties
+// a quorum queue cannot have, in rabbit_queue_type_util's order
+// (auto-delete, exclusive, non-durable), then its own arguments' values.
+func validateQuorum(args amqp.Table, q, vh string, m amqp.Method) error {
+	for _, k := range sortedKeys(args) {
+		if strings.HasPrefix(k, "x-") && !quorumArgs[k] && (equivalenceArgs[k] || notClassicArgs[k] || k == "x-queue-version") {
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s' of queue type rabbit_quorum_queue", k, q, vh)
+		}
+	}
+	if d, ok := m.(*amqp.QueueDeclare); ok {
+		prop := ""
+		switch {
+		case d.AutoDelete:
+			prop = "auto-delete"
+		case d.Exclusive:
+			prop = "exclusive-owner"
+		case !d.Durable:
+			prop = "non-durable"
+		}
+		if prop != "" {
+			return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid property '%s' for queue '%s' in vhost '%s'", prop, q, vh)
+		}
+	}
+	for _, k := range sortedKeys(args) {
+		v := args[k]
+		switch k {
+		case "x-max-in-memory-length", "x-max-in-memory-bytes":
+			// x-delivery-limit is not checked (RabbitMQ 3.10 takes any
+			// value; one that is not a non-negative integer means none)
+			n, ok := amqp.IntValue(v)
+			if !ok {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q, vh, notInteger(v))
+			}
+			if n < 0 {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': {value_negative,%d}", k, q, vh, n)
+			}
+		case "x-quorum-initial-group-size":
+			n, ok := amqp.IntValue(v)
+			if !ok {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': %s", k, q, vh, notInteger(v))
+			}
+			if n < 0 {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': {value_negative,%d}", k, q, vh, n)
+			}
+			if n == 0 {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': {value_zero,%d}", k, q, vh, n)
+			}
+		case "x-dead-letter-strategy":
+			s, isStr := v.(string)
+			if !isStr || (s != "at-most-once" && s != "at-least-once") {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': invalid_dlx_strategy", k, q, vh)
+			}
+		case "x-queue-leader-locator":
+			s, isStr := v.(string)
+			if !isStr || (s != "client-local" && s != "balanced") {
+				return amqp.NewError(amqp.PreconditionFailed, m.ClassID(), m.MethodID(), "invalid arg '%s' for queue '%s' in vhost '%s': invalid_queue_locator_arg", k, q, vh)
 			}
 		}
 	}

@@ -1,9 +1,11 @@
 package vhost
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/warrenmq/warren/internal/amqp"
 
@@ -136,4 +138,70 @@ func erlTerm(v any) string {
 		return fmt.Sprint(n)
 	}
 	return fmt.Sprint(v)
+}
+
+// ValidateHAPolicy checks the mirroring keys of a policy definition
+// (ha-mode, ha-params, ha-sync-mode, ha-promote-on-shutdown,
+// ha-promote-on-failure, ha-sync-batch-size) as RabbitMQ 3.10 does
+// (rabbit_mirror_queue_misc:validate_policy), with its messages.
+func ValidateHAPolicy(def map[string]any) error {
+	mode, hasMode := def["ha-mode"]
+	if !hasMode {
+		for _, k := range []string{"ha-params", "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure", "ha-sync-batch-size"} {
+			if _, ok := def[k]; ok {
+				return errors.New("ha-mode must be specified to specify ha-params, ha-sync-mode or ha-promote-on-shutdown")
+			}
+		}
+		return nil
+	}
+	params, hasParams := def["ha-params"]
+	switch mode {
+	case "all":
+		if hasParams {
+			return errors.New(`ha-mode="all" does not take parameters`)
+		}
+	case "exactly":
+		if !hasParams {
+			return errors.New(`ha-mode="exactly" takes an integer, none given`)
+		}
+		if n, ok := amqp.IntValue(params); !ok || n < 1 {
+			return fmt.Errorf(`ha-mode="exactly" takes an integer, %s given`, erlTerm(params))
+		}
+	case "nodes":
+		if !hasParams {
+			return errors.New(`ha-mode="nodes" takes a list, none given`)
+		}
+		l, ok := params.([]any)
+		if !ok {
+			return fmt.Errorf(`ha-mode="nodes" takes a list, %s given`, erlTerm(params))
+		}
+		if len(l) == 0 {
+			return errors.New(`ha-mode="nodes" list must be non-empty`)
+		}
+		var bad []string
+		for _, x := range l {
+			if _, ok := x.(string); !ok {
+				bad = append(bad, erlTerm(x))
+			}
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf(`ha-mode="nodes" takes a list of strings, [%s] was not a string`, strings.Join(bad, ","))
+		}
+	default:
+		return fmt.Errorf("%s is not a valid ha-mode value", erlTerm(mode))
+	}
+	if v, ok := def["ha-sync-mode"]; ok && v != "manual" && v != "automatic" {
+		return fmt.Errorf(`ha-sync-mode must be "manual" or "automatic", got %s`, erlTerm(v))
+	}
+	for _, k := range []string{"ha-promote-on-shutdown", "ha-promote-on-failure"} {
+		if v, ok := def[k]; ok && v != "always" && v != "when-synced" {
+			return fmt.Errorf(`%s must be "always" or "when-synced", got %s`, k, erlTerm(v))
+		}
+	}
+	if v, ok := def["ha-sync-batch-size"]; ok {
+		if n, isInt := amqp.IntValue(v); !isInt || n < 1 {
+			return fmt.Errorf("ha-sync-batch-size takes an integer greater than 0, %s given", erlTerm(v))
+		}
+	}
+	return nil
 }

@@ -86,14 +86,43 @@ type VHost struct {
 
 	// node is this node's name in a cluster ("" standalone). A queue
 	// whose definition names another home node is kept here as a
-	// definition only: publishing to it, consuming from it, getting and
-	// purging are refused (forwarding between nodes is not built yet),
-	// so its messages are never split between nodes.
+	// definition (for routing) that never holds a message: publishing to
+	// it, consuming from it, getting and purging go to its home through
+	// fwd (internal/forward).
 	node   string
 	remote sync.Map  // *queue.Queue → its home node's name
 	fwd    Forwarder // reaches other nodes' queues (nil: refused)
 	placer Placer    // picks new queues' homes (nil: this node)
+
+	// replicated gives the store of a replicated queue (a definition with
+	// a consensus group) whose home is this node (SetReplicated).
+	replicated func(d metadata.Queue) (queue.Store, error)
 }
+
+// SetReplicated sets where replicated queues (quorum queues) keep their
+// messages: fn returns this node's replica of the queue's consensus
+// group. Call before the first command is applied.
+func (v *VHost) SetReplicated(fn func(d metadata.Queue) (queue.Store, error)) { v.replicated = fn }
+
+// replicatedStore is d's store, or one refusing every message when the
+// replica could not be started (publishes are nacked, never dropped
+// silently).
+func (v *VHost) replicatedStore(d metadata.Queue) queue.Store {
+	st, err := v.replicated(d)
+	if err != nil {
+		v.log.Error("a replicated queue's replica could not start: publishes to it are refused; fix the cause and restart the node", "queue", d.Name, "err", err)
+		return refusingStore{err}
+	}
+	return st
+}
+
+// refusingStore refuses every message with err.
+type refusingStore struct{ err error }
+
+func (s refusingStore) Enqueue(string, *queue.Message, int64) (uint64, error) { return 0, s.err }
+func (refusingStore) Remove(string, []uint64)                                 {}
+func (refusingStore) Delivered(string, []uint64)                              {}
+func (s refusingStore) Load([]uint64, func(int, *queue.Message)) error        { return s.err }
 
 // SetNode makes the vhost part of clustered node name: queues it declares
 // record name as their home. Call before the first command is applied.
@@ -182,8 +211,22 @@ func (v *VHost) Apply(c metadata.Command) {
 			if d.Durable {
 				st = v.store
 			}
-			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory})
-			if v.node != "" && d.Node != "" && d.Node != v.node {
+			local := v.node == "" || d.Node == "" || d.Node == v.node
+			replicated := d.Group != 0 && local && v.replicated != nil && v.node == ""
+			if replicated {
+				st = v.replicatedStore(*d)
+			}
+			// a clustered node's replicated queue starts as a definition
+			// only, like another node's queue: it becomes live on the node
+			// leading its group (SetReplicatedHome)
+			clusteredReplica := d.Group != 0 && v.node != ""
+			if clusteredReplica {
+				st = nil
+			}
+			q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Owner: d.Owner, Args: d.Arguments, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory, PersistAll: replicated})
+			if clusteredReplica {
+				v.remote.Store(q, NoLeaderYet)
+			} else if v.node != "" && d.Node != "" && d.Node != v.node {
 				// another node's queue: its home decides expiry and
 				// auto-delete, this copy never holds a message
 				v.remote.Store(q, d.Node)
