@@ -33,8 +33,8 @@ compat:
 # namespaces, built from deploy/examples, every fault with a client
 # workload, a table; non-zero exit when a confirmed message was lost.
 # Needs root. STACK=rabbitmq for RabbitMQ 3.10 + HAProxy + keepalived,
-# STACK=warren,rabbitmq for both side by side. HALAB_CLUSTER=1 clusters
-# Warren's nodes from warren.conf (off until queue forwarding lands).
+# STACK=warren,rabbitmq for both side by side. Warren's nodes are clustered
+# from warren.conf; HALAB_CLUSTER=0 runs them as independent nodes instead.
 # halab-long: every fault N times (default 3) with random timing, then
 # medians and worst cases per fault and per stack (hours; for the README).
 STACK ?= warren

@@ -1,7 +1,7 @@
 #!/bin/sh
 # make halab [STACK=warren|rabbitmq|warren,rabbitmq]: the whole fault list,
 # a table, exit non-zero when a confirmed message was lost. make halab-long
-# sets HALAB_REPEAT (runs per fault) and HALAB_TIMEOUT; HALAB_CLUSTER=1,
+# sets HALAB_REPEAT (runs per fault) and HALAB_TIMEOUT; HALAB_CLUSTER=0,
 # HALAB_SEED and HALAB_FAULTS pass through the environment. The test binary is built once
 # and run directly so SIGINT/SIGTERM reach it: it tears its labs down (only
 # its own namespaces and processes) before exiting.
