@@ -226,3 +226,47 @@ func TestHAPolicyMovesQueueInCluster(t *testing.T) {
 		t.Fatalf("the moved queue on %s after %s was lost holds %v, want %v", next, home, got, want)
 	}
 }
+
+// A publish forwarded to a replicated queue's leader by a member whose
+// vote the commit needs (a group of two) is confirmed: the leader's node
+// serves forwarded requests off the inter-node link's reader, through
+// which that vote arrives (it waited there once, and nacked after the
+// timeout).
+func TestForwardedPublishNeedsTheForwardersVote(t *testing.T) {
+	c := newTestCluster(t)
+	startCluster(t, c)
+	ch := channel(t, dial(t, c.url(0)))
+	if _, err := ch.QueueDeclare("pair", true, false, false, false, amqp091.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": int64(2)}); err != nil {
+		t.Fatal(err)
+	}
+	var def metadata.Queue
+	c.node(0).Metadata().Read(func(s *metadata.State) { def = s.Queues[[2]string{"/", "pair"}] })
+	if len(def.Members) != 2 {
+		t.Fatalf("members %v, want 2", def.Members)
+	}
+	home := replHome(t, c, 0, "pair")
+	follower := -1
+	for _, m := range def.Members {
+		if m != home {
+			follower = indexOf(m)
+		}
+	}
+	waitUntil(t, "the follower to see the leader", func() bool {
+		h, _ := c.node(follower).QueueHome("/", "pair")
+		return h == home
+	})
+	pch := channel(t, dial(t, c.url(follower)))
+	if err := pch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		dc, err := pch.PublishWithDeferredConfirmWithContext(context.Background(), "", "pair", false, false, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp091.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := dc.WaitContext(ctxTimeout(t, 30*time.Second))
+		if err != nil || !ok {
+			t.Fatalf("publish %d through the follower %s: acked=%v %v", i, c.node(follower).NodeName(), ok, err)
+		}
+	}
+}

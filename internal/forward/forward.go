@@ -241,7 +241,7 @@ func (f *Forwarder) handle(peer uint64, p []byte) {
 	}
 	switch op {
 	case opPublish, opConsume, opCancel, opCredit, opAck, opDiscard, opRequeue, opGet, opPurge, opCounts, opFigures, opReplyTo:
-		s.serve(op, id, d)
+		s.request(op, id, d)
 	case opPublished, opConsumeOk, opConsumeErr, opDeliver, opCancelled, opReply, opFiguresReply:
 		s.answer(op, id, d)
 	default:
@@ -265,7 +265,12 @@ type session struct {
 	calls     map[uint64]chan reply
 	consumers map[uint64]*remoteConsumer
 	handles   map[[2]string]*remoteQueue
-	// home role
+	// home role: requests wait in reqs for the session's worker, which
+	// serves them in arrival order off the link's reader (an enqueue into
+	// a replicated queue waits for its group, whose votes come through
+	// that same reader)
+	reqs      []request
+	reqWake   chan struct{}
 	proxies   map[uint64]*proxy
 	delivered map[*queue.Queue]map[uint64]struct{}
 }
@@ -290,6 +295,60 @@ func newSession(f *Forwarder, peer uint64) *session {
 		pubs: map[uint64]*pub{}, calls: map[uint64]chan reply{},
 		consumers: map[uint64]*remoteConsumer{}, handles: map[[2]string]*remoteQueue{},
 		proxies: map[uint64]*proxy{}, delivered: map[*queue.Queue]map[uint64]struct{}{},
+		reqWake: make(chan struct{}, 1),
+	}
+}
+
+// request is one frame from the peer to a queue of this node.
+type request struct {
+	op byte
+	id uint64
+	d  dec
+}
+
+// request queues a request for the worker, starting it on the first.
+// The volume is bounded by the peer: its publish window, its consumers'
+// credit and its waiting calls.
+func (s *session) request(op byte, id uint64, d *dec) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	start := s.reqs == nil
+	s.reqs = append(s.reqs, request{op, id, *d})
+	if start {
+		go s.work()
+	}
+	s.mu.Unlock()
+	select {
+	case s.reqWake <- struct{}{}:
+	default:
+	}
+}
+
+// work serves the peer's requests in order until the session ends.
+func (s *session) work() {
+	var batch []request
+	for {
+		s.mu.Lock()
+		if s.dead {
+			s.mu.Unlock()
+			return
+		}
+		batch, s.reqs = s.reqs, batch[:0]
+		if s.reqs == nil {
+			s.reqs = []request{} // non-nil: the worker runs
+		}
+		s.mu.Unlock()
+		for i := range batch {
+			r := &batch[i]
+			s.serve(r.op, r.id, &r.d)
+			*r = request{}
+		}
+		if len(batch) == 0 {
+			<-s.reqWake
+		}
 	}
 }
 
@@ -310,6 +369,10 @@ func (s *session) close() {
 	s.pubs, s.calls, s.consumers, s.proxies, s.delivered = nil, nil, nil, nil, nil
 	close(s.room)
 	s.mu.Unlock()
+	select {
+	case s.reqWake <- struct{}{}: // the worker sees the end
+	default:
+	}
 	// client role: nothing in flight to the peer will be answered
 	for _, p := range pubs {
 		p.p.Resolve(queue.Lost)
