@@ -218,11 +218,19 @@ func (b *Broker) recoverClustered() error {
 	cn.rlog.Timeout = DefaultQuorumTimeout
 	cn.rlog.Reachable = cn.reachable
 	b.meta = metadata.NewStore(cn.rlog)
-	names := make([]string, len(members))
-	for i, m := range members {
-		names[i] = m.Name
+	// where replicated queues are placed until the cluster has a member
+	// table (then the table: metadata.State.placementNodes): the
+	// configured founders, the same list on every node
+	var names []string
+	for _, m := range b.cfg.Members() {
+		if n, err := cluster.ParseNodeName(m.Name); err == nil {
+			names = append(names, n.String())
+		}
 	}
-	b.meta.SetNodes(names) // where replicated queues are placed
+	if len(names) == 0 && len(members) == 1 {
+		names = []string{members[0].Name} // a standalone node made a one-node cluster by a join
+	}
+	b.meta.SetNodes(names)
 	b.meta.Observe(b.recordDrops)
 	b.meta.Observe(b.apply)
 	b.meta.Observe(b.replicateObserved)

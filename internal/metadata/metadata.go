@@ -919,6 +919,21 @@ func (s *State) place(q Queue) Queue {
 	return q
 }
 
+// placementNodes are the nodes replicated queues are placed over: the
+// member table once the cluster has one (after its first membership
+// change: state, so every node agrees at every log position), else the
+// configured classic_config nodes (SetNodes).
+func (s *State) placementNodes() []string {
+	if len(s.Members) > 0 {
+		out := make([]string, 0, len(s.Members))
+		for n := range s.Members {
+			out = append(out, n)
+		}
+		return out
+	}
+	return slices.Clone(s.nodes)
+}
+
 // members chooses a replicated queue's nodes: its home (the declaring
 // node) first, then the other nodes in an order that starts at a place
 // derived from the queue's name (so that members spread over the nodes),
@@ -929,10 +944,10 @@ func (s *State) place(q Queue) Queue {
 //     ignored, as RabbitMQ does), the home first when listed; the home
 //     alone when none is known.
 func (s *State) members(q Queue, def map[string]any) []string {
-	if len(s.nodes) == 0 {
+	nodes := s.placementNodes()
+	if len(nodes) == 0 {
 		return nil // a standalone node: itself
 	}
-	nodes := slices.Clone(s.nodes)
 	slices.Sort(nodes)
 	home := q.Node
 	if !slices.Contains(nodes, home) {

@@ -387,3 +387,29 @@ func TestBootOnlyOnEmptyDefinitions(t *testing.T) {
 		t.Fatalf("observers saw %v", seen)
 	}
 }
+
+// TestPlacementFollowsTheMemberTable: once the cluster has a member table
+// (after a join), replicated queues are placed over it, whatever list a
+// node was configured with, so nodes configured differently (a node that
+// joined by command has no classic_config) agree.
+func TestPlacementFollowsTheMemberTable(t *testing.T) {
+	place := func(configured []string) []string {
+		s := NewStore(NewLocalLog())
+		s.SetNodes(configured)
+		for i, n := range []string{"a@h", "b@h", "c@h", "d@h"} {
+			if err := s.Propose(Command{Op: OpPutMember, Member: &Member{Name: n, ID: uint64(i + 1)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Propose(Command{Op: OpDeclareQueue, Queue: &Queue{VHost: "/", Name: "q", Durable: true, Node: "a@h", Arguments: map[string]any{"x-queue-type": "quorum"}}}); err != nil {
+			t.Fatal(err)
+		}
+		var m []string
+		s.Read(func(st *State) { m = st.Queues[[2]string{"/", "q"}].Members })
+		return m
+	}
+	a, b := place([]string{"a@h", "b@h", "c@h"}), place(nil)
+	if len(a) != 4 || !reflect.DeepEqual(a, b) {
+		t.Fatalf("members with the founders configured %v, without %v: want the same four", a, b)
+	}
+}
