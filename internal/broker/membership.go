@@ -705,7 +705,7 @@ func (b *Broker) removeMember(name string, mustBeDown bool) error {
 		return fmt.Errorf("%s cannot forget itself: run forget_cluster_node on another member, or reset on this one", name)
 	}
 	if mustBeDown && cn.link.Connected(entry.ID) {
-		return fmt.Errorf("node %s is running; stop it first (warrenctl -n %s stop_app, or stop warren-server there), or run reset on it to make it leave", name, name)
+		return fmt.Errorf("node %s is still connected to this one: stop its warren-server process first (systemctl stop warren-server on it; stop_app alone keeps it connected), or run reset on it to make it leave", name)
 	}
 	if err := b.confChange(false, entry.ID); err != nil {
 		up, of := cn.reachable()
