@@ -280,7 +280,8 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	if err != nil || !ok || string(msg.Body) != "one" || !msg.Redelivered {
 		t.Fatalf("get q1 through node 2 after a requeue: %v %v %q redelivered=%v", err, ok, msg.Body, msg.Redelivered)
 	}
-	// node 2's management API shows q1 on its home
+	// node 2's management API shows q1 on its home, with its home's
+	// figures (one message left, "two")
 	api2 := mgmt.New(c.node(1), "the-same-cookie", nil)
 	defer api2.Close()
 	req = httptest.NewRequest("GET", "/api/queues/%2F/q1", nil)
@@ -289,8 +290,11 @@ func TestClusterFormsFromClassicConfig(t *testing.T) {
 	rec = httptest.NewRecorder()
 	api2.ServeHTTP(rec, req)
 	var qj map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &qj); err != nil || qj["node"] != "n1@localhost" {
+	if err := json.Unmarshal(rec.Body.Bytes(), &qj); err != nil || qj["node"] != "n1@localhost" || qj["messages"] != float64(1) || qj["state"] != "running" {
 		t.Fatalf("/api/queues/%%2F/q1 on node 2: %d %s", rec.Code, rec.Body.String())
+	}
+	if st, _ := qj["message_stats"].(map[string]any); st["publish"] != float64(2) {
+		t.Fatalf("/api/queues/%%2F/q1 on node 2: message_stats %v, want the home's (2 published)", qj["message_stats"])
 	}
 	// declaring it again through node 2 is fine (the definition is shared)
 	ch2 = channel(t, dial(t, c.url(1)))

@@ -51,8 +51,9 @@ func (s *Server) inVHost(f apiFunc) apiFunc {
 // the path.
 func (s *Server) listQueues(u user, r *http.Request) (int, any, error) {
 	return s.listPerVHost(u, r, pathVHost(r), func(vn string, v *vhost.VHost) (items []map[string]any) {
+		fc := &figureCache{s: s, vh: vn}
 		for _, q := range v.Queues() {
-			items = append(items, s.queueJSON(vn, q))
+			items = append(items, s.queueJSON(vn, q, fc))
 		}
 		return items
 	})
@@ -67,7 +68,7 @@ func (s *Server) getQueue(u user, r *http.Request) (int, any, error) {
 	if q == nil {
 		return 0, nil, errStatus(404, "Object Not Found")
 	}
-	return 200, s.queueJSON(vh, q), nil
+	return 200, s.queueJSON(vh, q, &figureCache{s: s, vh: vh}), nil
 }
 
 func (s *Server) putQueue(u user, r *http.Request) (int, any, error) {
@@ -157,12 +158,44 @@ func (s *Server) queueGetNotAllowed(u user, r *http.Request) (int, any, error) {
 	return methodNotAllowed(u, r)
 }
 
-func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
+// figureCache fetches the figures of a vhost's queues from their homes,
+// once per home node for one answer.
+type figureCache struct {
+	s  *Server
+	vh string
+	m  map[string]map[string]queue.Figures // home → queue → figures
+	up map[string]bool
+}
+
+// get returns the figures of queue name at home (false: home down).
+func (fc *figureCache) get(home, name string) (queue.Figures, bool) {
+	if fc.m == nil {
+		fc.m, fc.up = map[string]map[string]queue.Figures{}, map[string]bool{}
+	}
+	if _, done := fc.up[home]; !done {
+		figs, err := fc.s.b.RemoteFigures(home, fc.vh)
+		fc.m[home], fc.up[home] = figs, err == nil
+	}
+	return fc.m[home][name], fc.up[home]
+}
+
+func (s *Server) queueJSON(vh string, q *queue.Queue, fc *figureCache) map[string]any {
 	c := q.Config()
-	ready, unacked, consumers := q.Counts()
-	ram, ramBytes := q.InMemory()
-	readyBytes := q.ReadyBytes()
-	st := q.Stats()
+	f := q.Figures()
+	state := "running"
+	if v := s.b.VHost(vh); v != nil && fc != nil {
+		if home, ok := v.RemoteHome(c.Name); ok {
+			// its figures live on its home
+			var up bool
+			if f, up = fc.get(home, c.Name); !up {
+				state = "down"
+			}
+		}
+	}
+	ready, unacked, consumers := f.Ready, f.Unacked, f.Consumers
+	ram, ramBytes := f.InMemory, f.InMemoryBytes
+	readyBytes := f.ReadyBytes
+	st := f.Stats
 	args := c.Args
 	if args == nil {
 		args = map[string]any{}
@@ -178,7 +211,7 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 			policyName = n
 		}
 		if home, ok := v.RemoteHome(c.Name); ok {
-			node = home // its figures live there (not gathered across nodes yet)
+			node = home
 		}
 	}
 	qtype := "classic"
@@ -191,7 +224,7 @@ func (s *Server) queueJSON(vh string, q *queue.Queue) map[string]any {
 	out := map[string]any{
 		"policy": policyName, "operator_policy": nil,
 		"name": c.Name, "vhost": vh, "durable": c.Durable, "auto_delete": c.AutoDelete, "exclusive": c.Exclusive,
-		"arguments": args, "node": node, "state": "running", "type": qtype,
+		"arguments": args, "node": node, "state": state, "type": qtype,
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
 		"consumers": consumers, "message_bytes_ready": readyBytes, "effective_policy_definition": policy,
 		// RabbitMQ's classic-queue paging figures
