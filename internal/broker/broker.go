@@ -61,6 +61,7 @@ type Broker struct {
 	conns      map[*conn.Conn]struct{}
 	stopping   bool
 	appStopped bool
+	draining   bool     // maintenance mode (maintenance.go)
 	bound      []string // listener addresses as first bound (port 0 resolved)
 
 	alarmMu    sync.Mutex
@@ -511,7 +512,7 @@ func (b *Broker) Matcher(user, vh string) (*auth.Matcher, error) {
 // in a minority opens them when a majority is reachable again).
 func (b *Broker) Start() error {
 	b.alarmOnce.Do(func() { b.goTracked(func() { b.alarmLoop(b.stopAlarms) }) })
-	if paused, _ := b.Paused(); paused {
+	if paused, _ := b.Paused(); paused || b.UnderMaintenance() {
 		return nil
 	}
 	b.mu.RLock()

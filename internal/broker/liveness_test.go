@@ -184,3 +184,38 @@ func TestPauseMinorityClosesAndReopens(t *testing.T) {
 		t.Fatal("node 1 still paused with 2 of 3 nodes up")
 	}
 }
+
+// drain closes a node's client connections (320, as rabbitmq-upgrade
+// drain) and refuses new ones until revive; start_app does not undo it.
+func TestDrainAndRevive(t *testing.T) {
+	b, url := node(t)
+	conn := dial(t, url)
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	b.Drain()
+	if e := waitClose(t, closed); e == nil || e.Code != 320 || !strings.Contains(e.Reason, "maintenance mode") {
+		t.Fatalf("a client of a drained node: %v", e)
+	}
+	if !b.UnderMaintenance() {
+		t.Fatal("not under maintenance after drain")
+	}
+	if c, err := amqp091.Dial(url); err == nil {
+		c.Close()
+		t.Fatal("a drained node accepted a connection")
+	}
+	b.StopApp()
+	if err := b.StartApp(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := amqp091.Dial(url); err == nil {
+		c.Close()
+		t.Fatal("start_app reopened a drained node")
+	}
+	if err := b.Revive(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, url)
+	c.Close()
+	if b.UnderMaintenance() {
+		t.Fatal("under maintenance after revive")
+	}
+}

@@ -21,6 +21,9 @@ func writeClusterStatusJSON(o *opts, clusterName string, nodes []map[string]any,
 		name := str(n["name"])
 		disk = append(disk, name)
 		maint[name] = "not under maintenance"
+		if d, _ := n["being_drained"].(bool); d {
+			maint[name] = "marked for maintenance"
+		}
 		for k, typ := range map[string]string{"mem_alarm": "memory", "disk_free_alarm": "free_disk_space"} {
 			if n[k] == true {
 				alarms = append(alarms, map[string]any{"node": name, "type": "resource_alarm", "resource": typ})

@@ -91,6 +91,14 @@ func commands(o *opts) []*cobra.Command {
 			o.info("Stopping rabbit application on node %s ...", o.node)
 			return c.call("POST", []string{"warren", "stop_app"}, nil, nil)
 		}},
+		{use: "drain", short: "Put the node in maintenance mode (rabbitmq-upgrade drain): close client connections, refuse new ones", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Will put node %s into maintenance mode. The node will no longer serve any client traffic!", o.node)
+			return c.call("POST", []string{"warren", "drain"}, nil, nil)
+		}},
+		{use: "revive", short: "End maintenance mode (rabbitmq-upgrade revive): serve clients again", args: cobra.NoArgs, run: func(c *client, _ []string) error {
+			o.info("Will put node %s back into regular operating mode", o.node)
+			return c.call("POST", []string{"warren", "revive"}, nil, nil)
+		}},
 		{use: "start_app", short: "Start the AMQP application", args: cobra.NoArgs, run: func(c *client, _ []string) error {
 			o.info("Starting node %s ...", o.node)
 			var ans map[string]any
@@ -193,7 +201,11 @@ func commands(o *opts) []*cobra.Command {
 			}
 			fmt.Fprintf(o.out, "\nMaintenance status\n\n")
 			for _, n := range nodes {
-				fmt.Fprintf(o.out, "Node: %s, status: not under maintenance\n", str(n["name"]))
+				status := "not under maintenance"
+				if d, _ := n["being_drained"].(bool); d {
+					status = "marked for maintenance"
+				}
+				fmt.Fprintf(o.out, "Node: %s, status: %s\n", str(n["name"]), status)
 			}
 			fmt.Fprintf(o.out, "\nAlarms\n\n")
 			alarms := 0

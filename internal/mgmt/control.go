@@ -143,6 +143,15 @@ func (s *Server) controlRoutes(rt *router) {
 	rt.handle("/api/warren/status", s.controlOnly(s.nodeStatus))
 	rt.handle("POST /api/warren/stop_app", s.controlOnly(s.stopApp))
 	rt.handle("/api/warren/stop_app", s.controlOnly(methodNotAllowed))
+	rt.handle("POST /api/warren/drain", s.controlOnly(func(user, *http.Request) (int, any, error) { s.b.Drain(); return 204, nil, nil }))
+	rt.handle("/api/warren/drain", s.controlOnly(methodNotAllowed))
+	rt.handle("POST /api/warren/revive", s.controlOnly(func(user, *http.Request) (int, any, error) {
+		if err := s.b.Revive(); err != nil {
+			return 0, nil, errStatus(500, "%v", err)
+		}
+		return 204, nil, nil
+	}))
+	rt.handle("/api/warren/revive", s.controlOnly(methodNotAllowed))
 	rt.handle("POST /api/warren/start_app", s.controlOnly(s.startApp))
 	rt.handle("/api/warren/start_app", s.controlOnly(methodNotAllowed))
 	for _, verb := range []string{"join_cluster", "reset", "forget_cluster_node"} { // membership.go

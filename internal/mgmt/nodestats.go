@@ -65,7 +65,7 @@ func (s *Server) node() map[string]any {
 	diskFree := s.b.DiskFree()
 	churn := s.b.Churn()
 	return map[string]any{
-		"name": cfg.NodeName, "type": "disc", "running": true, "os_pid": strconv.Itoa(os.Getpid()),
+		"name": cfg.NodeName, "type": "disc", "running": true, "being_drained": s.b.UnderMaintenance(), "os_pid": strconv.Itoa(os.Getpid()),
 		"uptime":                   time.Since(s.b.Started()).Milliseconds(),
 		"mem_used":                 broker.MemoryUsed(),
 		"mem_limit":                memLimit,
@@ -229,7 +229,7 @@ func (s *Server) otherNodes(name string) []any {
 		if m.Self || (name != "" && m.Name != name) {
 			continue
 		}
-		out = append(out, map[string]any{"name": m.Name, "type": "disc", "running": m.Running, "cluster_links_address": m.Addr})
+		out = append(out, map[string]any{"name": m.Name, "type": "disc", "running": m.Running, "being_drained": false, "cluster_links_address": m.Addr})
 	}
 	return out
 }
