@@ -116,39 +116,10 @@ func standaloneID(dir string) (uint64, error) {
 		return 0, err
 	}
 	id := binary.BigEndian.Uint64(rb[:])%(1<<16-1) + 1
-	if err := writeSynced(p, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+	if err := writeFileSync(p, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
 		return 0, fmt.Errorf("recording the node id in %s: %w", p, err)
 	}
 	return id, nil
-}
-
-// writeSynced writes a small file and makes it and its name durable.
-func writeSynced(p string, data []byte) error {
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // replicatedStore is the store of replicated queue d on this node: its

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,15 +37,7 @@ func indexOf(name string) int {
 // consumed from the node that leads next.
 func TestReplicatedQueueFailover(t *testing.T) {
 	c := newTestCluster(t)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.start(i) }()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	startCluster(t, c)
 	ch := channel(t, dial(t, c.url(0)))
 	if _, err := ch.QueueDeclare("orders", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"}); err != nil {
 		t.Fatal(err)
@@ -157,15 +148,7 @@ func TestReplicatedQueueFailover(t *testing.T) {
 // the loss of that leader.
 func TestHAPolicyMovesQueueInCluster(t *testing.T) {
 	c := newTestCluster(t)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.start(i) }()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	startCluster(t, c)
 	ch := channel(t, dial(t, c.url(0)))
 	if _, err := ch.QueueDeclare("mv", true, false, false, false, nil); err != nil {
 		t.Fatal(err)

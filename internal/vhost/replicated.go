@@ -24,24 +24,7 @@ func (v *VHost) SetReplicatedHome(d metadata.Queue, home string, st queue.Store,
 		v.mu.Unlock()
 		return false
 	}
-	cfg := old.Config()
-	q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: cfg.Durable, Exclusive: cfg.Exclusive, AutoDelete: cfg.AutoDelete, Owner: cfg.Owner, Args: cfg.Args, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory, PersistAll: st != nil})
-	if st != nil {
-		q.Restore(func(yield func(queue.Recovered) bool) {
-			for _, m := range ms {
-				if !yield(m) {
-					return
-				}
-			}
-		})
-		q.OnUnused = v.autoDelete
-		q.OnExpire = v.autoDelete
-	} else {
-		v.remote.Store(q, home)
-	}
-	q.OnDeadLetter = v.deadLetter
-	q.Start()
-	v.queues[d.Name] = q
+	v.replaceLocked(d.Name, old, st, ms, home)
 	v.mu.Unlock()
 	v.remote.Delete(old)
 	_, _ = old.Delete(false, false)
@@ -77,11 +60,21 @@ func (v *VHost) ConvertToReplicated(d metadata.Queue, copyFn func([]queue.Recove
 		v.mu.Unlock()
 		return err
 	}
+	v.replaceLocked(d.Name, old, st, moved, home)
+	v.mu.Unlock()
+	_, _ = old.Delete(false, false)
+	return nil
+}
+
+// replaceLocked puts a new queue in old's place, with old's declaration:
+// live over st, restored from ms, when st is not nil; otherwise a
+// definition naming home (another node runs it). v.mu held.
+func (v *VHost) replaceLocked(name string, old *queue.Queue, st queue.Store, ms []queue.Recovered, home string) {
 	cfg := old.Config()
-	q := queue.New(queue.Config{VHost: v.name, Name: d.Name, Durable: cfg.Durable, Exclusive: cfg.Exclusive, AutoDelete: cfg.AutoDelete, Owner: cfg.Owner, Args: cfg.Args, Policy: v.policyFor(d.Name, "queues"), Store: st, Pager: v.pager, Memory: v.memory, PersistAll: st != nil})
+	q := queue.New(queue.Config{VHost: v.name, Name: name, Durable: cfg.Durable, Exclusive: cfg.Exclusive, AutoDelete: cfg.AutoDelete, Owner: cfg.Owner, Args: cfg.Args, Policy: v.policyFor(name, "queues"), Store: st, Pager: v.pager, Memory: v.memory, PersistAll: st != nil})
 	if st != nil {
 		q.Restore(func(yield func(queue.Recovered) bool) {
-			for _, m := range moved {
+			for _, m := range ms {
 				if !yield(m) {
 					return
 				}
@@ -94,8 +87,5 @@ func (v *VHost) ConvertToReplicated(d metadata.Queue, copyFn func([]queue.Recove
 	}
 	q.OnDeadLetter = v.deadLetter
 	q.Start()
-	v.queues[d.Name] = q
-	v.mu.Unlock()
-	_, _ = old.Delete(false, false)
-	return nil
+	v.queues[name] = q
 }
