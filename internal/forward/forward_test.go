@@ -23,7 +23,11 @@ type pair struct {
 
 func names() map[string]uint64 { return map[string]uint64{"n1@localhost": 1, "n2@localhost": 2} }
 
-func newPair(t *testing.T) *pair {
+func newPair(t *testing.T) *pair { return newPairWith(t, nil, 0) }
+
+// newPairWith is newPair with node 1's transport wrapped by wrap (when
+// not nil) and node 2's publish window (0: the default).
+func newPairWith(t *testing.T, wrap func(*cluster.Link) forward.Transport, window int) *pair {
 	p := &pair{home: map[string]*queue.Queue{}}
 	cfg := func(name string, id uint64) cluster.Config {
 		return cluster.Config{Name: cluster.MustParseNodeName(name), ID: id, Cookie: []byte("c"), Listen: "127.0.0.1:0",
@@ -38,7 +42,11 @@ func newPair(t *testing.T) *pair {
 	}
 	t.Cleanup(func() { p.l1.Close(); p.l2.Close() })
 	node := func(n string) (uint64, bool) { id, ok := names()[n]; return id, ok }
-	p.f1 = forward.New(forward.Config{Transport: p.l1, Node: node, Timeout: 5 * time.Second, Local: func(vh, name string) *queue.Queue {
+	var tr1 forward.Transport = p.l1
+	if wrap != nil {
+		tr1 = wrap(p.l1)
+	}
+	p.f1 = forward.New(forward.Config{Transport: tr1, Node: node, Timeout: 5 * time.Second, Local: func(vh, name string) *queue.Queue {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.home[vh+"/"+name]
@@ -53,7 +61,7 @@ func newPair(t *testing.T) *pair {
 		}
 		return out
 	}})
-	p.f2 = forward.New(forward.Config{Transport: p.l2, Node: node, Timeout: 5 * time.Second, Local: func(string, string) *queue.Queue { return nil }})
+	p.f2 = forward.New(forward.Config{Transport: p.l2, Node: node, Window: window, Timeout: 5 * time.Second, Local: func(string, string) *queue.Queue { return nil }})
 	p.connect(t)
 	return p
 }
@@ -285,24 +293,8 @@ func (m muted) Post(to uint64, k cluster.Kind, p []byte) error {
 // A publisher waits once a window of unanswered bytes is out to a home
 // (credit flow), and is released with "lost" when the connection ends.
 func TestWindowHoldsPublishersBack(t *testing.T) {
-	p := &pair{home: map[string]*queue.Queue{}}
-	cfg := func(name string, id uint64) cluster.Config {
-		return cluster.Config{Name: cluster.MustParseNodeName(name), ID: id, Cookie: []byte("c"), Listen: "127.0.0.1:0",
-			MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Keepalive: 50 * time.Millisecond, DeadAfter: 5 * time.Second}
-	}
-	var err error
-	if p.l1, err = cluster.Listen(cfg("n1@localhost", 1)); err != nil {
-		t.Fatal(err)
-	}
-	if p.l2, err = cluster.Listen(cfg("n2@localhost", 2)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.l1.Close(); p.l2.Close() })
-	node := func(n string) (uint64, bool) { id, ok := names()[n]; return id, ok }
+	p := newPairWith(t, func(l *cluster.Link) forward.Transport { return muted{l} }, 4096)
 	q := p.queue("q", nil)
-	p.f1 = forward.New(forward.Config{Transport: muted{p.l1}, Node: node, Local: func(vh, name string) *queue.Queue { return q }})
-	p.f2 = forward.New(forward.Config{Transport: p.l2, Node: node, Window: 4096, Local: func(string, string) *queue.Queue { return nil }})
-	p.connect(t)
 
 	body := make([]byte, 1000)
 	var pend []*queue.Pending
