@@ -288,7 +288,9 @@ func (b *Broker) Config() config.Config {
 // boot creates the default vhost and user on an empty node, as RabbitMQ does.
 func (b *Broker) boot() error {
 	empty := true
-	b.meta.Read(func(st *metadata.State) { empty = len(st.VHosts) == 0 && len(st.Users) == 0 })
+	// no users: a new node or cluster (a cluster may already hold the
+	// vhost of a queue a node adopted from its standalone run)
+	b.meta.Read(func(st *metadata.State) { empty = len(st.Users) == 0 })
 	if !empty {
 		return nil
 	}

@@ -50,9 +50,9 @@ const (
 	// OpBarrier changes nothing: a clustered node commits one at start so
 	// that every command committed before it is applied here too.
 	OpBarrier Op = "barrier"
-	// OpBoot creates the default vhost (VHost), user (User) and its
-	// permissions (Permission) in one step, only when there are no vhosts
-	// and no users yet: every node of a new cluster may propose it, the
+	// OpBoot creates the default vhost (VHost, unless it exists), user
+	// (User) and its permissions (Permission) in one step, only when there
+	// are no users yet: every node of a new cluster may propose it, the
 	// first to commit wins and the others change nothing, and no node
 	// ever sees the defaults half made.
 	OpBoot Op = "boot"
@@ -452,13 +452,16 @@ func (s *State) applyOther(c Command) error {
 		delete(s.Members, c.Name)
 	case OpBarrier:
 	case OpBoot:
-		if len(s.VHosts) > 0 || len(s.Users) > 0 {
+		if len(s.Users) > 0 {
 			return nil // someone else's boot, or definitions, came first
 		}
 		if c.User == nil || c.Permission == nil || c.VHost == "" {
 			return ErrInvalid
 		}
 		for _, sub := range bootCommands(c) {
+			if _, exists := s.VHosts[sub.VHost]; sub.Op == OpAddVHost && exists {
+				continue
+			}
 			if _, err := s.apply(sub); err != nil {
 				return err
 			}
@@ -1060,7 +1063,7 @@ func bootCommands(c Command) []Command {
 // when it created the defaults, nothing when it did not.
 func (s *Store) applyBoot(cmd Command) error {
 	s.mu.Lock()
-	empty := len(s.state.VHosts) == 0 && len(s.state.Users) == 0
+	empty := len(s.state.Users) == 0
 	_, err := s.state.apply(cmd)
 	s.mu.Unlock()
 	if err != nil || !empty {

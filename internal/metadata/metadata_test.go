@@ -413,3 +413,22 @@ func TestPlacementFollowsTheMemberTable(t *testing.T) {
 		t.Fatalf("members with the founders configured %v, without %v: want the same four", a, b)
 	}
 }
+
+// TestBootAfterAnAdoptedVHost: a cluster that got the default vhost from a
+// node's adopted standalone queue, but no user yet, still gets the
+// default user and permissions from the boot.
+func TestBootAfterAnAdoptedVHost(t *testing.T) {
+	s := NewStore(NewLocalLog())
+	if err := s.Propose(Command{Op: OpAddVHost, VHost: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	boot := Command{Op: OpBoot, VHost: "/", User: &User{Name: "guest"}, Permission: &Permission{User: "guest", VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}}
+	if err := s.Propose(boot); err != nil {
+		t.Fatal(err)
+	}
+	s.Read(func(st *State) {
+		if _, ok := st.Users["guest"]; !ok || len(st.Permissions) != 1 {
+			t.Fatalf("users %v permissions %v", st.Users, st.Permissions)
+		}
+	})
+}
