@@ -15,6 +15,8 @@ package broker
 // between nodes.
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -171,7 +173,11 @@ func (b *Broker) recoverClustered() error {
 		return err
 	}
 
-	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log,
+	distTLS, err := b.distTLS()
+	if err != nil {
+		return err
+	}
+	cn.link, err = cluster.Listen(cluster.Config{Name: self, ID: cn.id, Cookie: []byte(b.cfg.Cookie), Listen: listen, Logger: b.log, TLS: distTLS,
 		OnRequest: func(from cluster.NodeName, req []byte) ([]byte, error) { return b.onRequest(from, req, 0) }})
 	if err != nil {
 		return fmt.Errorf("opening the inter-node port %s: %w (set distribution.listener.port_range.min, --dist-port or WARREN_DIST_PORT)", listen, err)
@@ -706,4 +712,36 @@ func (b *Broker) adoptStandaloneQueues(queued *store.Recovery, self string) erro
 		b.log.Warn("this node's standalone definitions were brought into the cluster and kept aside", "queues", adopted, "dir", aside)
 	}
 	return nil
+}
+
+// distTLS is the inter-node port's TLS configuration from warren.conf's
+// distribution.ssl_options.* (nil: plain TCP, the cookie alone).
+func (b *Broker) distTLS() (*tls.Config, error) {
+	f := b.cfg.DistTLS
+	if !f.Set() {
+		return nil, nil
+	}
+	var missing []string
+	for k, v := range map[string]string{"certfile": f.CertFile, "keyfile": f.KeyFile, "cacertfile": f.CACertFile} {
+		if v == "" {
+			missing = append(missing, "distribution.ssl_options."+k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("inter-node TLS needs certfile, keyfile and cacertfile (or none of them): set %s in warren.conf", strings.Join(missing, " and "))
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("inter-node TLS: loading %s and %s: %w", f.CertFile, f.KeyFile, err)
+	}
+	pem, err := os.ReadFile(f.CACertFile)
+	if err != nil {
+		return nil, fmt.Errorf("inter-node TLS: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("inter-node TLS: no PEM certificate in %s (distribution.ssl_options.cacertfile)", f.CACertFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

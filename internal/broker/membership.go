@@ -34,6 +34,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -496,7 +497,12 @@ func (b *Broker) openJoinPort() {
 	if !ok {
 		id = freshID(nil)
 	}
-	l, err := cluster.Listen(cluster.Config{Name: self, ID: id, Cookie: []byte(b.cfg.Cookie), Listen: ":" + strconv.Itoa(b.cfg.DistPort), Logger: b.log,
+	distTLS, err := b.distTLS()
+	if err != nil {
+		b.log.Warn("the inter-node port is not open, so other nodes cannot join this one", "err", err)
+		return
+	}
+	l, err := cluster.Listen(cluster.Config{Name: self, ID: id, Cookie: []byte(b.cfg.Cookie), Listen: ":" + strconv.Itoa(b.cfg.DistPort), Logger: b.log, TLS: distTLS,
 		OnRequest: func(from cluster.NodeName, req []byte) ([]byte, error) { return b.onRequest(from, req, id) }})
 	if err != nil {
 		b.log.Info("the inter-node port is not open, so other nodes cannot join this one", "port", b.cfg.DistPort, "err", err)
@@ -802,7 +808,7 @@ func (b *Broker) JoinCluster(target, addr string) (JoinResult, error) {
 	deadline := time.Now().Add(cluster.RequestTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), cluster.RequestTimeout)
-		out, err := cluster.Request(ctx, cluster.RequestConfig{Name: self, Cookie: []byte(b.cfg.Cookie), Target: tn, Addr: addr}, req)
+		out, err := cluster.Request(ctx, cluster.RequestConfig{Name: self, Cookie: []byte(b.cfg.Cookie), TLS: distTLSOrNil(b), Target: tn, Addr: addr}, req)
 		timedOut := ctx.Err() != nil
 		cancel()
 		var re *cluster.RemoteError
@@ -888,7 +894,7 @@ func (b *Broker) Reset() (string, error) {
 				}
 				n, _ := cluster.ParseNodeName(m.Name)
 				ctx, cancel := context.WithTimeout(context.Background(), cluster.RequestTimeout)
-				_, err := cluster.Request(ctx, cluster.RequestConfig{Name: cn.self, Cookie: []byte(b.cfg.Cookie), Target: n, Addr: m.Addr}, req)
+				_, err := cluster.Request(ctx, cluster.RequestConfig{Name: cn.self, Cookie: []byte(b.cfg.Cookie), TLS: distTLSOrNil(b), Target: n, Addr: m.Addr}, req)
 				cancel()
 				if err == nil {
 					done = true
@@ -1062,4 +1068,10 @@ func (b *Broker) ForgetClusterNodeOffline(name string) ([]string, error) {
 	b.ms.restart.Store(true)
 	b.log.Warn("forget_cluster_node --offline: this node restarts on start_app as the only member of a new cluster", "forgotten", name, "must_rejoin", others)
 	return others, nil
+}
+
+// distTLSOrNil is distTLS for requests, whose start already checked it.
+func distTLSOrNil(b *Broker) *tls.Config {
+	c, _ := b.distTLS()
+	return c
 }

@@ -77,6 +77,12 @@ type Config struct {
 	// --dist-port, WARREN_DIST_PORT; 25672 by default). Used only by a
 	// clustered node.
 	DistPort int
+	// DistTLS encrypts the inter-node port when its files are set
+	// (Warren's keys, after RabbitMQ's ssl_options:
+	// distribution.ssl_options.certfile, .keyfile and .cacertfile). Both
+	// ends present certificates signed by the CA; a node's certificate
+	// must be valid for the host part of its name.
+	DistTLS TLSFiles
 	// ClusterBackend is cluster_formation.peer_discovery_backend; only
 	// "classic_config" forms a cluster (from ClusterNodes).
 	ClusterBackend string
@@ -385,6 +391,12 @@ func set(c *Config, k, v string) error {
 		c.ClusterName = v
 	case k == "distribution.listener.port_range.min":
 		return setInt(&c.DistPort, v, 1, 65535)
+	case k == "distribution.ssl_options.certfile":
+		c.DistTLS.CertFile = v
+	case k == "distribution.ssl_options.keyfile":
+		c.DistTLS.KeyFile = v
+	case k == "distribution.ssl_options.cacertfile":
+		c.DistTLS.CACertFile = v
 	case k == "distribution.listener.port_range.max":
 		// Warren listens on one port: the range's min
 	case k == "cluster_formation.peer_discovery_backend":
@@ -567,3 +579,11 @@ func ApplyEnv(c *Config, getenv func(string) string) error {
 	}
 	return nil
 }
+
+// TLSFiles are a certificate, its key and the CA that signs its peers'.
+type TLSFiles struct {
+	CertFile, KeyFile, CACertFile string
+}
+
+// Set reports whether any file is given.
+func (f TLSFiles) Set() bool { return f.CertFile != "" || f.KeyFile != "" || f.CACertFile != "" }
