@@ -242,6 +242,16 @@ func TestForwardedPublishNeedsTheForwardersVote(t *testing.T) {
 	if err := pch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
+	// the links may still be settling (a nack then is allowed): one
+	// confirmed publish first, then every one must be
+	waitUntil(t, "a first confirmed publish through the follower", func() bool {
+		dc, err := pch.PublishWithDeferredConfirmWithContext(context.Background(), "", "pair", false, false, amqp091.Publishing{Body: []byte("warm-up"), DeliveryMode: amqp091.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := dc.WaitContext(ctxTimeout(t, 30*time.Second))
+		return err == nil && ok
+	})
 	for i := range 20 {
 		dc, err := pch.PublishWithDeferredConfirmWithContext(context.Background(), "", "pair", false, false, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp091.Persistent})
 		if err != nil {
