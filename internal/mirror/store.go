@@ -38,6 +38,10 @@ const (
 	cmdDelivered = 'D'
 	cmdBarrier   = 'B'
 	cmdReady     = 'Y'
+	// cmdSeq appears in snapshots only: the highest sequence any
+	// reference applied so far carried, so that references stay unique
+	// after a restart from a snapshot that no longer holds them
+	cmdSeq = 'S'
 )
 
 // A reference is the proposing node's sequence number shifted left by
@@ -320,6 +324,9 @@ func (f fsm) Apply(_ uint64, cmd []byte) any {
 			return err
 		}
 		for _, r := range refs {
+			// a reference is never handed out again, even one whose
+			// enqueue never applied here (a removal can come first)
+			s.maxSeq = max(s.maxSeq, r>>refNodeBits)
 			if cmd[0] == cmdRemove {
 				if _, ok := s.msgs[r]; !ok {
 					s.addEarly(r)
@@ -371,6 +378,9 @@ func (f fsm) Snapshot() ([]byte, error) {
 		b = binary.AppendUvarint(b, 1)
 		b = append(b, cmdReady)
 	}
+	seq := binary.AppendUvarint([]byte{cmdSeq}, s.maxSeq)
+	b = binary.AppendUvarint(b, uint64(len(seq)))
+	b = append(b, seq...)
 	for _, r := range s.earlyFIFO {
 		if s.early[r] {
 			e := encodeRefs(cmdRemove, []uint64{r})
@@ -399,12 +409,21 @@ func (f fsm) Restore(b []byte) error {
 			ready = true
 			continue
 		}
+		if len(e) > 1 && e[0] == cmdSeq {
+			v, k := binary.Uvarint(e[1:])
+			if k <= 0 {
+				return errors.New("mirror: bad sequence record in snapshot")
+			}
+			maxSeq = max(maxSeq, v)
+			continue
+		}
 		if len(e) > 0 && e[0] == cmdRemove {
 			refs, err := decodeRefs(e[1:])
 			if err != nil {
 				return err
 			}
 			for _, r := range refs {
+				maxSeq = max(maxSeq, r>>refNodeBits)
 				if !early[r] {
 					early[r] = true
 					earlyFIFO = append(earlyFIFO, r)

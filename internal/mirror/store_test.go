@@ -262,3 +262,35 @@ func TestRemoveBeforeEnqueueDoesNotResurrect(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotKeepsTheSequence: a replica restored from a snapshot taken
+// after every message was removed hands out references above every one
+// applied before (a reused reference would meet a remembered early
+// removal, or a late removal of the old message, and vanish).
+func TestSnapshotKeepsTheSequence(t *testing.T) {
+	mk := func() *Store {
+		return &Store{node: 1, msgs: map[uint64]*record{}, pending: map[uint64]*record{}, gone: map[uint64]bool{}, done: map[uint64]error{}, early: map[uint64]bool{}}
+	}
+	a := mk()
+	f := fsm{a}
+	ref := uint64(41)<<refNodeBits | 1
+	if err, _ := f.Apply(1, encodeEnqueue(ref, &record{})).(error); err != nil {
+		t.Fatal(err)
+	}
+	// removed, and a removal of a reference whose enqueue never applied
+	never := uint64(57)<<refNodeBits | 2
+	if err, _ := f.Apply(2, encodeRefs(cmdRemove, []uint64{ref, never})).(error); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mk()
+	if err := (fsm{b}).Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if b.maxSeq < 57 {
+		t.Fatalf("restored sequence %d: the next reference would reuse one applied before (41, and 57 removed early)", b.maxSeq)
+	}
+}
