@@ -618,28 +618,10 @@ type StandaloneQueuesError struct {
 }
 
 func (e *StandaloneQueuesError) Error() string {
-	keys := make([]string, 0, len(e.Queues))
-	total := 0
-	for k := range e.Queues {
-		keys = append(keys, k)
-		total += e.Counts[k]
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i == 10 {
-			fmt.Fprintf(&b, ", and %d more", len(keys)-10)
-			break
-		}
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		vh, name, _ := strings.Cut(k, "\x00")
-		fmt.Fprintf(&b, "vhost %q queue %q (%d messages): %s", vh, name, e.Counts[k], e.Queues[k])
-	}
+	list, total := describeQueued(e.Counts, e.Queues)
 	return fmt.Sprintf("refusing to start as a cluster member: this node holds %d persisted messages of %d durable queues it defined when it ran alone, which it cannot bring into the cluster: %s. "+
 		"Nothing was deleted. Start it once without cluster_formation (its standalone definitions under %s are intact) and drain or rename those queues, then start it in the cluster again",
-		total, len(keys), b.String(), filepath.Join(e.DataDir, "meta"))
+		total, len(e.Queues), list, filepath.Join(e.DataDir, "meta"))
 }
 
 // adoptStandaloneQueues declares in the cluster, at home on this node, the

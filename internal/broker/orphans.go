@@ -29,29 +29,11 @@ type MissingQueuesError struct {
 }
 
 func (e *MissingQueuesError) Error() string {
-	keys := make([]string, 0, len(e.Queues))
-	total := 0
-	for k, n := range e.Queues {
-		keys = append(keys, k)
-		total += n
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i == 10 {
-			fmt.Fprintf(&b, ", and %d more", len(keys)-10)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		vh, name, _ := strings.Cut(k, "\x00")
-		fmt.Fprintf(&b, "vhost %q queue %q (%d messages)", vh, name, e.Queues[k])
-	}
+	list, total := describeQueued(e.Queues, nil)
 	return fmt.Sprintf("refusing to start: the message store holds %d persisted messages for %d queues that the definitions do not know: %s. "+
 		"The definitions under %s may have lost records; the messages are kept, nothing was deleted. "+
 		"Restore %s from a backup, or run `warren-server --data-dir %s --recreate-missing-queues` (node stopped) to declare these queues again as durable classic queues with default arguments, then start the node and move or delete their messages",
-		total, len(keys), b.String(), filepath.Join(e.DataDir, "meta"), filepath.Join(e.DataDir, "meta"), e.DataDir)
+		total, len(e.Queues), list, filepath.Join(e.DataDir, "meta"), filepath.Join(e.DataDir, "meta"), e.DataDir)
 }
 
 // classifyQueued sorts the queues the store has messages for: live
@@ -153,4 +135,33 @@ func (b *Broker) recordDrops(c metadata.Command) {
 	if err != nil {
 		b.log.Error("message store: recording a deleted queue failed; its messages may come back after a crash", "vhost", c.VHost, "queue", c.Name, "err", err)
 	}
+}
+
+// describeQueued lists store keys (vhost NUL name) with their message
+// counts, and why when given, the first ten by name, for a refusal; and
+// the total of the counts.
+func describeQueued(counts map[string]int, why map[string]string) (string, int) {
+	keys := make([]string, 0, len(counts))
+	total := 0
+	for k, n := range counts {
+		keys = append(keys, k)
+		total += n
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 10 {
+			fmt.Fprintf(&b, ", and %d more", len(keys)-10)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		vh, name, _ := strings.Cut(k, "\x00")
+		fmt.Fprintf(&b, "vhost %q queue %q (%d messages)", vh, name, counts[k])
+		if w := why[k]; w != "" {
+			b.WriteString(": " + w)
+		}
+	}
+	return b.String(), total
 }

@@ -9,8 +9,6 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -99,24 +97,19 @@ func (b *Broker) replicaHost() (*consensus.Host, uint64, error) {
 // at random on first use and kept in <data>/node-id (ADR 0005), so that
 // the groups it founded know it after a restart.
 func standaloneID(dir string) (uint64, error) {
-	p := filepath.Join(dir, "node-id")
-	b, err := os.ReadFile(p)
-	if err == nil {
-		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil || id == 0 || id >= 1<<16 {
+	p := filepath.Join(dir, nodeIDFile)
+	if _, err := os.Stat(p); err == nil {
+		id, ok := readNodeID(dir)
+		if !ok {
+			b, _ := os.ReadFile(p)
 			return 0, fmt.Errorf("%s holds %q, not a node id (1 to 65535): restore it from a backup; a new id would orphan this node's replicated queues", p, b)
 		}
 		return id, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("reading the node id: %w", err)
 	}
-	var rb [8]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return 0, err
-	}
-	id := binary.BigEndian.Uint64(rb[:])%(1<<16-1) + 1
-	if err := writeFileSync(p, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+	id := freshID(nil)
+	if err := writeNodeID(dir, id); err != nil {
 		return 0, fmt.Errorf("recording the node id in %s: %w", p, err)
 	}
 	return id, nil
